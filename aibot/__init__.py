@@ -1,0 +1,1 @@
+"""aibot: one Discord bot, four isolated AI worker pools."""

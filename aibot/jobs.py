@@ -1,0 +1,209 @@
+"""Jobs, the Reply protocol and the typed errors: what crosses every boundary.
+
+A `Job` is plain data (JSON-serialisable) so that it can be journaled to SQLite
+and, in the split mode, sent to another machine. Whatever a job produces goes
+through a `Reply`; the Discord front implements it, the engine never imports
+discord. Every failure the engine knows is one of the `AibotError` kinds below;
+the front turns each kind into words for the member in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+__all__ = [
+    "AibotError",
+    "Artifact",
+    "BadKey",
+    "BadRequest",
+    "Cancelled",
+    "Job",
+    "LimitReached",
+    "NoKeyAvailable",
+    "Paused",
+    "Progress",
+    "QueueFull",
+    "RateLimited",
+    "Rejected",
+    "Reply",
+    "Result",
+    "ShuttingDown",
+    "Unavailable",
+]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(slots=True)
+class Job:
+    """One member's request, as plain values.
+
+    `token` is the interaction token (valid for followups until
+    `token_expires_at`, unix seconds); it is a secret and never printed.
+    `pool` is the pool that runs the job, filled in by the router's decision.
+    """
+
+    command: str
+    args: dict[str, Any]
+    user_id: int
+    channel_id: int
+    guild_id: int | None = None
+    interaction_id: int = 0
+    application_id: int = 0
+    token: str = field(default="", repr=False)
+    token_expires_at: float = 0.0
+    locale: str = "en"
+    pool: str = ""
+    id: str = field(default_factory=_new_id)
+    submitted_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True, frozen=True)
+class Progress:
+    """A step of a long job: `stage` is a short code (queued, running, preparing,
+    processing, downloading); `position` the place in line when queued."""
+
+    stage: str
+    elapsed: float = 0.0
+    position: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Artifact:
+    """A produced file: bytes to upload, or a URL when it is too large or remote."""
+
+    filename: str
+    content_type: str
+    data: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+
+@dataclass(slots=True, frozen=True)
+class Result:
+    """What a finished job delivers: text (chat), files (image, video) and facts
+    about how it was made (provider, model, seed, seconds, ...)."""
+
+    text: str = ""
+    files: tuple[Artifact, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Reply(Protocol):
+    """Where a job's answer goes. The Discord front implements it over the
+    interaction webhook; tests and benchmarks implement it in memory."""
+
+    async def progress(self, update: Progress) -> None:
+        """A long job moved on (queued position, stage, elapsed time)."""
+
+    async def stream(self, text: str) -> None:
+        """The answer so far (cumulative, not a delta); called many times."""
+
+    async def finish(self, result: Result) -> None:
+        """The job succeeded; called once, last."""
+
+    async def fail(self, error: AibotError) -> None:
+        """The job failed; called once, last."""
+
+
+class AibotError(Exception):
+    """Base of every failure the engine reports. `kind` names it for the words
+    shown to members and for metrics; `detail` is safe to show (never a key)."""
+
+    kind: ClassVar[str] = "internal"
+    transient: ClassVar[bool] = False
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(detail or self.kind)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BadRequest(AibotError):
+    """The request itself is wrong (bad parameter, prompt too long)."""
+
+    kind = "bad_request"
+
+
+class Rejected(AibotError):
+    """The provider's safety system refused the prompt or the output."""
+
+    kind = "rejected"
+
+
+class RateLimited(AibotError):
+    """The provider said 429 (or its equivalent) for one key."""
+
+    kind = "rate_limited"
+    transient = True
+
+
+class BadKey(AibotError):
+    """The key is invalid, forbidden, or out of credit: disable it."""
+
+    kind = "bad_key"
+
+
+class Unavailable(AibotError):
+    """Connection error, timeout or 5xx: worth a bounded retry."""
+
+    kind = "unavailable"
+    transient = True
+
+
+class NoKeyAvailable(AibotError):
+    """No key of the pool can start the call within its deadline."""
+
+    kind = "no_key"
+
+
+class QueueFull(AibotError):
+    """The pool's queue is full; `retry_after` is the estimated wait in seconds."""
+
+    kind = "busy"
+
+
+class LimitReached(AibotError):
+    """A cooldown, a member's daily quota or a pool's daily budget says no.
+    `scope` is cooldown, quota or budget; `retry_after` seconds until it lifts."""
+
+    kind = "limit"
+
+    def __init__(self, scope: str, *, retry_after: float) -> None:
+        super().__init__(scope, retry_after=retry_after)
+        self.scope = scope
+
+
+class Paused(AibotError):
+    """An admin paused the pool."""
+
+    kind = "paused"
+
+
+class ShuttingDown(AibotError):
+    """The bot is restarting and takes no new jobs."""
+
+    kind = "shutting_down"
+
+
+class Cancelled(AibotError):
+    """An admin cancelled the job."""
+
+    kind = "cancelled"
