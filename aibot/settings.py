@@ -315,17 +315,13 @@ class _Reader:
             dev_guild=self.get("AIBOT_DEV_GUILD", None, _id, "a guild id (a number)"),
             admin_role=self.raw("AIBOT_ADMIN_ROLE"),
             request_timeout=self.get("AIBOT_REQUEST_TIMEOUT", 60.0, _positive_float, _SECS),
-            video_poll_seconds=self.get(
-                "AIBOT_VIDEO_POLL_SECONDS", 15.0, _positive_float, _SECS
-            ),
+            video_poll_seconds=self.get("AIBOT_VIDEO_POLL_SECONDS", 15.0, _positive_float, _SECS),
             video_timeout_seconds=self.get(
                 "AIBOT_VIDEO_TIMEOUT_SECONDS", 1200.0, _positive_float, _SECS
             ),
             chat_system_prompt=self.raw("AIBOT_CHAT_SYSTEM_PROMPT")
             or "You are a helpful assistant in a Discord server. Answer concisely.",
-            chat_history_tokens=self.get(
-                "AIBOT_CHAT_HISTORY_TOKENS", 4000, _positive_int, _POS
-            ),
+            chat_history_tokens=self.get("AIBOT_CHAT_HISTORY_TOKENS", 4000, _positive_int, _POS),
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
         )
         if self.problems:

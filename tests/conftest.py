@@ -1,0 +1,8 @@
+"""Shared fixtures live in tests/fixtures/, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.sandbox",
+    "tests.fixtures.engine",
+    "tests.fixtures.store",
+    "tests.fixtures.discord",
+]

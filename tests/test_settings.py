@@ -1,0 +1,119 @@
+"""Settings: typed values from a mapping, every problem reported at once, no key shown."""
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from dotenv import dotenv_values
+
+from aibot.settings import POOLS, Settings, SettingsError
+
+EXAMPLE = Path(__file__).parent.parent / ".env.multi.example"
+
+
+class RecordingEnv(Mapping[str, str]):
+    """A mapping that remembers every variable name settings asked for."""
+
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        raise KeyError(name)
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        self.asked.add(name)
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_defaults_follow_the_reference_design() -> None:
+    settings = Settings.from_env({})
+    assert settings.enabled_pools == POOLS
+    assert settings.pools["chat"].cooldown == 1 and settings.pools["chat"].daily_quota == 2500
+    assert settings.pools["image"].daily_quota == 200
+    assert settings.pools["video"].cooldown == 5 and settings.pools["video"].daily_quota == 40
+    assert "채팅방-*" in settings.pools["chat"].channels
+    assert "이미지생성-*" in settings.pools["image"].channels
+    assert settings.timezone == ZoneInfo("UTC")
+    assert settings.http == ("127.0.0.1", 8001)
+
+
+def test_keys_by_pool_suffix_and_comma_lists() -> None:
+    settings = Settings.from_env(
+        {
+            "OPENAI_API_KEY_1": "sk-chat-one, sk-chat-two",
+            "STABILITY_API_KEY_2": "sk-image",
+            "MINIMAX_API_KEY_3": "mm-video",
+            "OPENAI_API_KEY_4": "sk-admin",
+        }
+    )
+    assert settings.pools["chat"].keys_for("openai") == ("sk-chat-one", "sk-chat-two")
+    assert settings.pools["image"].usable_providers == ("stability",)
+    assert settings.pools["video"].usable_providers == ("minimax",)
+    assert settings.pools["admin"].usable_providers == ("openai",)
+
+
+def test_every_bad_variable_is_listed_at_once_without_showing_keys() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "AIBOT_CHAT_WORKERS": "many",
+                "AIBOT_VIDEO_QUEUE": "0",
+                "AIBOT_TIMEZONE": "Mars/Olympus",
+                "AIBOT_HTTP": "localhost",
+                "AIBOT_POOLS": "chat,music",
+                "OPENAI_API_KEY_2": "sk-secret-with space",
+                "MINIMAX_API_KEY_1": "mm-dup,mm-dup",
+            }
+        )
+    message = str(caught.value)
+    for name in (
+        "AIBOT_CHAT_WORKERS",
+        "AIBOT_VIDEO_QUEUE",
+        "AIBOT_TIMEZONE",
+        "AIBOT_HTTP",
+        "AIBOT_POOLS",
+        "OPENAI_API_KEY_2",
+        "MINIMAX_API_KEY_1",
+    ):
+        assert name in message
+    assert len(caught.value.problems) == 7
+    assert "sk-secret" not in message and "mm-dup" not in message
+
+
+def test_repr_never_shows_a_secret() -> None:
+    settings = Settings.from_env({"DISCORD_TOKEN": "tok.en.value", "OPENAI_API_KEY_1": "sk-xyz1"})
+    assert "tok.en.value" not in repr(settings)
+    assert "sk-xyz1" not in repr(settings)
+    assert set(settings.secrets()) == {"tok.en.value", "sk-xyz1"}
+
+
+def test_example_file_documents_every_variable_and_is_valid() -> None:
+    env = RecordingEnv()
+    Settings.from_env(env)
+    example = {k: v for k, v in dotenv_values(EXAMPLE).items() if v is not None}
+    assert env.asked - set(example) == set()
+    Settings.from_env(example)
+    text = EXAMPLE.read_text()
+    for name in example:
+        line = next(i for i, row in enumerate(text.splitlines()) if row.startswith(f"{name}="))
+        assert text.splitlines()[line - 1].startswith("#") or name.startswith(
+            ("OPENAI_API_KEY", "MINIMAX_API_KEY", "STABILITY_API_KEY")
+        ), f"{name} has no comment"
+
+
+def test_split_mode_flags() -> None:
+    settings = Settings.from_env(
+        {"AIBOT_POOLS": "video", "AIBOT_SHARD_IDS": "0,2", "AIBOT_SHARD_COUNT": "4"}
+    )
+    assert settings.enabled_pools == ("video",)
+    assert settings.shard_ids == (0, 2) and settings.shard_count == 4
+    with pytest.raises(SettingsError, match="AIBOT_SHARD_IDS"):
+        Settings.from_env({"AIBOT_SHARD_IDS": "5", "AIBOT_SHARD_COUNT": "4"})
