@@ -1,0 +1,364 @@
+"""Key rings: which API key makes the next call, and how fast.
+
+A `KeyRing` holds the keys of one (pool, provider). For each call it leases the
+key that can start soonest: not disabled, not cooling down after a 429, with
+room in its rate limiter and below its concurrency cap. The outcome reported on
+the `Lease` feeds back into the ring: a 429 cools the key, a 401/403 or an
+exhausted quota disables it for good, rate-limit headers tighten its pace.
+
+Pacing. Each key has an `aiolimiter.AsyncLimiter(burst, burst * 60 / rpm)`: a
+leaky bucket that lets `burst` calls start at once and then one call every
+`60 / rpm` seconds. The default burst is one second's worth of the key's RPM
+(at least 1), far below the ten seconds' worth providers usually allow, so the
+ring itself never causes a 429.
+
+Time is the event loop's (`loop.time()`, `asyncio.sleep`) so that a test, or
+SimCord's virtual clock, controls it. Waiting is done in short sleeps toward the
+soonest start, never on an Event or Semaphore: an idle wait on those keeps
+SimCord from ever settling.
+
+Keys are secrets: a key is only ever shown as `redact(key)` (`sk-...abcd`), and
+journals refer to a key by `fingerprint(key)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from aiolimiter import AsyncLimiter
+
+from aibot.jobs import NoKeyAvailable
+from aibot.snapshots import KeyRingSnapshot, KeySnapshot
+
+__all__ = ["KeyRing", "Lease", "fingerprint", "parse_duration", "redact"]
+
+log = logging.getLogger("aibot.keys")
+
+# The longest single sleep while waiting for a key; a key freed by another call
+# (concurrency) is noticed within this time.
+_STEP = 0.05
+# Backoff after a 429 that gave no retry-after: 1 s, 2 s, 4 s, ... up to this.
+_MAX_BACKOFF = 60.0
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def redact(secret: str) -> str:
+    """The form of a secret that may be shown: `sk-...abcd`. Short secrets show
+    at most two characters (`...cd`), tiny ones none; never the whole value."""
+    if len(secret) >= 16:
+        return f"{secret[:3]}...{secret[-4:]}"
+    if len(secret) >= 6:
+        return f"...{secret[-2:]}"
+    return "..."
+
+
+def fingerprint(secret: str) -> str:
+    """A stable, non-reversible name for a key (sha256, 16 hex digits): what
+    journals and the ledger store to find the same key again."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in an OpenAI rate-limit duration (`12ms`, `1s`, `6m0s`,
+    `1h2m3.5s`) or a plain number of seconds; None when it is neither."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever the mapping's case handling."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+@dataclass(eq=False)
+class _Key:
+    """One key's state inside its ring. Times are `loop.time()` values."""
+
+    secret: str = field(repr=False)
+    limiter: AsyncLimiter = field(repr=False)
+    key_id: str = ""
+    fingerprint: str = ""
+    inflight: int = 0
+    calls: int = 0
+    rate_limited: int = 0
+    failures: int = 0
+    strikes: int = 0  # 429s in a row, for the backoff
+    cooling_until: float = 0.0  # after a 429 or headers saying nothing is left
+    reason: str = ""
+    disabled: bool = False
+    last_used: int = 0  # order of the last lease, to spread ties
+
+    def limiter_wait(self) -> float:
+        """Seconds until the limiter has room for one more call."""
+        if self.limiter.has_capacity():
+            return 0.0
+        rate = self.limiter.max_rate / self.limiter.time_period
+        # aiolimiter only answers yes/no; its bucket level says how long to wait.
+        level = getattr(self.limiter, "_level", self.limiter.max_rate)
+        return max(0.0, (level + 1 - self.limiter.max_rate) / rate)
+
+    def budget_left(self) -> float:
+        self.limiter.has_capacity()  # leaks the bucket up to now
+        level = getattr(self.limiter, "_level", 0.0)
+        return max(0.0, self.limiter.max_rate - level)
+
+
+class Lease:
+    """One key reserved for one call. The lease ends (its concurrency slot is
+    given back) at the first of: an outcome report (`ok`, `rate_limited`,
+    `bad_key`, `failed`), `release()`, or leaving `async with lease:`.
+    Outcomes may be reported after the lease ended; they still count."""
+
+    __slots__ = ("_key", "_released", "_ring")
+
+    def __init__(self, ring: KeyRing, key: _Key) -> None:
+        self._ring = ring
+        self._key = key
+        self._released = False
+
+    @property
+    def key(self) -> str:
+        """The secret itself, for the Authorization header and nothing else."""
+        return self._key.secret
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self._key.fingerprint
+
+    @property
+    def provider(self) -> str:
+        return self._ring.provider
+
+    def ok(self, headers: Mapping[str, str] | None = None) -> None:
+        """The call succeeded; `headers` (the response's) may tighten the pace."""
+        self._key.strikes = 0
+        if headers:
+            self._ring._tighten(self._key, headers)
+        self.release()
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """The provider said 429: cool this key for `retry_after` seconds, or an
+        exponential backoff from 1 s when it did not say."""
+        self._ring._cool(self._key, retry_after)
+        self.release()
+
+    def bad_key(self, reason: str) -> None:
+        """The key is invalid, forbidden or out of quota: never use it again."""
+        self._ring._disable(self._key, reason)
+        self.release()
+
+    def failed(self) -> None:
+        """A transient failure (timeout, 5xx) not caused by the key's limits."""
+        self._key.failures += 1
+        self.release()
+
+    def release(self) -> None:
+        """Give the key's concurrency slot back; safe to call more than once."""
+        if not self._released:
+            self._released = True
+            self._key.inflight -= 1
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"Lease(provider={self.provider!r}, key={self.key_id!r})"
+
+    __str__ = __repr__
+
+
+class KeyRing:
+    """The keys of one (pool, provider), each with its own limiter, concurrency
+    cap and health (ready, busy, cooling, disabled)."""
+
+    def __init__(
+        self,
+        pool: str,
+        provider: str,
+        keys: Sequence[str],
+        *,
+        rpm: float,
+        concurrency: int,
+        burst: float | None = None,
+    ) -> None:
+        if rpm <= 0 or concurrency < 1:
+            raise ValueError("rpm must be above 0 and concurrency at least 1")
+        self.pool = pool
+        self.provider = provider
+        self.rpm = rpm
+        self.concurrency = concurrency
+        self.burst = burst if burst is not None else max(1.0, rpm / 60)
+        self._keys = [self._new_key(secret) for secret in keys]
+        self._order = itertools.count(1)
+
+    def _new_key(self, secret: str) -> _Key:
+        return _Key(
+            secret=secret,
+            limiter=AsyncLimiter(self.burst, self.burst * 60 / self.rpm),
+            key_id=redact(secret),
+            fingerprint=fingerprint(secret),
+        )
+
+    @property
+    def all_down(self) -> bool:
+        """Every key is disabled (or there are none)."""
+        return all(key.disabled for key in self._keys)
+
+    def load(self) -> tuple[int, int]:
+        """(healthy, total): keys not disabled, and all keys."""
+        return sum(not key.disabled for key in self._keys), len(self._keys)
+
+    async def acquire(self, *, timeout: float, fingerprint: str | None = None) -> Lease:
+        """Lease the key that can start soonest, waiting up to `timeout` seconds.
+
+        `fingerprint` pins one key (a video task is polled with the key that
+        made it). Raises `NoKeyAvailable` with `retry_after` when no key can
+        start in time, and at once when every candidate is disabled.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            now = loop.time()
+            start, key = self._soonest(now, fingerprint)
+            if key is None:
+                raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
+            if start <= now:
+                return await self._lease(key)
+            if start > deadline:
+                raise NoKeyAvailable(
+                    f"every {self.provider} key of the {self.pool} pool is busy",
+                    retry_after=start - now,
+                )
+            await asyncio.sleep(min(start - now, _STEP))
+
+    def _soonest(self, now: float, pinned: str | None) -> tuple[float, _Key | None]:
+        """The earliest start time over usable keys, and that key."""
+        best: tuple[float, int, int, _Key] | None = None
+        for key in self._keys:
+            if key.disabled or (pinned is not None and key.fingerprint != pinned):
+                continue
+            start = max(now + key.limiter_wait(), key.cooling_until)
+            if key.inflight >= self.concurrency:
+                # A slot frees when another call ends; look again shortly.
+                start = max(start, now + _STEP)
+            rank = (start, key.inflight, key.last_used, key)
+            if best is None or rank[:3] < best[:3]:
+                best = rank
+        return (best[0], best[3]) if best else (0.0, None)
+
+    async def _lease(self, key: _Key) -> Lease:
+        # Has capacity (checked by the caller in this same step): never blocks.
+        await key.limiter.acquire()
+        key.inflight += 1
+        key.calls += 1
+        key.last_used = next(self._order)
+        return Lease(self, key)
+
+    def _cool(self, key: _Key, retry_after: float | None) -> None:
+        key.rate_limited += 1
+        key.strikes += 1
+        if retry_after is None or retry_after <= 0:
+            retry_after = min(_MAX_BACKOFF, 2.0 ** (key.strikes - 1))
+        now = asyncio.get_running_loop().time()
+        key.cooling_until = max(key.cooling_until, now + retry_after)
+        key.reason = "rate limited"
+        log.info(
+            "%s/%s key %s rate limited, cooling %.1fs",
+            self.pool,
+            self.provider,
+            key.key_id,
+            retry_after,
+        )
+
+    def _disable(self, key: _Key, reason: str) -> None:
+        key.disabled = True
+        # Some providers echo the key in their error text.
+        key.reason = (reason or "rejected").replace(key.secret, key.key_id)
+        log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, key.reason)
+
+    def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
+        """Honour `x-ratelimit-remaining-requests` / `-reset-requests`: with
+        nothing left, wait for the reset; with little left, spread what is left
+        evenly over the time until the reset."""
+        remaining_text = _header(headers, "x-ratelimit-remaining-requests")
+        reset = parse_duration(_header(headers, "x-ratelimit-reset-requests"))
+        if remaining_text is None or reset is None:
+            return
+        try:
+            remaining = int(float(remaining_text))
+        except ValueError:
+            return
+        if remaining >= 2 * self.burst:
+            return
+        now = asyncio.get_running_loop().time()
+        wait = reset if remaining <= 0 else reset / (remaining + 1)
+        if now + wait > key.cooling_until:
+            key.cooling_until = now + wait
+            key.reason = "provider budget low"
+
+    def _state(self, key: _Key, now: float) -> str:
+        if key.disabled:
+            return "disabled"
+        if key.cooling_until > now:
+            return "cooling"
+        if key.inflight >= self.concurrency or key.limiter_wait() > 0:
+            return "busy"
+        return "ready"
+
+    def snapshot(self) -> KeyRingSnapshot:
+        """Plain data for the status panel. `budget_left` / `budget_limit` are
+        the key's limiter room vs its burst: calls it could start right now."""
+        now = asyncio.get_running_loop().time()
+        keys = []
+        for key in self._keys:
+            state = self._state(key, now)
+            keys.append(
+                KeySnapshot(
+                    key_id=key.key_id,
+                    state=state,
+                    inflight=key.inflight,
+                    calls=key.calls,
+                    rate_limited=key.rate_limited,
+                    failures=key.failures,
+                    cooling_for=max(0.0, key.cooling_until - now),
+                    reason=key.reason if state in ("cooling", "disabled") else "",
+                    budget_left=key.budget_left(),
+                    budget_limit=self.burst,
+                )
+            )
+        return KeyRingSnapshot(pool=self.pool, provider=self.provider, keys=tuple(keys))
+
+    def __repr__(self) -> str:
+        return f"KeyRing(pool={self.pool!r}, provider={self.provider!r}, keys={len(self._keys)})"

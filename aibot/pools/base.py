@@ -1,0 +1,332 @@
+"""The one `Pool`: a bounded, fair queue of jobs and the workers that run them.
+
+Each role (chat, image, video, admin) is a `Pool` with its own queue, workers
+and key rings, so one role's trouble never delays another. What differs per
+role is only the `work` function (see `pools/chat.py` and friends).
+
+- Bounded: a full queue refuses at once with `QueueFull(retry_after=...)`, an
+  estimate from recent service times; nothing waits silently.
+- Fair: every member has their own line and lines take turns, so one member's
+  fifty jobs cannot starve another member's one.
+- No idle waits: a job gets its own task when a worker slot is free (at most
+  `workers` run at once); when it ends, the next job in turn starts in a new
+  task. Nothing sits parked on a Queue or Event, which would keep SimCord (and
+  any "is the bot quiet?" check) from ever settling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import math
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, ShuttingDown
+from aibot.keys import KeyRing
+from aibot.router import PoolLoad
+from aibot.snapshots import PoolSnapshot
+
+__all__ = ["Outcome", "Pool", "Work"]
+
+Work = Callable[[Job, Reply], Awaitable[None]]
+Outcome = Callable[[Job, AibotError | None, float], Awaitable[None] | None]
+
+_LATENCIES = 2048  # jobs kept for the percentiles
+_SERVICE_TIMES = 64  # jobs kept for the wait estimate
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A job in the pool, with its reply and its times (loop.time())."""
+
+    job: Job
+    reply: Reply = field(repr=False)
+    seq: int
+    submitted: float
+    started: float | None = None  # None while queued
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    stop: str = ""  # why the pool cancelled its task: "cancel" or "drain"
+
+
+class Pool:
+    """Runs `work(job, reply)` for submitted jobs, at most `workers` at a time,
+    with at most `queue_size` waiting. See the module docstring.
+
+    `service_estimate` is the seconds a job is assumed to take until some have
+    finished; it only feeds the wait estimate of `QueueFull`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        work: Work,
+        *,
+        workers: int,
+        queue_size: int,
+        rings: Sequence[KeyRing] = (),
+        on_outcome: Outcome | None = None,
+        service_estimate: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.workers = workers
+        self.queue_size = queue_size
+        self.rings = tuple(rings)
+        self.done = 0
+        self.failed = 0
+        self._work = work
+        self._on_outcome = on_outcome
+        self._service_estimate = service_estimate
+        self._log = logging.getLogger(f"aibot.pool.{name}")
+        self._state = "running"  # running, paused, draining, stopped
+        self._lines: dict[int, deque[_Entry]] = {}  # per member, in turn order
+        self._queued: dict[str, _Entry] = {}
+        self._running: dict[str, _Entry] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._seq = itertools.count()
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)
+        self._service: deque[float] = deque(maxlen=_SERVICE_TIMES)
+
+    # -- taking jobs -------------------------------------------------------
+
+    def submit(self, job: Job, reply: Reply) -> int:
+        """Queue `job`; returns its place in line (1 = started now, 2 = next).
+        Never blocks. Raises `ShuttingDown`, `Paused` or `QueueFull`
+        (ValueError for a job id the pool already holds: a caller's bug)."""
+        if self._state in ("draining", "stopped"):
+            raise ShuttingDown(f"the {self.name} pool is shutting down")
+        if self._state == "paused":
+            raise Paused(f"the {self.name} pool is paused")
+        if job.id in self._queued or job.id in self._running:
+            raise ValueError(f"job {job.id} is already in the {self.name} pool")
+        if len(self._queued) >= self.queue_size:
+            raise QueueFull(f"the {self.name} queue is full", retry_after=self._wait_estimate())
+        entry = _Entry(job, reply, next(self._seq), asyncio.get_running_loop().time())
+        self._lines.setdefault(job.user_id, deque()).append(entry)
+        self._queued[job.id] = entry
+        self._dispatch()
+        return self.position(job.id) or 1
+
+    def _wait_estimate(self) -> float:
+        """Seconds until a place frees up: recent service time x queued / workers."""
+        service = self._service
+        average = sum(service) / len(service) if service else self._service_estimate
+        return average * max(1, len(self._queued)) / self.workers
+
+    def _dispatch(self) -> None:
+        """Start queued jobs, in turn order, while fewer than `workers` run."""
+        loop = asyncio.get_running_loop()
+        while self._state == "running" and len(self._running) < self.workers and self._lines:
+            entry = self._take()
+            entry.started = loop.time()
+            entry.task = loop.create_task(
+                self._run(entry), name=f"aibot.pool.{self.name}.{entry.job.id}"
+            )
+            self._running[entry.job.id] = entry
+            self._keep(entry.task)
+
+    def _take(self) -> _Entry:
+        """The next job in turn order: the first member's line, who then goes last."""
+        user, line = next(iter(self._lines.items()))
+        entry = line.popleft()
+        del self._lines[user]
+        if line:
+            self._lines[user] = line
+        del self._queued[entry.job.id]
+        return entry
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)  # referenced until done: never garbage-collected
+        task.add_done_callback(self._tasks.discard)
+
+    # -- running jobs ------------------------------------------------------
+
+    async def _run(self, entry: _Entry) -> None:
+        """One job's task: the work, then (its slot already given to the next
+        job) the failure reply and the outcome report."""
+        try:
+            error = await self._attempt(entry)
+        finally:
+            del self._running[entry.job.id]
+        if entry.stop == "drain":
+            return  # handed back by drain(), not finished
+        self._dispatch()
+        await self._finish(entry, error)
+
+    async def _attempt(self, entry: _Entry) -> AibotError | None:
+        """Run the work; its error, or None when it succeeded."""
+        try:
+            await self._work(entry.job, entry.reply)
+        except asyncio.CancelledError:
+            if not entry.stop:
+                raise  # cancelled from outside the pool (the loop is closing)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return Cancelled("cancelled")
+        except AibotError as error:
+            return error
+        except Exception as error:
+            self._log.error("job %s: unexpected error\n%s", entry.job.id, _trace(error, entry.job))
+            return AibotError("internal")
+        return None
+
+    async def _finish(self, entry: _Entry, error: AibotError | None) -> None:
+        """Count the outcome, fail the reply if needed, tell `on_outcome`."""
+        now = asyncio.get_running_loop().time()
+        seconds = now - entry.submitted
+        if entry.started is not None:
+            self._latencies.append(seconds)
+            self._service.append(now - entry.started)
+        if error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+            try:
+                await entry.reply.fail(error)
+            except Exception as exc:
+                # Type only: a Discord error can carry the webhook URL (token).
+                self._log.warning("job %s: reply.fail raised %s", entry.job.id, type(exc).__name__)
+        if self._on_outcome is not None:
+            try:
+                result = self._on_outcome(entry.job, error, seconds)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                trace = _trace(exc, entry.job)
+                self._log.error("job %s: on_outcome failed\n%s", entry.job.id, trace)
+
+    # -- admin controls ----------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._state == "paused"
+
+    def pause(self) -> None:
+        """Refuse new jobs (`Paused`) and start no queued ones; running ones go on."""
+        if self._state == "running":
+            self._state = "paused"
+            self._log.info("paused")
+
+    def resume(self) -> None:
+        if self._state == "paused":
+            self._state = "running"
+            self._log.info("resumed")
+            self._dispatch()
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; its reply fails with `Cancelled`."""
+        entry = self._queued.pop(job_id, None)
+        if entry is not None:
+            line = self._lines[entry.job.user_id]
+            line.remove(entry)
+            if not line:
+                del self._lines[entry.job.user_id]
+            self._keep(asyncio.get_running_loop().create_task(self._finish(entry, Cancelled())))
+            return True
+        entry = self._running.get(job_id)
+        if entry is None or entry.task is None:
+            return False
+        if not entry.stop:
+            entry.stop = "cancel"
+            entry.task.cancel()
+        return True
+
+    async def drain(self, timeout: float) -> list[Job]:
+        """Stop taking jobs, give running ones `timeout` seconds, cancel the rest.
+        Returns the jobs not finished (queued, and cancelled running ones) in
+        the order they were submitted; their replies are left alone."""
+        self._state = "draining"
+        left = list(self._queued.values())
+        self._queued.clear()
+        self._lines.clear()
+        running = list(self._running.values())
+        if running:
+            await asyncio.wait([e.task for e in running if e.task], timeout=timeout)
+        for entry in running:
+            if entry.job.id in self._running and entry.task is not None:
+                entry.stop = "drain"
+                entry.task.cancel()
+                left.append(entry)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._state = "stopped"
+        self._log.info("drained: %d job(s) not finished", len(left))
+        return [entry.job for entry in sorted(left, key=lambda e: e.seq)]
+
+    # -- views -------------------------------------------------------------
+
+    def position(self, job_id: str) -> int | None:
+        """Place in line, on `submit`'s scale: 1 while the job runs, 2 for the
+        next to start, and so on; None when the pool does not hold it."""
+        if job_id in self._running:
+            return 1
+        entry = self._queued.get(job_id)
+        # A queued job always waits: a free slot would have started it.
+        return None if entry is None else self._rank(entry) + 1
+
+    def _rank(self, entry: _Entry) -> int:
+        """1-based order in which the queued `entry` will be taken."""
+        user = entry.job.user_id
+        k = self._lines[user].index(entry)
+        ahead, before = k, True
+        for other, line in self._lines.items():
+            if other == user:
+                before = False
+            else:  # lines before ours take their turn first in round k+1
+                ahead += min(len(line), k + 1 if before else k)
+        return ahead + 1
+
+    def _in_turn(self) -> list[_Entry]:
+        """Queued entries in the order they will be taken."""
+        lines = list(self._lines.values())
+        longest = max((len(line) for line in lines), default=0)
+        return [line[k] for k in range(longest) for line in lines if k < len(line)]
+
+    def jobs(self) -> list[tuple[Job, str]]:
+        """Running jobs (oldest first), then queued ones in turn order."""
+        running = sorted(self._running.values(), key=lambda e: e.seq)
+        return [(e.job, "running") for e in running] + [(e.job, "queued") for e in self._in_turn()]
+
+    def load(self) -> PoolLoad:
+        return PoolLoad(
+            full=len(self._queued) >= self.queue_size,
+            keys_down=bool(self.rings) and all(ring.all_down for ring in self.rings),
+            paused=self.paused,
+        )
+
+    def snapshot(self) -> PoolSnapshot:
+        """Plain data for status, /health and /metrics (call inside the loop)."""
+        p50, p95, p99 = _percentiles_ms(self._latencies, (0.50, 0.95, 0.99))
+        return PoolSnapshot(
+            name=self.name,
+            state=self._state,
+            workers_busy=len(self._running),
+            workers_total=self.workers,
+            queued=len(self._queued),
+            queue_size=self.queue_size,
+            done=self.done,
+            failed=self.failed,
+            p50_ms=p50,
+            p95_ms=p95,
+            p99_ms=p99,
+            rings=tuple(ring.snapshot() for ring in self.rings),
+        )
+
+    def __repr__(self) -> str:
+        return f"Pool({self.name!r}, state={self._state}, queued={len(self._queued)})"
+
+
+def _percentiles_ms(seconds: deque[float], quantiles: Sequence[float]) -> list[float]:
+    """Nearest-rank percentiles in milliseconds (0 when nothing finished yet)."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return [0.0 for _ in quantiles]
+    return [ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000 for q in quantiles]
+
+
+def _trace(error: BaseException, job: Job) -> str:
+    """A traceback for the log, without the job's interaction token."""
+    text = "".join(traceback.format_exception(error))
+    return text.replace(job.token, "[token]") if job.token else text
