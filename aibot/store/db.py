@@ -1,0 +1,209 @@
+"""The SQLite file behind the store: one connection, one thread, writes behind.
+
+Why a thread of our own and not aiosqlite: every database call runs on one
+worker thread (a single-thread executor) that owns the sqlite3 connection, so
+the event loop never touches the file, it only awaits the thread's futures.
+SQLite lets one writer in at a time anyway, so more threads would only queue
+on the file lock. A whole transaction (a batch of queued writes, a
+read-trim-write of a conversation) is one function run in one hop to that
+thread; aiosqlite makes a hop per statement and has no public way to run a
+function on its thread. Requests run in the order they were made.
+
+Writes behind: `later(sql, params)` queues a statement and returns at once; a
+flusher task, started on demand and gone as soon as the queue is empty (it
+never idles on a wait), writes everything queued so far in one transaction.
+`flush()` waits until it is written. A crash loses at most the last instant's
+queued writes: the price of a gate that answers in microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .schema import MIGRATIONS
+
+__all__ = ["Database", "StoreError", "transaction"]
+
+log = logging.getLogger("aibot.store")
+
+T = TypeVar("T")
+Statement = tuple[str, Sequence[Any]]
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used. The message names the file and says why."""
+
+
+class Database:
+    """One SQLite file (WAL) and the one thread that talks to it."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, executor: ThreadPoolExecutor):
+        self.path = path
+        self._conn = connection
+        self._executor = executor
+        self._pending: list[Statement] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (or create) the file, check it, and migrate it to the current schema."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aibot-store")
+        try:
+            loop = asyncio.get_running_loop()
+            connection = await loop.run_in_executor(executor, _connect, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, connection, executor)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(connection)` on the database thread and return its result."""
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, work)
+
+    def _guarded(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return work(self._conn)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: {err}") from err
+
+    def later(self, sql: str, params: Sequence[Any]) -> None:
+        """Queue a write; it reaches the file shortly, in one batch with its neighbours.
+        Once the store is closed there is nowhere to write: the row is dropped."""
+        if self._closed:
+            return
+        self._pending.append((sql, params))
+        if self._flusher is None or self._flusher.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a synchronous caller): the next flush() writes it
+            self._flusher = loop.create_task(self._drain(), name="aibot-store-flush")
+
+    async def _drain(self) -> None:
+        while self._pending and not self._closed:
+            batch, self._pending = self._pending, []
+            try:
+                await self.run(partial(_write_batch, batch))
+            except StoreError:
+                log.exception("lost %d queued writes to %s", len(batch), self.path)
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is in the file."""
+        if self._closed:
+            return
+        while self._pending or (self._flusher is not None and not self._flusher.done()):
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._drain())
+            flusher = self._flusher
+            try:
+                # Shielded: a caller giving up must not cancel other callers' writes.
+                await asyncio.shield(flusher)
+            except asyncio.CancelledError:
+                if not flusher.cancelled():
+                    raise
+
+    async def close(self) -> None:
+        """Write what is queued, then close the file. Safe to call twice."""
+        if self._closed:
+            return
+        await self.flush()
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=False)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _write_batch(batch: list[Statement], conn: sqlite3.Connection) -> None:
+    # Same statements go together through executemany; order within each is kept,
+    # which is all that matters (counters are written as absolute values).
+    grouped: dict[str, list[Sequence[Any]]] = {}
+    for sql, params in batch:
+        grouped.setdefault(sql, []).append(params)
+    with transaction(conn):
+        for sql, rows in grouped.items():
+            conn.executemany(sql, rows)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"{path}: cannot create its folder ({err.strerror or err})") from err
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    except sqlite3.Error as err:
+        raise _open_error(path, err) from err
+    try:
+        _prepare(conn, path)
+        _migrate(conn, path)
+    except sqlite3.Error as err:
+        conn.close()
+        raise _open_error(path, err) from err
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+    # NORMAL is safe from corruption in WAL mode; a power cut may lose the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise StoreError(f"{path}: the database is damaged ({check}); {_MOVE_ASIDE}")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this aibot knows "
+            f"({len(MIGRATIONS)}); run a newer aibot"
+        )
+    with transaction(conn):
+        for statements in MIGRATIONS[version:]:
+            for sql in statements:
+                conn.execute(sql)
+        # Written even with nothing to migrate: it proves at start-up that the file is writable.
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    if version < len(MIGRATIONS):
+        log.info("migrated %s from schema %d to %d", path, version, len(MIGRATIONS))
+
+
+_MOVE_ASIDE = "move the file aside (keep it for recovery) and start again to begin a new one"
+
+
+def _open_error(path: Path, err: sqlite3.Error) -> StoreError:
+    if isinstance(err, sqlite3.OperationalError):
+        return StoreError(
+            f"{path}: cannot open or write the database ({err}); "
+            "check that this user may write the file and its folder"
+        )
+    return StoreError(f"{path}: not a usable SQLite database ({err}); {_MOVE_ASIDE}")

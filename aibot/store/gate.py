@@ -1,0 +1,244 @@
+"""The gate: cooldowns, daily quotas and daily budgets, answered from memory.
+
+Checked for every job before the defer, so `take` is synchronous: no await, no
+I/O, a few dictionary lookups. Being synchronous is also what makes it exact
+under concurrency: on one event loop no other take can run between the check
+and the count, so 100 simultaneous takes against a quota of 10 let exactly 10
+through. The database is the record: today's counters are loaded when the
+store opens and every change is written behind as an absolute value.
+
+What is counted, per pool (the command's role, so an overflowed /chat still
+spends the member's chat quota) and per local day:
+- a member's uses in a guild: `daily_quota` (0 = unlimited), and the time of
+  their last use: `cooldown` seconds;
+- all uses in a guild: the guild's `daily_budget` (0 = unlimited);
+- all uses everywhere: the pool's `daily_budget` from settings, which protects
+  the bill; a guild may set a lower budget for itself, never a higher one.
+Guild overrides are stored field by field; a field left unset follows settings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, replace
+
+from aibot.jobs import Job, LimitReached
+from aibot.settings import COMMAND_POOL, Settings
+
+from .days import Calendar
+from .db import Database, transaction
+
+__all__ = ["Gate", "Limits"]
+
+_EVERY_MEMBER = 0
+_EVERY_GUILD = -1
+# Jobs remembered for a refund; a day's worth at most, and never more than this.
+_REFUNDABLE = 100_000
+
+Key = tuple[str, int, int]  # (pool, guild id, user id)
+
+_UPSERT = (
+    "INSERT INTO gate_counts (day, pool, guild_id, user_id, used) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (day, pool, guild_id, user_id) DO UPDATE SET used = excluded.used"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of one pool in one guild: seconds between a member's commands,
+    commands per member per day, commands per guild per day (0 = unlimited)."""
+
+    cooldown: float
+    daily_quota: int
+    daily_budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Override:
+    cooldown: float | None = None
+    daily_quota: int | None = None
+    daily_budget: int | None = None
+
+
+Overrides = dict[tuple[int, str], _Override]
+
+
+def _counted(pool: str, guild: int, user: int) -> tuple[Key, Key, Key]:
+    """The counters one use adds to: the member's, the guild's, the whole pool's."""
+    return (pool, guild, user), (pool, guild, _EVERY_MEMBER), (pool, _EVERY_GUILD, _EVERY_MEMBER)
+
+
+def pool_of(job: Job) -> str:
+    """The pool whose limits a job spends: its command's role."""
+    return COMMAND_POOL.get(job.command) or job.pool or "admin"
+
+
+class Gate:
+    """Cooldowns, quotas and budgets; see the module docstring for what counts."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        calendar: Calendar,
+        *,
+        used: dict[Key, int],
+        overrides: Overrides,
+    ) -> None:
+        self._db = db
+        self._calendar = calendar
+        self._defaults = {
+            name: Limits(pool.cooldown, pool.daily_quota, pool.daily_budget)
+            for name, pool in settings.pools.items()
+        }
+        self._overrides = overrides
+        self._day, self._start, self._end = calendar.span(calendar.now())
+        self._used = used
+        self._cooldown_until: dict[Key, float] = {}
+        self._taken: dict[str, tuple[str, Key]] = {}
+
+    @staticmethod
+    def load(conn: sqlite3.Connection, day: str) -> tuple[dict[Key, int], Overrides]:
+        """Today's counters and every guild override, for `__init__` (database thread).
+        Earlier days' counters go: the ledger, not the gate, keeps history."""
+        conn.execute("DELETE FROM gate_counts WHERE day < ?", (day,))
+        used = {
+            (pool, guild, user): count
+            for pool, guild, user, count in conn.execute(
+                "SELECT pool, guild_id, user_id, used FROM gate_counts WHERE day = ?", (day,)
+            )
+        }
+        overrides = {
+            (guild, pool): _Override(cooldown, quota, budget)
+            for guild, pool, cooldown, quota, budget in conn.execute(
+                "SELECT guild_id, pool, cooldown, daily_quota, daily_budget FROM guild_limits"
+            )
+        }
+        return used, overrides
+
+    def limits(self, guild_id: int | None, pool: str) -> Limits:
+        """The limits that apply to `pool` in a guild (None or 0: direct messages)."""
+        default = self._defaults[pool]
+        override = self._overrides.get((guild_id or 0, pool))
+        if override is None:
+            return default
+        return Limits(
+            default.cooldown if override.cooldown is None else override.cooldown,
+            default.daily_quota if override.daily_quota is None else override.daily_quota,
+            default.daily_budget if override.daily_budget is None else override.daily_budget,
+        )
+
+    def take(self, job: Job) -> None:
+        """Count one use, or raise `LimitReached(scope, retry_after=seconds)`.
+
+        Scopes: cooldown (this member, this pool), quota (this member's day),
+        budget (the guild's or the pool's day). A refusal counts nothing."""
+        now = self._calendar.now()
+        self._roll(now)
+        pool = pool_of(job)
+        member, guild, everyone = keys = _counted(pool, job.guild_id or 0, job.user_id)
+        wait = self._cooldown_until.get(member, 0.0) - now
+        if wait > 0:
+            raise LimitReached("cooldown", retry_after=wait)
+        limits = self.limits(job.guild_id, pool)
+        checks = (
+            (member, limits.daily_quota, "quota"),
+            (guild, limits.daily_budget, "budget"),
+            (everyone, self._defaults[pool].daily_budget, "budget"),
+        )
+        for key, limit, scope in checks:
+            if limit and self._used.get(key, 0) >= limit:
+                raise LimitReached(scope, retry_after=self._end - now)
+        for key in keys:
+            self._count(key, 1)
+        if limits.cooldown > 0:
+            self._cooldown_until[member] = now + limits.cooldown
+        self._remember_take(job.id, member)
+
+    def refund(self, job: Job) -> bool:
+        """Give back the quota and budget a job took (the provider failed it).
+        The cooldown stays. False when there is nothing to give back: the job
+        was never taken, was already refunded, or was taken on an earlier day."""
+        self._roll(self._calendar.now())
+        taken = self._taken.pop(job.id, None)
+        if taken is None or taken[0] != self._day:
+            return False
+        for key in _counted(*taken[1]):
+            self._count(key, -1)
+        return True
+
+    def usage(self, guild_id: int | None, user_id: int, pool: str) -> tuple[int, int]:
+        """(used today, daily quota) of a member in a pool; quota 0 is unlimited."""
+        self._roll(self._calendar.now())
+        used = self._used.get((pool, guild_id or 0, user_id), 0)
+        return used, self.limits(guild_id, pool).daily_quota
+
+    async def set_limits(
+        self,
+        guild_id: int,
+        pool: str,
+        *,
+        cooldown: float | None = None,
+        daily_quota: int | None = None,
+        daily_budget: int | None = None,
+    ) -> Limits:
+        """Override some of a guild's limits for a pool (None: leave as it is).
+        Stored first, then in force for the next take. Returns the new limits."""
+        if pool not in self._defaults:
+            raise ValueError(f"unknown pool {pool!r}")
+        fields = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
+        given = {name: value for name, value in fields.items() if value is not None}
+        if any(value < 0 for value in given.values()):
+            raise ValueError("limits must be 0 or more")
+        new = replace(self._overrides.get((guild_id, pool), _Override()), **given)
+        now = self._calendar.now()
+        await self._db.run(lambda conn: _save_override(conn, guild_id, pool, new, now))
+        self._overrides[(guild_id, pool)] = new
+        return self.limits(guild_id, pool)
+
+    async def clear_limits(self, guild_id: int, pool: str) -> Limits:
+        """Drop a guild's overrides for a pool: settings apply again."""
+        await self._db.run(lambda conn: _delete_override(conn, guild_id, pool))
+        self._overrides.pop((guild_id, pool), None)
+        return self.limits(guild_id, pool)
+
+    def _roll(self, now: float) -> None:
+        """Start a new day's counts when `now` is outside the current day."""
+        if self._start <= now < self._end:
+            return
+        day, self._start, self._end = self._calendar.span(now)
+        if day == self._day:
+            return
+        self._day = day
+        self._used.clear()
+        self._taken.clear()
+        self._cooldown_until = {k: t for k, t in self._cooldown_until.items() if t > now}
+        self._db.later("DELETE FROM gate_counts WHERE day < ?", (day,))
+
+    def _count(self, key: Key, delta: int) -> None:
+        used = max(0, self._used.get(key, 0) + delta)
+        self._used[key] = used
+        self._db.later(_UPSERT, (self._day, *key, used))
+
+    def _remember_take(self, job_id: str, member: Key) -> None:
+        self._taken[job_id] = (self._day, member)
+        if len(self._taken) > _REFUNDABLE:
+            del self._taken[next(iter(self._taken))]
+
+
+def _save_override(
+    conn: sqlite3.Connection, guild_id: int, pool: str, new: _Override, now: float
+) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO guild_limits (guild_id, pool, cooldown, daily_quota, daily_budget, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, pool) DO UPDATE SET "
+            "cooldown = excluded.cooldown, daily_quota = excluded.daily_quota, "
+            "daily_budget = excluded.daily_budget, updated_at = excluded.updated_at",
+            (guild_id, pool, new.cooldown, new.daily_quota, new.daily_budget, now),
+        )
+
+
+def _delete_override(conn: sqlite3.Connection, guild_id: int, pool: str) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM guild_limits WHERE guild_id = ? AND pool = ?", (guild_id, pool))

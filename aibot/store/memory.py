@@ -1,0 +1,158 @@
+"""Conversation memory for /chat: each member's exchanges in a channel or thread.
+
+A conversation is keyed by (channel id, user id); in a thread the bot opened,
+the channel id is the thread's, so each thread is its own conversation. It is
+bounded by a token budget (`AIBOT_CHAT_HISTORY_TOKENS`): after each new turn
+the oldest turns go until the rest fits, and the number forgotten is kept so
+the member can be told on their next message (`recall`).
+
+Tokens are estimated, not counted, so no tokenizer is needed: English and
+other ASCII text runs about four characters a token in OpenAI's and MiniMax's
+tokenizers, while a Hangul syllable (or any other non-ASCII character) is
+about one token, so each is counted as one; every message adds 4 for its
+framing. The estimate errs high for CJK text, which keeps requests in bounds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from aibot.jobs import Job
+
+from .days import Calendar
+from .db import Database, transaction
+
+__all__ = ["Memory", "Recall", "estimate_tokens"]
+
+_PER_MESSAGE = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens `text` is as one chat message (see the module docstring)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return -(-ascii_chars // 4) + (len(text) - ascii_chars) + _PER_MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """A conversation so far as OpenAI-style messages, oldest first, and how many
+    turns were forgotten since the member was last told (0: nothing to tell)."""
+
+    messages: list[dict[str, str]]
+    dropped: int
+
+
+class Memory:
+    """Stores conversations; implements the chat pool's `memory` protocol."""
+
+    def __init__(self, db: Database, calendar: Calendar, budget: int) -> None:
+        self._db = db
+        self._calendar = calendar
+        self.budget = budget
+
+    async def history(self, job: Job) -> list[dict[str, str]]:
+        """The member's conversation in the job's channel, within the budget."""
+        turns = await self._db.run(lambda conn: _turns(conn, job.channel_id, job.user_id))
+        return _messages(_fit(turns, self.budget))
+
+    async def recall(self, job: Job) -> Recall:
+        """Like `history`, plus the count of forgotten turns, which it then resets
+        (the caller tells the member once)."""
+        turns, dropped = await self._db.run(lambda conn: _recall(conn, job.channel_id, job.user_id))
+        return Recall(_messages(_fit(turns, self.budget)), dropped)
+
+    async def remember(self, job: Job, prompt: str, answer: str) -> int:
+        """Add one exchange; returns how many old turns were forgotten to fit."""
+        tokens = estimate_tokens(prompt) + estimate_tokens(answer)
+        row = (job.channel_id, job.user_id, self._calendar.now(), prompt, answer, tokens)
+        return await self._db.run(lambda conn: _remember(conn, row, self.budget))
+
+    async def reset(self, channel_id: int, user_id: int) -> int:
+        """Forget a member's conversation in a channel (/reset); returns turns removed."""
+        return await self._db.run(lambda conn: _reset(conn, channel_id, user_id))
+
+
+Turn = tuple[str, str, int]  # (prompt, answer, tokens)
+
+
+def _turns(conn: sqlite3.Connection, channel_id: int, user_id: int) -> list[Turn]:
+    return conn.execute(
+        "SELECT prompt, answer, tokens FROM turns WHERE channel_id = ? AND user_id = ? ORDER BY id",
+        (channel_id, user_id),
+    ).fetchall()
+
+
+def _fit(turns: list[Turn], budget: int) -> list[Turn]:
+    """The newest turns whose tokens add up to at most `budget`."""
+    total, start = 0, len(turns)
+    while start > 0 and total + turns[start - 1][2] <= budget:
+        start -= 1
+        total += turns[start][2]
+    return turns[start:]
+
+
+def _messages(turns: list[Turn]) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for prompt, answer, _ in turns:
+        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def _recall(conn: sqlite3.Connection, channel_id: int, user_id: int) -> tuple[list[Turn], int]:
+    with transaction(conn):
+        turns = _turns(conn, channel_id, user_id)
+        found = conn.execute(
+            "SELECT dropped FROM conversations WHERE channel_id = ? AND user_id = ?",
+            (channel_id, user_id),
+        ).fetchone()
+        if found and found[0]:
+            conn.execute(
+                "UPDATE conversations SET dropped = 0 WHERE channel_id = ? AND user_id = ?",
+                (channel_id, user_id),
+            )
+    return turns, found[0] if found else 0
+
+
+def _remember(conn: sqlite3.Connection, row: tuple, budget: int) -> int:
+    channel_id, user_id = row[0], row[1]
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO turns (channel_id, user_id, at, prompt, answer, tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        ids = conn.execute(
+            "SELECT id, tokens FROM turns WHERE channel_id = ? AND user_id = ? ORDER BY id DESC",
+            (channel_id, user_id),
+        ).fetchall()
+        total, cut = 0, None
+        for turn_id, tokens in ids:
+            total += tokens
+            if total > budget:
+                cut = turn_id
+                break
+        if cut is None:
+            return 0
+        dropped = conn.execute(
+            "DELETE FROM turns WHERE channel_id = ? AND user_id = ? AND id <= ?",
+            (channel_id, user_id, cut),
+        ).rowcount
+        conn.execute(
+            "INSERT INTO conversations (channel_id, user_id, dropped) VALUES (?, ?, ?) "
+            "ON CONFLICT (channel_id, user_id) DO UPDATE SET dropped = dropped + excluded.dropped",
+            (channel_id, user_id, dropped),
+        )
+    return dropped
+
+
+def _reset(conn: sqlite3.Connection, channel_id: int, user_id: int) -> int:
+    with transaction(conn):
+        removed = conn.execute(
+            "DELETE FROM turns WHERE channel_id = ? AND user_id = ?", (channel_id, user_id)
+        ).rowcount
+        conn.execute(
+            "DELETE FROM conversations WHERE channel_id = ? AND user_id = ?", (channel_id, user_id)
+        )
+    return removed
