@@ -1,0 +1,260 @@
+"""`/health` and `/metrics` over HTTP, for monitors and Prometheus.
+
+Both read the same `StatusSource` as the console panel, at request time, on
+the event loop. `/health` answers 200 when the gateway is up and every pool
+that runs here has a usable key, 503 otherwise, with the reasons listed.
+`/metrics` is the Prometheus text format from a `CollectorRegistry` of the
+app's own (tests build many worlds in one process, so never the global one):
+a collector turns snapshots into metric families at scrape time, and a
+latency histogram is fed by the pools' outcome callbacks (`Metrics.observer`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aibot.snapshots import PoolSnapshot
+from aibot.status import StatusSource
+
+if TYPE_CHECKING:
+    from aibot.jobs import AibotError, Job
+
+__all__ = ["HttpServer", "Metrics", "build_app", "health", "start_http"]
+
+KEY_STATES = ("ready", "busy", "cooling", "disabled")
+POOL_STATES = ("running", "paused", "draining", "stopped")
+# From a quick chat answer to a long video render, in seconds.
+LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
+
+
+def health(source: StatusSource) -> tuple[int, dict[str, Any]]:
+    """The `/health` answer: (HTTP status, JSON body). 503 when the gateway is
+    down or a pool that runs here has no usable key; `problems` says which."""
+    info = source.bot_info()
+    pools = source.pools()
+    problems = [] if info.gateway_up else ["gateway down"]
+    problems += [f"pool {p.name}: no usable key" for p in pools if p.keys_healthy == 0]
+    body = {
+        "status": "degraded" if problems else "ok",
+        "problems": problems,
+        "name": info.name,
+        "pid": os.getpid(),
+        "mode": info.mode,
+        "uptime_s": round(info.uptime_s, 1),
+        "gateway": "up" if info.gateway_up else "down",
+        "guilds": info.guilds,
+        "shards": [{"id": sid, "latency_ms": ms} for sid, ms in info.shards],
+        "pools": {pool.name: _pool_health(pool) for pool in pools},
+    }
+    return (503 if problems else 200), body
+
+
+def _pool_health(pool: PoolSnapshot) -> dict[str, Any]:
+    return {
+        "state": pool.state,
+        "queued": pool.queued,
+        "queue_size": pool.queue_size,
+        "workers_busy": pool.workers_busy,
+        "workers_total": pool.workers_total,
+        "done": pool.done,
+        "failed": pool.failed,
+        "p50_ms": round(pool.p50_ms, 1),
+        "p95_ms": round(pool.p95_ms, 1),
+        "keys_healthy": pool.keys_healthy,
+        "keys_total": pool.keys_total,
+        "rings": {ring.provider: [ring.healthy, ring.total] for ring in pool.rings},
+    }
+
+
+class _SnapshotCollector(Collector):
+    """Reads the source at scrape time: nothing is copied between scrapes."""
+
+    def __init__(self, source: StatusSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        info = self.source.bot_info()
+        yield _gauge(
+            "aibot_gateway_up", "1 when the gateway is connected.", [], [([], info.gateway_up)]
+        )
+        yield _gauge("aibot_uptime_seconds", "Seconds since start.", [], [([], info.uptime_s)])
+        yield _gauge("aibot_guilds", "Guilds the bot is in.", [], [([], info.guilds)])
+        yield _gauge(
+            "aibot_shard_latency_seconds",
+            "Gateway heartbeat latency per connected shard.",
+            ["shard"],
+            [([str(sid)], ms / 1000) for sid, ms in info.shards if ms is not None],
+        )
+        yield from _pool_metrics(self.source.pools())
+
+
+def _pool_metrics(pools: list[PoolSnapshot]) -> Iterator[Metric]:
+    def per_pool(name: str, doc: str, value: Any, kind: type = GaugeMetricFamily) -> Metric:
+        family = kind(name, doc, labels=["pool"])
+        for pool in pools:
+            family.add_metric([pool.name], value(pool))
+        return family
+
+    yield per_pool("aibot_requests_done", "Jobs finished.", lambda p: p.done, CounterMetricFamily)
+    yield per_pool("aibot_requests_failed", "Jobs failed.", lambda p: p.failed, CounterMetricFamily)
+    yield per_pool("aibot_queue_depth", "Jobs waiting in the queue.", lambda p: p.queued)
+    yield per_pool("aibot_queue_size", "Queue capacity.", lambda p: p.queue_size)
+    yield per_pool("aibot_workers_busy", "Workers running a job.", lambda p: p.workers_busy)
+    yield per_pool("aibot_workers_total", "Worker limit.", lambda p: p.workers_total)
+    yield _gauge(
+        "aibot_pool_state",
+        "1 for the state each pool is in.",
+        ["pool", "state"],
+        [([p.name, s], p.state == s) for p in pools for s in POOL_STATES],
+    )
+    yield _gauge(
+        "aibot_request_latency_seconds",
+        "Latency quantiles over each pool's recent jobs.",
+        ["pool", "quantile"],
+        [
+            ([p.name, q], ms / 1000)
+            for p in pools
+            for q, ms in (("0.5", p.p50_ms), ("0.95", p.p95_ms), ("0.99", p.p99_ms))
+        ],
+    )
+    yield from _key_metrics(pools)
+
+
+def _key_metrics(pools: list[PoolSnapshot]) -> Iterator[Metric]:
+    rings = [ring for pool in pools for ring in pool.rings]
+    labels = ["pool", "provider"]
+    yield _gauge(
+        "aibot_keys",
+        "Keys per state, per pool and provider.",
+        [*labels, "state"],
+        [
+            ([r.pool, r.provider, s], sum(k.state == s for k in r.keys))
+            for r in rings
+            for s in KEY_STATES
+        ],
+    )
+    yield _gauge(
+        "aibot_key_budget_left",
+        "Calls the keys could start right now.",
+        labels,
+        [([r.pool, r.provider], sum(k.budget_left for k in r.keys)) for r in rings],
+    )
+    yield _gauge(
+        "aibot_key_budget_limit",
+        "Calls the keys can start at once (their burst).",
+        labels,
+        [([r.pool, r.provider], sum(k.budget_limit for k in r.keys)) for r in rings],
+    )
+    calls = CounterMetricFamily("aibot_key_calls", "Calls made with the keys.", labels=labels)
+    limited = CounterMetricFamily(
+        "aibot_key_rate_limited", "429 answers to the keys.", labels=labels
+    )
+    for r in rings:
+        calls.add_metric([r.pool, r.provider], sum(k.calls for k in r.keys))
+        limited.add_metric([r.pool, r.provider], sum(k.rate_limited for k in r.keys))
+    yield calls
+    yield limited
+
+
+def _gauge(
+    name: str, doc: str, labels: list[str], samples: list[tuple[list[str], float]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, float(value))
+    return family
+
+
+class Metrics:
+    """One world's Prometheus registry: the snapshot collector plus a latency
+    histogram per pool and outcome, fed by `observer(pool)` callbacks."""
+
+    def __init__(self, source: StatusSource) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_SnapshotCollector(source))
+        self.latency = Histogram(
+            "aibot_job_seconds",
+            "Seconds from a job's start to its end, per pool and outcome.",
+            ["pool", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observer(self, pool: str) -> Callable[[Job, AibotError | None, float], None]:
+        """An `on_outcome` callback for `Pool(...)`: (job, error, seconds)."""
+        return _Observer(self.latency, pool)
+
+    def text(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+@dataclass(slots=True, frozen=True)
+class _Observer:
+    latency: Histogram
+    pool: str
+
+    def __call__(self, job: Job, error: AibotError | None, seconds: float) -> None:
+        outcome = "ok" if error is None else error.kind
+        self.latency.labels(self.pool, outcome).observe(max(seconds, 0.0))
+
+
+_SOURCE = web.AppKey("source", StatusSource)
+_METRICS = web.AppKey("metrics", Metrics)
+
+
+def build_app(source: StatusSource, metrics: Metrics | None = None) -> web.Application:
+    """The web app with `/health` and `/metrics`."""
+    app = web.Application()
+    app[_SOURCE] = source
+    app[_METRICS] = metrics if metrics is not None else Metrics(source)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    status, body = health(request.app[_SOURCE])
+    return web.json_response(body, status=status)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[_METRICS].text()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@dataclass(slots=True)
+class HttpServer:
+    """A running server; `port` is the bound one (useful with port 0)."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_http(
+    source: StatusSource, host: str, port: int, *, metrics: Metrics | None = None
+) -> HttpServer:
+    """Serve `/health` and `/metrics` on host:port (port 0: any free port)."""
+    # No access log: a scrape every few seconds would drown the useful lines.
+    runner = web.AppRunner(build_app(source, metrics), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return HttpServer(runner, host, bound)

@@ -1,0 +1,157 @@
+"""Deployment: the systemd units verify, and the bot speaks sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aibot.systemd import Notifier
+
+UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+VENV_PYTHON = "/opt/aibot/.venv/bin/python"
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (apt-get install -y systemd)",
+)
+def test_the_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify checks that ExecStart's program exists: point the copies at this
+    # Python, while the shipped units keep the /opt/aibot install paths.
+    python = str(Path(sys.executable).resolve())
+    single = tmp_path / "aibot.service"
+    instance = tmp_path / "aibot@chat.service"
+    for source, target in ((UNITS / "aibot.service", single), (UNITS / "aibot@.service", instance)):
+        text = source.read_text()
+        assert VENV_PYTHON in text
+        target.write_text(text.replace(VENV_PYTHON, python))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(single), str(instance)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # Unknown or misspelt settings are only warnings: there must be none for ours.
+    assert "aibot" not in output, output
+
+
+def test_the_units_are_what_the_deploy_readme_promises() -> None:
+    for name in ("aibot.service", "aibot@.service"):
+        unit = (UNITS / name).read_text()
+        for line in (
+            "Type=notify",
+            "User=aibot",
+            "EnvironmentFile=/opt/aibot/.env.multi",
+            "Restart=on-failure",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/opt/aibot/data /opt/aibot/logs",
+            "KillSignal=SIGTERM",
+        ):
+            assert f"\n{line}\n" in unit, f"{name}: {line}"
+        settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line[:40])
+        # Above AIBOT_DRAIN_SECONDS' default of 30 s, with room to close the gateway.
+        assert int(settings["TimeoutStopSec"]) > 30 + 15
+    assert "AIBOT_POOLS=%I" in (UNITS / "aibot@.service").read_text()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """A stand-in for systemd's notification socket."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(10)
+        yield sock, path
+
+
+def received(sock: socket.socket) -> str:
+    return sock.recv(4096).decode()
+
+
+def test_ready_status_and_stopping_reach_systemd(notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    assert notifier.enabled
+    assert notifier.ready("serving 4 pools")
+    assert received(sock) == "READY=1\nSTATUS=serving 4 pools"
+    assert notifier.status("draining:\n3 jobs left")
+    assert received(sock) == "STATUS=draining: 3 jobs left"
+    assert notifier.stopping()
+    assert received(sock) == "STOPPING=1"
+
+
+def test_the_abstract_namespace_is_supported() -> None:
+    name = f"aibot-test-{os.getpid()}-{time.perf_counter_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(10)
+        assert Notifier.from_env({"NOTIFY_SOCKET": "@" + name}).ready()
+        assert received(sock) == "READY=1"
+
+
+def test_outside_systemd_nothing_is_sent() -> None:
+    notifier = Notifier.from_env({})
+    assert not notifier.enabled
+    assert not notifier.ready()
+    notifier.start_watchdog()
+    notifier.stop_watchdog()
+
+
+def test_the_watchdog_is_for_the_process_systemd_named() -> None:
+    env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "60000000"}
+    assert Notifier.from_env(env).watchdog_interval == 30.0
+    other = Notifier.from_env(env | {"WATCHDOG_PID": str(os.getpid() + 1)})
+    assert other.watchdog_interval is None
+
+
+def test_the_watchdog_pings_from_a_thread(notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    notifier.start_watchdog()
+    try:
+        assert [received(sock) for _ in range(3)] == ["WATCHDOG=1"] * 3
+    finally:
+        notifier.stop_watchdog()
+
+
+async def test_the_watchdog_stops_pinging_while_the_loop_is_stuck(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = notify_socket
+    sock.setblocking(False)
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
+    notifier.start_watchdog(asyncio.get_running_loop())
+    try:
+        pings, deadline = 0, time.perf_counter() + 10
+        while pings < 3 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+            pings += drain(sock)
+        assert pings >= 3  # a live loop: pings keep coming
+        # The loop is stuck for some 60 intervals: the callback cannot run, so
+        # at most the pings already on their way arrive, not one per interval.
+        time.sleep(0.6)
+        assert drain(sock) <= 2
+    finally:
+        notifier.stop_watchdog()
+
+
+def drain(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            sock.recv(4096)
+        except BlockingIOError:
+            return count
+        count += 1

@@ -1,0 +1,165 @@
+"""The console status panel: what an operator sees at a glance."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from rich.console import Console
+
+from aibot.logs import log_context
+from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
+from aibot.status import NOTABLE, BotInfo, Event, EventLog, SourceFunctions, StatusPanel, render
+from tests.fixtures import status as fixtures
+
+
+def shown(source: SourceFunctions, width: int = 100) -> str:
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(render(source))
+    return console.export_text()
+
+
+def test_every_pool_has_its_row_with_its_figures() -> None:
+    text = shown(fixtures.source())
+    rows = {line.split()[1]: line for line in text.splitlines() if len(line.split()) > 2}
+    assert "12/32" in rows["chat"] and "3/256" in rows["chat"] and "850ms" in rows["chat"]
+    assert "paused" in rows["image"] and "64/64" in rows["image"]
+    assert "4/4" in rows["video"] and "31/32" in rows["video"] and "3m00s" in rows["video"]
+    assert "draining" in rows["admin"] and "0/128" in rows["admin"]
+
+
+def test_the_bot_line_shows_guilds_shards_and_uptime() -> None:
+    text = shown(fixtures.source())
+    assert "gateway up · 12 guilds · shards 0:45ms 1:down · up 1h02m" in text
+    assert "gateway DOWN" in shown(fixtures.source(gateway_up=False))
+
+
+def test_it_fits_100_columns() -> None:
+    text = shown(fixtures.source())
+    assert max(len(line) for line in text.splitlines()) <= 100
+    # No pool row was wrapped onto a second line to fit.
+    assert sum(1 for line in text.splitlines() if "/256" in line) == 1
+
+
+def test_keys_are_shown_redacted_with_their_health() -> None:
+    text = shown(fixtures.source())
+    assert "sk-...ab02 cooling 12s" in text
+    assert "mm-...cd03 disabled (401 invalid key)" in text
+    assert "chat/openai" in text and "image/stability" in text
+
+
+def test_a_whole_key_in_a_snapshot_is_still_shown_redacted() -> None:
+    secret = "sk-proj-" + "x" * 40 + "WXYZ"
+    chat = fixtures.pools()[0]
+    leaky = replace(chat, rings=(KeyRingSnapshot("chat", "openai", (fixtures.key(secret),)),))
+    source = fixtures.source()
+    text = shown(SourceFunctions(source.bot_info, lambda: [leaky], source.events))
+    assert secret not in text
+    assert "sk-...WXYZ" in text
+
+
+def test_the_last_events_are_listed() -> None:
+    text = shown(fixtures.source())
+    assert "WARN  chat   chat/minimax key mm-...cd03 disabled: 401" in text
+    assert "image queue full: job 9f3a overflowed to admin" in text
+
+
+def test_event_log_keeps_only_the_last_n() -> None:
+    events = EventLog(maxlen=3)
+    for n in range(10):
+        events.add(Event(float(n), "WARNING", "chat", f"event {n}"))
+    assert [e.text for e in events.events()] == ["event 7", "event 8", "event 9"]
+
+
+def test_event_log_keeps_warnings_and_notable_info_from_logging() -> None:
+    events = EventLog()
+    logger = logging.getLogger("aibot.test.status.events")
+    logger.addHandler(events.handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.info("a chat answered")
+        logger.debug("details nobody needs on the panel")
+        with log_context(pool="image"):
+            logger.info("job 9f3a sent to admin", extra=NOTABLE)
+        logger.warning("chat/openai key sk-...ab01 disabled: 401")
+        logging.getLogger("aibot.pool.video").addHandler(events.handler)
+        logging.getLogger("aibot.pool.video").error("video task lost")
+    finally:
+        logger.removeHandler(events.handler)
+        logging.getLogger("aibot.pool.video").removeHandler(events.handler)
+    got = [(e.level, e.pool, e.text) for e in events.events()]
+    assert got == [
+        ("INFO", "image", "job 9f3a sent to admin"),
+        ("WARNING", "", "chat/openai key sk-...ab01 disabled: 401"),
+        ("ERROR", "video", "video task lost"),
+    ]
+
+
+def test_the_panel_is_off_when_stdout_is_not_a_terminal() -> None:
+    out = io.StringIO()
+    panel = StatusPanel(fixtures.source(), console=Console(file=out, force_terminal=False))
+    assert not panel.active
+    with panel:
+        pass
+    assert out.getvalue() == ""
+
+
+def test_the_panel_is_off_with_no_panel() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True)
+    assert not StatusPanel(fixtures.source(), console=console, enabled=False).active
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_panel_redraws_on_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    readings = []
+    base = fixtures.source()
+
+    def bot_info() -> BotInfo:
+        readings.append(threading.get_ident())
+        return base.bot_info()
+
+    with StatusPanel(SourceFunctions(bot_info, base.pools, base.events), console=console):
+        # Rich's thread redraws: more readings come without anyone asking.
+        assert wait_for(lambda: len(readings) >= 3)
+    assert "video" in out.getvalue() and "3/256" in out.getvalue()
+    assert any(ident != threading.get_ident() for ident in readings)
+
+
+async def test_started_from_the_loop_the_panel_reads_snapshots_on_the_loop() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    base = fixtures.source()
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def pools() -> list[PoolSnapshot]:
+        asyncio.get_running_loop()  # key rings need the loop, as the real ones do
+        threads.append(threading.get_ident())
+        return base.pools()
+
+    panel = StatusPanel(SourceFunctions(base.bot_info, pools, base.events), console=console)
+    panel.start()
+    try:
+        deadline = time.perf_counter() + 10
+        while len(threads) < 3 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        panel.stop()
+    assert len(threads) >= 3
+    assert set(threads) == {loop_thread}
+    assert "chat" in out.getvalue() and "31/32" in out.getvalue()
