@@ -33,6 +33,8 @@ __all__ = [
     "PROVIDERS",
     "Models",
     "PoolSettings",
+    "Price",
+    "PriceTable",
     "Settings",
     "SettingsError",
     "load_env",
@@ -100,6 +102,40 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """What one provider charges, in US dollars: an estimate for the usage ledger."""
+
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+    per_image: float = 0.0
+    per_video_second: float = 0.0
+
+    def cost(self, tokens_in: int, tokens_out: int, images: int, video_seconds: float) -> float:
+        return (
+            tokens_in / 1000 * self.input_per_1k
+            + tokens_out / 1000 * self.output_per_1k
+            + images * self.per_image
+            + video_seconds * self.per_video_second
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTable:
+    """Prices per provider. Defaults: OpenAI gpt-5-mini text and gpt-image-1-mini
+    (medium, 1024x1024); MiniMax M2-series text, image-01, Hailuo 768p video
+    (about $0.28 per 6 s); Stability stable-image core (3 credits)."""
+
+    openai: Price = Price(0.00025, 0.002, 0.011, 0.0)
+    minimax: Price = Price(0.0003, 0.0012, 0.0035, 0.047)
+    stability: Price = Price(0.0, 0.0, 0.03, 0.0)
+
+    def of(self, provider: str) -> Price:
+        """The provider's prices; an unknown provider costs nothing."""
+        price = getattr(self, provider, None)
+        return price if isinstance(price, Price) else Price()
+
+
+@dataclass(frozen=True, slots=True)
 class Models:
     openai_chat: str = "gpt-5-mini"
     minimax_chat: str = "MiniMax-M2.5"
@@ -161,6 +197,8 @@ class Settings:
     chat_system_prompt: str
     chat_history_tokens: int
     chat_max_tokens: int
+    prices: PriceTable = PriceTable()
+    ledger_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -268,6 +306,20 @@ class _Reader:
             daily_budget=self.get(f"AIBOT_{up}_DAILY_BUDGET", 0, _non_negative_int, _NNI),
         )
 
+    def price(self, provider: str) -> Price:
+        default = PriceTable().of(provider)
+        return Price(
+            **{
+                name: self.get(
+                    f"AIBOT_PRICE_{provider.upper()}_{name.upper()}",
+                    getattr(default, name),
+                    _non_negative_float,
+                    "US dollars, 0 or more",
+                )
+                for name in Price.__slots__
+            }
+        )
+
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
         enabled = self.get(
@@ -323,6 +375,8 @@ class _Reader:
             or "You are a helpful assistant in a Discord server. Answer concisely.",
             chat_history_tokens=self.get("AIBOT_CHAT_HISTORY_TOKENS", 4000, _positive_int, _POS),
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
+            prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
+            ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
         )
         if self.problems:
             raise SettingsError(self.problems)

@@ -90,13 +90,16 @@ class Store:
         settings: Settings,
         *,
         clock: Clock = time.time,
-        prices: PriceTable = DEFAULT_PRICES,
-        keep_days: int = 90,
+        prices: PriceTable | None = None,
+        keep_days: int | None = None,
     ) -> Store:
         """Open the store at `path` (None: `settings.data_dir / "aibot.db"`).
 
         `clock` gives unix seconds for days and cooldowns; `keep_days` is how
-        long ledger rows, admin actions and finished jobs are kept."""
+        long ledger rows, admin actions and finished jobs are kept. Both default
+        to the settings (`AIBOT_PRICE_*`, `AIBOT_LEDGER_DAYS`)."""
+        prices = settings.prices if prices is None else prices
+        keep_days = settings.ledger_days if keep_days is None else keep_days
         db = await Database.open(Path(path) if path is not None else settings.data_dir / "aibot.db")
         try:
             calendar = Calendar(settings.timezone, clock)
