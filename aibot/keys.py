@@ -261,7 +261,10 @@ class KeyRing:
                     f"every {self.provider} key of the {self.pool} pool is busy",
                     retry_after=start - now,
                 )
-            await asyncio.sleep(min(start - now, _STEP))
+            # Exactly until the soonest start: a key held only by its concurrency cap
+            # already reports `now + _STEP`, so freed slots are seen promptly, and a
+            # time-gated wait is one timer (a virtual clock can jump over it).
+            await asyncio.sleep(start - now)
 
     def _soonest(self, now: float, pinned: str | None) -> tuple[float, _Key | None]:
         """The earliest start time over usable keys, and that key."""
