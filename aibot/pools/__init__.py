@@ -1,0 +1,229 @@
+"""The pools, put together from settings.
+
+`build_pools(settings)` makes, for each enabled pool, its key rings (one per
+provider with keys), its own provider clients (so pools share no connection
+pool either), the role's work function, and the `Pool` that runs it. What the
+work functions share is the `PoolContext`; the role modules (`chat.py`,
+`image.py`, `video.py`, `admin.py`) hold only what differs per role.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from aibot.jobs import AibotError, BadRequest, Job, NoKeyAvailable, Unavailable
+from aibot.keys import KeyRing
+from aibot.pools.base import Outcome, Pool
+from aibot.providers.base import ImageProvider
+from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
+from aibot.providers.openai_chat import OpenAIChat
+from aibot.providers.openai_images import OpenAIImages
+from aibot.providers.stability import StabilityImages
+from aibot.settings import PROVIDER_KINDS, PoolSettings, Settings
+
+__all__ = ["Journal", "Memory", "PoolContext", "Pools", "build_context", "build_pools"]
+
+T = TypeVar("T")
+
+# What each pool does; admin is the overflow / backup pool and does all three.
+POOL_KINDS: Mapping[str, tuple[str, ...]] = {
+    "chat": ("chat",),
+    "image": ("image",),
+    "video": ("video",),
+    "admin": ("chat", "image", "video"),
+}
+
+
+class Memory(Protocol):
+    """A member's conversation, for chat (implemented by `aibot.store`)."""
+
+    async def history(self, job: Job) -> list[dict[str, str]]: ...
+
+    async def remember(self, job: Job, prompt: str, answer: str) -> object: ...
+
+
+class Journal(Protocol):
+    """Durable record of video tasks, so a restart resumes instead of paying twice."""
+
+    async def accepted(self, job: Job, task_id: str, key_fingerprint: str) -> object: ...
+
+    async def progress(self, job_id: str, state: str) -> object: ...
+
+    async def finished(self, job_id: str) -> object: ...
+
+
+@dataclass(slots=True, eq=False)
+class PoolContext:
+    """Everything a role's work function uses: the pool's settings and rings,
+    its provider clients by kind (`{provider: client}`), and optional memory
+    (chat) and journal (video)."""
+
+    pool: PoolSettings
+    settings: Settings
+    rings: Mapping[str, KeyRing]
+    chat: Mapping[str, OpenAIChat] = field(default_factory=dict)
+    images: Mapping[str, ImageProvider] = field(default_factory=dict)
+    video: Mapping[str, MiniMaxVideo] = field(default_factory=dict)
+    memory: Memory | None = None
+    journal: Journal | None = None
+    log: logging.Logger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = logging.getLogger(f"aibot.pool.{self.pool.name}")
+
+    def providers_for(self, kind: str) -> tuple[str, ...]:
+        """The pool's providers for `kind` (chat, image, video), in its order."""
+        clients: Mapping[str, object] = getattr(self, _CLIENTS[kind])
+        return tuple(p for p in self.pool.providers if p in clients and p in self.rings)
+
+    async def first_provider(
+        self,
+        kind: str,
+        attempt: Callable[[str], Awaitable[T]],
+        *,
+        choice: str | None = None,
+        committed: Callable[[], bool] = lambda: False,
+    ) -> T:
+        """`attempt(provider)` for the pool's providers of `kind` in order, until
+        one succeeds. A provider whose keys are all down, none free in time
+        (NoKeyAvailable) or unavailable after retries gives way to the next;
+        a rejected or bad request does not, nor a failure once `committed()`
+        (part of the answer was shown). `choice` names the one provider to use."""
+        names = self.providers_for(kind)
+        if choice:
+            if kind not in PROVIDER_KINDS.get(choice, ()):
+                raise BadRequest(f"{choice} does not make {kind}")
+            if choice not in names:
+                raise NoKeyAvailable(f"no {choice} key in the {self.pool.name} pool")
+            names = (choice,)
+        error: AibotError = NoKeyAvailable(f"no {kind} provider has a key in this pool")
+        for name in names:
+            if self.rings[name].all_down:
+                error = NoKeyAvailable(f"every {name} key of the {self.pool.name} pool is down")
+                continue
+            try:
+                return await attempt(name)
+            except (NoKeyAvailable, Unavailable) as err:
+                if committed():
+                    raise
+                self.log.info("%s %s failed (%s), trying the next provider", kind, name, err.kind)
+                error = err
+        raise error
+
+    async def aclose(self) -> None:
+        """Close every provider client (HTTP sessions, SDK clients)."""
+        for kind in _CLIENTS.values():
+            for client in getattr(self, kind).values():
+                await client.aclose()
+
+
+_CLIENTS = {"chat": "chat", "image": "images", "video": "video"}
+
+
+class Pools(dict[str, Pool]):
+    """The enabled pools by name; also knows each pool's context, to close
+    its provider clients at shutdown (`aclose`, after the pools drained)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: dict[str, PoolContext] = {}
+
+    async def aclose(self) -> None:
+        for context in self.contexts.values():
+            await context.aclose()
+
+
+def build_pools(
+    settings: Settings,
+    *,
+    memory: Memory | None = None,
+    journal: Journal | None = None,
+    on_outcome: Outcome | None = None,
+) -> Pools:
+    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
+    # The role modules import this package for PoolContext, so import them here.
+    from aibot.pools import admin, chat, image, video
+
+    builders = {
+        "chat": chat.build_work,
+        "image": image.build_work,
+        "video": video.build_work,
+        "admin": admin.build_work,
+    }
+    pools = Pools()
+    for name in settings.enabled_pools:
+        context = build_context(settings, name, memory=memory, journal=journal)
+        pool = settings.pools[name]
+        pools[name] = Pool(
+            name,
+            builders[name](context),
+            workers=pool.workers,
+            queue_size=pool.queue_size,
+            rings=tuple(context.rings.values()),
+            on_outcome=on_outcome,
+        )
+        pools.contexts[name] = context
+    return pools
+
+
+def build_context(
+    settings: Settings,
+    name: str,
+    *,
+    memory: Memory | None = None,
+    journal: Journal | None = None,
+) -> PoolContext:
+    """A pool's rings (providers with keys that do what the pool does) and clients."""
+    pool = settings.pools[name]
+    kinds = POOL_KINDS[name]
+    rings = {
+        provider: KeyRing(
+            name,
+            provider,
+            pool.keys_for(provider),
+            rpm=pool.rpm[provider],
+            concurrency=pool.key_concurrency,
+        )
+        for provider in pool.usable_providers
+        if PROVIDER_KINDS[provider].intersection(kinds)
+    }
+    clients: dict[str, dict[str, Any]] = {"chat": {}, "image": {}, "video": {}}
+    for (kind, provider), make in _FACTORIES.items():
+        if kind in kinds and provider in rings:
+            clients[kind][provider] = make(settings)
+    return PoolContext(
+        pool=pool,
+        settings=settings,
+        rings=rings,
+        chat=clients["chat"],
+        images=clients["image"],
+        video=clients["video"],
+        memory=memory,
+        journal=journal,
+    )
+
+
+# How to make each (kind, provider) client from settings.
+_FACTORIES: Mapping[tuple[str, str], Callable[[Settings], Any]] = {
+    ("chat", "openai"): lambda s: OpenAIChat(
+        s.base_urls["openai"], s.models.openai_chat, timeout=s.request_timeout
+    ),
+    ("chat", "minimax"): lambda s: OpenAIChat.minimax(
+        s.base_urls["minimax"], s.models.minimax_chat, timeout=s.request_timeout
+    ),
+    ("image", "openai"): lambda s: OpenAIImages(
+        s.base_urls["openai"], s.models.openai_image, timeout=s.request_timeout
+    ),
+    ("image", "minimax"): lambda s: MiniMaxImages(
+        s.base_urls["minimax"], s.models.minimax_image, timeout=s.request_timeout
+    ),
+    ("image", "stability"): lambda s: StabilityImages(
+        s.base_urls["stability"], s.models.stability_image, timeout=s.request_timeout
+    ),
+    ("video", "minimax"): lambda s: MiniMaxVideo(
+        s.base_urls["minimax"], s.models.minimax_video, timeout=s.request_timeout
+    ),
+}

@@ -1,0 +1,160 @@
+"""The video role: a clip from a prompt, made as a provider task that takes
+minutes.
+
+Create the task (journaled with the key that made it, since only that account
+can see it), poll it every `video_poll_seconds` with the same key, telling the
+member how far it got, give up after `video_timeout_seconds`, then download the
+clip (or hand over its link when it is too large to upload). After a restart,
+`resume(job, task_id, key_fingerprint)` gives the job to submit again: it polls
+the journaled task instead of paying for a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aibot.jobs import (
+    AibotError,
+    Artifact,
+    BadRequest,
+    Job,
+    NoKeyAvailable,
+    Progress,
+    Reply,
+    Result,
+    Unavailable,
+)
+from aibot.keys import Lease
+from aibot.pools import PoolContext
+from aibot.pools.base import Work
+from aibot.providers.minimax import VideoStatus
+from aibot.providers.retry import with_keys
+
+__all__ = ["RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
+
+T = TypeVar("T")
+RESUME_TASK = "resume_task_id"
+RESUME_KEY = "resume_key_fingerprint"
+# MiniMax's status words -> Progress stages.
+_STAGES = {"preparing": "preparing", "queueing": "queued", "processing": "processing"}
+
+
+def resume(job: Job, task_id: str, key_fingerprint: str) -> Job:
+    """The job to submit again after a restart to continue a journaled task."""
+    args = {**job.args, RESUME_TASK: task_id, RESUME_KEY: key_fingerprint}
+    return dataclasses.replace(job, args=args)
+
+
+def build_work(ctx: PoolContext) -> Work:
+    """The video work function for a pool."""
+
+    async def work(job: Job, reply: Reply) -> None:
+        names = ctx.providers_for("video")
+        if not names:
+            raise NoKeyAvailable("no video provider has a key in this pool")
+        run = _VideoRun(ctx, job, reply, names[0])
+        # Not on cancellation: a job cut off by a shutdown is resumed after it.
+        try:
+            await reply.finish(await run.result())
+        except AibotError:
+            await run.finished()
+            raise
+        await run.finished()
+
+    return work
+
+
+class _VideoRun:
+    """One job's task, from creation (or resumption) to the downloaded clip."""
+
+    def __init__(self, ctx: PoolContext, job: Job, reply: Reply, provider: str) -> None:
+        self.ctx, self.job, self.reply = ctx, job, reply
+        self.client, self.ring = ctx.video[provider], ctx.rings[provider]
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+
+    async def result(self) -> Result:
+        task_id = str(self.job.args.get(RESUME_TASK) or "")
+        key = str(self.job.args.get(RESUME_KEY) or "")
+        if not task_id:
+            task_id, key = await self._create()
+        file_id = await self._wait(task_id, key)
+        await self.reply.progress(Progress("downloading", self._elapsed()))
+        file = await self._call(lambda lease: self.client.retrieve(lease, file_id), key)
+        # A size of 0 is unknown: download() stops at the limit anyway.
+        small = file.size <= self.client.max_bytes
+        data = await self.client.download(file.download_url) if small else None
+        meta = {
+            "provider": self.client.name,
+            "model": str(self.job.args.get("model") or self.client.model),
+            "task_id": task_id,
+            "key_id": file.key_id,
+            "seconds": round(self._elapsed(), 3),
+        }
+        clip = Artifact("video.mp4", "video/mp4", data, file.download_url)
+        return Result(files=(clip,), meta=meta)
+
+    async def _create(self) -> tuple[str, str]:
+        """A new task: (task id, fingerprint of the key that made it)."""
+        prompt = str(self.job.args.get("prompt") or "").strip()
+        if not prompt:
+            raise BadRequest("the prompt is empty")
+        model = str(self.job.args.get("model") or "") or None
+        try:
+            duration = int(self.job.args.get("duration") or 6)
+        except (TypeError, ValueError):
+            raise BadRequest("the duration must be a whole number of seconds") from None
+        task = await with_keys(
+            self.ring,
+            lambda lease: self.client.create(lease, prompt, model=model, duration=duration),
+            timeout=self.ctx.settings.request_timeout,
+        )
+        if self.ctx.journal:
+            await self.ctx.journal.accepted(self.job, task.task_id, task.key_fingerprint)
+        return task.task_id, task.key_fingerprint
+
+    async def _wait(self, task_id: str, key: str) -> str:
+        """Polls until the task is done; returns its file id."""
+        settings, state = self.ctx.settings, ""
+        while True:
+            if self._elapsed() + settings.video_poll_seconds > settings.video_timeout_seconds:
+                raise Unavailable("minimax: the video took too long")
+            await asyncio.sleep(settings.video_poll_seconds)
+            status = await self._poll(task_id, key)
+            if status is None:
+                continue
+            if status.done:
+                return status.file_id
+            if status.failed:
+                raise Unavailable(f"minimax: the video task ended with {status.status}")
+            if status.status != state and self.ctx.journal:
+                await self.ctx.journal.progress(self.job.id, status.status)
+            state = status.status
+            stage = _STAGES.get(state.lower(), "processing")
+            await self.reply.progress(Progress(stage, self._elapsed()))
+
+    async def _poll(self, task_id: str, key: str) -> VideoStatus | None:
+        """The task's status; None when this poll could not be made (the next may)."""
+        try:
+            return await self._call(lambda lease: self.client.query(lease, task_id), key)
+        except Unavailable as err:
+            self.ctx.log.info("video task poll failed (%s); polling on", err.detail)
+        except NoKeyAvailable as err:
+            if err.retry_after is None:  # the task's key is disabled: nobody can poll it
+                raise
+        return None
+
+    async def _call(self, call: Callable[[Lease], Awaitable[T]], key: str) -> T:
+        """A call with the task's own key."""
+        timeout = self.ctx.settings.request_timeout
+        return await with_keys(self.ring, call, timeout=timeout, fingerprint=key)
+
+    async def finished(self) -> None:
+        if self.ctx.journal:
+            await self.ctx.journal.finished(self.job.id)
+
+    def _elapsed(self) -> float:
+        return self.loop.time() - self.started

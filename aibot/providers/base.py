@@ -1,0 +1,258 @@
+"""What every provider client shares: image request and result types, the
+lazily created aiohttp session, and the mapping of HTTP answers to typed errors.
+
+Each client turns its API's failures into the `aibot.jobs` error kinds here, so
+the retry policy (`retry.py`) and the pools never look at a status code. An
+error's `detail` is safe to show: provider text is scrubbed of key material
+and cut short, and the original exception is never chained (its message may
+quote the key).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import openai
+
+from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
+from aibot.keys import Lease, redact
+
+__all__ = [
+    "HttpSession",
+    "Image",
+    "ImageProvider",
+    "ImageRequest",
+    "OpenAIClients",
+    "error_for_status",
+    "json_error_code",
+    "nearest_ratio",
+    "openai_error",
+    "rate_headers",
+    "retry_after",
+    "scrub",
+]
+
+# Words providers use for a prompt or output their safety system refused.
+_SAFETY_WORDS = ("content_policy", "safety", "moderation", "content_filter", "sensitive")
+_SECRET_PATTERN = re.compile(r"(sk-|key-|Bearer\s+)[\w\-.]{4,}", re.IGNORECASE)
+_DETAIL_LIMIT = 200
+
+
+@dataclass(slots=True, frozen=True)
+class ImageRequest:
+    """What a member asked for; each provider maps it to its own parameters."""
+
+    prompt: str
+    aspect_ratio: str = "1:1"
+    negative_prompt: str = ""
+    seed: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Image:
+    """One generated image. `key_id` is the (redacted) key that made it;
+    `headers` are the answer's rate-limit headers, which `with_keys` hands to
+    the lease to tighten the key's budget."""
+
+    data: bytes = field(repr=False)
+    content_type: str
+    seed: int | None
+    model: str
+    provider: str
+    key_id: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+class ImageProvider(Protocol):
+    """An image API: `generate` makes one image with the leased key."""
+
+    name: str
+    model: str
+
+    async def generate(self, lease: Lease, request: ImageRequest) -> Image: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpSession:
+    """One aiohttp session per provider object, created on first use (it must be
+    made inside the running loop) and closed by `aclose()`."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class OpenAIClients:
+    """One `AsyncOpenAI` per key, made on first use and kept (each holds its
+    connection pool). The SDK's own retries are off so every 429 reaches the
+    key ring."""
+
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        self.base_url = base_url
+        self._timeout = timeout
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    def get(self, lease: Lease) -> openai.AsyncOpenAI:
+        client = self._clients.get(lease.fingerprint)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=lease.key, base_url=self.base_url, max_retries=0, timeout=self._timeout
+            )
+            self._clients[lease.fingerprint] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
+def openai_error(exc: openai.OpenAIError, *, provider: str, key: str | None) -> AibotError:
+    """The typed error for an openai SDK exception (any OpenAI-compatible API)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return Unavailable(f"{provider}: timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return Unavailable(f"{provider}: connection failed")
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, Mapping) else {}
+        return error_for_status(
+            exc.status_code,
+            provider=provider,
+            code=exc.code or str(body.get("type") or ""),
+            message=str(body.get("message") or ""),
+            headers=exc.response.headers,
+            key=key,
+        )
+    if isinstance(exc, openai.APIError):
+        # An error event inside a stream that had already answered 200.
+        code = exc.code or ""
+        if _is_safety(code, exc.message):
+            return Rejected(f"{provider}: {scrub(exc.message, key)}")
+        return Unavailable(f"{provider}: {code or 'stream error'}")
+    return Unavailable(f"{provider}: {type(exc).__name__}")
+
+
+def scrub(text: str, key: str | None = None, *, limit: int = _DETAIL_LIMIT) -> str:
+    """Provider text made safe for a detail: the key (and anything shaped like a
+    key) redacted, cut to `limit` characters."""
+    if key:
+        text = text.replace(key, redact(key))
+    text = _SECRET_PATTERN.sub(lambda m: m.group(1) + "...", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or a date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            pass
+    when = lowered.get("retry-after")
+    if when:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(when).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def rate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The `x-ratelimit-*` headers of an answer, lower-cased, for `Lease.ok`."""
+    if not headers:
+        return {}
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+
+
+def error_for_status(
+    status: int,
+    *,
+    provider: str,
+    code: str = "",
+    message: str = "",
+    headers: Mapping[str, str] | None = None,
+    key: str | None = None,
+) -> AibotError:
+    """The typed error for an HTTP error answer. `code` is the provider's error
+    code or name (insufficient_quota, content_policy_violation, ...)."""
+    code = (code or "").lower()
+    text = scrub(message, key)
+    label = f"{provider}: {code or status}"
+    if status == 429:
+        if code == "insufficient_quota":
+            return BadKey(f"{provider}: insufficient quota")
+        return RateLimited(label, retry_after=retry_after(headers))
+    if status in (401, 402, 403) and not _is_safety(code, message):
+        return BadKey(f"{provider}: {code or _KEY_REASONS[status]}")
+    if 400 <= status < 500 and _is_safety(code, message):
+        return Rejected(f"{label}: {text}" if text else label)
+    if status in (408, 409) or status >= 500:
+        return Unavailable(label)
+    if 400 <= status < 500:
+        return BadRequest(f"{label}: {text}" if text else label)
+    return Unavailable(label)
+
+
+_KEY_REASONS = {401: "unauthorized", 402: "out of credits", 403: "forbidden"}
+
+
+def _is_safety(code: str, message: str) -> bool:
+    code = code.lower()
+    message = message.lower()
+    return any(word in code for word in _SAFETY_WORDS) or any(
+        word in message for word in _SAFETY_WORDS[:3]
+    )
+
+
+def nearest_ratio(ratio: str, allowed: Sequence[str]) -> str:
+    """The allowed `w:h` aspect ratio closest to `ratio` (itself when allowed)."""
+    if ratio in allowed:
+        return ratio
+    wanted = _ratio_value(ratio)
+    return min(allowed, key=lambda r: abs(_ratio_value(r) - wanted))
+
+
+def _ratio_value(ratio: str) -> float:
+    try:
+        width, height = (float(part) for part in ratio.split(":", 1))
+        return width / height if width > 0 and height > 0 else 1.0
+    except ValueError:
+        return 1.0
+
+
+def json_error_code(body: Any) -> tuple[str, str]:
+    """(code, message) from an error body: OpenAI `{"error": {...}}`,
+    Stability `{"name", "errors": [...]}` or anything else."""
+    if not isinstance(body, Mapping):
+        return "", ""
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        code = error.get("code") or error.get("type") or ""
+        return str(code), str(error.get("message") or "")
+    errors = body.get("errors")
+    message = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+    return str(body.get("name") or ""), message or str(body.get("message") or "")

@@ -1,0 +1,203 @@
+"""Streamed chat over the OpenAI chat-completions API, and over MiniMax's
+OpenAI-compatible endpoint (`OpenAIChat.minimax`), which differs in three ways:
+answers may open with a `<think>...</think>` block (removed here, also when a
+tag is split across chunks), temperature must lie in (0, 1], and the token
+limit is called `max_tokens`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from aibot.jobs import AibotError, Rejected, Unavailable
+from aibot.keys import Lease
+from aibot.providers.base import OpenAIClients, openai_error, rate_headers
+from aibot.providers.minimax import base_resp_error
+
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["ChatStream", "OpenAIChat", "ThinkFilter"]
+
+Message = Mapping[str, Any]
+
+
+class OpenAIChat:
+    """A chat model behind an OpenAI-compatible base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        timeout: float,
+        strip_think: bool = False,
+        name: str = "openai",
+        max_tokens_field: str = "max_completion_tokens",
+        max_temperature: float = 2.0,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.strip_think = strip_think
+        self._max_tokens_field = max_tokens_field
+        self._max_temperature = max_temperature
+        self._clients = OpenAIClients(base_url, timeout=timeout)
+
+    @classmethod
+    def minimax(cls, host: str, model: str, *, timeout: float) -> OpenAIChat:
+        """MiniMax chat: `host` is the MiniMax base URL (the API lives at /v1)."""
+        return cls(
+            f"{host.rstrip('/')}/v1",
+            model,
+            timeout=timeout,
+            strip_think=True,
+            name="minimax",
+            max_tokens_field="max_tokens",
+            max_temperature=1.0,
+        )
+
+    def stream(
+        self,
+        lease: Lease,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float | None = None,
+    ) -> ChatStream:
+        """The answer's text deltas; nothing is sent until it is iterated."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            self._max_tokens_field: max_tokens,
+        }
+        if temperature is not None:
+            # MiniMax refuses 0 and anything above 1.
+            request["temperature"] = min(max(temperature, 0.01), self._max_temperature)
+        return ChatStream(self, self._clients.get(lease), lease, request)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+
+class ChatStream:
+    """One streamed answer: iterate for text deltas. Once it is read to the
+    end, `tokens_in`, `tokens_out` and the rate-limit `headers` are known;
+    `key_id` is the (redacted) key that made it."""
+
+    def __init__(
+        self, chat: OpenAIChat, client: openai.AsyncOpenAI, lease: Lease, request: dict[str, Any]
+    ) -> None:
+        self.provider = chat.name
+        self.model = chat.model
+        self.key_id = lease.key_id
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.headers: dict[str, str] = {}
+        self._client = client
+        self._key = lease.key
+        self._request = request
+        self._think = ThinkFilter() if chat.strip_think else None
+
+    def __repr__(self) -> str:
+        return f"ChatStream(provider={self.provider!r}, model={self.model!r})"
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._deltas()
+
+    async def _deltas(self) -> AsyncIterator[str]:
+        try:
+            stream = await self._client.chat.completions.create(**self._request)
+            self.headers = rate_headers(stream.response.headers)
+            if "json" in stream.response.headers.get("content-type", ""):
+                raise await self._not_a_stream(stream.response)
+            async with stream:
+                async for chunk in stream:
+                    if text := self._read(chunk):
+                        yield text
+        except openai.OpenAIError as exc:
+            raise openai_error(exc, provider=self.provider, key=self._key) from None
+        if self._think is not None and (tail := self._think.flush()):
+            yield tail
+
+    async def _not_a_stream(self, response: httpx2.Response) -> AibotError:
+        """MiniMax may answer an error as HTTP 200 JSON with `base_resp`."""
+        await response.aread()
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        error = base_resp_error(body, key=self._key)
+        return error or Unavailable(f"{self.provider}: the answer was not a stream")
+
+    def _read(self, chunk: Any) -> str:
+        """The visible text of one chunk; notes usage and a filtered answer."""
+        if chunk.usage is not None:
+            self.tokens_in = chunk.usage.prompt_tokens or 0
+            self.tokens_out = chunk.usage.completion_tokens or 0
+        if chunk.model:
+            self.model = chunk.model
+        text = ""
+        for choice in chunk.choices:
+            if choice.finish_reason == "content_filter":
+                raise Rejected(f"{self.provider}: the answer was filtered")
+            text += (choice.delta.content or "") if choice.delta else ""
+        if self._think is not None:
+            text = self._think.feed(text)
+        return text
+
+
+class ThinkFilter:
+    """Removes `<think>...</think>` blocks from streamed text, holding back just
+    enough of a chunk's end to recognise a tag split across chunks. Leading
+    whitespace of the answer (left after a removed block) is dropped."""
+
+    OPEN = "<think>"
+    CLOSE = "</think>"
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._inside = False
+        self._started = False
+
+    def feed(self, text: str) -> str:
+        self._pending += text
+        shown: list[str] = []
+        while self._pending:
+            tag = self.CLOSE if self._inside else self.OPEN
+            at = self._pending.find(tag)
+            if at < 0:
+                keep = _partial_suffix(self._pending, tag)
+                if not self._inside:
+                    shown.append(self._pending[: len(self._pending) - keep])
+                self._pending = self._pending[len(self._pending) - keep :] if keep else ""
+                break
+            if not self._inside:
+                shown.append(self._pending[:at])
+            self._pending = self._pending[at + len(tag) :]
+            self._inside = not self._inside
+        return self._visible("".join(shown))
+
+    def flush(self) -> str:
+        """What is held back at the end (an unclosed block is dropped)."""
+        rest, self._pending = ("" if self._inside else self._pending), ""
+        return self._visible(rest)
+
+    def _visible(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        return text
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a start of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0

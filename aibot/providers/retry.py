@@ -1,0 +1,176 @@
+"""The one call policy: how a provider call uses a pool's keys.
+
+- RateLimited: that key cools down (`lease.rate_limited`) and the call moves
+  to another key at once; BadKey: that key is disabled for good and the call
+  moves on. Neither counts as an attempt: the ring decides when no key is left
+  (`NoKeyAvailable`, which propagates).
+- Unavailable (connection, timeout, 5xx): retried with tenacity, jittered
+  exponential waits, a few attempts, never past the deadline.
+- BadRequest and Rejected: raised at once; asking again gives the same answer.
+- One deadline (`timeout` seconds from the call) bounds waiting for a key,
+  every attempt and every wait in between.
+
+A streamed answer follows the same policy only until its first item arrived:
+what a member has already seen cannot be replayed on another key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.wait import wait_random_exponential
+
+from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
+from aibot.keys import KeyRing, Lease
+
+__all__ = ["ATTEMPTS", "stream_with_keys", "with_keys"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=AsyncIterable[Any])
+
+ATTEMPTS = 3  # tries for a transient failure (the first one included)
+_log = logging.getLogger("aibot.providers.retry")
+
+
+class _Committed(Exception):
+    """A stream failed after its first item: settle the key, never retry."""
+
+    def __init__(self, error: AibotError) -> None:
+        super().__init__(error.kind)
+        self.error = error
+
+
+async def with_keys(
+    ring: KeyRing,
+    call: Callable[[Lease], Awaitable[T]],
+    *,
+    timeout: float,
+    fingerprint: str | None = None,
+) -> T:
+    """`call(lease)` on the ring's keys under the policy above. `fingerprint`
+    pins one key (a video task is polled with the key that created it). A
+    result with a `headers` mapping (rate-limit headers) tightens the key's
+    budget through `lease.ok`."""
+    deadline = _now() + timeout
+
+    async def bounded(lease: Lease) -> T:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await call(lease)
+        except TimeoutError:
+            raise Unavailable(f"{ring.provider}: timed out") from None
+
+    return await _run(ring, bounded, deadline, fingerprint)
+
+
+async def stream_with_keys(
+    ring: KeyRing,
+    open_stream: Callable[[Lease], S],
+    each: Callable[[Any], Awaitable[None]],
+    *,
+    timeout: float,
+) -> S:
+    """Reads `open_stream(lease)` to its end, handing every item to `each`.
+    Until the first item the deadline and the whole policy apply; after it the
+    client's own read timeout guards stalls and any error ends the stream.
+    Returns the stream object (its usage and headers are read afterwards)."""
+    deadline = _now() + timeout
+
+    async def streamed(lease: Lease) -> S:
+        stream = open_stream(lease)
+        started = False
+        try:
+            async with asyncio.timeout_at(deadline) as scope:
+                async for item in stream:
+                    if not started:
+                        started = True
+                        scope.reschedule(None)
+                    await each(item)
+        except TimeoutError:
+            raise Unavailable(f"{ring.provider}: timed out") from None
+        except AibotError as err:
+            if started:
+                raise _Committed(err) from None
+            raise
+        return stream
+
+    return await _run(ring, streamed, deadline, None)
+
+
+async def _run(
+    ring: KeyRing,
+    call: Callable[[Lease], Awaitable[T]],
+    deadline: float,
+    fingerprint: str | None,
+) -> T:
+    """Transient retries around key rotation; unwraps a committed failure."""
+    try:
+        async for attempt in _transient_retries(deadline):
+            with attempt:
+                return await _on_some_key(ring, call, deadline, fingerprint)
+    except _Committed as committed:
+        raise committed.error from None
+    raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
+
+
+def _transient_retries(deadline: float) -> AsyncRetrying:
+    def out_of_time_or_tries(state: RetryCallState) -> bool:
+        return state.attempt_number >= ATTEMPTS or _now() + state.upcoming_sleep >= deadline
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(Unavailable),
+        wait=wait_random_exponential(multiplier=0.5, max=8.0),
+        stop=out_of_time_or_tries,
+        sleep=asyncio.sleep,
+        reraise=True,
+    )
+
+
+async def _on_some_key(
+    ring: KeyRing,
+    call: Callable[[Lease], Awaitable[T]],
+    deadline: float,
+    fingerprint: str | None,
+) -> T:
+    """One attempt: on a 429 or a bad key the call moves to another key."""
+    while True:
+        lease = await ring.acquire(timeout=max(0.0, deadline - _now()), fingerprint=fingerprint)
+        async with lease:
+            try:
+                result = await call(lease)
+            except _Committed as committed:
+                _settle(lease, committed.error)
+                raise
+            except AibotError as err:
+                _settle(lease, err)
+                if isinstance(err, RateLimited | BadKey):
+                    continue
+                raise
+            lease.ok(_headers_of(result))
+            return result
+
+
+def _settle(lease: Lease, error: AibotError) -> None:
+    """Tell the ring what an error says about the key that made the call."""
+    if isinstance(error, RateLimited):
+        lease.rate_limited(error.retry_after)  # the ring logs it
+    elif isinstance(error, BadKey):
+        lease.bad_key(error.detail or error.kind)  # the ring logs it
+    elif isinstance(error, Unavailable):
+        _log.info("%s key %s: %s", lease.provider, lease.key_id, error.detail or error.kind)
+        lease.failed()
+    elif isinstance(error, BadRequest | Rejected):
+        lease.ok()  # the key did its job; the request was at fault
+
+
+def _headers_of(result: object) -> Mapping[str, str] | None:
+    headers = getattr(result, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
