@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -265,6 +266,13 @@ class KeyRing:
             # already reports `now + _STEP`, so freed slots are seen promptly, and a
             # time-gated wait is one timer (a virtual clock can jump over it).
             await asyncio.sleep(start - now)
+
+    def ready_in(self) -> float:
+        """Seconds until some key could start a call: 0 now, inf when every key
+        is disabled. Lets a pool prefer another provider over waiting on this one."""
+        now = asyncio.get_running_loop().time()
+        start, key = self._soonest(now, None)
+        return math.inf if key is None else max(0.0, start - now)
 
     def _soonest(self, now: float, pinned: str | None) -> tuple[float, _Key | None]:
         """The earliest start time over usable keys, and that key."""

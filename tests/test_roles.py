@@ -191,6 +191,21 @@ async def test_an_image_falls_back_when_the_first_provider_is_down(
     assert reply.result.meta["seed"] is not None  # Stability says which seed it used
 
 
+async def test_an_image_goes_to_the_next_provider_rather_than_wait_for_a_paced_key(
+    fake_providers: FakeProviders, settings_for: Env, contexts: list[PoolContext]
+) -> None:
+    # MiniMax image-01 at its published 10 a minute: one call each 6 s per key.
+    work = image.build_work(context(settings_for(AIBOT_IMAGE_RPM_MINIMAX="10"), "image", contexts))
+    providers = []
+    for _ in range(3):
+        reply = await run(work, job("image", prompt="a lighthouse"))
+        assert reply.result is not None, reply.error
+        providers.append(reply.result.meta["provider"])
+    assert providers[0] == "minimax"
+    assert "minimax" not in providers[1:]
+    assert fake_providers.counters.requests("minimax") == 1
+
+
 async def test_an_image_skips_a_provider_whose_keys_are_all_dead(
     fake_providers: FakeProviders, settings_for: Env, contexts: list[PoolContext]
 ) -> None:

@@ -55,6 +55,10 @@ class Journal(Protocol):
     async def finished(self, job_id: str) -> object: ...
 
 
+# Seconds a job may wait for a provider's key before a later provider is preferred.
+PATIENCE = 1.0
+
+
 @dataclass(slots=True, eq=False)
 class PoolContext:
     """Everything a role's work function uses: the pool's settings and rings,
@@ -87,12 +91,15 @@ class PoolContext:
         choice: str | None = None,
         committed: Callable[[], bool] = lambda: False,
     ) -> T:
-        """`attempt(provider)` for the pool's providers of `kind` in order, until
-        one succeeds. A provider whose keys are all down, none free in time
+        """`attempt(provider)` for the pool's providers of `kind` until one
+        succeeds: in the pool's order among those that can start within
+        `PATIENCE` seconds, then the others, soonest first (a paced key, e.g.
+        image-01 at 10 a minute, does not hold a job another provider can take
+        now). A provider whose keys are all down, none free in time
         (NoKeyAvailable) or unavailable after retries gives way to the next;
         a rejected or bad request does not, nor a failure once `committed()`
         (part of the answer was shown). `choice` names the one provider to use."""
-        names = self.providers_for(kind)
+        names = self._by_readiness(self.providers_for(kind))
         if choice:
             if kind not in PROVIDER_KINDS.get(choice, ()):
                 raise BadRequest(f"{choice} does not make {kind}")
@@ -112,6 +119,12 @@ class PoolContext:
                 self.log.info("%s %s failed (%s), trying the next provider", kind, name, err.kind)
                 error = err
         raise error
+
+    def _by_readiness(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        waits = {name: self.rings[name].ready_in() for name in names}
+        prompt = [name for name in names if waits[name] <= PATIENCE]
+        later = sorted((name for name in names if waits[name] > PATIENCE), key=waits.__getitem__)
+        return (*prompt, *later)
 
     async def aclose(self) -> None:
         """Close every provider client (HTTP sessions, SDK clients)."""
