@@ -1,0 +1,455 @@
+"""Words for members, in Korean and English: command names and descriptions (through
+discord.py's `app_commands.Translator`) and every message the bot writes.
+
+This is the one place that turns an `AibotError` kind into words (`error_text`).
+A member reads Korean when their Discord client is set to Korean (`ko`), English
+otherwise. Every text is a template filled with `str.format` fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import discord
+from discord import app_commands
+
+from aibot.jobs import AibotError, LimitReached
+
+__all__ = [
+    "COMMAND_TEXT_KO",
+    "Translator",
+    "duration",
+    "error_text",
+    "language",
+    "text",
+]
+
+# English source string (command and parameter names, descriptions, choice names) ->
+# Korean. discord.py hands every one of them to the translator when it builds the
+# command payload, so names and descriptions stay plain English in the cogs.
+COMMAND_TEXT_KO: Mapping[str, str] = MappingProxyType(
+    {
+        # /chat
+        "chat": "채팅",
+        "Ask the AI; the answer appears as it is written": (
+            "AI에게 물어보세요. 답이 쓰이는 대로 보여요"
+        ),
+        "prompt": "프롬프트",
+        "What you want to ask or say": "물어보거나 말하고 싶은 내용",
+        # /image
+        "image": "이미지",
+        "Make an image from a description": "설명으로 이미지를 만들어요",
+        "What the image should show": "이미지에 담을 내용",
+        "provider": "제공자",
+        "Which image service to use (default: the first one with room)": (
+            "사용할 이미지 서비스 (기본: 여유 있는 첫 서비스)"
+        ),
+        "aspect_ratio": "비율",
+        "Shape of the image, width:height (default 1:1)": "이미지 비율, 가로:세로 (기본 1:1)",
+        "negative_prompt": "제외할-내용",
+        "What the image must not show": "이미지에 넣지 말아야 할 것",
+        # /video
+        "video": "비디오",
+        "Make a short video (takes a few minutes)": "짧은 비디오를 만들어요 (몇 분 걸려요)",
+        "What happens in the video": "비디오에서 일어날 일",
+        "model": "모델",
+        "Video model name (default: the configured one)": "비디오 모델 이름 (기본: 설정된 모델)",
+        "duration": "길이",
+        "Length of the clip in seconds (default 6)": "영상 길이(초) (기본 6)",
+        "6 seconds": "6초",
+        "10 seconds": "10초",
+        # admin pool
+        "ping": "핑",
+        "Gateway latency per shard, and the pools running here": (
+            "샤드별 게이트웨이 지연 시간과 여기서 도는 풀"
+        ),
+        "status": "상태",
+        "What each pool is doing: workers, queue, latency, keys, budget": (
+            "각 풀의 상태: 작업자, 대기열, 지연 시간, 키, 예산"
+        ),
+        "instances": "인스턴스",
+        "Which pool serves which channels and commands, and where it runs": (
+            "어느 풀이 어느 채널과 명령을 맡고 어디서 도는지"
+        ),
+        # /admin, /stats, /reset (aibot/discord/manage.py)
+        "admin": "관리",
+        "Run the bot: key health, limits, pauses and jobs": (
+            "봇 운영: 키 상태, 한도, 일시 정지, 작업"
+        ),
+        "keys": "키",
+        "Health of every key per pool and provider (redacted)": (
+            "풀·제공자별 모든 키의 상태 (가려서 보여요)"
+        ),
+        "quota": "한도",
+        "Show or set this server's cooldown, daily quota and daily budget": (
+            "이 서버의 쿨다운, 하루 사용량, 하루 예산을 보거나 바꿔요"
+        ),
+        "pool": "풀",
+        "The pool whose limits to show or change": "한도를 보거나 바꿀 풀",
+        "cooldown": "쿨다운",
+        "Seconds a member waits between two commands": "멤버가 명령 사이에 기다리는 초",
+        "daily_quota": "하루-사용량",
+        "Commands per member per day (0: no limit)": "멤버당 하루 명령 수 (0: 제한 없음)",
+        "daily_budget": "하루-예산",
+        "Commands per day for the whole server (0: no limit)": (
+            "서버 전체의 하루 명령 수 (0: 제한 없음)"
+        ),
+        "reset": "초기화",
+        "Go back to the bot's settings for this pool": "이 풀의 한도를 봇 설정값으로 되돌려요",
+        "pause": "일시정지",
+        "Stop a pool taking new jobs; running ones finish": (
+            "풀이 새 작업을 받지 않게 해요. 진행 중인 작업은 끝까지 해요"
+        ),
+        "The pool to pause": "멈출 풀",
+        "resume": "재개",
+        "Let a paused pool take jobs again": "멈춘 풀이 다시 작업을 받게 해요",
+        "The pool to resume": "다시 시작할 풀",
+        "jobs": "작업",
+        "List this server's queued and running jobs, or cancel one": (
+            "이 서버의 대기·진행 중 작업을 보거나 하나를 취소해요"
+        ),
+        "Only this pool's jobs": "이 풀의 작업만",
+        "cancel": "취소",
+        "The id of a job to cancel (from the list)": "취소할 작업의 id (목록에서)",
+        "stats": "통계",
+        "Jobs, failures and estimated cost today and over the last 7 days": (
+            "오늘과 최근 7일의 작업, 실패, 예상 비용"
+        ),
+        "Forget your /chat conversation in this channel": "이 채널에서 나눈 /채팅 대화를 잊어요",
+    }
+)
+
+_TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "en": MappingProxyType(
+            {
+                "redirect": "`/{command}` works in {channels}. Please use it there.",
+                "redirect_none": "`/{command}` does not work in this channel.",
+                "not_here": "`/{command}` is not served by this bot right now.",
+                "queued": "⏳ In line: number {position}. Your answer comes as soon as it starts.",
+                "video_queued": "🎬 Your video is number {position} in line.",
+                "video_starting": "🎬 Starting your video…",
+                "video_progress": "🎬 Making your video: {stage}, {elapsed} so far.",
+                "video_done": "🎬 Here is your video ({seconds}).",
+                "video_link": "🎬 Your video is ready ({seconds}): {url}",
+                "video_too_large": "🎬 Your video is ready, but it is too large to upload here.",
+                "image_title": "Your image",
+                "delivered_late": "{mention}, here is your `/{command}` answer:",
+                "failed_late": "{mention}, your `/{command}` did not work:",
+                "field_provider": "Provider",
+                "field_model": "Model",
+                "field_seed": "Seed",
+                "field_time": "Time taken",
+                "field_prompt": "Prompt",
+                "stage_queued": "waiting in line",
+                "stage_running": "started",
+                "stage_preparing": "preparing",
+                "stage_processing": "rendering",
+                "stage_downloading": "downloading",
+                "ping": "🏓 Pong! Gateway latency: {shards}.\nPools here: {pools}.",
+                "ping_shard": "shard {shard} {ms}",
+                "status_title": "Pools",
+                "status_line": (
+                    "{state} · workers {busy}/{total} · queued {queued}/{queue_size} · "
+                    "done {done} · failed {failed}\n"
+                    "p50 {p50} · p95 {p95} · keys {keys_ok}/{keys} healthy · budget left {budget}"
+                ),
+                "status_missing": "not running in this process",
+                "instances_title": "Where each pool runs",
+                "instances_line": "commands: {commands}\nchannels: {channels}\nruns: {where}",
+                "here": "this process",
+                "elsewhere": "another process (not in AIBOT_POOLS here)",
+                "state_running": "running",
+                "state_paused": "paused",
+                "state_draining": "draining",
+                "state_stopped": "stopped",
+                "none": "none",
+                # /admin, /stats, /reset (aibot/discord/manage.py)
+                "admin_refused": (
+                    "🔒 `/admin` is for server managers (Manage Server) and the bot's admin role."
+                ),
+                "admin_pool_missing": "The `{pool}` pool does not run in this process.",
+                "admin_keys_title": "Keys by pool and provider",
+                "admin_keys_none": "No pool with keys runs in this process.",
+                "admin_key_line": (
+                    "`{key_id}` {state} · calls {calls} · 429s {limited} · failures {failures}"
+                ),
+                "admin_key_rest": " · resting for {wait}",
+                "admin_key_ready": "ready",
+                "admin_key_busy": "busy",
+                "admin_key_cooling": "cooling",
+                "admin_key_disabled": "disabled",
+                "admin_quota_title": "Limits on this server",
+                "admin_quota_line": (
+                    "cooldown {cooldown} · per member {quota} a day · whole server {budget} a day"
+                ),
+                "admin_quota_unlimited": "no limit",
+                "admin_quota_saved": "✅ Saved the new limits for `{pool}`.",
+                "admin_quota_reset": "↩️ `{pool}` follows the bot's settings again.",
+                "admin_quota_pick_pool": "Choose a `pool` to change its limits.",
+                "admin_paused": (
+                    "⏸️ The `{pool}` pool is paused, on every server this bot is in: members are "
+                    "told so, running jobs finish. `/admin resume` starts it again."
+                ),
+                "admin_resumed": "▶️ The `{pool}` pool takes jobs again.",
+                "admin_pool_state": "The `{pool}` pool is {state}.",
+                "admin_jobs_title": "Queued and running jobs on this server",
+                "admin_jobs_none": "No queued or running jobs on this server.",
+                "admin_more": "… and {count} more",
+                "admin_job_line": "`{id}` · {state} · /{command} · <@{user}>",
+                "admin_job_running": "running",
+                "admin_job_queued": "queued",
+                "admin_cancelled": (
+                    "✖️ Cancelled job `{id}` (`/{command}` of <@{user}>); they are told."
+                ),
+                "admin_cancel_unknown": "No queued or running job `{id}` on this server.",
+                "stats_title": "Usage on this server",
+                "stats_today": "Today ({day})",
+                "stats_week": "Last {days} days",
+                "stats_line": "**{pool}** · {provider}: jobs {jobs} · failed {failed}",
+                "stats_none": "No jobs yet.",
+                "stats_top": "Top members ({days} days)",
+                "stats_top_line": "{rank}. <@{user}> · jobs {jobs}",
+                "reset_done": (
+                    "🧹 I forgot our conversation in this channel. Your next `/chat` starts fresh."
+                ),
+                "reset_empty": "There is no conversation to forget in this channel.",
+                # Errors: one text per AibotError kind.
+                "error_bad_request": "⚠️ That request cannot be done: {detail}",
+                "error_bad_request_plain": "⚠️ That request cannot be done. Check the options.",
+                "error_rejected": (
+                    "🚫 The provider's safety system refused this. Try different words."
+                ),
+                "error_rate_limited": "⌛ Every key for this is busy. Try again in {wait}.",
+                "error_rate_limited_plain": "⌛ Every key for this is busy. Try again in a minute.",
+                "error_no_key": "⌛ Every key for this is busy. Try again in {wait}.",
+                "error_no_key_plain": (
+                    "🔑 No working key for this right now: an admin needs to check them. "
+                    "Please try again later."
+                ),
+                "error_bad_key": (
+                    "🔑 The provider refused every key this bot has. An admin needs to check "
+                    "them; please try again later."
+                ),
+                "error_unavailable": (
+                    "🔌 The AI provider is down or not answering. Try again in a minute."
+                ),
+                "error_busy": "🚦 Busy right now: about {wait} of work ahead. Try again then.",
+                "error_busy_plain": "🚦 Busy right now. Try again in a minute.",
+                "error_limit_cooldown": "⏱️ Slow down a little: try again in {wait}.",
+                "error_limit_quota": (
+                    "📅 You have used today's `/{command}` allowance. It comes back in {wait}."
+                ),
+                "error_limit_budget": (
+                    "📅 Today's `/{command}` budget is used up. It comes back in {wait}."
+                ),
+                "error_paused": "⏸️ `/{command}` is paused by an admin. Try again later.",
+                "error_shutting_down": "🔄 The bot is restarting. Try again in a minute.",
+                "error_cancelled": "✖️ An admin cancelled this request.",
+                "error_internal": "⚠️ Something went wrong on our side. Please try again.",
+            }
+        ),
+        "ko": MappingProxyType(
+            {
+                "redirect": "`/{command}` 명령은 {channels}에서 쓸 수 있어요. 그곳에서 써 주세요.",
+                "redirect_none": "`/{command}` 명령은 이 채널에서 쓸 수 없어요.",
+                "not_here": "`/{command}` 명령은 지금 이 봇에서 처리하지 않아요.",
+                "queued": "⏳ 대기 순서: {position}번. 시작되면 바로 답이 나와요.",
+                "video_queued": "🎬 비디오 대기 순서: {position}번이에요.",
+                "video_starting": "🎬 비디오를 만들기 시작해요…",
+                "video_progress": "🎬 비디오를 만드는 중: {stage}, {elapsed} 지났어요.",
+                "video_done": "🎬 비디오가 완성됐어요 ({seconds}).",
+                "video_link": "🎬 비디오가 완성됐어요 ({seconds}): {url}",
+                "video_too_large": "🎬 비디오가 완성됐지만 여기에 올리기엔 너무 커요.",
+                "image_title": "요청하신 이미지",
+                "delivered_late": "{mention}님, 요청하신 `/{command}` 결과예요:",
+                "failed_late": "{mention}님, 요청하신 `/{command}`가 실패했어요:",
+                "field_provider": "제공자",
+                "field_model": "모델",
+                "field_seed": "시드",
+                "field_time": "걸린 시간",
+                "field_prompt": "프롬프트",
+                "stage_queued": "대기 중",
+                "stage_running": "시작됨",
+                "stage_preparing": "준비 중",
+                "stage_processing": "렌더링 중",
+                "stage_downloading": "내려받는 중",
+                "ping": "🏓 퐁! 게이트웨이 지연 시간: {shards}.\n여기서 도는 풀: {pools}.",
+                "ping_shard": "샤드 {shard} {ms}",
+                "status_title": "풀 상태",
+                "status_line": (
+                    "{state} · 작업자 {busy}/{total} · 대기 {queued}/{queue_size} · "
+                    "완료 {done} · 실패 {failed}\n"
+                    "p50 {p50} · p95 {p95} · 정상 키 {keys_ok}/{keys} · 남은 예산 {budget}"
+                ),
+                "status_missing": "이 프로세스에서 돌지 않아요",
+                "instances_title": "풀이 도는 곳",
+                "instances_line": "명령: {commands}\n채널: {channels}\n위치: {where}",
+                "here": "이 프로세스",
+                "elsewhere": "다른 프로세스 (여기 AIBOT_POOLS에 없음)",
+                "state_running": "실행 중",
+                "state_paused": "일시 정지",
+                "state_draining": "마무리 중",
+                "state_stopped": "멈춤",
+                "none": "없음",
+                "admin_refused": (
+                    "🔒 `/관리` 명령은 서버 관리 권한이 있는 사람과 봇 관리자 역할만 쓸 수 있어요."
+                ),
+                "admin_pool_missing": "`{pool}` 풀은 이 프로세스에서 돌지 않아요.",
+                "admin_keys_title": "풀·제공자별 키 상태",
+                "admin_keys_none": "이 프로세스에는 키가 있는 풀이 없어요.",
+                "admin_key_line": (
+                    "`{key_id}` {state} · 호출 {calls} · 429 {limited} · 실패 {failures}"
+                ),
+                "admin_key_rest": " · {wait} 동안 쉬는 중",
+                "admin_key_ready": "정상",
+                "admin_key_busy": "사용 중",
+                "admin_key_cooling": "쉬는 중",
+                "admin_key_disabled": "사용 중지",
+                "admin_quota_title": "이 서버의 한도",
+                "admin_quota_line": (
+                    "쿨다운 {cooldown} · 멤버당 하루 {quota} · 서버 전체 하루 {budget}"
+                ),
+                "admin_quota_unlimited": "제한 없음",
+                "admin_quota_saved": "✅ `{pool}` 한도를 저장했어요.",
+                "admin_quota_reset": "↩️ `{pool}` 한도를 봇 설정값으로 되돌렸어요.",
+                "admin_quota_pick_pool": "한도를 바꾸려면 `풀`을 골라 주세요.",
+                "admin_paused": (
+                    "⏸️ `{pool}` 풀을 멈췄어요 (이 봇이 있는 모든 서버에 적용돼요). "
+                    "멤버에게는 멈췄다고 알려 주고, 진행 중인 작업은 끝까지 해요. "
+                    "`/관리 재개`로 다시 시작해요."
+                ),
+                "admin_resumed": "▶️ `{pool}` 풀이 다시 작업을 받아요.",
+                "admin_pool_state": "`{pool}` 풀은 지금 {state} 상태예요.",
+                "admin_jobs_title": "이 서버의 대기·진행 중 작업",
+                "admin_jobs_none": "이 서버에는 대기 중이거나 진행 중인 작업이 없어요.",
+                "admin_more": "… 외 {count}개",
+                "admin_job_line": "`{id}` · {state} · /{command} · <@{user}>",
+                "admin_job_running": "진행 중",
+                "admin_job_queued": "대기 중",
+                "admin_cancelled": (
+                    "✖️ 작업 `{id}`(<@{user}>님의 `/{command}`)를 취소하고 본인에게 알렸어요."
+                ),
+                "admin_cancel_unknown": "이 서버에 대기 중이거나 진행 중인 작업 `{id}`가 없어요.",
+                "stats_title": "이 서버의 사용량",
+                "stats_today": "오늘 ({day})",
+                "stats_week": "최근 {days}일",
+                "stats_line": "**{pool}** · {provider}: 작업 {jobs} · 실패 {failed}",
+                "stats_none": "아직 작업이 없어요.",
+                "stats_top": "많이 쓴 멤버 ({days}일)",
+                "stats_top_line": "{rank}. <@{user}> · 작업 {jobs}",
+                "reset_done": (
+                    "🧹 이 채널에서 나눈 대화를 잊었어요. 다음 `/채팅`은 처음부터 시작해요."
+                ),
+                "reset_empty": "이 채널에서 잊을 대화가 없어요.",
+                "error_bad_request": "⚠️ 이 요청은 처리할 수 없어요: {detail}",
+                "error_bad_request_plain": "⚠️ 이 요청은 처리할 수 없어요. 옵션을 확인해 주세요.",
+                "error_rejected": "🚫 제공자의 안전 시스템이 거절했어요. 다른 표현으로 해 보세요.",
+                "error_rate_limited": "⌛ 모든 키가 바빠요. {wait} 뒤에 다시 해 주세요.",
+                "error_rate_limited_plain": "⌛ 모든 키가 바빠요. 1분 뒤에 다시 해 주세요.",
+                "error_no_key": "⌛ 모든 키가 바빠요. {wait} 뒤에 다시 해 주세요.",
+                "error_no_key_plain": (
+                    "🔑 지금 쓸 수 있는 키가 없어요. 관리자가 확인해야 해요. 나중에 다시 해 주세요."
+                ),
+                "error_bad_key": (
+                    "🔑 제공자가 이 봇의 모든 키를 거절했어요. 관리자가 확인해야 해요. "
+                    "나중에 다시 해 주세요."
+                ),
+                "error_unavailable": "🔌 AI 제공자가 응답하지 않아요. 1분 뒤에 다시 해 주세요.",
+                "error_busy": (
+                    "🚦 지금 바빠요: 앞에 약 {wait} 분량의 작업이 있어요. 그때 다시 해 주세요."
+                ),
+                "error_busy_plain": "🚦 지금 바빠요. 1분 뒤에 다시 해 주세요.",
+                "error_limit_cooldown": "⏱️ 조금 천천히요: {wait} 뒤에 다시 해 주세요.",
+                "error_limit_quota": (
+                    "📅 오늘 `/{command}` 사용량을 다 썼어요. {wait} 뒤에 다시 쓸 수 있어요."
+                ),
+                "error_limit_budget": (
+                    "📅 오늘 `/{command}` 예산이 다 떨어졌어요. {wait} 뒤에 다시 쓸 수 있어요."
+                ),
+                "error_paused": (
+                    "⏸️ 관리자가 `/{command}` 명령을 잠시 멈췄어요. 나중에 다시 해 주세요."
+                ),
+                "error_shutting_down": "🔄 봇이 다시 시작하는 중이에요. 1분 뒤에 다시 해 주세요.",
+                "error_cancelled": "✖️ 관리자가 이 요청을 취소했어요.",
+                "error_internal": "⚠️ 저희 쪽에서 문제가 생겼어요. 다시 해 주세요.",
+            }
+        ),
+    }
+)
+
+# Localized command names, for messages that name a command (`/채팅`).
+_COMMAND_NAMES = ("chat", "image", "video", "ping", "status", "instances")
+
+
+def language(locale: discord.Locale | str | None) -> str:
+    """The language a member reads: "ko" for a Korean client, "en" otherwise."""
+    return "ko" if str(locale or "").lower().startswith("ko") else "en"
+
+
+def command_name(command: str, lang: str) -> str:
+    """A command's name as the member sees it in their client."""
+    if lang == "ko" and command in _COMMAND_NAMES:
+        return COMMAND_TEXT_KO[command]
+    return command
+
+
+def text(lang: str, key: str, **fields: object) -> str:
+    """The message `key` in `lang` (English when `lang` is unknown), filled in."""
+    catalog = _TEXT.get(lang, _TEXT["en"])
+    return catalog.get(key, _TEXT["en"][key]).format(**fields)
+
+
+def duration(seconds: float, lang: str) -> str:
+    """A short human duration: 45 s, 3 min, 2 h 5 min (Korean: 45초, 3분, 2시간 5분)."""
+    total = max(1, math.ceil(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    h, m, s = ("시간", "분", "초") if lang == "ko" else (" h", " min", " s")
+    if hours:
+        parts = [(hours, h), (minutes, m)]
+    elif minutes >= 10:
+        parts = [(minutes, m)]
+    else:
+        parts = [(minutes, m), (secs, s)]
+    return " ".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
+    """The words a member reads for `error`: short, specific, never a traceback."""
+    name = command_name(command, lang)
+    kind = error.kind
+    wait = error.retry_after
+    if isinstance(error, LimitReached):
+        scope = error.scope if error.scope in {"cooldown", "quota", "budget"} else "cooldown"
+        return text(lang, f"error_limit_{scope}", wait=duration(wait or 1, lang), command=name)
+    if kind == "bad_request":
+        detail = " ".join(error.detail.split())[:300]
+        if detail and detail != kind:
+            return text(lang, "error_bad_request", detail=detail)
+        return text(lang, "error_bad_request_plain")
+    if kind in {"no_key", "rate_limited", "busy"}:
+        # Without an estimate: busy for no known time, or (no_key) no key works at all.
+        plain = "" if wait is not None and wait > 0 else "_plain"
+        return text(lang, f"error_{kind}{plain}", wait=duration(wait or 1, lang))
+    if kind in {"rejected", "bad_key", "unavailable", "shutting_down", "cancelled"}:
+        return text(lang, f"error_{kind}")
+    if kind == "paused":
+        return text(lang, "error_paused", command=name)
+    return text(lang, "error_internal")
+
+
+class Translator(app_commands.Translator):
+    """Korean command names, descriptions, parameters and choices for Discord's client."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        if locale is discord.Locale.korean:
+            return COMMAND_TEXT_KO.get(string.message)
+        return None

@@ -1,0 +1,221 @@
+"""From a slash command to a submitted job: the request path every job command takes.
+
+    job (plain data) -> router.decide (pure) -> gate (in memory)
+      refused here: one ephemeral direct response (the wrong channel, busy, paused,
+      a cooldown or quota), so the refusal stays private
+      accepted: defer (public, "thinking...") -> pool.submit(job, reply)
+
+Nothing between the interaction's arrival and the defer can wait: routing is pure and
+the gate counts in memory. After the defer the job's `Reply` owns the deferred message,
+so every later failure (a rare full queue, the provider) edits it with words.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import discord
+
+from aibot.discord.i18n import command_name, error_text, language, text
+from aibot.discord.reply import NO_MENTIONS, InteractionReply, Replies
+from aibot.jobs import (
+    AibotError,
+    Job,
+    LimitReached,
+    Paused,
+    Progress,
+    QueueFull,
+    ShuttingDown,
+)
+from aibot.pools.base import Pool
+from aibot.router import Redirect, Router
+
+__all__ = ["DURABLE_COMMANDS", "TOKEN_LIFETIME", "Gate", "Intake", "Journal", "job_for"]
+
+log = logging.getLogger("aibot.discord.intake")
+
+# Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
+# so a write never races its expiry.
+TOKEN_LIFETIME = 15 * 60 - 20
+# Jobs long enough to be journaled and resumed after a restart.
+DURABLE_COMMANDS = frozenset({"video"})
+
+
+class Gate(Protocol):
+    """Cooldowns, quotas and budgets (the store): `take` raises `LimitReached`."""
+
+    def take(self, job: Job) -> Any: ...
+
+    def refund(self, job: Job) -> Any: ...
+
+
+class Journal(Protocol):
+    """Durable record of long jobs (the store), so a restart resumes them."""
+
+    async def submitted(self, job: Job) -> Any: ...
+
+    async def finished(self, job_id: str, outcome: str = "done") -> Any: ...
+
+
+def job_for(interaction: discord.Interaction, command: str, args: Mapping[str, Any]) -> Job:
+    """The plain-data job for one slash command: ids, token and its expiry, locale."""
+    return Job(
+        command=command,
+        args={**args, "upload_limit": interaction.filesize_limit},
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id or 0,
+        guild_id=interaction.guild_id,
+        interaction_id=interaction.id,
+        application_id=interaction.application_id,
+        token=interaction.token,
+        token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+        locale=language(interaction.locale),
+    )
+
+
+class Intake:
+    """Takes each job command: routes it, gates it, defers and submits it."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        pools: Mapping[str, Pool],
+        replies: Replies,
+        gate: Gate | None = None,
+        journal: Journal | None = None,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.router = router
+        self.pools = pools
+        self.replies = replies
+        self.gate = gate
+        self.journal = journal
+        self.draining = draining
+
+    async def submit(
+        self, interaction: discord.Interaction, command: str, args: Mapping[str, Any]
+    ) -> None:
+        """Answer `interaction` exactly once: a private refusal now, or a deferred
+        message that the job's reply fills in."""
+        job = job_for(interaction, command, args)
+        refusal = self._refusal(interaction, job)
+        if refusal is not None:
+            await interaction.response.send_message(
+                refusal, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+            return
+        try:
+            deferred = await interaction.response.defer(thinking=True)
+        except discord.HTTPException as error:
+            # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
+            log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
+            self._refund(job)
+            return
+        if deferred is not None and deferred.message_id:
+            # The reply edits this message by id, also after a restart.
+            job.args["message_id"] = deferred.message_id
+        await self._start(job, self.replies.make(job))
+
+    async def _start(self, job: Job, reply: InteractionReply) -> None:
+        """Hand the deferred job to its pool. When the pool refuses it after all (it
+        filled up since the check, or began to drain), the deferred message says why."""
+        journal = self.journal if job.command in DURABLE_COMMANDS else None
+        if journal is not None:
+            # Journaled before it runs: a restart from here on resumes it.
+            await journal.submitted(job)
+        try:
+            position = self.pools[job.pool].submit(job, reply)
+        except AibotError as error:
+            self._refund(job)
+            if journal is not None:
+                await journal.finished(job.id, error.kind)
+            await reply.fail(error)
+            return
+        if position > 1 or job.command in DURABLE_COMMANDS:
+            await reply.progress(Progress("queued", position=position))
+
+    def _refusal(self, interaction: discord.Interaction, job: Job) -> str | None:
+        """Why this job cannot be taken, in the member's words; None to take it.
+        Synchronous on purpose: it runs before the defer."""
+        lang = job.locale
+        if self.draining():
+            return error_text(ShuttingDown(), lang, command=job.command)
+        decision = self.router.decide(
+            job.command,
+            guild_id=job.guild_id,
+            channel_name=_channel_name(interaction.channel),
+            guild_channels=_ChannelNames(interaction.guild),
+            load={name: pool.load() for name, pool in self.pools.items()},
+        )
+        if isinstance(decision, Redirect):
+            return _redirect_text(interaction.guild, decision, job.command, lang)
+        job.pool = decision.pool
+        pool = self.pools.get(job.pool)
+        if pool is None:
+            return text(lang, "not_here", command=command_name(job.command, lang))
+        load = pool.load()
+        if load.paused:
+            return error_text(Paused(), lang, command=job.command)
+        if load.full:
+            return error_text(QueueFull(retry_after=estimated_wait(pool)), lang)
+        if self.gate is not None:
+            try:
+                self.gate.take(job)
+            except LimitReached as limit:
+                return error_text(limit, lang, command=job.command)
+        return None
+
+    def _refund(self, job: Job) -> None:
+        if self.gate is not None:
+            self.gate.refund(job)
+
+
+def estimated_wait(pool: Pool) -> float:
+    """Seconds until a place frees up in a full pool: the jobs ahead, run by its
+    workers at its median pace (1 s a job before it has any figures)."""
+    snap = pool.snapshot()
+    pace = snap.p50_ms / 1000 if snap.p50_ms > 0 else 1.0
+    rounds = math.ceil((snap.queued + snap.workers_busy) / max(snap.workers_total, 1))
+    return max(1.0, rounds * pace)
+
+
+def _channel_name(channel: Any) -> str | None:
+    """The name routing goes by: a thread counts as its parent channel."""
+    if isinstance(channel, discord.Thread):
+        channel = channel.parent
+    return getattr(channel, "name", None)
+
+
+class _ChannelNames(Sequence[str]):
+    """The guild's text channel names, listed only if the router asks (a redirect):
+    most commands never need them, and a big guild has hundreds."""
+
+    def __init__(self, guild: discord.Guild | None) -> None:
+        self._guild = guild
+
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...]:
+        guild = self._guild
+        return tuple(c.name for c in guild.text_channels) if guild is not None else ()
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names[index]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _redirect_text(guild: discord.Guild | None, decision: Redirect, command: str, lang: str) -> str:
+    name = command_name(command, lang)
+    mentions = []
+    for channel_name in decision.channels[:3]:
+        channel = discord.utils.get(guild.text_channels, name=channel_name) if guild else None
+        mentions.append(channel.mention if channel else f"#{channel_name}")
+    if not mentions:
+        return text(lang, "redirect_none", command=name)
+    return text(lang, "redirect", command=name, channels=", ".join(mentions))

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Run aibot from the command line.
+
+    python run.py            start the bot (settings from .env.multi, then the environment)
+    python run.py --sync     register the slash commands with Discord, then exit
+    python run.py --check    validate the configuration and show it, then exit
+    python run.py --demo     the real bot against a simulated Discord and fake providers
+
+Exit status: 0 after a clean stop (SIGTERM or Ctrl-C drain the pools first), 2 when
+the configuration is unusable (every problem is printed), 1 when the bot failed.
+Only the standard library is imported at the top, so the error for a missing
+dependency or setting is a sentence, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aibot.discord.bot import AibotBot
+    from aibot.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+NO_TOKEN = """\
+DISCORD_TOKEN is not set, so aibot cannot connect to Discord.
+
+  1. Copy .env.multi.example to .env.multi.
+  2. Set DISCORD_TOKEN (Discord Developer Portal > your application > Bot > Token)
+     and at least one API key per pool you use (OPENAI_API_KEY_1, MINIMAX_API_KEY_2, ...).
+  3. Check it with:  python run.py --check
+     Register the commands once:  python run.py --sync
+     Then start:  python run.py
+
+To see aibot work without a token or any key:  python run.py --demo
+"""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="aibot: one Discord bot, four isolated AI worker pools (chat, image, "
+        "video, admin). Settings come from the environment over the --env-file.",
+    )
+    parser.add_argument(
+        "--env-file",
+        default=".env.multi",
+        metavar="PATH",
+        help="dotenv file with the settings; the environment wins (default: .env.multi)",
+    )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="register the slash commands with Discord (globally, or with AIBOT_DEV_GUILD "
+        "only) and exit; needed once, and after an update changes the commands",
+    )
+    parser.add_argument(
+        "--no-panel",
+        action="store_true",
+        help="no live status panel; log lines go to stdout (also when stdout is not a terminal)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, show pools, keys (redacted) and routes, and exit",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the real bot against a simulated Discord and fake AI providers: no token, "
+        "no keys",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.demo:
+        return _hand_over("aibot.demo", args)
+    from aibot.settings import Settings, SettingsError, load_env
+
+    env = load_env(args.env_file)
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as error:
+        print(f"aibot: {error}", file=sys.stderr)
+        print("Fix the variables above (see .env.multi.example), then try again.", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        return _hand_over("aibot.check", args)
+    if not settings.discord_token:
+        print(NO_TOKEN, file=sys.stderr, end="")
+        return EXIT_CONFIG
+    from aibot import create_bot
+
+    bot = create_bot(env)
+    try:
+        if args.sync:
+            return asyncio.run(sync(bot, settings))
+        return asyncio.run(serve(bot, settings, panel=not args.no_panel))
+    except KeyboardInterrupt:  # a second Ctrl-C while draining
+        return EXIT_OK
+
+
+def _hand_over(module: str, args: argparse.Namespace) -> int:
+    """Run `module.main(args)`: the demo and the check live in modules of their own
+    (issue 5); until one exists, say so instead of failing with a traceback."""
+    if importlib.util.find_spec(module) is None:
+        print(f"aibot: {module} is not available in this version.", file=sys.stderr)
+        return EXIT_CONFIG
+    return int(importlib.import_module(module).main(args))
+
+
+async def sync(bot: AibotBot, settings: Settings) -> int:
+    """Log in, register the commands, log out."""
+    import discord
+
+    bot.sync_only = True
+    async with bot:
+        try:
+            await bot.login(settings.discord_token or "")
+        except discord.LoginFailure:
+            print("aibot: Discord refused DISCORD_TOKEN; check it.", file=sys.stderr)
+            return EXIT_CONFIG
+        synced = await bot.sync_commands()
+    where = f"guild {settings.dev_guild}" if settings.dev_guild else "every guild (global)"
+    names = ", ".join(f"/{command.name}" for command in synced)
+    print(f"aibot: registered {len(synced)} commands for {where}: {names}")
+    return EXIT_OK
+
+
+async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
+    """Run until the gateway fails or SIGTERM / Ctrl-C; then drain and close."""
+    import discord
+
+    from aibot.logs import setup_logging
+    from aibot.status import StatusPanel
+    from aibot.systemd import Notifier
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    screen = StatusPanel(bot.status_source(), enabled=panel)
+    logs = setup_logging(
+        settings,
+        console=screen.console if screen.active else None,
+        extra_handlers=[bot.events.handler],
+    )
+    notifier = Notifier.from_env()
+
+    async def on_ready() -> None:
+        notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.pools)}")
+
+    bot.add_listener(on_ready, "on_ready")
+    screen.start()
+    notifier.start_watchdog(loop)
+    running = asyncio.create_task(bot.start(settings.discord_token or ""))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        notifier.stopping("draining the pools")
+        await bot.close()
+        await asyncio.gather(running, return_exceptions=True)
+        stopping.cancel()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        notifier.stop_watchdog()
+        screen.stop()
+        logs.close()
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        error = running.exception()
+        if isinstance(error, discord.LoginFailure):
+            print("aibot: Discord refused DISCORD_TOKEN; check it.", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"aibot: stopped: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""When things go wrong the member still gets exactly one clear answer: a full pool, a
+refused prompt, bad keys, a provider that is down, Discord refusing an edit, a token
+that expired, a restart in the middle of a video."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from simcord.results import InteractionResult
+
+from aibot import create_bot
+from tests.fixtures.discord import World
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def callback_types(world: World) -> list[int]:
+    """The interaction callbacks the bot made, in order (4 a message, 5 a defer)."""
+    types = []
+    for entry in world.env.http_requests:
+        if entry.method == "POST" and entry.path.endswith("/callback"):
+            body = json.loads(entry.json) if isinstance(entry.json, str) else entry.json
+            types.append(body["type"])
+    return types
+
+
+def one_public_answer(result: InteractionResult) -> str:
+    """The deferred message, answered and no longer "thinking...", with no followup."""
+    assert result.acknowledged and not result.deferred
+    assert result.response is not None and not result.response.ephemeral
+    assert result.followups == []
+    return result.response.content
+
+
+def one_private_answer(result: InteractionResult) -> str:
+    assert result.acknowledged and not result.deferred
+    assert result.response is not None and result.response.ephemeral
+    assert result.followups == []
+    return result.response.content
+
+
+async def settle_videos(world: World, rounds: int = 8) -> None:
+    for _ in range(rounds):
+        await world.env.advance_time(10)
+
+
+# ------------------------------------------------------------ a full pool
+
+
+@pytest.mark.aibot_env(AIBOT_VIDEO_WORKERS="1", AIBOT_VIDEO_QUEUE="1", AIBOT_OVERFLOW="false")
+async def test_a_full_pool_says_busy_privately_with_an_estimate(world: World) -> None:
+    channel = world.channel("비디오생성-1")
+    running = await world.member.slash(channel, "video", prompt="one")
+    waiting = await world.add_member("b").slash(channel, "video", prompt="two")
+    refused = await world.add_member("c", locale="ko").slash(channel, "video", prompt="셋")
+    assert callback_types(world) == [5, 5, 4]
+    assert "지금 바빠요" in one_private_answer(refused) and "초" in refused.response.content
+    await settle_videos(world)
+    assert running.response.attachments and waiting.response.attachments
+    assert world.fake.counters.video_tasks == 2
+
+
+@pytest.mark.aibot_env(AIBOT_VIDEO_WORKERS="1", AIBOT_VIDEO_QUEUE="1")
+async def test_a_full_pool_overflows_to_the_admin_pool(world: World) -> None:
+    channel = world.channel("비디오생성-1")
+    for name in ("a", "b", "c"):
+        await world.add_member(name).slash(channel, "video", prompt=f"clip {name}")
+    assert callback_types(world) == [5, 5, 5]
+    [(job, state)] = world.bot.pools["admin"].jobs()
+    assert job.command == "video" and job.args["prompt"] == "clip c" and state == "running"
+    await settle_videos(world)
+    assert world.bot.pools["admin"].snapshot().done == 1
+    assert world.bot.pools["video"].snapshot().done == 2
+
+
+# ----------------------------------------------------------- the provider
+
+
+async def test_a_refused_image_prompt_is_explained_and_counts(world: World) -> None:
+    world.fake.inject("minimax", "reject")
+    result = await world.member.slash(world.channel("이미지생성-1"), "image", prompt="bad")
+    assert "safety system refused" in one_public_answer(result)
+    assert result.response.embeds == [] and result.response.attachments == []
+    gate = world.bot.store.gate
+    assert gate.usage(world.guild.id, world.member.id, "image")[0] == 1
+
+
+@pytest.mark.aibot_env(
+    OPENAI_API_KEY_1="bad-openai-key-000000000000001",
+    MINIMAX_API_KEY_1="bad-minimax-key-00000000000001",
+    AIBOT_OVERFLOW="false",
+)
+async def test_when_every_key_is_bad_the_member_is_told_and_keeps_the_quota(
+    world: World,
+) -> None:
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hello")
+    assert "No working key" in one_public_answer(result)
+    assert world.bot.pools["chat"].snapshot().keys_healthy == 0
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
+
+
+@pytest.mark.aibot_env(
+    OPENAI_API_KEY_1="bad-openai-key-000000000000001",
+    MINIMAX_API_KEY_1="bad-minimax-key-00000000000001",
+)
+async def test_after_every_chat_key_failed_the_admin_pool_answers(world: World) -> None:
+    first = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="one")
+    assert "No working key" in one_public_answer(first)
+    second = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="two")
+    assert "You said: two" in one_public_answer(second)
+    assert world.bot.pools["admin"].snapshot().done == 1
+
+
+@pytest.mark.simcord(settle_timeout=20)
+@pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
+async def test_a_provider_that_is_down_is_explained_in_korean(world: World) -> None:
+    member = world.add_member("유나", locale="ko")
+    world.fake.inject("openai", "500", times=10)
+    result = await member.slash(world.channel("채팅방-1"), "chat", prompt="안녕")
+    assert "AI 제공자가 응답하지 않아요" in one_public_answer(result)
+    assert world.bot.store.gate.usage(world.guild.id, member.id, "chat")[0] == 0
+
+
+# ------------------------------------------------------------ Discord side
+
+
+async def test_a_failed_streaming_edit_does_not_lose_the_answer(world: World) -> None:
+    world.tick_reply_clock()
+    world.fake.chat_reply = " ".join(f"word{i}" for i in range(100))
+    world.env.inject_error("PATCH", "/webhooks/*", status=500, times=1)
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="still here?")
+    assert one_public_answer(result) == world.fake.chat_reply
+    patches = [e for e in world.env.http_requests if e.method == "PATCH"]
+    assert len(patches) >= 3  # the failed partial edit, later ones, the final answer
+
+
+async def test_an_answer_whose_token_died_arrives_in_the_channel(world: World) -> None:
+    world.env.inject_error(
+        "PATCH", "/webhooks/*", status=404, code=10015, message="Unknown Webhook", times=None
+    )
+    await world.member.slash(world.channel("채팅방-1"), "chat", prompt="where?")
+    last = world.channel("채팅방-1").history()[-1]
+    assert last.author.bot
+    assert last.content.startswith(f"<@{world.member.id}>, here is your `/chat` answer:")
+    assert "You said: where?" in last.content
+
+
+@pytest.mark.aibot_env(AIBOT_VIDEO_POLL_SECONDS="60")
+async def test_a_video_that_outlives_the_token_is_posted_mentioning_the_member(
+    world: World,
+) -> None:
+    world.fake.video_polls = 16  # polled every minute: done after the 15-minute token
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="long")
+    await world.env.advance_time(15 * 60)
+    before = result.response.content
+    await world.env.advance_time(200)
+    assert result.response.content == before  # the expired token is not used
+    last = world.channel("비디오생성-1").history()[-1]
+    assert last.content.startswith(f"<@{world.member.id}>, here is your `/video` answer:")
+    [clip] = last.attachments
+    assert clip.filename == "video.mp4"
+    mentions = [
+        body
+        for entry in world.env.http_requests
+        if entry.method == "POST" and entry.path.endswith("/messages")
+        for body in [entry.json if isinstance(entry.json, dict) else json.loads(entry.json)]
+    ]
+    assert mentions[-1]["allowed_mentions"] == {"parse": [], "users": [world.member.id]}
+
+
+# ----------------------------------------------------------- restarts
+
+
+async def test_a_video_survives_a_restart_and_is_delivered_once(
+    world: World, aibot_env: dict[str, Any]
+) -> None:
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="fox")
+    await world.env.advance_time(15)  # the task exists and was polled once
+    old = world.bot
+    await world.env.restart_bot(create_bot(aibot_env))  # a crash: no close()
+    await old.release()
+    await settle_videos(world)
+    assert result.response.attachments
+    assert world.fake.counters.video_tasks == 1
+    deliveries = [
+        e for e in world.env.http_requests if e.method == "PATCH" and "video.mp4" in str(e.json)
+    ]
+    assert len(deliveries) == 1
+
+
+@pytest.mark.aibot_env(AIBOT_DRAIN_SECONDS="0.2")
+async def test_a_video_running_at_shutdown_is_kept_for_the_next_start(
+    world: World, aibot_env: dict[str, Any]
+) -> None:
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="fox")
+    await world.env.advance_time(30)
+    await world.bot.close()  # as on SIGTERM: drain, then stop
+    assert "Making your video" in result.response.content  # not failed, not restarted
+    await world.env.restart_bot(create_bot(aibot_env))
+    await settle_videos(world)
+    assert result.response.attachments
+    assert world.fake.counters.video_tasks == 1
+
+
+async def test_commands_while_draining_are_told_to_come_back(world: World) -> None:
+    world.bot.draining = True  # what close() sets first
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
+    assert "restarting" in one_private_answer(result)
+    world.bot.draining = False
