@@ -1,0 +1,176 @@
+"""The real bot over a real socket, against the fake Discord.
+
+What SimCord cannot show: the REST base and gateway overrides, shard discovery
+through `GET /gateway/bot`, HELLO / IDENTIFY / READY on each shard, an
+INTERACTION_CREATE over the websocket, the deferred callback and a multipart
+upload. The bot is aibot's own (`create_bot`) talking to the fake providers;
+one small bot checks the plain followup path the fake offers as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Callable
+
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from aibot import create_bot
+from aibot.sandbox.fake_discord import FakeDiscord, FakeDiscordProcess, Record, pointed_at
+
+# Every wait is bounded: a broken bot fails the test instead of hanging it.
+WAIT = 15.0
+
+
+async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
+    # Real Discord spaces IDENTIFYs 5 s apart; the fake has no such limit.
+    return None
+
+
+@pytest.fixture
+def wire_env(aibot_env: dict[str, str]) -> dict[str, str]:
+    """aibot's test settings, with the shard count left for Discord to say."""
+    return {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
+
+
+@pytest.fixture
+async def fake_discord(wire_env: dict[str, str]) -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(shard_count=2, guilds=4, token=wire_env["DISCORD_TOKEN"])
+    async with fake.running():
+        with pointed_at(fake):
+            yield fake
+
+
+@contextlib.asynccontextmanager
+async def connected(bot: commands.AutoShardedBot, fake: FakeDiscord) -> AsyncIterator[None]:
+    """`bot` logged in and identified on every shard; closed afterwards."""
+    bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
+    run = asyncio.create_task(bot.start(fake.token))
+    try:
+        await fake.wait_ready(timeout=WAIT)
+        yield
+    finally:
+        await asyncio.wait_for(bot.close(), WAIT)
+        await asyncio.wait_for(run, WAIT)
+
+
+@pytest.fixture
+async def aibot(
+    wire_env: dict[str, str], fake_discord: FakeDiscord
+) -> AsyncIterator[commands.AutoShardedBot]:
+    bot = create_bot(wire_env)
+    async with connected(bot, fake_discord):
+        yield bot
+
+
+def _uploads(interaction_id: int) -> Callable[[Record], bool]:
+    """A followup or an edit of this interaction that uploads files."""
+
+    def wanted(record: Record) -> bool:
+        return (
+            record.kind in ("followup", "edit")
+            and record.interaction_id == interaction_id
+            and bool(record.files)
+        )
+
+    return wanted
+
+
+async def test_the_bot_learns_its_two_shards_from_discord_and_identifies_each(
+    fake_discord: FakeDiscord, aibot: commands.AutoShardedBot
+) -> None:
+    assert fake_discord.records_of("gateway_bot"), "the shard count came from GET /gateway/bot"
+    assert sorted(fake_discord.identified) == [(0, 2), (1, 2)]
+    assert aibot.shard_count == 2
+    await asyncio.wait_for(aibot.wait_until_ready(), WAIT)
+    assert {g.id for g in aibot.guilds} == {g.id for g in fake_discord.guilds}
+    assert {g.shard_id for g in aibot.guilds} == {0, 1}
+
+
+async def test_an_image_is_deferred_then_uploaded_as_multipart_over_the_socket(
+    fake_discord: FakeDiscord, aibot: commands.AutoShardedBot
+) -> None:
+    guild = next(g for g in fake_discord.guilds if g.shard_id == 1)
+
+    sent = await fake_discord.send_interaction(
+        "image", {"prompt": "a lighthouse at dawn"}, guild=guild, channel="이미지생성-1"
+    )
+
+    [callback] = await fake_discord.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
+    assert callback.status == 200
+    assert callback.callback_type == 5  # deferred: "thinking..."
+    [upload] = await fake_discord.wait_until(_uploads(sent.id), timeout=WAIT)
+    assert upload.status == 200
+    [(name, size)] = upload.files
+    assert name.endswith((".png", ".jpg", ".jpeg", ".webp")) and size > 0
+    assert upload.message_id == callback.message_id, "the image fills the deferred message"
+    assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
+
+
+async def test_a_wrong_token_is_refused_at_login(
+    wire_env: dict[str, str], fake_discord: FakeDiscord
+) -> None:
+    bot = create_bot({**wire_env, "DISCORD_TOKEN": "not-the-token"})
+    with pytest.raises(discord.LoginFailure):
+        await asyncio.wait_for(bot.start("not-the-token"), WAIT)
+    await asyncio.wait_for(bot.close(), WAIT)
+    assert [r.status for r in fake_discord.records_of("login")] == [401]
+    assert not fake_discord.identified
+
+
+class FollowupBot(commands.AutoShardedBot):
+    """A bot that defers `/chat` and answers with a followup carrying a file."""
+
+    def __init__(self) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
+
+        @app_commands.command(name="chat", description="answer with a file")
+        async def chat(interaction: discord.Interaction, prompt: str) -> None:
+            await interaction.response.defer(thinking=True)
+            answer = discord.File(io.BytesIO(f"you said: {prompt}".encode()), "answer.txt")
+            await interaction.followup.send("here it is", file=answer)
+
+        self.tree.add_command(chat)
+
+
+async def test_a_followup_with_a_file_arrives_as_multipart(fake_discord: FakeDiscord) -> None:
+    bot = FollowupBot()
+    async with connected(bot, fake_discord):
+        sent = await fake_discord.send_interaction("chat", {"prompt": "hello"}, channel="채팅방-1")
+
+        [callback] = await fake_discord.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
+        [followup] = await fake_discord.wait_for("followup", interaction_id=sent.id, timeout=WAIT)
+
+    assert callback.callback_type == 5
+    assert followup.status == 200
+    assert followup.body["content"] == "here it is"
+    assert followup.files == (("answer.txt", len(b"you said: hello")),)
+    assert followup.message_id == callback.message_id, "after a defer, a followup edits it"
+
+
+async def test_in_its_own_process_the_fake_times_a_burst_of_interactions() -> None:
+    bot = FollowupBot()
+    chat = {"name": "chat", "options": {"prompt": "hi"}, "channel": "채팅방-1"}
+    async with FakeDiscordProcess.spawn(shard_count=2, guilds=4) as fake:
+        with pointed_at(fake):
+            bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
+            run = asyncio.create_task(bot.start(fake.token))
+            try:
+                assert await asyncio.wait_for(fake.wait_ready(timeout=WAIT), WAIT) == [0, 1]
+                await asyncio.wait_for(fake.burst([chat], count=20, duration=0.1), WAIT)
+                results = await fake.results()
+                async with asyncio.timeout(WAIT):
+                    while results["answered"] < 20:
+                        await asyncio.sleep(0.05)
+                        results = await fake.results()
+            finally:
+                await asyncio.wait_for(bot.close(), WAIT)
+                await asyncio.wait_for(run, WAIT)
+
+    assert results["sent"] == 20
+    assert results["callback_types"] == {"5": 20}
+    assert len(results["latencies_ms"]) == 20
