@@ -76,6 +76,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run the real bot against a simulated Discord and fake AI providers: no token, "
         "no keys",
     )
+    parser.add_argument(
+        "--demo-rounds",
+        type=int,
+        default=12,
+        metavar="N",
+        help="with --demo: rounds of the scripted crowd (each about five commands; default 12)",
+    )
     return parser.parse_args(argv)
 
 
