@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.demo:
         return _hand_over("aibot.demo", args)
+    if args.check:
+        return _hand_over("aibot.check", args)
     from aibot.settings import Settings, SettingsError, load_env
 
     env = load_env(args.env_file)
@@ -99,8 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aibot: {error}", file=sys.stderr)
         print("Fix the variables above (see .env.multi.example), then try again.", file=sys.stderr)
         return EXIT_CONFIG
-    if args.check:
-        return _hand_over("aibot.check", args)
     if not settings.discord_token:
         print(NO_TOKEN, file=sys.stderr, end="")
         return EXIT_CONFIG

@@ -94,10 +94,12 @@ _BASE_URLS = {
 
 
 class SettingsError(ValueError):
-    """Every bad variable at once, one line each: `NAME: why`."""
+    """Every bad variable at once, one line each: `NAME: why`. `partial` holds the
+    settings with defaults in place of the bad values, for checks that look further."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], partial: Settings | None = None) -> None:
         self.problems = problems
+        self.partial = partial
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
@@ -381,7 +383,7 @@ class _Reader:
             pool_threads=self.get("AIBOT_POOL_THREADS", True, _bool, _BOOL),
         )
         if self.problems:
-            raise SettingsError(self.problems)
+            raise SettingsError(self.problems, partial=settings)
         return settings
 
 

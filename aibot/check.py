@@ -1,0 +1,152 @@
+"""`python run.py --check`: would aibot start with this configuration?
+
+Prints what it would run (pools, keys per pool and provider, redacted, routes,
+store path, HTTP address) and every problem at once: bad variables, a missing
+token, a pool with no key for its work, a data folder it cannot write, an HTTP
+address it cannot bind. Exit status 0 when it would start, 2 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import socket
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from aibot.keys import redact
+from aibot.router import Router
+from aibot.settings import (
+    COMMAND_POOL,
+    POOL_INDEX,
+    PROVIDER_KINDS,
+    PROVIDERS,
+    Settings,
+    SettingsError,
+    load_env,
+)
+
+__all__ = ["main", "problems", "report"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _kinds(pool: str) -> tuple[str, ...]:
+    """What a pool makes: its own command's kind; admin, the backup, all three."""
+    own = tuple(kind for kind, owner in COMMAND_POOL.items() if owner == pool)
+    return own or tuple(COMMAND_POOL)
+
+
+def problems(settings: Settings) -> tuple[list[str], list[str]]:
+    """(problems that stop a start, warnings) beyond the variables' own checks."""
+    found: list[str] = []
+    warnings: list[str] = []
+    if not settings.discord_token:
+        found.append("DISCORD_TOKEN: not set (Discord Developer Portal > your application > Bot)")
+    for name in settings.enabled_pools:
+        pool = settings.pools[name]
+        if name == "admin" and not pool.usable_providers:
+            # The backup for every pool: with no key at all /health says 503 for good.
+            found.append("admin pool: no key at all (set OPENAI_API_KEY_4, MINIMAX_API_KEY_4 ...)")
+            continue
+        for kind in _kinds(name):
+            if any(kind in PROVIDER_KINDS[p] for p in pool.usable_providers):
+                continue
+            can = [p for p in pool.providers if kind in PROVIDER_KINDS[p]]
+            wanted = " or ".join(f"{p.upper()}_API_KEY_{POOL_INDEX[name]}" for p in can)
+            message = f"{name} pool: no key for {kind}" + (f" (set {wanted})" if can else "")
+            # A gap in the backup weakens it but stops nothing.
+            (warnings if name == "admin" else found).append(message)
+    found.extend(_store_problems(settings.data_dir))
+    if settings.http is not None:
+        found.extend(_http_problems(*settings.http))
+    return found, warnings
+
+
+def _store_problems(data_dir: Path) -> list[str]:
+    database = data_dir / "aibot.db"
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return [f"AIBOT_DATA_DIR: cannot create or write {data_dir}"]
+    if database.exists():
+        with database.open("rb") as file:
+            if database.stat().st_size and file.read(16) != _SQLITE_HEADER:
+                return [f"AIBOT_DATA_DIR: {database} is not a SQLite database"]
+    return []
+
+
+def _http_problems(host: str, port: int) -> list[str]:
+    if port == 0:
+        return []
+    try:
+        with socket.create_server((host, port)):
+            return []
+    except OSError as error:
+        why = "in use" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
+        return [f"AIBOT_HTTP: cannot listen on {host}:{port} ({why})"]
+
+
+def report(settings: Settings, console: Console) -> None:
+    """The tables: pools and their keys (redacted), then routes and the process."""
+    pools = Table(title="pools", title_justify="left", expand=False)
+    for column in ("pool", "here", "workers", "queue", "providers: keys (rpm per key)"):
+        pools.add_column(column)
+    for name, pool in settings.pools.items():
+        keys = "\n".join(
+            f"{p}: {', '.join(redact(k) for k in pool.keys_for(p)) or '-'} ({pool.rpm[p]:g})"
+            for p in pool.providers
+        )
+        here = "yes" if name in settings.enabled_pools else "no"
+        pools.add_row(name, here, str(pool.workers), str(pool.queue_size), keys)
+    console.print(pools)
+    routes = Table(title="routes", title_justify="left")
+    for column in ("pool", "commands", "channels", "guilds", "cooldown / daily quota"):
+        routes.add_column(column)
+    for name, patterns, commands in Router(settings).routes():
+        pool = settings.pools[name]
+        guilds = ", ".join(map(str, sorted(pool.guilds))) or "all"
+        limits = f"{pool.cooldown:g} s / {pool.daily_quota or 'unlimited'}"
+        names = " ".join(f"/{c}" for c in commands)
+        routes.add_row(name, names, ", ".join(patterns), guilds, limits)
+    console.print(routes)
+    http = "off" if settings.http is None else "{}:{}".format(*settings.http)
+    token = redact(settings.discord_token) if settings.discord_token else "not set"
+    shards = (
+        f"{settings.shard_ids or 'all'} of {settings.shard_count}"
+        if settings.shard_count
+        else "Discord's recommendation"
+    )
+    console.print(
+        f"token {token}  store {settings.data_dir / 'aibot.db'}  http {http}  "
+        f"shards {shards}  day boundary {settings.timezone.key}",
+        highlight=False,
+    )
+
+
+def main(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    env = load_env(args.env_file)
+    try:
+        settings = Settings.from_env(env)
+        found: list[str] = []
+    except SettingsError as error:
+        assert error.partial is not None
+        settings, found = error.partial, list(error.problems)
+    more, warnings = problems(settings)
+    found += more
+    report(settings, console)
+    for warning in warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)
+    if found:
+        console.print(f"{len(found)} problem(s): aibot would not start", style="bold red")
+        for problem in found:
+            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        return 2
+    keys = sum(len(k) for pool in settings.pools.values() for k in pool.keys.values())
+    pools = settings.pools.values()
+    providers = ", ".join(p for p in PROVIDERS if any(pool.keys_for(p) for pool in pools))
+    console.print(f"ok: aibot would start ({keys} keys; providers: {providers})", style="green")
+    return 0

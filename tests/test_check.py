@@ -1,0 +1,80 @@
+"""`python run.py --check`: every problem of a bad configuration at once, keys only
+redacted; exit 0 when aibot would start."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from aibot.check import main
+
+SECRET = "sk-live-0123456789abcdefWXYZ"
+
+
+def check(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    for name in ("DISCORD_TOKEN", "OPENAI_API_KEY_1", "AIBOT_DATA_DIR", "AIBOT_HTTP"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env.multi"
+    env_file.write_text(text)
+    console = Console(record=True, width=120)
+    status = main(argparse.Namespace(env_file=str(env_file)), console=console)
+    return status, console.export_text()
+
+
+def test_a_bad_file_lists_every_problem_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out = check(
+        tmp_path,
+        f"OPENAI_API_KEY_1={SECRET}\nAIBOT_CHAT_WORKERS=lots\nAIBOT_TIMEZONE=Nowhere/City\n"
+        f"AIBOT_DATA_DIR={tmp_path / 'data'}\nAIBOT_HTTP=off\n",
+        monkeypatch,
+    )
+    assert status == 2
+    for expected in (
+        "AIBOT_CHAT_WORKERS",
+        "AIBOT_TIMEZONE",
+        "DISCORD_TOKEN: not set",
+        "image pool: no key for image",
+        "video pool: no key for video (set MINIMAX_API_KEY_3)",
+        "admin pool: no key at all",
+    ):
+        assert expected in out
+    assert "6 problem(s)" in out
+    assert SECRET not in out and "sk-...WXYZ" in out
+
+
+def test_a_good_file_would_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = "\n".join(f"MINIMAX_API_KEY_{n}=mm-key-{n}-abcdefgh" for n in range(1, 5))
+    status, out = check(
+        tmp_path,
+        f"DISCORD_TOKEN=token.value.secret\n{keys}\nAIBOT_DATA_DIR={tmp_path / 'd'}\n"
+        "AIBOT_HTTP=off\n",
+        monkeypatch,
+    )
+    assert status == 0, out
+    assert "ok: aibot would start (4 keys; providers: minimax)" in out
+    assert "token.value.secret" not in out and "mm-key-1-abcdefgh" not in out
+
+
+def test_a_busy_http_port_and_a_foreign_database_are_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "aibot.db").write_bytes(b"not a database at all")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        status, out = check(
+            tmp_path,
+            f"DISCORD_TOKEN=t\nOPENAI_API_KEY_4=sk-a\nAIBOT_DATA_DIR={data}\n"
+            f"AIBOT_HTTP=127.0.0.1:{port}\nAIBOT_POOLS=admin\n",
+            monkeypatch,
+        )
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in out
+    assert "is not a SQLite database" in out
