@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
     from aibot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+ROOT = Path(__file__).resolve().parent
+# What `import aibot` needs (pyproject.toml's dependencies, by import name).
+REQUIRED = ("discord", "openai", "aiohttp", "aiolimiter", "tenacity", "rich", "dotenv")
+REQUIRED += ("prometheus_client", "simcord")
 
 NO_TOKEN = """\
 DISCORD_TOKEN is not set, so aibot cannot connect to Discord.
@@ -86,7 +93,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def ensure_environment(argv: Sequence[str]) -> None:
+    """On a fresh machine (the README's first command): create `.venv`, install aibot
+    into it, and run again inside it. Does nothing when the dependencies import."""
+    if all(importlib.util.find_spec(name) for name in REQUIRED):
+        return
+    venv = ROOT / ".venv"
+    python = venv / "bin" / "python"
+    if Path(sys.prefix).resolve() == venv.resolve():
+        missing = [name for name in REQUIRED if not importlib.util.find_spec(name)]
+        print(f"aibot: missing {', '.join(missing)}; run: {python} -m pip install -e .")
+        sys.exit(EXIT_CONFIG)
+    if not python.exists():
+        print("aibot: first run: creating .venv and installing aibot into it ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    probe = "import " + ", ".join(REQUIRED)
+    if subprocess.run([python, "-c", probe], capture_output=True).returncode != 0:
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-e", str(ROOT)], check=True)
+    os.execv(python, [str(python), str(ROOT / "run.py"), *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_environment(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.demo:
         return _hand_over("aibot.demo", args)
