@@ -17,6 +17,7 @@ from aibot.pools import PoolContext, Pools, admin, build_context, build_pools, c
 from aibot.pools.base import Work
 from aibot.sandbox import FakeProviders, RecordingReply
 from aibot.settings import Settings
+from aibot.store.memory import Recall
 
 KEYS = {
     "OPENAI_API_KEY_1": "sk-roles-chat-openai-aaaaaaaaaaaaaaaaaaaa01",
@@ -87,9 +88,10 @@ def context(settings: Settings, name: str, made: list[PoolContext], **kw: Any) -
 class Memory:
     def __init__(self) -> None:
         self.turns: list[tuple[str, str]] = [("my name is Ana", "Hello Ana!")]
+        self.dropped = 2  # two old turns no longer fit, not yet told
 
-    async def history(self, job: Job) -> list[dict[str, str]]:
-        return [
+    async def recall(self, job: Job) -> Recall:
+        messages = [
             message
             for prompt, answer in self.turns
             for message in (
@@ -97,6 +99,8 @@ class Memory:
                 {"role": "assistant", "content": answer},
             )
         ]
+        dropped, self.dropped = self.dropped, 0
+        return Recall(messages, dropped)
 
     async def remember(self, job: Job, prompt: str, answer: str) -> None:
         self.turns.append((prompt, answer))
@@ -133,6 +137,7 @@ async def test_a_chat_answer_streams_then_finishes_with_usage(
     assert meta["provider"] == "openai" and meta["model"] == "gpt-5-mini"
     assert meta["key_id"] == "sk-...aa01"  # redacted: the ledger's record of the key
     assert meta["tokens_in"] > 0 and meta["tokens_out"] > 0 and meta["seconds"] >= 0
+    assert meta["forgotten"] == 2  # told once, with this answer
     sent = fake_providers.counters.bodies("openai", "chat")[-1].body["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert memory.turns[-1] == ("what is my name?", reply.result.text)

@@ -37,10 +37,18 @@ POOL_KINDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+class Recalled(Protocol):
+    """A conversation so far (OpenAI-style messages) and how many old turns were
+    forgotten since the member was last told."""
+
+    messages: list[dict[str, str]]
+    dropped: int
+
+
 class Memory(Protocol):
     """A member's conversation, for chat (implemented by `aibot.store`)."""
 
-    async def history(self, job: Job) -> list[dict[str, str]]: ...
+    async def recall(self, job: Job) -> Recalled: ...
 
     async def remember(self, job: Job, prompt: str, answer: str) -> object: ...
 

@@ -41,10 +41,10 @@ def build_work(ctx: PoolContext) -> Work:
         prompt = str(job.args.get("prompt") or "").strip()
         if not prompt:
             raise BadRequest("the prompt is empty")
-        history = await ctx.memory.history(job) if ctx.memory else []
+        recall = await ctx.memory.recall(job) if ctx.memory else None
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": ctx.settings.chat_system_prompt},
-            *history,
+            *(recall.messages if recall else ()),
             {"role": "user", "content": prompt},
         ]
         temperature = _temperature(job.args.get("temperature"))
@@ -76,6 +76,8 @@ def build_work(ctx: PoolContext) -> Work:
             "tokens_in": stream.tokens_in,
             "tokens_out": stream.tokens_out,
             "seconds": round(loop.time() - started, 3),
+            # Old turns left the memory to fit its budget: the member is told once.
+            "forgotten": recall.dropped if recall else 0,
         }
         await reply.finish(Result(text=answer.text, meta=meta))
 
