@@ -60,6 +60,14 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
             message = f"{name} pool: no key for {kind}" + (f" (set {wanted})" if can else "")
             # A gap in the backup weakens it but stops nothing.
             (warnings if name == "admin" else found).append(message)
+    if set(settings.enabled_pools) != set(settings.pools) and settings.shard_ids is None:
+        # Two processes on one token both receive every interaction: until the job
+        # transport of the split mode exists, a pool subset needs shards of its own.
+        warnings.append(
+            "AIBOT_POOLS runs only " + ", ".join(settings.enabled_pools) + " here: the other "
+            "pools' commands are not answered by this process; give each process its own "
+            "AIBOT_SHARD_IDS, or run all pools in one process"
+        )
     found.extend(_store_problems(settings.data_dir))
     if settings.http is not None:
         found.extend(_http_problems(*settings.http))

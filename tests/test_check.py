@@ -78,3 +78,16 @@ def test_a_busy_http_port_and_a_foreign_database_are_problems(
     assert status == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out
     assert "is not a SQLite database" in out
+
+
+def test_a_pool_subset_without_shards_of_its_own_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out = check(
+        tmp_path,
+        f"DISCORD_TOKEN=t\nMINIMAX_API_KEY_3=mm-v\nAIBOT_POOLS=video\nAIBOT_HTTP=off\n"
+        f"AIBOT_DATA_DIR={tmp_path / 'd'}\n",
+        monkeypatch,
+    )
+    assert status == 0, out
+    assert "warning: AIBOT_POOLS runs only video here" in out
