@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ T = TypeVar("T")
 S = TypeVar("S", bound=AsyncIterable[Any])
 
 ATTEMPTS = 3  # tries for a transient failure (the first one included)
+_FIRST_WAIT = 0.5  # the longest (jittered) wait before the second try, in seconds
 _log = logging.getLogger("aibot.providers.retry")
 
 
@@ -107,8 +109,17 @@ async def _run(
     deadline: float,
     fingerprint: str | None,
 ) -> T:
-    """Transient retries around key rotation; unwraps a committed failure."""
+    """The first attempt directly, so the common case costs no retry machinery;
+    after an Unavailable, jittered retries with tenacity for the rest, never past
+    the deadline. Unwraps a committed failure."""
     try:
+        try:
+            return await _on_some_key(ring, call, deadline, fingerprint)
+        except Unavailable:
+            pause = random.uniform(0, _FIRST_WAIT)
+            if ATTEMPTS < 2 or _now() + pause >= deadline:
+                raise
+        await asyncio.sleep(pause)
         async for attempt in _transient_retries(deadline):
             with attempt:
                 return await _on_some_key(ring, call, deadline, fingerprint)
@@ -118,12 +129,16 @@ async def _run(
 
 
 def _transient_retries(deadline: float) -> AsyncRetrying:
+    """The attempts after the first failed one: waits go on doubling from twice
+    `_FIRST_WAIT` (jittered, at most 8 s)."""
+
     def out_of_time_or_tries(state: RetryCallState) -> bool:
-        return state.attempt_number >= ATTEMPTS or _now() + state.upcoming_sleep >= deadline
+        tries = state.attempt_number + 1  # the first attempt came before tenacity
+        return tries >= ATTEMPTS or _now() + state.upcoming_sleep >= deadline
 
     return AsyncRetrying(
         retry=retry_if_exception_type(Unavailable),
-        wait=wait_random_exponential(multiplier=0.5, max=8.0),
+        wait=wait_random_exponential(multiplier=2 * _FIRST_WAIT, max=8.0),
         stop=out_of_time_or_tries,
         sleep=asyncio.sleep,
         reraise=True,
