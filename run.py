@@ -175,6 +175,7 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     """Run until the gateway fails or SIGTERM / Ctrl-C; then drain and close."""
     import discord
 
+    from aibot.app import freeze_startup_heap
     from aibot.logs import setup_logging
     from aibot.status import StatusPanel
     from aibot.systemd import Notifier
@@ -191,7 +192,13 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     )
     notifier = Notifier.from_env()
 
+    frozen = False
+
     async def on_ready() -> None:
+        nonlocal frozen
+        if not frozen:  # the first time only: later READYs are reconnections
+            frozen = True
+            freeze_startup_heap()
         notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.pools)}")
 
     bot.add_listener(on_ready, "on_ready")

@@ -109,19 +109,29 @@ class _Key:
     disabled: bool = False
     last_used: int = 0  # order of the last lease, to spread ties
 
-    def limiter_wait(self) -> float:
-        """Seconds until the limiter has room for one more call."""
-        if self.limiter.has_capacity():
+    def level(self, now: float) -> float:
+        """The limiter's bucket level at `now` (its loop's time), worked out
+        without touching the limiter: aiolimiter's own check (`has_capacity`)
+        writes the bucket and binds the limiter to the caller's loop, and a
+        snapshot is read from another thread than the pool's."""
+        limiter = self.limiter
+        # aiolimiter only answers yes/no; its bucket level says how long to wait. The
+        # sum is aiolimiter's own, to the last bit: a level a rounding error below
+        # the limiter's would lease a key whose `acquire()` then waits.
+        level = getattr(limiter, "_level", 0.0)
+        if not level:
             return 0.0
-        rate = self.limiter.max_rate / self.limiter.time_period
-        # aiolimiter only answers yes/no; its bucket level says how long to wait.
-        level = getattr(self.limiter, "_level", self.limiter.max_rate)
-        return max(0.0, (level + 1 - self.limiter.max_rate) / rate)
+        rate = getattr(limiter, "_rate_per_sec", limiter.max_rate / limiter.time_period)
+        return max(level - (now - getattr(limiter, "_last_check", now)) * rate, 0)
 
-    def budget_left(self) -> float:
-        self.limiter.has_capacity()  # leaks the bucket up to now
-        level = getattr(self.limiter, "_level", 0.0)
-        return max(0.0, self.limiter.max_rate - level)
+    def limiter_wait(self, now: float) -> float:
+        """Seconds until the limiter has room for one more call."""
+        limiter = self.limiter
+        rate = limiter.max_rate / limiter.time_period
+        return max(0.0, (self.level(now) + 1 - limiter.max_rate) / rate)
+
+    def budget_left(self, now: float) -> float:
+        return max(0.0, self.limiter.max_rate - self.level(now))
 
 
 class Lease:
@@ -280,7 +290,7 @@ class KeyRing:
         for key in self._keys:
             if key.disabled or (pinned is not None and key.fingerprint != pinned):
                 continue
-            start = max(now + key.limiter_wait(), key.cooling_until)
+            start = max(now + key.limiter_wait(now), key.cooling_until)
             if key.inflight >= self.concurrency:
                 # A slot frees when another call ends; look again shortly.
                 start = max(start, now + _STEP)
@@ -344,13 +354,14 @@ class KeyRing:
             return "disabled"
         if key.cooling_until > now:
             return "cooling"
-        if key.inflight >= self.concurrency or key.limiter_wait() > 0:
+        if key.inflight >= self.concurrency or key.limiter_wait(now) > 0:
             return "busy"
         return "ready"
 
     def snapshot(self) -> KeyRingSnapshot:
         """Plain data for the status panel. `budget_left` / `budget_limit` are
-        the key's limiter room vs its burst: calls it could start right now."""
+        the key's limiter room vs its burst: calls it could start right now.
+        Only reads the ring, so any thread running a loop may take it."""
         now = asyncio.get_running_loop().time()
         keys = []
         for key in self._keys:
@@ -365,7 +376,7 @@ class KeyRing:
                     failures=key.failures,
                     cooling_for=max(0.0, key.cooling_until - now),
                     reason=key.reason if state in ("cooling", "disabled") else "",
-                    budget_left=key.budget_left(),
+                    budget_left=key.budget_left(now),
                     budget_limit=self.burst,
                 )
             )

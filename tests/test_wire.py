@@ -2,9 +2,11 @@
 
 What SimCord cannot show: the REST base and gateway overrides, shard discovery
 through `GET /gateway/bot`, HELLO / IDENTIFY / READY on each shard, an
-INTERACTION_CREATE over the websocket, the deferred callback and a multipart
-upload. The bot is aibot's own (`create_bot`) talking to the fake providers;
-one small bot checks the plain followup path the fake offers as well.
+INTERACTION_CREATE over the websocket, the deferred callback, a multipart
+upload, and the pools on threads of their own (`AIBOT_POOL_THREADS`, the
+default, which SimCord cannot run). The bot is aibot's own (`create_bot`)
+talking to the fake providers; one small bot checks the plain followup path the
+fake offers as well.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import discord
@@ -20,6 +23,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from aibot import create_bot
+from aibot.discord.bot import AibotBot
+from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, FakeDiscordProcess, Record, pointed_at
 
 # Every wait is bounded: a broken bot fails the test instead of hanging it.
@@ -33,8 +38,10 @@ async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> N
 
 @pytest.fixture
 def wire_env(aibot_env: dict[str, str]) -> dict[str, str]:
-    """aibot's test settings, with the shard count left for Discord to say."""
-    return {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
+    """aibot's test settings, with the shard count left for Discord to say, and each
+    pool on a thread of its own, as `python run.py` runs it (no SimCord here)."""
+    env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
+    return {**env, "AIBOT_POOL_THREADS": "true"}
 
 
 @pytest.fixture
@@ -109,6 +116,43 @@ async def test_an_image_is_deferred_then_uploaded_as_multipart_over_the_socket(
     assert name.endswith((".png", ".jpg", ".jpeg", ".webp")) and size > 0
     assert upload.message_id == callback.message_id, "the image fills the deferred message"
     assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
+
+
+async def test_a_chat_streams_into_the_deferred_message_from_the_chat_pool_thread(
+    wire_env: dict[str, str], fake_discord: FakeDiscord, fake_providers: FakeProviders
+) -> None:
+    fake_providers.chat_reply = " ".join(f"word{i}" for i in range(60))
+    fake_providers.chunk_delay = 0.04  # about two seconds of streaming
+    bot = create_bot(wire_env)
+    assert isinstance(bot, AibotBot)
+    async with connected(bot, fake_discord):
+        threads = bot.pools.threads
+        assert {t.name for t in threading.enumerate()} >= {f"aibot-pool-{n}" for n in threads}
+        assert bot.pools["chat"].loop is threads["chat"].loop
+
+        sent = await fake_discord.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+
+        [callback] = await fake_discord.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
+        answer = fake_providers.chat_reply
+
+        def final(record: Record) -> bool:
+            content = record.body.get("content")
+            return record.kind == "edit" and record.interaction_id == sent.id and content == answer
+
+        await fake_discord.wait_until(final, timeout=WAIT)
+        await asyncio.wait_for(_until(lambda: bot.pools["chat"].snapshot().done == 1), WAIT)
+    assert callback.status == 200 and callback.callback_type == 5
+    edits = fake_discord.records_of("edit", sent.id)
+    assert any(e.body["content"].endswith("▌") for e in edits), "the answer streamed"
+    assert all(e.message_id == callback.message_id for e in edits), "into the deferred message"
+    assert all(e.body["allowed_mentions"] == {"parse": []} for e in edits)
+    assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
+    assert not any(t.alive for t in threads.values()), "close() stopped the pool threads"
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
 
 
 async def test_a_wrong_token_is_refused_at_login(

@@ -4,6 +4,11 @@ store, starts the pools and loads the cogs in `setup_hook`, and drains in `close
 Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`); the admin
 cog always is. Commands are registered with Discord only on request (`sync_only`,
 i.e. `python run.py --sync`), never on every start.
+
+With `AIBOT_POOL_THREADS` (the default) each pool runs its jobs on an event loop in a
+thread of its own, and the bot's loop only routes, gates and defers: a burst of
+streaming answers then never delays the next command's defer. What a pool calls back
+(`record_outcome`) runs on the pool's thread; the gate is the bot loop's alone.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from aibot.discord.video import VideoCog
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError, Job, ShuttingDown
 from aibot.pools import Pools, build_pools
+from aibot.pools.thread import call_on
 from aibot.pools.video import resume
 from aibot.router import Router
 from aibot.settings import POOLS, Settings
@@ -90,6 +96,7 @@ class AibotBot(commands.AutoShardedBot):
             memory=self.store.memory,
             journal=self.store.journal,
             on_outcome=self.record_outcome,
+            threaded=settings.pool_threads,
         )
         self.intake = Intake(
             router=self.router,
@@ -143,11 +150,13 @@ class AibotBot(commands.AutoShardedBot):
         await self.release()
 
     async def release(self) -> None:
-        """Let go of what the process holds outside the gateway: provider clients,
-        the answers' HTTP session, the store file, the HTTP server. `close()` ends
-        with it; a test that simulates a crash calls it on the crashed bot."""
+        """Let go of what the process holds outside the gateway: provider clients and
+        the answers' HTTP sessions (each closed on its own loop), the pools' threads,
+        the store file, the HTTP server. `close()` ends with it; a test that
+        simulates a crash calls it on the crashed bot."""
         await self.pools.aclose()
         await self.replies.close()
+        self.pools.stop()
         if self.store is not None:
             await self.store.close()
         if self.http_server is not None:
@@ -199,7 +208,8 @@ class AibotBot(commands.AutoShardedBot):
 
     async def record_outcome(self, job: Job, error: AibotError | None, seconds: float) -> None:
         """After every job: its latency for /metrics, a ledger row, and the quota back
-        when the provider failed."""
+        when the provider failed. Runs on the job's pool's loop: the metrics and the
+        ledger are thread-safe; the gate is counted on the bot's loop only."""
         meta = self.replies.meta(job.id)
         self.metrics.observer(job.pool)(job, error, seconds)
         store = self.store
@@ -220,7 +230,7 @@ class AibotBot(commands.AutoShardedBot):
             else 0.0,
         )
         if error is not None and error.kind in PROVIDER_FAULTS:
-            store.gate.refund(job)
+            call_on(self.loop, store.gate.refund, job)
 
     # ------------------------------------------------------------------ status
 

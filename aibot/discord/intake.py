@@ -8,20 +8,24 @@
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
 the gate counts in memory. After the defer the job's `Reply` owns the deferred message,
 so every later failure (a rare full queue, the provider) edits it with words.
+
+The gateway's loop only routes, gates and defers: the rest (the reply, the journal, the
+place in line) is handed to the job's pool and done on the pool's loop, which has a
+thread of its own with `AIBOT_POOL_THREADS`. The gate stays the gateway loop's alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import discord
 
 from aibot.discord.i18n import command_name, error_text, language, text
-from aibot.discord.reply import NO_MENTIONS, InteractionReply, Replies
+from aibot.discord.reply import NO_MENTIONS, Replies
 from aibot.jobs import (
     AibotError,
     Job,
@@ -32,6 +36,7 @@ from aibot.jobs import (
     ShuttingDown,
 )
 from aibot.pools.base import Pool
+from aibot.pools.thread import call_on
 from aibot.router import Redirect, Router
 
 __all__ = ["DURABLE_COMMANDS", "TOKEN_LIFETIME", "Gate", "Intake", "Journal", "job_for"]
@@ -119,19 +124,22 @@ class Intake:
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
-        await self._start(job, self.replies.make(job))
+        pool = self.pools[job.pool]
+        pool.run_soon(self._start(job, pool, asyncio.get_running_loop()))
 
-    async def _start(self, job: Job, reply: InteractionReply) -> None:
-        """Hand the deferred job to its pool. When the pool refuses it after all (it
-        filled up since the check, or began to drain), the deferred message says why."""
+    async def _start(self, job: Job, pool: Pool, gateway: asyncio.AbstractEventLoop) -> None:
+        """On the pool's loop: hand the deferred job to its pool. When the pool refuses
+        it after all (it filled up since the check, or began to drain), the deferred
+        message says why, and the gate (on the `gateway` loop) gives the use back."""
+        reply = self.replies.make(job)
         journal = self.journal if job.command in DURABLE_COMMANDS else None
         if journal is not None:
             # Journaled before it runs: a restart from here on resumes it.
             await journal.submitted(job)
         try:
-            position = self.pools[job.pool].submit(job, reply)
+            position = pool.submit(job, reply)
         except AibotError as error:
-            self._refund(job)
+            call_on(gateway, self._refund, job)
             if journal is not None:
                 await journal.finished(job.id, error.kind)
             await reply.fail(error)
@@ -162,7 +170,7 @@ class Intake:
         if load.paused:
             return error_text(Paused(), lang, command=job.command)
         if load.full:
-            return error_text(QueueFull(retry_after=estimated_wait(pool)), lang)
+            return error_text(QueueFull(retry_after=pool.wait_estimate()), lang)
         if self.gate is not None:
             try:
                 self.gate.take(job)
@@ -173,15 +181,6 @@ class Intake:
     def _refund(self, job: Job) -> None:
         if self.gate is not None:
             self.gate.refund(job)
-
-
-def estimated_wait(pool: Pool) -> float:
-    """Seconds until a place frees up in a full pool: the jobs ahead, run by its
-    workers at its median pace (1 s a job before it has any figures)."""
-    snap = pool.snapshot()
-    pace = snap.p50_ms / 1000 if snap.p50_ms > 0 else 1.0
-    rounds = math.ceil((snap.queued + snap.workers_busy) / max(snap.workers_total, 1))
-    return max(1.0, rounds * pace)
 
 
 def _channel_name(channel: Any) -> str | None:

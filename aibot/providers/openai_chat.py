@@ -3,23 +3,33 @@ OpenAI-compatible endpoint (`OpenAIChat.minimax`), which differs in three ways:
 answers may open with a `<think>...</think>` block (removed here, also when a
 tag is split across chunks), temperature must lie in (0, 1], and the token
 limit is called `max_tokens`.
+
+The request, its authentication and its errors are the openai SDK's; the answer's
+server-sent events are read here, as plain JSON. A chat pool streams dozens of
+answers at about fifty chunks a second each, and the SDK builds a typed model
+object for every chunk, and walks every request's messages against their type
+annotations before sending: most of the pool's processor time, which the bot's
+other threads (the gateway above all) then wait for. So the request goes through
+the client's plain `post` (the body is already the API's JSON), and the events
+are read as plain JSON, whatever pieces the body comes in.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import anyio
+import httpx2
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from aibot.jobs import AibotError, Rejected, Unavailable
 from aibot.keys import Lease
 from aibot.providers.base import OpenAIClients, openai_error, rate_headers
 from aibot.providers.minimax import base_resp_error
-
-if TYPE_CHECKING:
-    import httpx2
 
 __all__ = ["ChatStream", "OpenAIChat", "ThinkFilter"]
 
@@ -112,13 +122,20 @@ class ChatStream:
 
     async def _deltas(self) -> AsyncIterator[str]:
         try:
-            stream = await self._client.chat.completions.create(**self._request)
-            self.headers = rate_headers(stream.response.headers)
-            if "json" in stream.response.headers.get("content-type", ""):
-                raise await self._not_a_stream(stream.response)
-            async with stream:
-                async for chunk in stream:
-                    if text := self._read(chunk):
+            stream = await self._client.post(
+                "/chat/completions",
+                body=self._request,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+            response = stream.response
+            self.headers = rate_headers(response.headers)
+            if "json" in response.headers.get("content-type", ""):
+                raise await self._not_a_stream(response)
+            async with stream:  # closes the response, also when the reader stops early
+                async for events in _sse_data(response):
+                    if text := "".join(self._read(data, response.request) for data in events):
                         yield text
         except openai.OpenAIError as exc:
             raise openai_error(exc, provider=self.provider, key=self._key) from None
@@ -135,21 +152,64 @@ class ChatStream:
         error = base_resp_error(body, key=self._key)
         return error or Unavailable(f"{self.provider}: the answer was not a stream")
 
-    def _read(self, chunk: Any) -> str:
-        """The visible text of one chunk; notes usage and a filtered answer."""
-        if chunk.usage is not None:
-            self.tokens_in = chunk.usage.prompt_tokens or 0
-            self.tokens_out = chunk.usage.completion_tokens or 0
-        if chunk.model:
-            self.model = chunk.model
+    def _read(self, data: str, request: httpx2.Request) -> str:
+        """The visible text of one event's data; notes usage, the model and a
+        filtered answer. An error event raises as the SDK's stream would."""
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            return ""
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            raise openai.APIError(
+                message if isinstance(message, str) and message else "stream error",
+                request=request,
+                body=error,
+            )
+        if usage := chunk.get("usage"):
+            self.tokens_in = usage.get("prompt_tokens") or 0
+            self.tokens_out = usage.get("completion_tokens") or 0
+        if model := chunk.get("model"):
+            self.model = model
         text = ""
-        for choice in chunk.choices:
-            if choice.finish_reason == "content_filter":
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason") == "content_filter":
                 raise Rejected(f"{self.provider}: the answer was filtered")
-            text += (choice.delta.content or "") if choice.delta else ""
+            text += (choice.get("delta") or {}).get("content") or ""
         if self._think is not None:
             text = self._think.feed(text)
         return text
+
+
+async def _sse_data(response: httpx2.Response) -> AsyncIterator[list[str]]:
+    """The `data` of each server-sent event, a list per piece of the body, up to
+    `[DONE]` (the body is still read to its end, so the connection can serve
+    another request). Transport failures raise as the SDK's own stream does."""
+    pending, data, done = b"", [], False
+    try:
+        async for piece in response.aiter_bytes():
+            if done:
+                continue
+            pending += piece
+            *lines, pending = pending.split(b"\n")
+            events: list[str] = []
+            for raw in lines:
+                line = raw.rstrip(b"\r").decode()
+                if not line:  # an event ends with a blank line
+                    if data:
+                        events.append("\n".join(data))
+                        data = []
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+            if any(event.startswith("[DONE]") for event in events):
+                done = True
+                events = events[: [e.startswith("[DONE]") for e in events].index(True)]
+            if events:
+                yield events
+    except httpx2.TimeoutException:
+        raise openai.APITimeoutError(request=response.request) from None
+    except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream):
+        raise openai.APIConnectionError(request=response.request) from None
 
 
 class ThinkFilter:

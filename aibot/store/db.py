@@ -9,11 +9,17 @@ read-trim-write of a conversation) is one function run in one hop to that
 thread; aiosqlite makes a hop per statement and has no public way to run a
 function on its thread. Requests run in the order they were made.
 
-Writes behind: `later(sql, params)` queues a statement and returns at once; a
-flusher task, started on demand and gone as soon as the queue is empty (it
-never idles on a wait), writes everything queued so far in one transaction.
+Writes behind: `later(sql, params)` queues a statement and returns at once;
+the first one queued while no writer is waiting hands the database thread a
+writer, which writes everything queued by the time it runs, in one transaction,
+and hands over the next writer if more came meanwhile. No task, no idle wait,
+and one hand-over to the thread per batch, not per row.
 `flush()` waits until it is written. A crash loses at most the last instant's
 queued writes: the price of a gate that answers in microseconds.
+
+Threads: `run`, `later` and `flush` may be called from any thread and any event
+loop (the gateway's, each pool's): the queue is guarded by a lock, and the
+database thread takes work in the order it was handed over.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +56,8 @@ class Database:
         self._conn = connection
         self._executor = executor
         self._pending: list[Statement] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._writing = False  # a writer is handed over: it will take `_pending`
+        self._lock = threading.Lock()  # guards the two above and `_closed`
         self._closed = False
 
     @classmethod
@@ -81,48 +88,57 @@ class Database:
     def later(self, sql: str, params: Sequence[Any]) -> None:
         """Queue a write; it reaches the file shortly, in one batch with its neighbours.
         Once the store is closed there is nowhere to write: the row is dropped."""
-        if self._closed:
-            return
-        self._pending.append((sql, params))
-        if self._flusher is None or self._flusher.done():
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop (a synchronous caller): the next flush() writes it
-            self._flusher = loop.create_task(self._drain(), name="aibot-store-flush")
+        with self._lock:
+            if self._closed:
+                return
+            self._pending.append((sql, params))
+            if not self._writing:
+                self._writing = True
+                self._executor.submit(self._write_pending)
 
-    async def _drain(self) -> None:
-        while self._pending and not self._closed:
+    def _write_pending(self) -> None:
+        """On the database thread: write what is queued now, in one transaction;
+        another writer follows if more is queued meanwhile (behind other work)."""
+        self._write_now()
+        with self._lock:
+            self._writing = bool(self._pending)
+            if self._writing:
+                self._executor.submit(self._write_pending)
+
+    def _write_now(self) -> None:
+        with self._lock:
             batch, self._pending = self._pending, []
-            try:
-                await self.run(partial(_write_batch, batch))
-            except StoreError:
-                log.exception("lost %d queued writes to %s", len(batch), self.path)
+        if not batch:
+            return
+        try:
+            _write_batch(batch, self._conn)
+        except sqlite3.Error:
+            log.exception("lost %d queued writes to %s", len(batch), self.path)
 
     async def flush(self) -> None:
         """Wait until every write queued so far is in the file."""
         if self._closed:
             return
-        while self._pending or (self._flusher is not None and not self._flusher.done()):
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.get_running_loop().create_task(self._drain())
-            flusher = self._flusher
-            try:
-                # Shielded: a caller giving up must not cancel other callers' writes.
-                await asyncio.shield(flusher)
-            except asyncio.CancelledError:
-                if not flusher.cancelled():
-                    raise
+        # The thread takes work in order: by this turn, earlier writers have run,
+        # and what they left is written now.
+        write = asyncio.get_running_loop().run_in_executor(self._executor, self._write_now)
+        # Shielded: a caller giving up must not cancel other callers' writes.
+        await asyncio.shield(write)
 
     async def close(self) -> None:
         """Write what is queued, then close the file. Safe to call twice."""
         if self._closed:
             return
         await self.flush()
-        self._closed = True
+        with self._lock:
+            self._closed = True  # from now on `later` drops its row
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._conn.close)
+        await loop.run_in_executor(self._executor, self._close_now)
         self._executor.shutdown(wait=False)
+
+    def _close_now(self) -> None:
+        self._write_now()  # queued between the flush and the close
+        self._conn.close()
 
 
 @contextmanager
