@@ -1,1 +1,1 @@
-"""Benchmarks: `python -m bench.<name>` prints one JSON line of figures."""
+"""Benchmarks: `python -m bench.<name>` prints its figures as JSON lines on stdout."""
