@@ -1,14 +1,14 @@
 """Engine benchmark: budgets, isolation and overhead of the pools, against the fakes.
 
     python -m bench.engine [--quick] [--scenario budget|isolation|overhead ...]
-                           [--overhead-call image|chat] [--no-pool-threads]
+                           [--overhead-call image|chat] [--pool-threads]
 
 Prints one JSON line per scenario on stdout (progress goes to stderr). The
 fake providers (`aibot.sandbox.FakeProviders`) run in child processes
 (`bench/fakes.py`), so their CPU is not this process's and their clock is
 real time. The engine runs in this process, built from settings the way the
 bot builds it (`build_pools`): each pool on an event loop in a thread of its
-own (`AIBOT_POOL_THREADS`, the bot's default), or with `--no-pool-threads`
+own (`--pool-threads`, `AIBOT_POOL_THREADS=true`), or by default
 all on this process's one loop. Every line says which (`pool_threads`).
 
 - `budget`: N keys (4) at a scaled RPM (600 each); the fake enforces the same
@@ -113,7 +113,7 @@ class Scale:
     overhead_rounds: int = 5
     overhead_concurrency: int = 8  # the image pool's default workers
     overhead_call: str = "image"
-    pool_threads: bool = True  # each pool on a thread of its own, as the bot's default
+    pool_threads: bool = False  # True: each pool on a thread of its own
 
 
 FULL = Scale()
@@ -526,9 +526,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="only these")
     parser.add_argument("--overhead-call", choices=("image", "chat"), default="image")
     parser.add_argument(
-        "--no-pool-threads",
+        "--pool-threads",
         action="store_true",
-        help="run every pool on this process's one loop (AIBOT_POOL_THREADS=false)",
+        help="run each pool on an event loop in a thread of its own (AIBOT_POOL_THREADS=true)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
@@ -536,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     scale = replace(
         QUICK if args.quick else FULL,
         overhead_call=args.overhead_call,
-        pool_threads=not args.no_pool_threads,
+        pool_threads=args.pool_threads,
     )
     asyncio.run(run(scale, args.scenario or list(SCENARIOS)))
 

@@ -52,7 +52,7 @@ def engine_env(
 
 def start_pools(settings: Settings, *, on_outcome: Outcome | None = None) -> Pools:
     """The pools as the bot builds them: each on an event loop in a thread of
-    its own when `settings.pool_threads` (the bot's default)."""
+    its own when `settings.pool_threads` (`AIBOT_POOL_THREADS=true`)."""
     return build_pools(settings, on_outcome=on_outcome, threaded=settings.pool_threads)
 
 

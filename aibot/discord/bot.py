@@ -5,10 +5,11 @@ Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`); the adm
 cog always is. Commands are registered with Discord only on request (`sync_only`,
 i.e. `python run.py --sync`), never on every start.
 
-With `AIBOT_POOL_THREADS` (the default) each pool runs its jobs on an event loop in a
-thread of its own, and the bot's loop only routes, gates and defers: a burst of
-streaming answers then never delays the next command's defer. What a pool calls back
-(`record_outcome`) runs on the pool's thread; the gate is the bot loop's alone.
+By default every pool runs on the bot's loop. With `AIBOT_POOL_THREADS=true` each pool
+runs its jobs on an event loop in a thread of its own and the bot's loop only routes,
+gates and defers; under CPython's GIL that measured slower (see aibot/pools/thread.py).
+What a pool calls back (`record_outcome`) runs on the pool's loop; the gate is the bot
+loop's alone.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """An event loop in a thread of its own, and how to reach a loop from another thread.
 
-With `AIBOT_POOL_THREADS` on (the default), each pool runs its workers on a
-`LoopThread`: the openai SDK's stream parsing, Discord edits and uploads of one
-pool then never queue on the gateway's loop, where every interaction must be
-deferred within milliseconds, nor on another pool's. The gateway's loop only
-routes, gates and defers; `Pool.submit` is safe from any thread.
+With `AIBOT_POOL_THREADS=true`, each pool runs its workers on a `LoopThread`: the
+openai SDK's stream parsing, Discord edits and uploads of one pool then never queue
+on the gateway's loop, nor on another pool's; the gateway's loop only routes, gates
+and defers, and `Pool.submit` is safe from any thread. It is off by default: under
+CPython's GIL, `python -m bench.front` measured the gateway's defers 2-4x slower
+with it (every system call the gateway makes hands the lock to a busy pool thread,
+and it waits a switch interval to get it back), so it is meant for free-threaded
+Python builds, where the threads run in parallel.
 
 `run_on(loop, coro)` and `call_on(loop, fn)` are the one way code here crosses
 from one loop to another: directly when already on that loop (one loop for
