@@ -41,6 +41,9 @@ from aibot.router import Redirect, Router
 
 __all__ = ["DURABLE_COMMANDS", "TOKEN_LIFETIME", "Gate", "Intake", "Journal", "job_for"]
 
+# Seconds of expected wait from which a chat or image job is told its place in line.
+QUEUE_NOTICE_SECONDS = 5.0
+
 log = logging.getLogger("aibot.discord.intake")
 
 # Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
@@ -144,7 +147,12 @@ class Intake:
                 await journal.finished(job.id, error.kind)
             await reply.fail(error)
             return
-        if position > 1 or job.command in DURABLE_COMMANDS:
+        # A video takes minutes: its place in line is shown at once. Other jobs wait
+        # behind others only briefly, and "thinking..." says enough, unless the wait
+        # is long; in a burst those edits would cost the most when time is shortest.
+        if job.command in DURABLE_COMMANDS or (
+            position > 1 and pool.wait_estimate() >= QUEUE_NOTICE_SECONDS
+        ):
             await reply.progress(Progress("queued", position=position))
 
     def _refusal(self, interaction: discord.Interaction, job: Job) -> str | None:
