@@ -57,6 +57,7 @@ class Job:
     user_id: int
     channel_id: int
     guild_id: int | None = None
+    shard_id: int | None = None
     interaction_id: int = 0
     application_id: int = 0
     token: str = field(default="", repr=False)

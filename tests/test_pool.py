@@ -18,6 +18,7 @@ from aibot.jobs import (
     ShuttingDown,
 )
 from aibot.keys import KeyRing
+from aibot.logs import current_log_context
 from aibot.pools.base import Pool
 from aibot.sandbox.replies import RecordingReply
 from tests.fixtures.engine import make_job, on_virtual_clock, settle_until
@@ -39,6 +40,22 @@ def sleeper(seconds: float, ran: list[Job] | None = None) -> Work:
 
 def pool_workers() -> list[asyncio.Task]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("aibot.pool.")]
+
+
+@on_virtual_clock
+async def test_a_job_logs_with_its_pool_job_and_shard_tags() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def work(job: Job, reply: Reply) -> None:
+        seen.append(current_log_context())
+        await reply.finish(Result())
+
+    pool = Pool("image", work, workers=1, queue_size=4)
+    reply, job = RecordingReply(), make_job(1)
+    job.shard_id = 3
+    pool.submit(job, reply)
+    await settle_until(lambda: reply.done)
+    assert seen == [{"pool": "image", "shard": "3", "job": job.id}]
 
 
 @on_virtual_clock

@@ -35,6 +35,7 @@ from aibot.jobs import (
     QueueFull,
     ShuttingDown,
 )
+from aibot.logs import log_context
 from aibot.pools.base import Pool
 from aibot.pools.thread import call_on
 from aibot.router import Redirect, Router
@@ -77,6 +78,7 @@ def job_for(interaction: discord.Interaction, command: str, args: Mapping[str, A
         user_id=interaction.user.id,
         channel_id=interaction.channel_id or 0,
         guild_id=interaction.guild_id,
+        shard_id=interaction.guild.shard_id if interaction.guild else None,
         interaction_id=interaction.id,
         application_id=interaction.application_id,
         token=interaction.token,
@@ -111,6 +113,10 @@ class Intake:
         """Answer `interaction` exactly once: a private refusal now, or a deferred
         message that the job's reply fills in."""
         job = job_for(interaction, command, args)
+        with log_context(job=job.id, shard=job.shard_id):
+            await self._take(interaction, job)
+
+    async def _take(self, interaction: discord.Interaction, job: Job) -> None:
         refusal = self._refusal(interaction, job)
         if refusal is not None:
             await interaction.response.send_message(

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, ShuttingDown
 from aibot.keys import KeyRing
+from aibot.logs import log_context
 from aibot.pools.thread import call_on, run_on
 from aibot.router import PoolLoad
 from aibot.snapshots import PoolSnapshot
@@ -236,7 +237,13 @@ class Pool:
 
     async def _run(self, entry: _Entry) -> None:
         """One job's task: the work, then (its slot already given to the next
-        job) the failure reply and the outcome report."""
+        job) the failure reply and the outcome report. Every log line it writes
+        is tagged with the pool, the job and the shard it came from."""
+        job = entry.job
+        with log_context(pool=self.name, job=job.id, shard=job.shard_id):
+            await self._run_tagged(entry)
+
+    async def _run_tagged(self, entry: _Entry) -> None:
         try:
             error = await self._attempt(entry)
         finally:
