@@ -215,6 +215,23 @@ async def test_the_conversation_survives_a_restart(world: World, aibot_env: dict
     ]
 
 
+@pytest.mark.aibot_env(AIBOT_CHAT_HISTORY_TOKENS="30")
+async def test_a_member_is_told_once_when_old_turns_were_forgotten(world: World) -> None:
+    channel = world.channel("채팅방-1")
+    world.fake.chat_reply = "Noted."
+    answers = [
+        public(await world.member.slash(channel, "chat", prompt=f"Remember fact number {n}."))
+        for n in range(3)
+    ]
+    # The second exchange pushed the first out of the 30-token memory: the next
+    # answer says so, the ones before it do not.
+    assert answers[0] == answers[1] == "Noted."
+    assert answers[2].startswith("Noted.\n\n-# ")
+    assert "forgot the oldest 1 exchange(s)" in answers[2]
+    sent = world.fake.counters.bodies(endpoint="chat")[-1].body["messages"]
+    assert "Remember fact number 0." not in [m["content"] for m in sent]
+
+
 async def test_a_video_accepted_before_a_restart_is_delivered_once_after_it(
     world: World, aibot_env: dict[str, str]
 ) -> None:

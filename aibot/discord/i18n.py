@@ -216,6 +216,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🧹 I forgot our conversation in this channel. Your next `/chat` starts fresh."
                 ),
                 "reset_empty": "There is no conversation to forget in this channel.",
+                "memory_dropped": (
+                    "-# Our conversation grew past what I keep: I forgot the oldest "
+                    "{turns} exchange(s). `/reset` starts fresh."
+                ),
                 # Errors: one text per AibotError kind.
                 "error_bad_request": "⚠️ That request cannot be done: {detail}",
                 "error_bad_request_plain": "⚠️ That request cannot be done. Check the options.",
@@ -344,6 +348,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🧹 이 채널에서 나눈 대화를 잊었어요. 다음 `/채팅`은 처음부터 시작해요."
                 ),
                 "reset_empty": "이 채널에서 잊을 대화가 없어요.",
+                "memory_dropped": (
+                    "-# 대화가 기억할 수 있는 양을 넘어서 가장 오래된 대화 {turns}개를 "
+                    "잊었어요. `/초기화`로 새로 시작할 수 있어요."
+                ),
                 "error_bad_request": "⚠️ 이 요청은 처리할 수 없어요: {detail}",
                 "error_bad_request_plain": "⚠️ 이 요청은 처리할 수 없어요. 옵션을 확인해 주세요.",
                 "error_rejected": "🚫 제공자의 안전 시스템이 거절했어요. 다른 표현으로 해 보세요.",

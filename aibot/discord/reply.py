@@ -281,6 +281,9 @@ class InteractionReply:
             await self._deliver_images(images, result)
         else:
             answer = result.text or self._streamed
+            forgotten = int(result.meta.get("forgotten") or 0)
+            if forgotten:
+                answer += "\n\n" + text(self._lang, "memory_dropped", turns=forgotten)
             parts = split_message(answer) or [answer.strip() or "…"]
             await self._show_parts(parts, final=True)
 
