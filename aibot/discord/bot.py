@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import traceback
 
 import discord
@@ -108,7 +109,8 @@ class AibotBot(commands.AutoShardedBot):
             draining=lambda: self.draining,
         )
         await self._add_cogs()
-        self._started_at = asyncio.get_running_loop().time()
+        # Wall-clock: uptime is read from other threads (the panel) and other clocks.
+        self._started_at = time.time()
         if settings.http is not None:
             host, port = settings.http
             self.http_server = await start_http(self._source, host, port, metrics=self.metrics)
@@ -242,7 +244,7 @@ class AibotBot(commands.AutoShardedBot):
             for shard, latency in self.latencies
         )
         started = self._started_at
-        uptime = asyncio.get_running_loop().time() - started if started is not None else 0.0
+        uptime = time.time() - started if started is not None else 0.0
         here = self.settings.enabled_pools
         return BotInfo(
             name=str(self.user) if self.user else "aibot",
