@@ -232,6 +232,9 @@ class KeyRing:
         self.concurrency = concurrency
         self.burst = burst if burst is not None else max(1.0, rpm / 60)
         self._keys = [self._new_key(secret) for secret in keys]
+        # Kept up to date by `_disable`: every job and every routing decision asks
+        # `all_down`, and a count answers without a pass over the keys.
+        self._healthy = len(self._keys)
         self._order = itertools.count(1)
 
     def _new_key(self, secret: str) -> _Key:
@@ -245,11 +248,11 @@ class KeyRing:
     @property
     def all_down(self) -> bool:
         """Every key is disabled (or there are none)."""
-        return all(key.disabled for key in self._keys)
+        return self._healthy == 0
 
     def load(self) -> tuple[int, int]:
         """(healthy, total): keys not disabled, and all keys."""
-        return sum(not key.disabled for key in self._keys), len(self._keys)
+        return self._healthy, len(self._keys)
 
     async def acquire(self, *, timeout: float, fingerprint: str | None = None) -> Lease:
         """Lease the key that can start soonest, waiting up to `timeout` seconds.
@@ -259,14 +262,16 @@ class KeyRing:
         start in time, and at once when every candidate is disabled.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        now = loop.time()
+        deadline = now + timeout
         while True:
-            now = loop.time()
             start, key = self._soonest(now, fingerprint)
             if key is None:
                 raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
             if start <= now:
-                return await self._lease(key)
+                # Has capacity (checked in this same step): never blocks.
+                await key.limiter.acquire()
+                return self._lease(key)
             if start > deadline:
                 raise NoKeyAvailable(
                     f"every {self.provider} key of the {self.pool} pool is busy",
@@ -276,6 +281,7 @@ class KeyRing:
             # already reports `now + _STEP`, so freed slots are seen promptly, and a
             # time-gated wait is one timer (a virtual clock can jump over it).
             await asyncio.sleep(start - now)
+            now = loop.time()
 
     def ready_in(self) -> float:
         """Seconds until some key could start a call: 0 now, inf when every key
@@ -299,9 +305,8 @@ class KeyRing:
                 best = rank
         return (best[0], best[3]) if best else (0.0, None)
 
-    async def _lease(self, key: _Key) -> Lease:
-        # Has capacity (checked by the caller in this same step): never blocks.
-        await key.limiter.acquire()
+    def _lease(self, key: _Key) -> Lease:
+        """A lease on `key`, whose limiter the caller has just acquired."""
         key.inflight += 1
         key.calls += 1
         key.last_used = next(self._order)
@@ -324,7 +329,9 @@ class KeyRing:
         )
 
     def _disable(self, key: _Key, reason: str) -> None:
-        key.disabled = True
+        if not key.disabled:
+            key.disabled = True
+            self._healthy -= 1
         # Some providers echo the key in their error text.
         key.reason = (reason or "rejected").replace(key.secret, key.key_id)
         log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, key.reason)

@@ -14,9 +14,10 @@ Pure: no I/O, no clock, no state beyond the settings; microseconds per call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import translate
 from types import MappingProxyType
 
 from aibot.settings import COMMAND_POOL, POOLS, PROVIDER_KINDS, Settings
@@ -64,14 +65,21 @@ class PoolLoad:
     paused: bool = False
 
 
+_IDLE = PoolLoad()  # a pool the caller gave no load for
+
+
 class Router:
     """The routing rules of one settings; see the module docstring."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        # Lower-cased once: channel names match case-insensitively.
+        # Each pool's patterns as one regex, lower-cased and compiled once (channel
+        # names match case-insensitively): one match per pool per command, not an
+        # fnmatch call per pattern. `fnmatch.translate` is what `fnmatchcase` matches with.
         self._patterns = {
-            name: tuple(p.lower() for p in pool.channels) for name, pool in settings.pools.items()
+            name: re.compile("|".join(translate(p.lower()) for p in pool.channels))
+            for name, pool in settings.pools.items()
+            if pool.channels
         }
 
     def pool_for(self, command: str) -> str:
@@ -111,18 +119,18 @@ class Router:
         return self._settings.strict_routing or any(self._matches(p, channel) for p in others)
 
     def _matches(self, pool: str, channel: str) -> bool:
-        name = channel.lower()
-        return any(fnmatchcase(name, pattern) for pattern in self._patterns.get(pool, ()))
+        pattern = self._patterns.get(pool)
+        return pattern is not None and pattern.match(channel.lower()) is not None
 
     def _by_load(self, pool: str, load: Mapping[str, PoolLoad]) -> Decision:
-        mine = load.get(pool, PoolLoad())
+        mine = load.get(pool, _IDLE)
         if (mine.full or mine.keys_down) and self._admin_can_take(pool, load):
             return Overflow(ADMIN, origin=pool)
         return Handle(pool)
 
     def _admin_can_take(self, kind: str, load: Mapping[str, PoolLoad]) -> bool:
         settings = self._settings
-        admin = load.get(ADMIN, PoolLoad())
+        admin = load.get(ADMIN, _IDLE)
         if not settings.overflow or ADMIN not in settings.enabled_pools:
             return False
         if admin.full or admin.keys_down or admin.paused:

@@ -88,14 +88,21 @@ class PoolContext:
     memory: Memory | None = None
     journal: Journal | None = None
     log: logging.Logger = field(init=False)
+    _providers: dict[str, tuple[str, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log = logging.getLogger(f"aibot.pool.{self.pool.name}")
+        # Worked out once: every job asks, and a pool's rings and clients are fixed.
+        self._providers = {
+            kind: tuple(
+                p for p in self.pool.providers if p in getattr(self, attr) and p in self.rings
+            )
+            for kind, attr in _CLIENTS.items()
+        }
 
     def providers_for(self, kind: str) -> tuple[str, ...]:
         """The pool's providers for `kind` (chat, image, video), in its order."""
-        clients: Mapping[str, object] = getattr(self, _CLIENTS[kind])
-        return tuple(p for p in self.pool.providers if p in clients and p in self.rings)
+        return self._providers[kind]
 
     async def first_provider(
         self,
@@ -135,6 +142,8 @@ class PoolContext:
         raise error
 
     def _by_readiness(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(names) < 2:  # nothing to reorder: spare the rings' look-ahead
+            return names
         waits = {name: self.rings[name].ready_in() for name in names}
         prompt = [name for name in names if waits[name] <= PATIENCE]
         later = sorted((name for name in names if waits[name] > PATIENCE), key=waits.__getitem__)

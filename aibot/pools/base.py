@@ -52,6 +52,8 @@ T = TypeVar("T")
 
 _LATENCIES = 2048  # jobs kept for the percentiles
 _SERVICE_TIMES = 64  # jobs kept for the wait estimate
+# Every PoolLoad there is, by (full, keys_down, paused).
+_LOADS = {flags: PoolLoad(*flags) for flags in itertools.product((False, True), repeat=3)}
 
 
 @dataclass(eq=False)
@@ -171,11 +173,13 @@ class Pool:
             if len(self._queued) >= self.queue_size:
                 wait = self._wait_estimate()
                 raise QueueFull(f"the {self.name} queue is full", retry_after=wait)
-            entry = _Entry(job, reply, next(self._seq), loop.time())
+            now = loop.time()
+            entry = _Entry(job, reply, next(self._seq), now)
             self._lines.setdefault(job.user_id, deque()).append(entry)
             self._queued[job.id] = entry
-            wake = self._take_free()
-            position = self._position(job.id) or 1
+            wake = self._take_free(now)
+            # Most jobs start at once: no need to rank them in the queue.
+            position = 1 if entry.started is not None else self._rank(entry) + 1
         if wake:
             call_on(loop, self._wake)
         return position
@@ -190,12 +194,15 @@ class Pool:
         average = sum(service) / len(service) if service else self._service_estimate
         return average * max(1, len(self._queued)) / self.workers
 
-    def _take_free(self) -> bool:
+    def _take_free(self, now: float | None = None) -> bool:
         """Take queued jobs, in turn order, into the free worker slots (under the
-        lock). True when `_wake` must be called to give them their tasks."""
-        now = self._bound().time()
+        lock). True when `_wake` must be called to give them their tasks. `now`:
+        the loop's time, when the caller has it (the clock is read only when a
+        job is taken)."""
         while self._state == "running" and len(self._running) < self.workers and self._lines:
             entry = self._take()
+            if now is None:
+                now = self._bound().time()
             entry.started = now
             self._running[entry.job.id] = entry
             self._starting.append(entry)
@@ -237,24 +244,31 @@ class Pool:
 
     async def _run(self, entry: _Entry) -> None:
         """One job's task: the work, then (its slot already given to the next
-        job) the failure reply and the outcome report. Every log line it writes
-        is tagged with the pool, the job and the shard it came from."""
+        job, its outcome counted) the failure reply and the outcome report.
+        Every log line it writes is tagged with the pool, the job and the shard
+        it came from."""
         job = entry.job
         with log_context(pool=self.name, job=job.id, shard=job.shard_id):
-            await self._run_tagged(entry)
-
-    async def _run_tagged(self, entry: _Entry) -> None:
-        try:
-            error = await self._attempt(entry)
-        finally:
-            with self._lock:
-                del self._running[entry.job.id]
-                wake = self._take_free()
-        if entry.stop == "drain":
-            return  # handed back by drain(), not finished
-        if wake:
-            self._wake()
-        await self._finish(entry, error)
+            error: AibotError | None = None
+            seconds = 0.0
+            ended = False  # the work returned (not cancelled from outside the pool)
+            try:
+                error = await self._attempt(entry)
+                ended = True
+            finally:
+                # One acquisition of the lock for the slot and the figures.
+                with self._lock:
+                    del self._running[job.id]
+                    # A job drain() handed back is not finished: not counted, not told.
+                    told = ended and entry.stop != "drain"
+                    if told:
+                        seconds = self._count(entry, error)
+                    wake = self._take_free()
+            if not told:
+                return
+            if wake:
+                self._wake()
+            await self._tell(entry, error, seconds)
 
     async def _attempt(self, entry: _Entry) -> AibotError | None:
         """Run the work; its error, or None when it succeeded."""
@@ -277,17 +291,26 @@ class Pool:
 
     async def _finish(self, entry: _Entry, error: AibotError | None) -> None:
         """Count the outcome, fail the reply if needed, tell `on_outcome`."""
-        now = asyncio.get_running_loop().time()
-        seconds = now - entry.submitted
         with self._lock:
-            if entry.started is not None:
-                self._latencies.append(seconds)
-                self._service.append(now - entry.started)
-                self._percentiles = None
-            if error is None:
-                self.done += 1
-            else:
-                self.failed += 1
+            seconds = self._count(entry, error)
+        await self._tell(entry, error, seconds)
+
+    def _count(self, entry: _Entry, error: AibotError | None) -> float:
+        """Under the lock: the outcome into the figures; the job's seconds since submit."""
+        now = self._bound().time()
+        seconds = now - entry.submitted
+        if entry.started is not None:
+            self._latencies.append(seconds)
+            self._service.append(now - entry.started)
+            self._percentiles = None
+        if error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        return seconds
+
+    async def _tell(self, entry: _Entry, error: AibotError | None, seconds: float) -> None:
+        """Fail the reply if needed, then tell `on_outcome`."""
         if error is not None:
             try:
                 await entry.reply.fail(error)
@@ -297,7 +320,7 @@ class Pool:
         if self._on_outcome is not None:
             try:
                 result = self._on_outcome(entry.job, error, seconds)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception as exc:
                 trace = _trace(exc, entry.job)
@@ -434,12 +457,16 @@ class Pool:
 
     def load(self) -> PoolLoad:
         # No lock: it reads three values, each read at once, and serves as a hint
-        # (the router's); `submit` decides under the lock.
-        return PoolLoad(
-            full=len(self._queued) >= self.queue_size,
-            keys_down=bool(self.rings) and all(ring.all_down for ring in self.rings),
-            paused=self._state == "paused",
-        )
+        # (the router's); `submit` decides under the lock. The front asks every
+        # pool's load for every command: a loop, not a generator, and one of the
+        # eight possible answers made once.
+        keys_down = bool(self.rings)
+        for ring in self.rings:
+            if not ring.all_down:
+                keys_down = False
+                break
+        full = len(self._queued) >= self.queue_size
+        return _LOADS[full, keys_down, self._state == "paused"]
 
     def snapshot(self) -> PoolSnapshot:
         """Plain data for status, /health and /metrics, from any thread running a

@@ -154,19 +154,23 @@ async def _on_some_key(
     """One attempt: on a 429 or a bad key the call moves to another key."""
     while True:
         lease = await ring.acquire(timeout=max(0.0, deadline - _now()), fingerprint=fingerprint)
-        async with lease:
-            try:
-                result = await call(lease)
-            except _Committed as committed:
-                _settle(lease, committed.error)
-                raise
-            except AibotError as err:
-                _settle(lease, err)
-                if isinstance(err, RateLimited | BadKey):
-                    continue
-                raise
+        # try/finally rather than `async with lease`: the same release, without two
+        # coroutine calls per provider call.
+        try:
+            result = await call(lease)
+        except _Committed as committed:
+            _settle(lease, committed.error)
+            raise
+        except AibotError as err:
+            _settle(lease, err)
+            if isinstance(err, RateLimited | BadKey):
+                continue
+            raise
+        else:
             lease.ok(_headers_of(result))
             return result
+        finally:
+            lease.release()
 
 
 def _settle(lease: Lease, error: AibotError) -> None:
@@ -184,6 +188,8 @@ def _settle(lease: Lease, error: AibotError) -> None:
 
 def _headers_of(result: object) -> Mapping[str, str] | None:
     headers = getattr(result, "headers", None)
+    if not headers:  # the common case; spares the abstract Mapping check
+        return None
     return headers if isinstance(headers, Mapping) else None
 
 
