@@ -51,11 +51,16 @@ async def test_a_job_logs_with_its_pool_job_and_shard_tags() -> None:
         await reply.finish(Result())
 
     pool = Pool("image", work, workers=1, queue_size=4)
-    reply, job = RecordingReply(), make_job(1)
-    job.shard_id = 3
-    pool.submit(job, reply)
-    await settle_until(lambda: reply.done)
-    assert seen == [{"pool": "image", "shard": "3", "job": job.id}]
+    first, second = make_job(1), make_job(2)  # the second comes from a DM: no shard
+    first.shard_id = 3
+    replies = [RecordingReply(), RecordingReply()]
+    pool.submit(first, replies[0])
+    pool.submit(second, replies[1])  # queued: started by the end of the first job
+    await settle_until(lambda: all(r.done for r in replies))
+    assert seen == [
+        {"pool": "image", "shard": "3", "job": first.id},
+        {"pool": "image", "shard": "", "job": second.id},
+    ]
 
 
 @on_virtual_clock

@@ -248,7 +248,9 @@ class Pool:
         Every log line it writes is tagged with the pool, the job and the shard
         it came from."""
         job = entry.job
-        with log_context(pool=self.name, job=job.id, shard=job.shard_id):
+        # "" (not None) clears a shard tag the starting task may have carried over.
+        shard = "" if job.shard_id is None else job.shard_id
+        with log_context(pool=self.name, job=job.id, shard=shard):
             error: AibotError | None = None
             seconds = 0.0
             ended = False  # the work returned (not cancelled from outside the pool)
