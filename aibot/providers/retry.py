@@ -46,17 +46,18 @@ class _Committed(Exception):
         self.error = error
 
 
-async def with_keys(
+def with_keys(
     ring: KeyRing,
     call: Callable[[Lease], Awaitable[T]],
     *,
     timeout: float,
     fingerprint: str | None = None,
-) -> T:
-    """`call(lease)` on the ring's keys under the policy above. `fingerprint`
-    pins one key (a video task is polled with the key that created it). A
-    result with a `headers` mapping (rate-limit headers) tightens the key's
-    budget through `lease.ok`."""
+) -> Awaitable[T]:
+    """`call(lease)` on the ring's keys under the policy above, to be awaited.
+    `fingerprint` pins one key (a video task is polled with the key that created
+    it). A result with a `headers` mapping (rate-limit headers) tightens the
+    key's budget through `lease.ok`. A plain function handing back the policy's
+    coroutine: one coroutine fewer on every provider call."""
     deadline = _now() + timeout
 
     async def bounded(lease: Lease) -> T:
@@ -66,7 +67,7 @@ async def with_keys(
         except TimeoutError:
             raise Unavailable(f"{ring.provider}: timed out") from None
 
-    return await _run(ring, bounded, deadline, fingerprint)
+    return _run(ring, bounded, deadline, fingerprint)
 
 
 async def stream_with_keys(
