@@ -132,7 +132,6 @@ class AibotError(Exception):
     shown to members and for metrics; `detail` is safe to show (never a key)."""
 
     kind: ClassVar[str] = "internal"
-    transient: ClassVar[bool] = False
 
     def __init__(self, detail: str = "", *, retry_after: float | None = None) -> None:
         super().__init__(detail or self.kind)
@@ -156,7 +155,6 @@ class RateLimited(AibotError):
     """The provider said 429 (or its equivalent) for one key."""
 
     kind = "rate_limited"
-    transient = True
 
 
 class BadKey(AibotError):
@@ -169,7 +167,6 @@ class Unavailable(AibotError):
     """Connection error, timeout or 5xx: worth a bounded retry."""
 
     kind = "unavailable"
-    transient = True
 
 
 class NoKeyAvailable(AibotError):

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -503,10 +503,3 @@ def _log_format(value: str) -> str:
     if value.lower() not in {"text", "json"}:
         raise ValueError
     return value.lower()
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    """Counts, never values, of what is configured: for --check and logs."""
-    return {
-        name: {p: len(k) for p, k in pool.keys.items()} for name, pool in settings.pools.items()
-    }
