@@ -36,9 +36,6 @@ def freeze_startup_heap() -> None:
     to make the commands arriving meanwhile miss their few milliseconds.
 
     Process-wide and for serving only: tests build many bots in one process and
-    would keep each one's objects forever. (The interpreter's switch interval is
-    left at its default: a shorter one, tried with the pools on threads of their
-    own, made the gateway's commands slower, not faster, since it also cuts the
-    gateway thread's own turns short.)"""
+    would keep each one's objects forever."""
     gc.collect()
     gc.freeze()

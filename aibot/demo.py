@@ -36,8 +36,6 @@ DEMO_ENV: Mapping[str, str] = {
         for provider in ("OPENAI", "MINIMAX", "STABILITY")
     },
     "AIBOT_SHARD_COUNT": "2",
-    # SimCord watches the tasks of its own event loop only: the pools stay on it.
-    "AIBOT_POOL_THREADS": "false",
     # /health and /metrics on a free port (printed at start).
     "AIBOT_HTTP": "127.0.0.1:0",
     "AIBOT_VIDEO_POLL_SECONDS": "5",

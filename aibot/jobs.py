@@ -38,8 +38,8 @@ __all__ = [
 
 def _new_id() -> str:
     # 48 random bits, like uuid4's first twelve hex digits, without uuid4's read of
-    # os.urandom: a system call for every command on the gateway's path (which lets
-    # a pool thread take the interpreter lock). An id needs to be unique, not secret.
+    # os.urandom: a system call for every command on the gateway's path. An id needs
+    # to be unique, not secret.
     return f"{random.getrandbits(48):012x}"
 
 

@@ -112,8 +112,8 @@ class _Key:
     def level(self, now: float) -> float:
         """The limiter's bucket level at `now` (its loop's time), worked out
         without touching the limiter: aiolimiter's own check (`has_capacity`)
-        writes the bucket and binds the limiter to the caller's loop, and a
-        snapshot is read from another thread than the pool's."""
+        writes the bucket and binds the limiter to the caller's loop, which a
+        status reading must not do."""
         limiter = self.limiter
         # aiolimiter only answers yes/no; its bucket level says how long to wait. The
         # sum is aiolimiter's own, to the last bit: a level a rounding error below

@@ -201,7 +201,6 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = PriceTable()
     ledger_days: int = 90
-    pool_threads: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -380,7 +379,6 @@ class _Reader:
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
-            pool_threads=self.get("AIBOT_POOL_THREADS", False, _bool, _BOOL),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)

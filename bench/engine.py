@@ -1,15 +1,13 @@
 """Engine benchmark: budgets, isolation and overhead of the pools, against the fakes.
 
     python -m bench.engine [--quick] [--scenario budget|isolation|overhead ...]
-                           [--overhead-call image|chat] [--pool-threads]
+                           [--overhead-call image|chat]
 
 Prints one JSON line per scenario on stdout (progress goes to stderr). The
 fake providers (`aibot.sandbox.FakeProviders`) run in child processes
 (`bench/fakes.py`), so their CPU is not this process's and their clock is
 real time. The engine runs in this process, built from settings the way the
-bot builds it (`build_pools`): each pool on an event loop in a thread of its
-own (`--pool-threads`, `AIBOT_POOL_THREADS=true`), or by default
-all on this process's one loop. Every line says which (`pool_threads`).
+bot builds it (`build_pools`), every pool on this process's one loop.
 
 - `budget`: N keys (4) at a scaled RPM (600 each); the fake enforces the same
   RPM per key as a token bucket (10 s worth of burst; a refused request
@@ -57,7 +55,6 @@ import gc
 import json
 import logging
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -65,6 +62,7 @@ from typing import Any
 
 from aibot.jobs import AibotError, Job, QueueFull
 from aibot.keys import fingerprint, redact
+from aibot.pools import build_pools
 from aibot.pools.base import Pool
 from aibot.providers.base import ImageRequest
 from aibot.providers.minimax import MiniMaxImages
@@ -83,7 +81,6 @@ from bench.world import (
     engine_env,
     paced,
     percentile,
-    start_pools,
 )
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Scale", "budget", "isolation", "main", "overhead"]
@@ -113,7 +110,6 @@ class Scale:
     overhead_rounds: int = 5
     overhead_concurrency: int = 8  # the image pool's default workers
     overhead_call: str = "image"
-    pool_threads: bool = False  # True: each pool on a thread of its own
 
 
 FULL = Scale()
@@ -145,7 +141,7 @@ async def budget(scale: Scale) -> dict[str, Any]:
                 prompt=PROMPT,
             )
         )
-        aibot = _AibotChat(ours.env, bench_keys("aibot", n), rpm, scale.pool_threads)
+        aibot = _AibotChat(ours.env, bench_keys("aibot", n), rpm)
         start = time.perf_counter()
         await paced(rate, scale.budget_warmup + scale.budget_window, aibot.arrive)
         window = (start + scale.budget_warmup, start + scale.budget_warmup + scale.budget_window)
@@ -164,25 +160,21 @@ async def budget(scale: Scale) -> dict[str, Any]:
         "keys": n,
         "rpm_per_key": rpm,
         "window_s": scale.budget_window,
-        "pool_threads": scale.pool_threads,
     }
 
 
 class _AibotChat:
     """One chat pool whose ring holds every key, built from settings."""
 
-    def __init__(
-        self, fake_env: Mapping[str, str], keys: Sequence[str], rpm: float, threads: bool
-    ) -> None:
+    def __init__(self, fake_env: Mapping[str, str], keys: Sequence[str], rpm: float) -> None:
         env = engine_env(
             fake_env,
-            pool_threads=threads,
             AIBOT_POOLS="chat",
             OPENAI_API_KEY_1=",".join(keys),
             AIBOT_CHAT_PROVIDERS="openai",
             AIBOT_CHAT_RPM_OPENAI=rpm,
         )
-        self.pools = start_pools(Settings.from_env(env))
+        self.pools = build_pools(Settings.from_env(env))
         self.pool = self.pools["chat"]
         self.tally = Tally()
 
@@ -217,7 +209,7 @@ async def isolation(scale: Scale) -> dict[str, Any]:
         "video_polls": 10**9,
     }
     async with FakeProcess(config) as fake:
-        pools = start_pools(Settings.from_env(_isolation_env(fake.env, scale)))
+        pools = build_pools(Settings.from_env(_isolation_env(fake.env, scale)))
         alone, loaded = Tally(), Tally()
         rounds = max(1, round(scale.isolation_seconds / scale.isolation_round))
         seconds = scale.isolation_seconds / rounds
@@ -247,7 +239,6 @@ async def isolation(scale: Scale) -> dict[str, Any]:
         "chat_p99_ms_loaded": round(p99_loaded, 2),
         "chat_jobs": len(alone.latencies) + len(loaded.latencies),
         "chat_rate": scale.chat_rate,
-        "pool_threads": scale.pool_threads,
     }
 
 
@@ -257,7 +248,6 @@ def _isolation_env(fake_env: Mapping[str, str], scale: Scale) -> dict[str, str]:
     chat, image, video = (bench_keys(label, 1)[0] for label in ("chat", "image", "video"))
     return engine_env(
         fake_env,
-        pool_threads=scale.pool_threads,
         AIBOT_POOLS="chat,image,video",
         OPENAI_API_KEY_1=chat,
         MINIMAX_API_KEY_2=image,
@@ -331,7 +321,7 @@ async def overhead(scale: Scale) -> dict[str, Any]:
     concurrency = scale.overhead_concurrency
     async with FakeProcess({"rpm": None}) as fake:
         key = bench_keys("overhead", 1)[0]
-        env = _overhead_env(fake.env, key, concurrency, scale.pool_threads)
+        env = _overhead_env(fake.env, key, concurrency)
         settings = Settings.from_env(env)
         engine = _EnginePath(settings, scale.overhead_call)
         floor = _FloorPath(fake.env, settings, key, scale.overhead_call)
@@ -355,18 +345,14 @@ async def overhead(scale: Scale) -> dict[str, Any]:
         "overhead_ratio": round(ms_per_job / floor_ms, 3) if floor_ms else 0.0,
         "call": engine.call,
         "jobs": per_round * scale.overhead_rounds,
-        "pool_threads": scale.pool_threads,
     }
 
 
-def _overhead_env(
-    fake_env: Mapping[str, str], key: str, concurrency: int, threads: bool
-) -> dict[str, str]:
+def _overhead_env(fake_env: Mapping[str, str], key: str, concurrency: int) -> dict[str, str]:
     """Image on MiniMax and chat on OpenAI, one key each, never waiting for budget."""
     room = {"WORKERS": concurrency, "KEY_CONCURRENCY": concurrency, "QUEUE": concurrency}
     return engine_env(
         fake_env,
-        pool_threads=threads,
         AIBOT_POOLS="chat,image",
         OPENAI_API_KEY_1=key,
         MINIMAX_API_KEY_2=key,
@@ -381,26 +367,21 @@ def _overhead_env(
 class _EnginePath:
     """Members' commands as the front hands them to the engine (route, build
     the job, submit), `concurrency` at a time. The pools' outcome hook (where
-    the bot records the ledger; on the pool's thread, when pools have threads)
-    hands in the next job once one ended: a closed loop, with no coroutine
-    waiting per job."""
+    the bot records the ledger) hands in the next job once one ended: a closed
+    loop, with no coroutine waiting per job."""
 
     def __init__(self, settings: Settings, call: str) -> None:
         self.router = Router(settings)
-        self.pools = start_pools(settings, on_outcome=self._ended)
+        self.pools = build_pools(settings, on_outcome=self._ended)
         self.command = "chat" if call == "chat" else "image"
         self.call = "openai chat (streamed)" if call == "chat" else "minimax image-01"
         self.channel = "채팅방-1" if call == "chat" else "이미지생성-1"
         self._left = self._open = 0
         self._failed = ""
         self._finished = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # The first jobs are submitted here, the next ones from the pool's thread.
-        self._count = threading.Lock()
 
     async def run(self, calls: int, concurrency: int) -> float:
         """CPU seconds of this process (all its threads) per job, over `calls` jobs."""
-        self._loop = asyncio.get_running_loop()
         self._left, self._open, self._failed = calls, 0, ""
         self._finished.clear()
         start = time.process_time()
@@ -412,12 +393,11 @@ class _EnginePath:
         return (time.process_time() - start) / calls
 
     def _submit(self) -> None:
-        with self._count:
-            if self._left <= 0 or self._failed:
-                return
-            self._left -= 1
-            self._open += 1
-            user = self._left % 50
+        if self._left <= 0 or self._failed:
+            return
+        self._left -= 1
+        self._open += 1
+        user = self._left % 50
         load = {name: pool.load() for name, pool in self.pools.items()}
         decision = self.router.decide(
             self.command,
@@ -430,14 +410,11 @@ class _EnginePath:
         self.pools[decision.pool].submit(job, RecordingReply())
 
     def _ended(self, job: Job, error: AibotError | None, seconds: float) -> None:
-        with self._count:
-            self._open -= 1
-            if error is not None and not self._failed:
-                self._failed = error.kind
-            last = self._open == 0 and (self._left <= 0 or bool(self._failed))
-        if last:
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._finished.set)
+        self._open -= 1
+        if error is not None and not self._failed:
+            self._failed = error.kind
+        if self._open == 0 and (self._left <= 0 or self._failed):
+            self._finished.set()
         else:
             self._submit()
 
@@ -525,19 +502,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="only these")
     parser.add_argument("--overhead-call", choices=("image", "chat"), default="image")
-    parser.add_argument(
-        "--pool-threads",
-        action="store_true",
-        help="run each pool on an event loop in a thread of its own (AIBOT_POOL_THREADS=true)",
-    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    scale = replace(
-        QUICK if args.quick else FULL,
-        overhead_call=args.overhead_call,
-        pool_threads=args.pool_threads,
-    )
+    scale = replace(QUICK if args.quick else FULL, overhead_call=args.overhead_call)
     asyncio.run(run(scale, args.scenario or list(SCENARIOS)))
 
 

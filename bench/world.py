@@ -1,9 +1,8 @@
 """What the engine benchmark's scenarios share: keys, settings, jobs, timed
 replies and an open-loop load generator.
 
-Times here are `time.perf_counter()` values: the benchmark runs on plain
-event loops (its own, and the pools' threads), and the fakes (in their own
-process) keep real time too.
+Times here are `time.perf_counter()` values: the benchmark runs on a plain
+event loop, and the fakes (in their own process) keep real time too.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from aibot.jobs import AibotError, Job, Progress, Result
-from aibot.pools import Pools, build_pools
-from aibot.pools.base import Outcome
-from aibot.settings import Settings
+from aibot.pools import Pools
 
 __all__ = [
     "Tally",
@@ -28,7 +25,6 @@ __all__ = [
     "engine_env",
     "paced",
     "percentile",
-    "start_pools",
 ]
 
 # Arrivals are released in small batches this often (an open loop, not a pacer).
@@ -40,28 +36,19 @@ def bench_keys(label: str, count: int) -> list[str]:
     return [f"sk-bench-{label}-{n:04d}-{'0' * 24}" for n in range(1, count + 1)]
 
 
-def engine_env(
-    fake_env: Mapping[str, str], *, pool_threads: bool, **variables: object
-) -> dict[str, str]:
+def engine_env(fake_env: Mapping[str, str], **variables: object) -> dict[str, str]:
     """Settings variables for an engine pointed at the fakes: `fake_env` (base
-    URLs), `AIBOT_POOL_THREADS`, and `variables` (`AIBOT_POOLS="chat"`, ...)."""
-    env = {"AIBOT_HTTP": "off", **fake_env, "AIBOT_POOL_THREADS": str(pool_threads).lower()}
+    URLs) and `variables` (`AIBOT_POOLS="chat"`, ...)."""
+    env = {"AIBOT_HTTP": "off", **fake_env}
     env.update({name: str(value) for name, value in variables.items()})
     return env
 
 
-def start_pools(settings: Settings, *, on_outcome: Outcome | None = None) -> Pools:
-    """The pools as the bot builds them: each on an event loop in a thread of
-    its own when `settings.pool_threads` (`AIBOT_POOL_THREADS=true`)."""
-    return build_pools(settings, on_outcome=on_outcome, threaded=settings.pool_threads)
-
-
 async def close_pools(pools: Pools) -> None:
-    """Drain every pool at once (cancelling what runs), close clients, stop threads."""
+    """Drain every pool at once (cancelling what runs), close their clients."""
     for pool in pools.values():
         await pool.drain(0)
     await pools.aclose()
-    pools.stop()
 
 
 def bench_job(command: str, user: int, **args: object) -> Job:

@@ -112,7 +112,6 @@ async def test_streaming_edits_keep_to_one_a_second(world: World) -> None:
 async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]) -> None:
     """`serve` (what `python run.py` runs) over a real socket to the fake Discord."""
     env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
-    env["AIBOT_POOL_THREADS"] = "true"  # as `python run.py` runs: a real socket, no SimCord
     fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
 
     async def no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:

@@ -3,8 +3,7 @@
 What SimCord cannot show: the REST base and gateway overrides, shard discovery
 through `GET /gateway/bot`, HELLO / IDENTIFY / READY on each shard, an
 INTERACTION_CREATE over the websocket, the deferred callback, a multipart
-upload, and the pools on threads of their own (`AIBOT_POOL_THREADS`, the
-default, which SimCord cannot run). The bot is aibot's own (`create_bot`)
+upload, and a streamed answer on real time. The bot is aibot's own (`create_bot`)
 talking to the fake providers; one small bot checks the plain followup path the
 fake offers as well.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import threading
 from collections.abc import AsyncIterator, Callable
 
 import discord
@@ -38,10 +36,8 @@ async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> N
 
 @pytest.fixture
 def wire_env(aibot_env: dict[str, str]) -> dict[str, str]:
-    """aibot's test settings, with the shard count left for Discord to say, and each
-    pool on a thread of its own, as `python run.py` runs it (no SimCord here)."""
-    env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
-    return {**env, "AIBOT_POOL_THREADS": "true"}
+    """aibot's test settings, with the shard count left for Discord to say."""
+    return {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
 
 
 @pytest.fixture
@@ -118,7 +114,7 @@ async def test_an_image_is_deferred_then_uploaded_as_multipart_over_the_socket(
     assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
 
 
-async def test_a_chat_streams_into_the_deferred_message_from_the_chat_pool_thread(
+async def test_a_chat_streams_into_the_deferred_message(
     wire_env: dict[str, str], fake_discord: FakeDiscord, fake_providers: FakeProviders
 ) -> None:
     fake_providers.chat_reply = " ".join(f"word{i}" for i in range(60))
@@ -126,10 +122,6 @@ async def test_a_chat_streams_into_the_deferred_message_from_the_chat_pool_threa
     bot = create_bot(wire_env)
     assert isinstance(bot, AibotBot)
     async with connected(bot, fake_discord):
-        threads = bot.pools.threads
-        assert {t.name for t in threading.enumerate()} >= {f"aibot-pool-{n}" for n in threads}
-        assert bot.pools["chat"].loop is threads["chat"].loop
-
         sent = await fake_discord.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
 
         [callback] = await fake_discord.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
@@ -147,7 +139,6 @@ async def test_a_chat_streams_into_the_deferred_message_from_the_chat_pool_threa
     assert all(e.message_id == callback.message_id for e in edits), "into the deferred message"
     assert all(e.body["allowed_mentions"] == {"parse": []} for e in edits)
     assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
-    assert not any(t.alive for t in threads.values()), "close() stopped the pool threads"
 
 
 async def _until(condition: Callable[[], bool]) -> None:

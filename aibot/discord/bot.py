@@ -5,11 +5,7 @@ Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`); the adm
 cog always is. Commands are registered with Discord only on request (`sync_only`,
 i.e. `python run.py --sync`), never on every start.
 
-By default every pool runs on the bot's loop. With `AIBOT_POOL_THREADS=true` each pool
-runs its jobs on an event loop in a thread of its own and the bot's loop only routes,
-gates and defers; under CPython's GIL that measured slower (see aibot/pools/thread.py).
-What a pool calls back (`record_outcome`) runs on the pool's loop; the gate is the bot
-loop's alone.
+Every pool runs its jobs on the bot's loop, next to the gateway.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ from aibot.discord.video import VideoCog
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError, Job, ShuttingDown
 from aibot.pools import Pools, build_pools
-from aibot.pools.thread import call_on
 from aibot.pools.video import resume
 from aibot.router import Router
 from aibot.settings import POOLS, Settings
@@ -98,7 +93,6 @@ class AibotBot(commands.AutoShardedBot):
             memory=self.store.memory,
             journal=self.store.journal,
             on_outcome=self.record_outcome,
-            threaded=settings.pool_threads,
         )
         self.intake = Intake(
             router=self.router,
@@ -153,13 +147,11 @@ class AibotBot(commands.AutoShardedBot):
         await self.release()
 
     async def release(self) -> None:
-        """Let go of what the process holds outside the gateway: provider clients and
-        the answers' HTTP sessions (each closed on its own loop), the pools' threads,
-        the store file, the HTTP server. `close()` ends with it; a test that
-        simulates a crash calls it on the crashed bot."""
+        """Let go of what the process holds outside the gateway: provider clients, the
+        answers' HTTP session, the store file, the HTTP server. `close()` ends with it;
+        a test that simulates a crash calls it on the crashed bot."""
         await self.pools.aclose()
         await self.replies.close()
-        self.pools.stop()
         if self.store is not None:
             await self.store.close()
         if self.http_server is not None:
@@ -211,8 +203,7 @@ class AibotBot(commands.AutoShardedBot):
 
     async def record_outcome(self, job: Job, error: AibotError | None, seconds: float) -> None:
         """After every job: its latency for /metrics, a ledger row, and the quota back
-        when the provider failed. Runs on the job's pool's loop: the metrics and the
-        ledger are thread-safe; the gate is counted on the bot's loop only."""
+        when the provider failed."""
         meta = self.replies.meta(job.id)
         self.metrics.observer(job.pool)(job, error, seconds)
         store = self.store
@@ -233,7 +224,7 @@ class AibotBot(commands.AutoShardedBot):
             else 0.0,
         )
         if error is not None and error.kind in PROVIDER_FAULTS:
-            call_on(self.loop, store.gate.refund, job)
+            store.gate.refund(job)
 
     # ------------------------------------------------------------------ status
 

@@ -8,15 +8,10 @@
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
 the gate counts in memory. After the defer the job's `Reply` owns the deferred message,
 so every later failure (a rare full queue, the provider) edits it with words.
-
-The gateway's loop only routes, gates and defers: the rest (the reply, the journal, the
-place in line) is handed to the job's pool and done on the pool's loop, which has a
-thread of its own with `AIBOT_POOL_THREADS`. The gate stays the gateway loop's alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +32,6 @@ from aibot.jobs import (
 )
 from aibot.logs import log_context
 from aibot.pools.base import Pool
-from aibot.pools.thread import call_on
 from aibot.router import Redirect, Router
 
 __all__ = ["DURABLE_COMMANDS", "TOKEN_LIFETIME", "Gate", "Intake", "Journal", "job_for"]
@@ -133,13 +127,12 @@ class Intake:
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
-        pool = self.pools[job.pool]
-        pool.run_soon(self._start(job, pool, asyncio.get_running_loop()))
+        await self._start(job, self.pools[job.pool])
 
-    async def _start(self, job: Job, pool: Pool, gateway: asyncio.AbstractEventLoop) -> None:
-        """On the pool's loop: hand the deferred job to its pool. When the pool refuses
-        it after all (it filled up since the check, or began to drain), the deferred
-        message says why, and the gate (on the `gateway` loop) gives the use back."""
+    async def _start(self, job: Job, pool: Pool) -> None:
+        """Hand the deferred job to its pool. When the pool refuses it after all (it
+        filled up since the check, or began to drain), the deferred message says why,
+        and the gate gives the use back."""
         reply = self.replies.make(job)
         journal = self.journal if job.command in DURABLE_COMMANDS else None
         if journal is not None:
@@ -148,7 +141,7 @@ class Intake:
         try:
             position = pool.submit(job, reply)
         except AibotError as error:
-            call_on(gateway, self._refund, job)
+            self._refund(job)
             if journal is not None:
                 await journal.finished(job.id, error.kind)
             await reply.fail(error)

@@ -10,12 +10,8 @@ Discord limits message edits per channel (about 5 per 5 s) and the library would
 out every 429, so a streaming answer edits at most once a second and only when the
 channel's `EditBudget` has room; the final answer always gets through.
 
-Threads: a reply is written from its pool's loop (a thread of its own with
-`AIBOT_POOL_THREADS`). Each loop gets its own HTTP session for the webhook calls,
-made there on first use and closed there; the webhook carries no reference to the
-bot, so nothing of discord.py's gateway state is touched from a pool thread; and a
-bot message to the channel (the token is gone) is sent by the bot's own client, on
-the bot's loop. The edit budget and the open replies are shared under a lock.
+The webhook calls go out on an HTTP session of the answers' own; a bot message to the
+channel (the token is gone) is sent by the bot's own client.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ import asyncio
 import io
 import logging
 import math
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -34,7 +29,6 @@ import discord
 from aibot.discord.i18n import duration, error_text, text
 from aibot.discord.render import MESSAGE_LIMIT, image_embed, split_message
 from aibot.jobs import AibotError, Artifact, Job, Progress, Result
-from aibot.pools.thread import current_loop, run_on
 
 __all__ = ["EditBudget", "InteractionReply", "Replies"]
 
@@ -60,8 +54,7 @@ class EditBudget:
     that can be skipped (a streaming edit, a progress stage) `try_take` and give way
     when the bucket is dry; writes that must happen (a final answer, a place in line)
     `spend`, which may run the bucket into debt so the optional ones wait longer.
-    The clock is the event loop's, so tests can move it. Replies of several pools (each
-    on a thread of its own) write in one channel, so the buckets are under a lock.
+    The clock is the event loop's, so tests can move it.
     """
 
     def __init__(
@@ -71,7 +64,6 @@ class EditBudget:
         self.rate = rate
         self.clock = clock
         self._buckets: dict[int, tuple[float, float]] = {}  # channel -> (tokens, at)
-        self._lock = threading.Lock()
 
     def _level(self, channel_id: int) -> float:
         tokens, at = self._buckets.get(channel_id, (self.burst, -math.inf))
@@ -79,18 +71,13 @@ class EditBudget:
 
     def try_take(self, channel_id: int) -> bool:
         """Spend one write if the channel has one now."""
-        with self._lock:
-            if self._level(channel_id) < 1.0:
-                return False
-            self._spend(channel_id)
-            return True
+        if self._level(channel_id) < 1.0:
+            return False
+        self.spend(channel_id)
+        return True
 
     def spend(self, channel_id: int) -> None:
         """Spend one write now, whatever the level (never below one burst of debt)."""
-        with self._lock:
-            self._spend(channel_id)
-
-    def _spend(self, channel_id: int) -> None:
         level = max(-self.burst, self._level(channel_id) - 1.0)
         self._buckets[channel_id] = (level, self.clock())
         if len(self._buckets) > 4096:
@@ -110,9 +97,9 @@ class Delivery(Protocol):
 
 class Replies:
     """Makes the reply for each job and holds what all replies of one bot share: the
-    client, the per-channel edit budget, an HTTP session per event loop, the replies
-    not yet finished (for the drain) and the facts of finished ones until the ledger
-    has them (`meta`).
+    client, the per-channel edit budget, the answers' HTTP session, the replies not yet
+    finished (for the drain) and the facts of finished ones until the ledger has them
+    (`meta`).
 
     `journal`, when set, makes a video answer (which may be resumed after a restart)
     be delivered at most once."""
@@ -121,61 +108,45 @@ class Replies:
         self.client = client
         self.edits = edits or EditBudget()
         self.journal: Delivery | None = None
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._open: dict[str, InteractionReply] = {}
         self._meta: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()  # the three above: pool threads finish replies
 
     async def open(self) -> None:
-        """Make the running loop's session now rather than at the first answer."""
+        """Make the session now rather than at the first answer."""
         self.session()
 
     def session(self) -> aiohttp.ClientSession:
-        """The running loop's HTTP session for the answers, made on first use. Every
-        defer goes out on the client's session; thousands of streaming edits on the
-        same connections would make a new command's defer wait for a free one, or
-        open a new one. An aiohttp session belongs to the loop it was made on."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            session = self._sessions.get(loop)
-            if session is None or session.closed:
-                session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-                self._sessions[loop] = session
-        return session
+        """The answers' HTTP session, made on first use. Every defer goes out on the
+        client's session; thousands of streaming edits on the same connections would
+        make a new command's defer wait for a free one, or open a new one."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
 
     async def close(self) -> None:
-        """Close every loop's session, each on its own loop (still running: the pools'
-        threads stop after this)."""
-        with self._lock:
-            sessions, self._sessions = list(self._sessions.items()), {}
-        for loop, session in sessions:
-            if current_loop() is not loop and (loop.is_closed() or not loop.is_running()):
-                log.warning("an answer session's loop stopped before it was closed")
-                continue
-            await run_on(loop, session.close())
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def make(self, job: Job) -> InteractionReply:
         reply = InteractionReply(job, self)
-        with self._lock:
-            self._open[job.id] = reply
+        self._open[job.id] = reply
         return reply
 
     def unfinished(self) -> list[InteractionReply]:
         """Replies whose job has neither finished nor failed yet."""
-        with self._lock:
-            return list(self._open.values())
+        return list(self._open.values())
 
     def meta(self, job_id: str) -> dict[str, Any]:
         """What a finished job's result said about it (provider, model, tokens, files),
         handed over once; {} for a failed job."""
-        with self._lock:
-            return self._meta.pop(job_id, {})
+        return self._meta.pop(job_id, {})
 
     def closed(self, reply: InteractionReply, result: Result | None = None) -> None:
-        with self._lock:
-            self._open.pop(reply.job.id, None)
-            if result is not None:
-                self._meta[reply.job.id] = {**result.meta, "files": len(result.files)}
+        self._open.pop(reply.job.id, None)
+        if result is not None:
+            self._meta[reply.job.id] = {**result.meta, "files": len(result.files)}
 
 
 class InteractionReply:
@@ -362,7 +333,7 @@ class InteractionReply:
         if not self._by_channel and self._token_expired():
             self._to_channel()
         if self._by_channel:
-            await self._on_bot_loop(self._write_channel(index, **message))
+            await self._write_channel(index, **message)
             return
         try:
             await self._write_webhook(index, **message)
@@ -370,14 +341,7 @@ class InteractionReply:
             # Discord no longer knows the token (or the message was deleted).
             log.info("job %s: interaction gone, answering in the channel", self.job.id)
             self._to_channel()
-            await self._on_bot_loop(self._write_channel(index, **message))
-
-    async def _on_bot_loop(self, write: Any) -> None:
-        """Run a bot-token write on the bot's loop: the bot's HTTP client (its session,
-        its rate limit locks) belongs there. This reply waits meanwhile, so its state
-        is still touched by one task at a time."""
-        loop = self._replies.client.loop
-        await run_on(loop, write)
+            await self._write_channel(index, **message)
 
     def _to_channel(self) -> None:
         """From now on write new bot messages to the channel: the webhook's messages
@@ -453,9 +417,9 @@ class InteractionReply:
     # -------------------------------------------------------------- helpers
 
     def _webhook_for_job(self) -> discord.Webhook:
-        # Without `client=`: the messages it returns are then built without the bot's
-        # connection state (its user cache), which belongs to the gateway's thread.
-        # Every call passes its own allowed_mentions, so the client's are not missed.
+        # Without `client=`: only the ids of the messages it returns are kept, so they
+        # need none of the bot's connection state (its user cache). Every call passes
+        # its own allowed_mentions, so the client's are not missed.
         session = self._replies.session()
         if self._webhook is None or self._webhook.session is not session:
             self._webhook = discord.Webhook.partial(

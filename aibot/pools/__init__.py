@@ -2,14 +2,12 @@
 
 `build_pools(settings)` makes, for each enabled pool, its key rings (one per
 provider with keys), its own provider clients (so pools share no connection
-pool either), the role's work function, and the `Pool` that runs it; with
-`threaded=True`, also the pool's own event loop in a thread of its own
-(`thread.LoopThread`). What the work functions share is the `PoolContext`; the
-role modules (`chat.py`, `image.py`, `video.py`, `admin.py`) hold only what
-differs per role.
+pool either), the role's work function, and the `Pool` that runs it. What
+the work functions share is the `PoolContext`; the role modules (`chat.py`,
+`image.py`, `video.py`, `admin.py`) hold only what differs per role.
 
 Provider clients (SDK clients, aiohttp sessions) and the rings' limiters are
-made or bound on first use, so they belong to the loop of the pool using them.
+made or bound on first use, on the bot's loop, which every pool shares.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from typing import Any, Protocol, TypeVar
 from aibot.jobs import AibotError, BadRequest, Job, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
 from aibot.pools.base import Outcome, Pool
-from aibot.pools.thread import LoopThread
 from aibot.providers.base import ImageProvider
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
 from aibot.providers.openai_chat import OpenAIChat
@@ -161,26 +158,15 @@ _CLIENTS = {"chat": "chat", "image": "images", "video": "video"}
 
 class Pools(dict[str, Pool]):
     """The enabled pools by name; also knows each pool's context, to close its
-    provider clients at shutdown (`aclose`, after the pools drained, each on its
-    pool's loop), and each pool's thread, if it has one (`stop`, last)."""
+    provider clients at shutdown (`aclose`, after the pools drained)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.contexts: dict[str, PoolContext] = {}
-        self.threads: dict[str, LoopThread] = {}
 
     async def aclose(self) -> None:
-        for name, context in self.contexts.items():
-            pool = self.get(name)
-            if pool is None or pool.loop is None or not pool.loop.is_running():
-                await context.aclose()  # never bound, or all on this loop
-            else:
-                await pool.run_on_loop(context.aclose())
-
-    def stop(self) -> None:
-        """Stop the pools' threads (after `aclose`: nothing may need their loops)."""
-        for thread in self.threads.values():
-            thread.stop()
+        for context in self.contexts.values():
+            await context.aclose()
 
 
 def build_pools(
@@ -189,10 +175,8 @@ def build_pools(
     memory: Memory | None = None,
     journal: Journal | None = None,
     on_outcome: Outcome | None = None,
-    threaded: bool = False,
 ) -> Pools:
-    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to;
-    `threaded`: each on an event loop in a thread of its own, already running."""
+    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
     # The role modules import this package for PoolContext, so import them here.
     from aibot.pools import admin, chat, image, video
 
@@ -206,9 +190,6 @@ def build_pools(
     for name in settings.enabled_pools:
         context = build_context(settings, name, memory=memory, journal=journal)
         pool = settings.pools[name]
-        thread = LoopThread(name).start() if threaded else None
-        if thread is not None:
-            pools.threads[name] = thread
         pools[name] = Pool(
             name,
             builders[name](context),
@@ -216,7 +197,6 @@ def build_pools(
             queue_size=pool.queue_size,
             rings=tuple(context.rings.values()),
             on_outcome=on_outcome,
-            loop=thread.loop if thread else None,
         )
         pools.contexts[name] = context
     return pools

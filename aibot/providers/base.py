@@ -103,7 +103,7 @@ class OpenAIClients:
     """One `AsyncOpenAI` per key, made on first use (inside the loop that uses it)
     and kept. The keys share one HTTP client, so one connection pool and one TLS
     context: making a TLS context takes some 20 ms of processor time, during which
-    no other thread of the bot runs Python. The SDK's own retries are off so every
+    the bot's event loop serves nothing else. The SDK's own retries are off so every
     429 reaches the key ring."""
 
     def __init__(self, base_url: str, *, timeout: float) -> None:

@@ -8,8 +8,8 @@ The request, its authentication and its errors are the openai SDK's; the answer'
 server-sent events are read here, as plain JSON. A chat pool streams dozens of
 answers at about fifty chunks a second each, and the SDK builds a typed model
 object for every chunk, and walks every request's messages against their type
-annotations before sending: most of the pool's processor time, which the bot's
-other threads (the gateway above all) then wait for. So the request goes through
+annotations before sending: most of the pool's processor time, which the gateway,
+on the same event loop, then waits for. So the request goes through
 the client's plain `post` (the body is already the API's JSON), and the events
 are read as plain JSON, whatever pieces the body comes in.
 """
