@@ -40,6 +40,8 @@ DEMO_ENV: Mapping[str, str] = {
     "AIBOT_HTTP": "127.0.0.1:0",
     "AIBOT_VIDEO_POLL_SECONDS": "5",
     "AIBOT_DRAIN_SECONDS": "5",
+    # SimCord's clock stands still while the bot works: no gap of time can pass.
+    "AIBOT_BURST_GAP_MS": "0",
 }
 
 CHANNELS = (

@@ -189,6 +189,7 @@ class Settings:
     log_format: str
     log_dir: Path | None
     drain_seconds: float
+    burst_gap: float
     shard_ids: tuple[int, ...] | None
     shard_count: int | None
     dev_guild: int | None
@@ -364,6 +365,10 @@ class _Reader:
             log_format=self.get("AIBOT_LOG_FORMAT", "text", _log_format, "text or json"),
             log_dir=Path(log_dir) if log_dir else None,
             drain_seconds=self.get("AIBOT_DRAIN_SECONDS", 30.0, _non_negative_float, _SECS),
+            burst_gap=self.get(
+                "AIBOT_BURST_GAP_MS", 2.0, _non_negative_float, "milliseconds (0 or more)"
+            )
+            / 1000.0,
             shard_ids=shard_ids,
             shard_count=shard_count,
             dev_guild=self.get("AIBOT_DEV_GUILD", None, _id, "a guild id (a number)"),

@@ -34,9 +34,10 @@ async def test_budget_reports_both_designs_and_aibot_causes_no_429() -> None:
     line = await budget(TINY)
 
     assert line["scenario"] == "budget"
-    for name in ("achieved_ratio", "baseline_achieved_ratio"):
-        assert _is_number(line[name]) and line[name] <= 2.0
-    assert line["achieved_ratio"] > 0
+    # The baseline has no limiter: in a window this short, the fake's burst allowance
+    # can let it through at a multiple of the rate, so only its shape is checked.
+    assert _is_number(line["baseline_achieved_ratio"])
+    assert _is_number(line["achieved_ratio"]) and 0 < line["achieved_ratio"] <= 2.0
     for name in ("rate_limited", "baseline_rate_limited"):
         assert isinstance(line[name], int) and line[name] >= 0
     # The ring paces every key below the fake's bucket: never a 429.

@@ -28,6 +28,7 @@ from aibot.discord.intake import DURABLE_COMMANDS, Intake
 from aibot.discord.manage import ManageCog
 from aibot.discord.reply import Replies
 from aibot.discord.video import VideoCog
+from aibot.foreground import Foreground
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError, Job, ShuttingDown
 from aibot.pools import Pools, build_pools
@@ -48,6 +49,15 @@ PROVIDER_FAULTS = frozenset({"unavailable", "no_key", "bad_key", "rate_limited"}
 _COGS = {"chat": ChatCog, "image": ImageCog, "video": VideoCog}
 
 
+class _Tree(app_commands.CommandTree["AibotBot"]):
+    """The command tree: every slash command's task is foreground work (see
+    `aibot.foreground`) from its first step."""
+
+    async def interaction_check(self, interaction: discord.Interaction[AibotBot], /) -> bool:
+        interaction.client.foreground.serving()
+        return True
+
+
 class AibotBot(commands.AutoShardedBot):
     """aibot on Discord. Built by `aibot.create_bot`; see the module docstring."""
 
@@ -60,10 +70,13 @@ class AibotBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
             shard_count=settings.shard_count,
             shard_ids=list(settings.shard_ids) if settings.shard_ids else None,
+            tree_cls=_Tree,
         )
         self.settings = settings
         self.router = router or Router(settings)
-        self.replies = Replies(self)
+        # Members' commands go before the pools' work (see aibot.foreground).
+        self.foreground = Foreground(gap=settings.burst_gap)
+        self.replies = Replies(self, turn=self.foreground.turn)
         self.pools: Pools = Pools()
         self.store: Store | None = None
         self.intake: Intake | None = None
@@ -93,6 +106,7 @@ class AibotBot(commands.AutoShardedBot):
             memory=self.store.memory,
             journal=self.store.journal,
             on_outcome=self.record_outcome,
+            turn=self.foreground.turn,
         )
         self.intake = Intake(
             router=self.router,
@@ -101,6 +115,7 @@ class AibotBot(commands.AutoShardedBot):
             gate=self.store.gate,
             journal=self.store.journal,
             draining=lambda: self.draining,
+            served=self.foreground.served,
         )
         await self._add_cogs()
         # Wall-clock: uptime is read from other threads (the panel) and other clocks.

@@ -93,6 +93,7 @@ class Intake:
         gate: Gate | None = None,
         journal: Journal | None = None,
         draining: Callable[[], bool] = lambda: False,
+        served: Callable[[], None] | None = None,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -100,6 +101,7 @@ class Intake:
         self.gate = gate
         self.journal = journal
         self.draining = draining
+        self.served = served
 
     async def submit(
         self, interaction: discord.Interaction, command: str, args: Mapping[str, Any]
@@ -124,6 +126,11 @@ class Intake:
             log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
             self._refund(job)
             return
+        finally:
+            # The member has their first answer: the rest is the pools' work, which
+            # waits for other members' commands like any other (aibot.foreground).
+            if self.served is not None:
+                self.served()
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id

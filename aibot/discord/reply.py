@@ -20,7 +20,7 @@ import asyncio
 import io
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -102,11 +102,19 @@ class Replies:
     (`meta`).
 
     `journal`, when set, makes a video answer (which may be resumed after a restart)
-    be delivered at most once."""
+    be delivered at most once. `turn`, when given, is awaited before each write and
+    each piece of a streamed answer: members' commands go first (`aibot.foreground`)."""
 
-    def __init__(self, client: discord.Client, *, edits: EditBudget | None = None) -> None:
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        edits: EditBudget | None = None,
+        turn: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self.edits = edits or EditBudget()
+        self.turn = turn
         self.journal: Delivery | None = None
         self._session: aiohttp.ClientSession | None = None
         self._open: dict[str, InteractionReply] = {}
@@ -194,6 +202,9 @@ class InteractionReply:
             await self._quietly(self._show(0, words))
 
     async def stream(self, text: str) -> None:
+        if self._replies.turn is not None:
+            # Reading the rest of the answer can wait for the members' commands too.
+            await self._replies.turn()
         if self.closed:
             return
         self._streamed = text
@@ -329,7 +340,10 @@ class InteractionReply:
         self._shown[index] = content
 
     async def _write(self, index: int, **message: Any) -> None:
-        """Create or replace message `index` of this answer."""
+        """Create or replace message `index` of this answer, once the members'
+        commands have had their turn (`Replies.turn`)."""
+        if self._replies.turn is not None:
+            await self._replies.turn()
         if not self._by_channel and self._token_expired():
             self._to_channel()
         if self._by_channel:

@@ -175,8 +175,11 @@ def build_pools(
     memory: Memory | None = None,
     journal: Journal | None = None,
     on_outcome: Outcome | None = None,
+    turn: Callable[[], Awaitable[None]] | None = None,
 ) -> Pools:
-    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
+    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to.
+    `turn`, awaited before each job starts, lets members' commands go first
+    (`Foreground.turn`)."""
     # The role modules import this package for PoolContext, so import them here.
     from aibot.pools import admin, chat, image, video
 
@@ -197,6 +200,7 @@ def build_pools(
             queue_size=pool.queue_size,
             rings=tuple(context.rings.values()),
             on_outcome=on_outcome,
+            turn=turn,
         )
         pools.contexts[name] = context
     return pools

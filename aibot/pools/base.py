@@ -68,7 +68,8 @@ class Pool:
     with at most `queue_size` waiting. See the module docstring.
 
     `service_estimate` is the seconds a job is assumed to take until some have
-    finished; it only feeds `wait_estimate`.
+    finished; it only feeds `wait_estimate`. `turn`, when given, is awaited before
+    each job's work starts: members' commands go first (`aibot.foreground`).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Pool:
         rings: Sequence[KeyRing] = (),
         on_outcome: Outcome | None = None,
         service_estimate: float = 10.0,
+        turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.workers = workers
@@ -91,6 +93,7 @@ class Pool:
         self._work = work
         self._on_outcome = on_outcome
         self._service_estimate = service_estimate
+        self._turn = turn
         self._log = logging.getLogger(f"aibot.pool.{name}")
         self._state = "running"  # running, paused, draining, stopped
         self._lines: dict[int, deque[_Entry]] = {}  # per member, in turn order
@@ -181,7 +184,9 @@ class Pool:
 
     async def _attempt(self, entry: _Entry) -> AibotError | None:
         """Run the work; its error, or None when it succeeded."""
-        if entry.stop:  # cancelled or handed back before its task began
+        if self._turn is not None:
+            await self._turn()  # members' commands first (aibot.foreground)
+        if entry.stop:  # cancelled or handed back before its work began
             return Cancelled("cancelled")
         entry.working = True
         try:

@@ -1,0 +1,130 @@
+"""Members first: what a member is waiting on runs before the work that can wait.
+
+Discord voids an interaction not answered within 3 seconds, and the bot's first
+answer to a command (a defer) takes well under a millisecond of work. The pools' work
+(a job starting, a piece of a streamed answer, a reply written into Discord) can wait
+a little. On one event loop nothing is preempted, so in a burst of commands the
+defers would queue behind the pools' work. `Foreground` lets them go first:
+
+- the task that answers a member's command calls `serving()` as it starts (the
+  front does it for every slash command) and counts as the foreground until it
+  ends or calls `served()` (the intake does, once its defer is out);
+- background work awaits `turn()` before each step: at once while no command is
+  being answered, else as soon as none is, or after `patience` seconds at the
+  latest, so a steady stream of commands slows the pools down but never stops
+  them. A foreground task's own steps never wait for it;
+- waiters go in the order they came, at most `batch` per turn of the loop, so the
+  work let through at the end of a burst does not itself hold the next command up.
+
+No polling and no idle timer: waiters are woken when the last foreground task is
+done, and a timer runs only while someone waits. The engine sees only `turn`, an
+awaitable that knows nothing of Discord; times are the event loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+
+__all__ = ["Foreground"]
+
+
+class Foreground:
+    """See the module docstring. One per bot, shared by the front and every pool."""
+
+    def __init__(self, *, gap: float = 0.002, patience: float = 2.0, batch: int = 4) -> None:
+        self.gap = gap
+        self.patience = patience
+        self.batch = batch
+        self._last = -math.inf  # when the latest command came in
+        self._front: set[asyncio.Task[object]] = set()
+        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._wake: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    # ---------------------------------------------------------------- the front
+
+    def serving(self) -> None:
+        """The current task answers a member: background work waits until it is done."""
+        task = asyncio.current_task()
+        if task is None or task in self._front:
+            return
+        self._last = asyncio.get_running_loop().time()
+        self._front.add(task)
+        task.add_done_callback(self._done)
+
+    def served(self) -> None:
+        """The current task has given the member their first answer."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._done(task)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
+        self._front.discard(task)
+        if not self._front and self._waiters:
+            self._rearm()
+
+    @property
+    def busy(self) -> int:
+        """Commands being answered now."""
+        return len(self._front)
+
+    @property
+    def waiting(self) -> int:
+        """Background steps waiting for their turn."""
+        return len(self._waiters)
+
+    # ----------------------------------------------------------- the background
+
+    async def turn(self) -> None:
+        """Wait until background work may go on (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        if not self._waiters and self._quiet(loop.time()):
+            return
+        if asyncio.current_task() in self._front:
+            return  # a member's own command never waits for itself
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((loop.time() + self.patience, future))
+        if self._wake is None:
+            self._arm(loop)
+        await future  # cancelled: left in the line, skipped when its turn comes
+
+    def _quiet(self, now: float) -> bool:
+        """No command is being answered, and none came in the last `gap` seconds."""
+        return not self._front and now - self._last >= self.gap
+
+    def _rearm(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+        self._arm(asyncio.get_running_loop())
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake when the first waiter may go: now when quiet; else at the end of the
+        gap (no command is being answered) or when its patience runs out."""
+        now = loop.time()
+        at = self._waiters[0][0]
+        if not self._front:
+            at = min(at, self._last + self.gap)
+        self._wake = loop.call_soon(self._release) if at <= now else loop.call_at(at, self._release)
+
+    def _release(self) -> None:
+        """Let up to `batch` waiters go: all when quiet, else those out of patience."""
+        self._wake = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        quiet = self._quiet(now)
+        released = 0
+        waiters = self._waiters
+        while waiters and released < self.batch:
+            deadline, future = waiters[0]
+            if not quiet and deadline > now:
+                break
+            waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                released += 1
+        if waiters:
+            if released:
+                self._wake = loop.call_soon(self._release)
+            else:
+                self._arm(loop)
