@@ -115,7 +115,7 @@ class AibotBot(commands.AutoShardedBot):
             gate=self.store.gate,
             journal=self.store.journal,
             draining=lambda: self.draining,
-            served=self.foreground.served,
+            foreground=self.foreground,
         )
         await self._add_cogs()
         # Wall-clock: uptime is read from other threads (the panel) and other clocks.

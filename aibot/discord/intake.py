@@ -6,8 +6,10 @@
       accepted: defer (public, "thinking...") -> pool.submit(job, reply)
 
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
-the gate counts in memory. After the defer the job's `Reply` owns the deferred message,
-so every later failure (a rare full queue, the provider) edits it with words.
+the gate counts in memory. The command is foreground work until the defer is out;
+handing the job to its pool then waits for its turn (`aibot.foreground`). After the
+defer the job's `Reply` owns the deferred message, so every later failure (a rare full
+queue, the provider) edits it with words.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import discord
 
 from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS, Replies
+from aibot.foreground import Foreground
 from aibot.jobs import (
     AibotError,
     Job,
@@ -93,7 +96,7 @@ class Intake:
         gate: Gate | None = None,
         journal: Journal | None = None,
         draining: Callable[[], bool] = lambda: False,
-        served: Callable[[], None] | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.router = router
         self.pools = pools
@@ -101,7 +104,7 @@ class Intake:
         self.gate = gate
         self.journal = journal
         self.draining = draining
-        self.served = served
+        self.foreground = foreground
 
     async def submit(
         self, interaction: discord.Interaction, command: str, args: Mapping[str, Any]
@@ -127,13 +130,15 @@ class Intake:
             self._refund(job)
             return
         finally:
-            # The member has their first answer: the rest is the pools' work, which
-            # waits for other members' commands like any other (aibot.foreground).
-            if self.served is not None:
-                self.served()
+            if self.foreground is not None:
+                self.foreground.served()
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
+        if self.foreground is not None:
+            # The member has their first answer; queueing the job is the pools' work,
+            # which waits for other members' commands like any other.
+            await self.foreground.turn()
         await self._start(job, self.pools[job.pool])
 
     async def _start(self, job: Job, pool: Pool) -> None:
