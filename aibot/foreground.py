@@ -8,16 +8,19 @@ defers would queue behind the pools' work. `Foreground` lets them go first:
 
 - the task that answers a member's command calls `serving()` as it starts (the
   front does it for every slash command) and counts as the foreground until it
-  ends or calls `served()` (the intake does, once its defer is out);
-- background work awaits `turn()` before each step: at once while no command is
-  being answered, else as soon as none is, or after `patience` seconds at the
-  latest, so a steady stream of commands slows the pools down but never stops
-  them. A foreground task's own steps never wait for it;
+  ends or calls `served()`: the intake does as its answer (a defer or a refusal)
+  goes out, since the rest is Discord's round trip (tens of milliseconds, when
+  the loop is free for other work);
+- background work awaits `turn()` before each step. It goes on at once when no
+  command is being answered and none came in the last `gap` seconds (in a burst
+  the next one is on its way); else as soon as that holds, or after `patience`
+  seconds at the latest, so a steady stream of commands slows the pools down but
+  never stops them. A foreground task's own steps never wait for it;
 - waiters go in the order they came, at most `batch` per turn of the loop, so the
   work let through at the end of a burst does not itself hold the next command up.
 
 No polling and no idle timer: waiters are woken when the last foreground task is
-done, and a timer runs only while someone waits. The engine sees only `turn`, an
+done or the gap ends, and a timer runs only while someone waits. The engine sees only `turn`, an
 awaitable that knows nothing of Discord; times are the event loop's.
 """
 

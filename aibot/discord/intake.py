@@ -117,6 +117,11 @@ class Intake:
 
     async def _take(self, interaction: discord.Interaction, job: Job) -> None:
         refusal = self._refusal(interaction, job)
+        if self.foreground is not None:
+            # The answer is decided and about to go out: what is left is Discord's
+            # round trip, when the loop is free for other work (the burst gap still
+            # covers the request's own few steps).
+            self.foreground.served()
         if refusal is not None:
             await interaction.response.send_message(
                 refusal, ephemeral=True, allowed_mentions=NO_MENTIONS
@@ -129,9 +134,6 @@ class Intake:
             log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
             self._refund(job)
             return
-        finally:
-            if self.foreground is not None:
-                self.foreground.served()
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
