@@ -91,6 +91,26 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
+def _take_room(limiter: AsyncLimiter, now: float) -> bool:
+    """Take one call's room from `limiter` at `now` (its loop's time) if it has
+    it: aiolimiter's own leak-then-add, what its `acquire()` does when it need
+    not wait, done in place rather than in a coroutine on every provider call.
+    The ring is the limiter's only user, so nothing ever waits on it meanwhile.
+    False, nothing taken, when it has no room (or its bucket is not the one this
+    knows, a later aiolimiter's: `acquire()` then does the taking)."""
+    try:
+        level = limiter._level
+        if level:
+            level = max(level - (now - limiter._last_check) * limiter._rate_per_sec, 0)
+        if level + 1 > limiter.max_rate:
+            return False
+        limiter._level = level + 1
+        limiter._last_check = now
+    except AttributeError:  # pragma: no cover - another aiolimiter
+        return False
+    return True
+
+
 @dataclass(eq=False)
 class _Key:
     """One key's state inside its ring. Times are `loop.time()` values."""
@@ -140,29 +160,23 @@ class Lease:
     `bad_key`, `failed`), `release()`, or leaving `async with lease:`.
     Outcomes may be reported after the lease ended; they still count."""
 
-    __slots__ = ("_key", "_released", "_ring")
+    __slots__ = ("_key", "_released", "_ring", "fingerprint", "key", "key_id", "provider")
+
+    key: str  # the secret itself, for the Authorization header and nothing else
+    key_id: str
+    fingerprint: str
+    provider: str
 
     def __init__(self, ring: KeyRing, key: _Key) -> None:
         self._ring = ring
         self._key = key
         self._released = False
-
-    @property
-    def key(self) -> str:
-        """The secret itself, for the Authorization header and nothing else."""
-        return self._key.secret
-
-    @property
-    def key_id(self) -> str:
-        return self._key.key_id
-
-    @property
-    def fingerprint(self) -> str:
-        return self._key.fingerprint
-
-    @property
-    def provider(self) -> str:
-        return self._ring.provider
+        # Plain attributes rather than properties: a provider call reads them again
+        # and again, and a property read costs a call each time. None ever changes.
+        self.key = key.secret
+        self.key_id = key.key_id
+        self.fingerprint = key.fingerprint
+        self.provider = ring.provider
 
     def ok(self, headers: Mapping[str, str] | None = None) -> None:
         """The call succeeded; `headers` (the response's) may tighten the pace."""
@@ -232,9 +246,11 @@ class KeyRing:
         self.concurrency = concurrency
         self.burst = burst if burst is not None else max(1.0, rpm / 60)
         self._keys = [self._new_key(secret) for secret in keys]
-        # Kept up to date by `_disable`: every job and every routing decision asks
-        # `all_down`, and a count answers without a pass over the keys.
         self._healthy = len(self._keys)
+        # Every key is disabled (or there are none). Kept up to date by `_disable`:
+        # every job and every routing decision asks, and a plain attribute answers
+        # without a pass over the keys, or even a call.
+        self.all_down = not self._keys
         self._order = itertools.count(1)
 
     def _new_key(self, secret: str) -> _Key:
@@ -245,17 +261,19 @@ class KeyRing:
             fingerprint=fingerprint(secret),
         )
 
-    @property
-    def all_down(self) -> bool:
-        """Every key is disabled (or there are none)."""
-        return self._healthy == 0
-
     def load(self) -> tuple[int, int]:
         """(healthy, total): keys not disabled, and all keys."""
         return self._healthy, len(self._keys)
 
-    async def acquire(self, *, timeout: float, fingerprint: str | None = None) -> Lease:
-        """Lease the key that can start soonest, waiting up to `timeout` seconds.
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        fingerprint: str | None = None,
+    ) -> Lease:
+        """Lease the key that can start soonest, waiting up to `timeout` seconds
+        (or until `deadline`, a loop time: exactly one of the two is given).
 
         `fingerprint` pins one key (a video task is polled with the key that
         made it). Raises `NoKeyAvailable` with `retry_after` when no key can
@@ -263,14 +281,17 @@ class KeyRing:
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadline = now + timeout
+        if deadline is None:
+            if timeout is None:
+                raise TypeError("acquire() needs a timeout or a deadline")
+            deadline = now + timeout
         while True:
             start, key = self._soonest(now, fingerprint)
             if key is None:
                 raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
             if start <= now:
-                # Has capacity (checked in this same step): never blocks.
-                await key.limiter.acquire()
+                if not _take_room(key.limiter, now):
+                    await key.limiter.acquire()
                 return self._lease(key)
             if start > deadline:
                 raise NoKeyAvailable(
@@ -283,6 +304,31 @@ class KeyRing:
             await asyncio.sleep(start - now)
             now = loop.time()
 
+    def try_acquire(self, fingerprint: str | None = None) -> Lease | None:
+        """`acquire`'s lease when a key can start a call right now, without waiting
+        (and without a coroutine: the common case of every provider call); None
+        when it would have to wait, or no key is usable."""
+        now = asyncio.get_running_loop().time()
+        chosen: _Key | None = None
+        for key in self._keys:
+            if (
+                key.disabled
+                or key.inflight >= self.concurrency
+                or key.cooling_until > now
+                or (fingerprint is not None and key.fingerprint != fingerprint)
+            ):
+                continue
+            if chosen is None or (key.inflight, key.last_used) < (
+                chosen.inflight,
+                chosen.last_used,
+            ):
+                chosen = key
+        # The least busy, then least recently used, key that may start now, as
+        # `_soonest` ranks them; if its limiter has no room, `acquire` looks further.
+        if chosen is None or not _take_room(chosen.limiter, now):
+            return None
+        return self._lease(chosen)
+
     def ready_in(self) -> float:
         """Seconds until some key could start a call: 0 now, inf when every key
         is disabled. Lets a pool prefer another provider over waiting on this one."""
@@ -291,19 +337,23 @@ class KeyRing:
         return math.inf if key is None else max(0.0, start - now)
 
     def _soonest(self, now: float, pinned: str | None) -> tuple[float, _Key | None]:
-        """The earliest start time over usable keys, and that key."""
-        best: tuple[float, int, int, _Key] | None = None
+        """The earliest start time over usable keys, and that key: the least busy,
+        then the least recently used, among those that start as soon."""
+        best: tuple[float, int, int] | None = None
+        chosen: _Key | None = None
         for key in self._keys:
             if key.disabled or (pinned is not None and key.fingerprint != pinned):
                 continue
-            start = max(now + key.limiter_wait(now), key.cooling_until)
-            if key.inflight >= self.concurrency:
+            start = now + key.limiter_wait(now)
+            if key.cooling_until > start:
+                start = key.cooling_until
+            if key.inflight >= self.concurrency and start < now + _STEP:
                 # A slot frees when another call ends; look again shortly.
-                start = max(start, now + _STEP)
-            rank = (start, key.inflight, key.last_used, key)
-            if best is None or rank[:3] < best[:3]:
-                best = rank
-        return (best[0], best[3]) if best else (0.0, None)
+                start = now + _STEP
+            rank = (start, key.inflight, key.last_used)
+            if best is None or rank < best:
+                best, chosen = rank, key
+        return (best[0], chosen) if best is not None else (0.0, None)
 
     def _lease(self, key: _Key) -> Lease:
         """A lease on `key`, whose limiter the caller has just acquired."""
@@ -332,6 +382,7 @@ class KeyRing:
         if not key.disabled:
             key.disabled = True
             self._healthy -= 1
+            self.all_down = self._healthy == 0
         # Some providers echo the key in their error text.
         key.reason = (reason or "rejected").replace(key.secret, key.key_id)
         log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, key.reason)

@@ -117,14 +117,16 @@ class PoolContext:
         (NoKeyAvailable) or unavailable after retries gives way to the next;
         a rejected or bad request does not, nor a failure once `committed()`
         (part of the answer was shown). `choice` names the one provider to use."""
-        names = self._by_readiness(self.providers_for(kind))
+        names = self._providers[kind]
+        if len(names) > 1:
+            names = self._by_readiness(names)
         if choice:
             if kind not in PROVIDER_KINDS.get(choice, ()):
                 raise BadRequest(f"{choice} does not make {kind}")
             if choice not in names:
                 raise NoKeyAvailable(f"no {choice} key in the {self.pool.name} pool")
             names = (choice,)
-        error: AibotError = NoKeyAvailable(f"no {kind} provider has a key in this pool")
+        error: AibotError | None = None  # made only when needed: most jobs succeed
         for name in names:
             if self.rings[name].all_down:
                 error = NoKeyAvailable(f"every {name} key of the {self.pool.name} pool is down")
@@ -136,11 +138,9 @@ class PoolContext:
                     raise
                 self.log.info("%s %s failed (%s), trying the next provider", kind, name, err.kind)
                 error = err
-        raise error
+        raise error or NoKeyAvailable(f"no {kind} provider has a key in this pool")
 
     def _by_readiness(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        if len(names) < 2:  # nothing to reorder: spare the rings' look-ahead
-            return names
         waits = {name: self.rings[name].ready_in() for name in names}
         prompt = [name for name in names if waits[name] <= PATIENCE]
         later = sorted((name for name in names if waits[name] > PATIENCE), key=waits.__getitem__)

@@ -21,6 +21,7 @@ slower under CPython's GIL and are gone.)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 import logging
@@ -47,7 +48,7 @@ _SERVICE_TIMES = 64  # jobs kept for the wait estimate
 _LOADS = {flags: PoolLoad(*flags) for flags in itertools.product((False, True), repeat=3)}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Entry:
     """A job in the pool, with its reply and its times (loop.time())."""
 
@@ -95,6 +96,7 @@ class Pool:
         self._service_estimate = service_estimate
         self._turn = turn
         self._log = logging.getLogger(f"aibot.pool.{name}")
+        self._task_prefix = f"aibot.pool.{name}."  # + the job's id: its task's name
         self._state = "running"  # running, paused, draining, stopped
         self._lines: dict[int, deque[_Entry]] = {}  # per member, in turn order
         self._queued: dict[str, _Entry] = {}
@@ -111,19 +113,26 @@ class Pool:
         """Queue `job`; returns its place in line (1 = started now, 2 = next).
         Never blocks. Raises `ShuttingDown`, `Paused` or `QueueFull`
         (ValueError for a job id the pool already holds: a caller's bug)."""
-        if self._state in ("draining", "stopped"):
+        if self._state != "running":
+            if self._state == "paused":
+                raise Paused(f"the {self.name} pool is paused")
             raise ShuttingDown(f"the {self.name} pool is shutting down")
-        if self._state == "paused":
-            raise Paused(f"the {self.name} pool is paused")
         if job.id in self._queued or job.id in self._running:
             raise ValueError(f"job {job.id} is already in the {self.name} pool")
         if len(self._queued) >= self.queue_size:
             raise QueueFull(f"the {self.name} queue is full", retry_after=self.wait_estimate())
-        entry = _Entry(job, reply, next(self._seq), asyncio.get_running_loop().time())
-        self._lines.setdefault(job.user_id, deque()).append(entry)
+        loop = asyncio.get_running_loop()
+        entry = _Entry(job, reply, next(self._seq), loop.time())
+        if not self._lines and len(self._running) < self.workers:
+            # Nobody waiting and a slot free, the common case: its turn is now.
+            self._start(entry, entry.submitted, loop)
+            return 1
+        line = self._lines.get(job.user_id)
+        if line is None:
+            line = self._lines[job.user_id] = deque()
+        line.append(entry)
         self._queued[job.id] = entry
         self._start_free()
-        # Most jobs start at once: no need to rank them in the queue.
         return 1 if entry.started is not None else self._rank(entry) + 1
 
     def wait_estimate(self) -> float:
@@ -133,19 +142,30 @@ class Pool:
         return average * max(1, len(self._queued)) / self.workers
 
     def _start_free(self) -> None:
-        """Start queued jobs, in turn order, in the free worker slots: each in a task."""
-        now: float | None = None  # the clock is read only when a job starts
+        """Start queued jobs, in turn order, in the free worker slots."""
+        if self._state != "running" or not self._lines or len(self._running) >= self.workers:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         while self._state == "running" and len(self._running) < self.workers and self._lines:
-            entry = self._take()
-            loop = asyncio.get_running_loop()
-            if now is None:
-                now = loop.time()
-            entry.started = now
-            self._running[entry.job.id] = entry
-            entry.task = loop.create_task(
-                self._run(entry), name=f"aibot.pool.{self.name}.{entry.job.id}"
-            )
-            self._keep(entry.task)
+            self._start(self._take(), now, loop)
+
+    def _start(self, entry: _Entry, now: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Run `entry` in a task of its own, from `now`. Every log line the task
+        writes is tagged with the pool, the job and the shard it came from: the
+        tags are set in the context the task runs in, once, before it starts, so
+        they last exactly as long as the task and there is nothing to reset."""
+        entry.started = now
+        job = entry.job
+        self._running[job.id] = entry
+        # "" (not None) clears a shard tag the starting task may have carried over.
+        shard = "" if job.shard_id is None else job.shard_id
+        context = contextvars.copy_context()
+        context.run(log_context(pool=self.name, job=job.id, shard=shard).__enter__)
+        task = loop.create_task(self._run(entry), name=self._task_prefix + job.id, context=context)
+        entry.task = task
+        # Referenced until it ends (it takes itself out): never garbage-collected.
+        self._tasks.add(task)
 
     def _take(self) -> _Entry:
         """The next job in turn order: the first member's line, who then goes last."""
@@ -157,55 +177,56 @@ class Pool:
         del self._queued[entry.job.id]
         return entry
 
-    def _keep(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)  # referenced until done: never garbage-collected
-        task.add_done_callback(self._tasks.discard)
-
     # -- running jobs ------------------------------------------------------
 
     async def _run(self, entry: _Entry) -> None:
         """One job's task: the work, then (its slot already given to the next
         job, its outcome counted) the failure reply and the outcome report.
-        Every log line it writes is tagged with the pool, the job and the shard
-        it came from."""
+        The work's error, if any, is what is reported; what the `turn` hook
+        raises is not the work's, and goes on up."""
         job = entry.job
-        # "" (not None) clears a shard tag the starting task may have carried over.
-        shard = "" if job.shard_id is None else job.shard_id
-        with log_context(pool=self.name, job=job.id, shard=shard):
+        error: AibotError | None = None
+        try:
             try:
-                error = await self._attempt(entry)
+                if self._turn is not None:
+                    await self._turn()  # members' commands first (aibot.foreground)
+                if entry.stop:  # cancelled or handed back before its work began
+                    error = Cancelled("cancelled")
+                else:
+                    entry.working = True
+                    await self._work(job, entry.reply)
+            except asyncio.CancelledError:
+                if not entry.working or not entry.stop:
+                    raise  # cancelled from outside the pool (the loop is closing)
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                error = Cancelled("cancelled")
+            except AibotError as err:
+                if not entry.working:
+                    raise
+                error = err
+            except Exception as err:
+                if not entry.working:
+                    raise
+                self._log.error("job %s: unexpected error\n%s", job.id, _trace(err, job))
+                error = AibotError("internal")
             finally:
                 del self._running[job.id]
             if entry.stop == "drain":
                 return  # handed back by drain(): not finished, so not counted nor told
             seconds = self._count(entry, error)
-            self._start_free()
+            if self._lines:
+                self._start_free()
             await self._tell(entry, error, seconds)
-
-    async def _attempt(self, entry: _Entry) -> AibotError | None:
-        """Run the work; its error, or None when it succeeded."""
-        if self._turn is not None:
-            await self._turn()  # members' commands first (aibot.foreground)
-        if entry.stop:  # cancelled or handed back before its work began
-            return Cancelled("cancelled")
-        entry.working = True
-        try:
-            await self._work(entry.job, entry.reply)
-        except asyncio.CancelledError:
-            if not entry.stop:
-                raise  # cancelled from outside the pool (the loop is closing)
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            return Cancelled("cancelled")
-        except AibotError as error:
-            return error
-        except Exception as error:
-            self._log.error("job %s: unexpected error\n%s", entry.job.id, _trace(error, entry.job))
-            return AibotError("internal")
-        return None
+        finally:
+            self._tasks.discard(entry.task)  # type: ignore[arg-type]
 
     async def _finish(self, entry: _Entry, error: AibotError | None) -> None:
-        """Count the outcome, fail the reply if needed, tell `on_outcome`."""
-        await self._tell(entry, error, self._count(entry, error))
+        """Count the outcome, fail the reply if needed, tell `on_outcome` (in a task
+        of its own, kept in `_tasks`, which it leaves at its end)."""
+        try:
+            await self._tell(entry, error, self._count(entry, error))
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _count(self, entry: _Entry, error: AibotError | None) -> float:
         """The outcome into the figures; the job's seconds since submit."""
@@ -266,7 +287,8 @@ class Pool:
             line.remove(entry)
             if not line:
                 del self._lines[entry.job.user_id]
-            self._keep(asyncio.get_running_loop().create_task(self._finish(entry, Cancelled())))
+            told = asyncio.get_running_loop().create_task(self._finish(entry, Cancelled()))
+            self._tasks.add(told)  # referenced until it ends: it takes itself out
             return True
         entry = self._running.get(job_id)
         if entry is None:
@@ -296,6 +318,9 @@ class Pool:
                 left.append(entry)
         while self._tasks:  # also the outcomes still being told
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            # A task leaves `_tasks` at its end; one cancelled before its first step
+            # (the loop closing) never ran to leave it.
+            self._tasks = {task for task in self._tasks if not task.done()}
         self._state = "stopped"
         self._log.info("drained: %d job(s) not finished", len(left))
         return [entry.job for entry in sorted(left, key=lambda e: e.seq)]
@@ -337,13 +362,13 @@ class Pool:
     def load(self) -> PoolLoad:
         # The front asks every pool's load for every command: a loop, not a
         # generator, and one of the eight possible answers made once.
-        keys_down = bool(self.rings)
-        for ring in self.rings:
+        rings = self.rings
+        keys_down = bool(rings)
+        for ring in rings:
             if not ring.all_down:
                 keys_down = False
                 break
-        full = len(self._queued) >= self.queue_size
-        return _LOADS[full, keys_down, self._state == "paused"]
+        return _LOADS[len(self._queued) >= self.queue_size, keys_down, self._state == "paused"]
 
     def snapshot(self) -> PoolSnapshot:
         """Plain data for status, /health and /metrics. The percentiles are worked

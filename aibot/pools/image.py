@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping
-from functools import partial
 from typing import Any
 
 from aibot.jobs import Artifact, BadRequest, Job, Reply, Result
@@ -41,12 +40,10 @@ def image_request(args: Mapping[str, Any]) -> ImageRequest:
             raise BadRequest(f"the seed must be between 0 and {_MAX_SEED}")
     else:
         seed = None
-    return ImageRequest(
-        prompt=prompt,
-        aspect_ratio=str(args.get("aspect_ratio") or "1:1"),
-        negative_prompt=str(args.get("negative_prompt") or "").strip(),
-        seed=seed,
-    )
+    aspect_ratio = str(args.get("aspect_ratio") or "1:1")
+    negative_prompt = str(args.get("negative_prompt") or "").strip()
+    # By position: a frozen dataclass given keywords takes a good deal longer to make.
+    return ImageRequest(prompt, aspect_ratio, negative_prompt, seed)
 
 
 def build_work(ctx: PoolContext) -> Work:
@@ -58,12 +55,14 @@ def build_work(ctx: PoolContext) -> Work:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        # A plain function returning the call (not a coroutine awaiting it) and a
-        # partial (not a lambda): one frame less on every step of every job.
+        # Plain functions handing back the call (not coroutines awaiting it): no
+        # frame more on any step of the job. A lambda, not a partial: cheaper to
+        # make, and it calls `generate` with no keyword.
         def attempt(provider: str) -> Awaitable[Image]:
+            client = ctx.images[provider]
             return with_keys(
                 ctx.rings[provider],
-                partial(ctx.images[provider].generate, request=request),
+                lambda lease: client.generate(lease, request),
                 timeout=ctx.settings.request_timeout,
             )
 
@@ -79,6 +78,7 @@ def build_work(ctx: PoolContext) -> Work:
             "seed": image.seed,
             "seconds": round(loop.time() - started, 3),
         }
-        await reply.finish(Result(files=(artifact,), meta=meta))
+        # Result(text, files, meta) by position: sooner made than with keywords.
+        await reply.finish(Result("", (artifact,), meta))
 
     return work

@@ -17,7 +17,9 @@ what a member has already seen cannot be replayed on another key.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import random
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -58,16 +60,8 @@ def with_keys(
     it). A result with a `headers` mapping (rate-limit headers) tightens the
     key's budget through `lease.ok`. A plain function handing back the policy's
     coroutine: one coroutine fewer on every provider call."""
-    deadline = _now() + timeout
-
-    async def bounded(lease: Lease) -> T:
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await call(lease)
-        except TimeoutError:
-            raise Unavailable(f"{ring.provider}: timed out") from None
-
-    return _run(ring, bounded, deadline, fingerprint)
+    deadline = asyncio.get_running_loop().time() + timeout
+    return _on_some_key(ring, call, deadline, fingerprint, True, True)
 
 
 async def stream_with_keys(
@@ -101,29 +95,113 @@ async def stream_with_keys(
             raise
         return stream
 
-    return await _run(ring, streamed, deadline, None)
+    return await _on_some_key(ring, streamed, deadline, None, False, True)
 
 
-async def _run(
+def _watch(when: float) -> tuple[_Watch, int, int]:
+    """Start bounding the running task's call by `when`, as `asyncio.timeout_at`
+    does: (the loop's watch, the call's key in it, the task's cancel requests so
+    far). `_Watch.end` ends it."""
+    global _WATCH
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    if task is None:
+        raise RuntimeError("a deadline needs to run inside a task")
+    watch = _WATCH
+    if watch is None or watch.loop is not loop:
+        watch = _WATCH = _Watch(loop)
+    key = next(_KEYS)
+    watch.calls[key] = (when, task)
+    if when < watch.when:
+        watch.arm(when)
+    return watch, key, task.cancelling()
+
+
+class _Watch:
+    """The deadlines of one loop's calls in flight, behind one timer.
+
+    A timer per call, as `asyncio.timeout_at` arms, is a TimerHandle pushed onto
+    the loop's heap and later popped off it, in Python-level comparisons, for
+    every call, though nearly every call ends long before its deadline. Here one
+    timer stands at the earliest deadline of the calls in flight (or earlier: a
+    call that ends leaves it be); when it rings, it cancels the tasks whose call's
+    deadline has come and moves on to the earliest of the others. With no call in
+    flight it is cancelled: an idle loop has nothing scheduled."""
+
+    __slots__ = ("calls", "loop", "timer", "when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # In flight and not yet past their deadline, oldest first: (deadline, task).
+        self.calls: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.when = math.inf  # the timer's
+
+    def end(self, key: int, cancelling: int, error: BaseException | None, provider: str) -> None:
+        """The call `_watch` started ended, raising `error` if anything. As on
+        leaving `asyncio.timeout_at`: when its deadline came first, that
+        cancellation (and only it: no other since the call began) becomes a
+        timeout. A timeout, this one or a TimeoutError of the call's own, raises
+        `Unavailable`."""
+        calls = self.calls
+        watched = calls.pop(key, None) is not None
+        if not calls and self.timer is not None:
+            self.timer.cancel()
+            self.timer, self.when = None, math.inf
+        if not watched:
+            # Its deadline came first and cancelled the task: take that cancel back.
+            task = asyncio.current_task()
+            ours = task.uncancel() <= cancelling  # type: ignore[union-attr]
+            if ours and type(error) is asyncio.CancelledError:
+                raise Unavailable(f"{provider}: timed out") from None
+        if isinstance(error, TimeoutError):
+            raise Unavailable(f"{provider}: timed out") from None
+
+    def arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.when = when
+        self.timer = self.loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        # The loop ran the timer: its time has come, whatever the clock reads now.
+        due = max(self.when, self.loop.time())
+        self.timer, self.when = None, math.inf
+        calls = self.calls
+        # Those due, in deadline order (then in order of start), as their timers would.
+        for _when, key, task in sorted(
+            (when, key, task) for key, (when, task) in calls.items() if when <= due
+        ):
+            del calls[key]
+            task.cancel()
+        if calls:
+            self.arm(min(when for when, _task in calls.values()))
+
+
+# The watch of the loop that last started a bounded call: the bot's one loop (a
+# test's loop replaces the last test's; a call ends on the watch it started on).
+_WATCH: _Watch | None = None
+_KEYS = itertools.count()
+
+
+async def _retries(
     ring: KeyRing,
     call: Callable[[Lease], Awaitable[T]],
     deadline: float,
     fingerprint: str | None,
+    bounded: bool,
+    failure: Unavailable,
 ) -> T:
-    """The first attempt directly, so the common case costs no retry machinery;
-    after an Unavailable, jittered retries with tenacity for the rest, never past
-    the deadline. Unwraps a committed failure."""
+    """After the first attempt failed with `failure`: jittered retries with
+    tenacity for the rest, never past the deadline. Unwraps a committed failure."""
+    pause = random.uniform(0, _FIRST_WAIT)
+    if ATTEMPTS < 2 or _now() + pause >= deadline:
+        raise failure
+    await asyncio.sleep(pause)
     try:
-        try:
-            return await _on_some_key(ring, call, deadline, fingerprint)
-        except Unavailable:
-            pause = random.uniform(0, _FIRST_WAIT)
-            if ATTEMPTS < 2 or _now() + pause >= deadline:
-                raise
-        await asyncio.sleep(pause)
         async for attempt in _transient_retries(deadline):
             with attempt:
-                return await _on_some_key(ring, call, deadline, fingerprint)
+                return await _on_some_key(ring, call, deadline, fingerprint, bounded, False)
     except _Committed as committed:
         raise committed.error from None
     raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
@@ -151,27 +229,49 @@ async def _on_some_key(
     call: Callable[[Lease], Awaitable[T]],
     deadline: float,
     fingerprint: str | None,
+    bounded: bool,
+    first: bool,
 ) -> T:
-    """One attempt: on a 429 or a bad key the call moves to another key."""
+    """One attempt: on a 429 or a bad key the call moves to another key.
+    `bounded`: the deadline bounds the call too (a stream bounds its own, only
+    until its first item). The `first` attempt is the policy's own coroutine,
+    so the common case costs no retry machinery: it unwraps a committed failure
+    and, after an Unavailable, hands over to `_retries`."""
     while True:
-        lease = await ring.acquire(timeout=max(0.0, deadline - _now()), fingerprint=fingerprint)
+        lease = ring.try_acquire(fingerprint) or await ring.acquire(
+            deadline=deadline, fingerprint=fingerprint
+        )
         # try/finally rather than `async with lease`: the same release, without two
         # coroutine calls per provider call.
         try:
-            result = await call(lease)
+            if bounded:
+                watch, key, cancelling = _watch(deadline)
+                try:
+                    result = await call(lease)
+                except BaseException as error:
+                    watch.end(key, cancelling, error, ring.provider)
+                    raise
+                watch.end(key, cancelling, None, ring.provider)
+            else:
+                result = await call(lease)
         except _Committed as committed:
             _settle(lease, committed.error)
+            if first:
+                raise committed.error from None
             raise
         except AibotError as err:
             _settle(lease, err)
             if isinstance(err, RateLimited | BadKey):
                 continue
-            raise
+            if not first or not isinstance(err, Unavailable):
+                raise
+            failure = err
         else:
             lease.ok(_headers_of(result))
             return result
         finally:
             lease.release()
+        return await _retries(ring, call, deadline, fingerprint, bounded, failure)
 
 
 def _settle(lease: Lease, error: AibotError) -> None:
