@@ -36,7 +36,7 @@ __all__ = ["Foreground"]
 class Foreground:
     """See the module docstring. One per bot, shared by the front and every pool."""
 
-    def __init__(self, *, gap: float = 0.002, patience: float = 2.0, batch: int = 4) -> None:
+    def __init__(self, *, gap: float = 0.005, patience: float = 2.0, batch: int = 4) -> None:
         self.gap = gap
         self.patience = patience
         self.batch = batch

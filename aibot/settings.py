@@ -366,7 +366,7 @@ class _Reader:
             log_dir=Path(log_dir) if log_dir else None,
             drain_seconds=self.get("AIBOT_DRAIN_SECONDS", 30.0, _non_negative_float, _SECS),
             burst_gap=self.get(
-                "AIBOT_BURST_GAP_MS", 2.0, _non_negative_float, "milliseconds (0 or more)"
+                "AIBOT_BURST_GAP_MS", 5.0, _non_negative_float, "milliseconds (0 or more)"
             )
             / 1000.0,
             shard_ids=shard_ids,
