@@ -186,13 +186,20 @@ async def test_an_image_comes_from_the_first_provider(
 
 
 async def test_an_image_falls_back_when_the_first_provider_is_down(
-    fake_providers: FakeProviders, settings_for: Env, contexts: list[PoolContext]
+    fake_providers: FakeProviders,
+    settings_for: Env,
+    contexts: list[PoolContext],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_providers.inject("minimax", "500", times=10)
     work = image.build_work(context(settings_for(), "image", contexts))
-    reply = await run(work, job("image", prompt="a lighthouse"))
+    with caplog.at_level(logging.INFO, logger="aibot.pool"):
+        reply = await run(work, job("image", prompt="a lighthouse"))
     assert reply.result is not None, reply.error
     assert reply.result.meta["provider"] == "stability"
+    assert [r.getMessage() for r in caplog.records if "next provider" in r.getMessage()] == [
+        "image minimax failed (unavailable), trying the next provider"
+    ]
     assert reply.result.meta["seed"] is not None  # Stability says which seed it used
 
 
@@ -239,15 +246,20 @@ async def test_a_refused_image_prompt_does_not_fall_back(
 
 
 async def test_a_chosen_image_provider_is_the_only_one_asked(
-    fake_providers: FakeProviders, settings_for: Env, contexts: list[PoolContext]
+    fake_providers: FakeProviders,
+    settings_for: Env,
+    contexts: list[PoolContext],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     work = image.build_work(context(settings_for(), "image", contexts))
     reply = await run(work, job("image", prompt="a lighthouse", provider="openai"))
     assert reply.result is not None and reply.result.meta["provider"] == "openai"
     fake_providers.inject("openai", "500", times=10)
-    reply = await run(work, job("image", prompt="a lighthouse", provider="openai"))
+    with caplog.at_level(logging.INFO, logger="aibot.pool"):
+        reply = await run(work, job("image", prompt="a lighthouse", provider="openai"))
     assert isinstance(reply.error, Unavailable)
     assert fake_providers.counters.requests("minimax") == 0
+    assert not [r for r in caplog.records if "next provider" in r.getMessage()]  # none
     reply = await run(work, job("image", prompt="a lighthouse", provider="midjourney"))
     assert isinstance(reply.error, BadRequest)
 

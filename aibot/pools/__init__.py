@@ -127,7 +127,7 @@ class PoolContext:
                 raise NoKeyAvailable(f"no {choice} key in the {self.pool.name} pool")
             names = (choice,)
         error: AibotError | None = None  # made only when needed: most jobs succeed
-        for name in names:
+        for n, name in enumerate(names, 1):
             if self.rings[name].all_down:
                 error = NoKeyAvailable(f"every {name} key of the {self.pool.name} pool is down")
                 continue
@@ -136,7 +136,10 @@ class PoolContext:
             except (NoKeyAvailable, Unavailable) as err:
                 if committed():
                     raise
-                self.log.info("%s %s failed (%s), trying the next provider", kind, name, err.kind)
+                if n < len(names):
+                    self.log.info(
+                        "%s %s failed (%s), trying the next provider", kind, name, err.kind
+                    )
                 error = err
         raise error or NoKeyAvailable(f"no {kind} provider has a key in this pool")
 
