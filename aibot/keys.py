@@ -309,25 +309,10 @@ class KeyRing:
         (and without a coroutine: the common case of every provider call); None
         when it would have to wait, or no key is usable."""
         now = asyncio.get_running_loop().time()
-        chosen: _Key | None = None
-        for key in self._keys:
-            if (
-                key.disabled
-                or key.inflight >= self.concurrency
-                or key.cooling_until > now
-                or (fingerprint is not None and key.fingerprint != fingerprint)
-            ):
-                continue
-            if chosen is None or (key.inflight, key.last_used) < (
-                chosen.inflight,
-                chosen.last_used,
-            ):
-                chosen = key
-        # The least busy, then least recently used, key that may start now, as
-        # `_soonest` ranks them; if its limiter has no room, `acquire` looks further.
-        if chosen is None or not _take_room(chosen.limiter, now):
+        start, key = self._soonest(now, fingerprint)
+        if key is None or start > now or not _take_room(key.limiter, now):
             return None
-        return self._lease(chosen)
+        return self._lease(key)
 
     def ready_in(self) -> float:
         """Seconds until some key could start a call: 0 now, inf when every key
