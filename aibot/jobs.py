@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -69,6 +70,11 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def trace(self, error: BaseException) -> str:
+        """`error`'s traceback for the log, without this job's interaction token."""
+        text = "".join(traceback.format_exception(error))
+        return text.replace(self.token, "[token]") if self.token else text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:

@@ -141,6 +141,40 @@ async def test_a_chat_streams_into_the_deferred_message(
     assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
 
 
+async def test_a_job_deferred_just_before_shutdown_still_gets_its_answer(
+    wire_env: dict[str, str], fake_discord: FakeDiscord
+) -> None:
+    bot = create_bot(wire_env)
+    assert isinstance(bot, AibotBot)
+    answered = asyncio.Event()
+
+    async def another_command() -> None:
+        # Another member's command still being answered: the deferred job waits
+        # for its turn to be queued when the bot is told to stop.
+        bot.foreground.serving()
+        await answered.wait()
+
+    async with connected(bot, fake_discord):
+        other = asyncio.create_task(another_command())
+        try:
+            sent = await fake_discord.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+            [callback] = await fake_discord.wait_for(
+                "callback", interaction_id=sent.id, timeout=WAIT
+            )
+            assert bot.intake is not None
+            await asyncio.wait_for(_until(lambda: bot.intake.taking == 1), WAIT)
+            closing = asyncio.create_task(bot.close())
+            await asyncio.sleep(0.05)
+            assert not closing.done(), "the drain waits for the job on its way to a pool"
+        finally:
+            answered.set()
+        await asyncio.wait_for(asyncio.gather(other, closing), WAIT)
+    assert callback.callback_type == 5 and bot.intake.taking == 0
+    [answer] = fake_discord.records_of("edit", sent.id)[-1:]
+    assert answer.body["content"] and not answer.body["content"].endswith("▌")
+    assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)

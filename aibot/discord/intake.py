@@ -7,13 +7,15 @@
 
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
 the gate counts in memory. The command is foreground work until the defer is out;
-handing the job to its pool then waits for its turn (`aibot.foreground`). After the
-defer the job's `Reply` owns the deferred message, so every later failure (a rare full
-queue, the provider) edits it with words.
+handing the job to its pool then waits for its turn (`aibot.foreground`), in a small
+task of its own: the command's task ends with the defer, and with it the interaction
+and all discord.py made of it. After the defer the job's `Reply` owns the deferred
+message, so every later failure (a rare full queue, the provider) edits it with words.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -105,6 +107,9 @@ class Intake:
         self.journal = journal
         self.draining = draining
         self.foreground = foreground
+        # Tasks holding a taken job not yet in its pool: commands being answered,
+        # and jobs waiting for their turn to be queued.
+        self._taking: set[asyncio.Task[Any]] = set()
 
     async def submit(
         self, interaction: discord.Interaction, command: str, args: Mapping[str, Any]
@@ -112,8 +117,14 @@ class Intake:
         """Answer `interaction` exactly once: a private refusal now, or a deferred
         message that the job's reply fills in."""
         job = job_for(interaction, command, args)
-        with log_context(job=job.id, shard=job.shard_id):
-            await self._take(interaction, job)
+        task = asyncio.current_task()
+        assert task is not None
+        self._taking.add(task)
+        try:
+            with log_context(job=job.id, shard=job.shard_id):
+                await self._take(interaction, job)
+        finally:
+            self._taking.discard(task)
 
     async def _take(self, interaction: discord.Interaction, job: Job) -> None:
         refusal = self._refusal(interaction, job)
@@ -137,27 +148,56 @@ class Intake:
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
-        if self.foreground is not None:
-            # The member has their first answer; queueing the job is the pools' work,
-            # which waits for other members' commands like any other.
-            await self.foreground.turn()
+        if self.foreground is None:
+            await self._start(job, self.pools[job.pool])
+            return
+        # The member has their first answer; queueing the job is the pools' work,
+        # which waits for other members' commands like any other. It waits in a task
+        # of its own, holding only the job: this command's task ends now, rather than
+        # keeping the interaction and all discord.py made of it (some sixty objects,
+        # thousands in a burst, for the garbage collector to walk) alive until then.
+        task = asyncio.create_task(self._start_in_turn(job))
+        self._taking.add(task)
+        task.add_done_callback(self._taking.discard)
+
+    async def _start_in_turn(self, job: Job) -> None:
+        assert self.foreground is not None
+        await self.foreground.turn()
         await self._start(job, self.pools[job.pool])
+
+    @property
+    def taking(self) -> int:
+        """Jobs taken but not yet in a pool: being deferred, or waiting for their
+        turn to be queued."""
+        return len(self._taking)
+
+    async def settle(self) -> None:
+        """Until every job taken is in its pool (or its member was told why not):
+        the drain then finds them all there, none dropped between defer and queue."""
+        while self._taking:
+            await asyncio.wait(set(self._taking))
 
     async def _start(self, job: Job, pool: Pool) -> None:
         """Hand the deferred job to its pool. When the pool refuses it after all (it
         filled up since the check, or began to drain), the deferred message says why,
-        and the gate gives the use back."""
+        and the gate gives the use back; so it does for a failure nothing expected (a
+        bug, the store), logged."""
         reply = self.replies.make(job)
         journal = self.journal if job.command in DURABLE_COMMANDS else None
-        if journal is not None:
-            # Journaled before it runs: a restart from here on resumes it.
-            await journal.submitted(job)
+        journaled = False
         try:
-            position = pool.submit(job, reply)
-        except AibotError as error:
-            self._refund(job)
             if journal is not None:
-                await journal.finished(job.id, error.kind)
+                # Journaled before it runs: a restart from here on resumes it.
+                await journal.submitted(job)
+                journaled = True
+            position = pool.submit(job, reply)
+        except Exception as failure:
+            error = failure if isinstance(failure, AibotError) else AibotError()
+            if error is not failure:
+                log.error("job %s: could not be queued\n%s", job.id, job.trace(failure))
+            self._refund(job)
+            if journaled:
+                await journal.finished(job.id, error.kind)  # type: ignore[union-attr]
             await reply.fail(error)
             return
         # A video takes minutes: its place in line is shown at once. Other jobs wait

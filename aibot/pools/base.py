@@ -26,7 +26,6 @@ import inspect
 import itertools
 import logging
 import math
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -207,7 +206,7 @@ class Pool:
             except Exception as err:
                 if not entry.working:
                     raise
-                self._log.error("job %s: unexpected error\n%s", job.id, _trace(err, job))
+                self._log.error("job %s: unexpected error\n%s", job.id, job.trace(err))
                 error = AibotError("internal")
             finally:
                 del self._running[job.id]
@@ -256,7 +255,7 @@ class Pool:
                 if result is not None and inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                trace = _trace(exc, entry.job)
+                trace = entry.job.trace(exc)
                 self._log.error("job %s: on_outcome failed\n%s", entry.job.id, trace)
 
     # -- admin controls ----------------------------------------------------
@@ -401,9 +400,3 @@ def _percentiles_ms(seconds: deque[float], quantiles: Sequence[float]) -> list[f
     if not ordered:
         return [0.0 for _ in quantiles]
     return [ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000 for q in quantiles]
-
-
-def _trace(error: BaseException, job: Job) -> str:
-    """A traceback for the log, without the job's interaction token."""
-    text = "".join(traceback.format_exception(error))
-    return text.replace(job.token, "[token]") if job.token else text
