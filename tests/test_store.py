@@ -192,6 +192,40 @@ async def test_todays_counts_survive_a_restart_and_a_new_day_starts_fresh(
     third.gate.take(job("video"))
 
 
+def _counted(tmp_path) -> list[tuple[int, int]]:
+    """(user id, uses) of the member rows in the file, read over a connection of its own."""
+    with sqlite3.connect(tmp_path / "aibot.db") as conn:
+        rows = conn.execute("SELECT user_id, used FROM gate_counts WHERE user_id > 0").fetchall()
+    return sorted(rows)
+
+
+async def test_with_a_turn_the_counts_reach_the_file_when_the_background_may_go_on(
+    store_opener, tmp_path
+):
+    # The bot passes its members-first turn: while commands are being answered
+    # the database thread stays asleep, and the counts wait in memory.
+    background_may_go = asyncio.Event()
+    store = await store_opener(NO_COOLDOWN, turn=background_may_go.wait)
+    store.gate.take(job(user=ALICE))
+    store.gate.take(job(user=BOB))
+    await asyncio.sleep(0.05)
+    assert _counted(tmp_path) == []
+    background_may_go.set()
+    for _ in range(200):
+        if _counted(tmp_path):
+            break
+        await asyncio.sleep(0.01)
+    assert _counted(tmp_path) == [(ALICE, 1), (BOB, 1)]
+
+
+async def test_a_close_writes_the_counts_still_waiting_for_their_turn(store_opener, tmp_path):
+    never = asyncio.Event()
+    store = await store_opener(NO_COOLDOWN, turn=never.wait)
+    store.gate.take(job(user=ALICE))
+    await store.close()
+    assert _counted(tmp_path) == [(ALICE, 1)]
+
+
 # Refunds
 
 

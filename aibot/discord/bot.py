@@ -99,7 +99,7 @@ class AibotBot(commands.AutoShardedBot):
             return
         settings = self.settings
         await self.replies.open()
-        self.store = await Store.open(None, settings, clock=_clock)
+        self.store = await Store.open(None, settings, clock=_clock, turn=self.foreground.turn)
         self.replies.journal = self.store.journal
         self.pools = build_pools(
             settings,

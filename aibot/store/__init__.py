@@ -23,7 +23,7 @@ from pathlib import Path
 from aibot.settings import Settings
 
 from .days import Calendar, Clock
-from .db import Database, StoreError, transaction
+from .db import Database, StoreError, Turn, transaction
 from .gate import Gate, Limits
 from .journal import Journal, JournalEntry
 from .ledger import (
@@ -92,15 +92,19 @@ class Store:
         clock: Clock = time.time,
         prices: PriceTable | None = None,
         keep_days: int | None = None,
+        turn: Turn | None = None,
     ) -> Store:
         """Open the store at `path` (None: `settings.data_dir / "aibot.db"`).
 
         `clock` gives unix seconds for days and cooldowns; `keep_days` is how
         long ledger rows, admin actions and finished jobs are kept. Both default
-        to the settings (`AIBOT_PRICE_*`, `AIBOT_LEDGER_DAYS`)."""
+        to the settings (`AIBOT_PRICE_*`, `AIBOT_LEDGER_DAYS`). With `turn`, the
+        writes behind wait for the background's turn (`aibot.store.db`)."""
         prices = settings.prices if prices is None else prices
         keep_days = settings.ledger_days if keep_days is None else keep_days
-        db = await Database.open(Path(path) if path is not None else settings.data_dir / "aibot.db")
+        db = await Database.open(
+            Path(path) if path is not None else settings.data_dir / "aibot.db", turn=turn
+        )
         try:
             calendar = Calendar(settings.timezone, clock)
             now = calendar.now()

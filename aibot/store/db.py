@@ -12,10 +12,17 @@ function on its thread. Requests run in the order they were made.
 Writes behind: `later(sql, params)` queues a statement and returns at once;
 the first one queued while no writer is waiting hands the database thread a
 writer, which writes everything queued by the time it runs, in one transaction,
-and hands over the next writer if more came meanwhile. No task, no idle wait,
-and one hand-over to the thread per batch, not per row.
+and hands over the next writer if more came meanwhile. No idle wait, and one
+hand-over to the thread per batch, not per row.
 `flush()` waits until it is written. A crash loses at most the last instant's
 queued writes: the price of a gate that answers in microseconds.
+
+With `turn` (the bot's `Foreground.turn`), writes behind are background work:
+the hand-overs wait for it, from one task on the loop that queued them, while
+members' commands are being answered. The database thread would otherwise wake
+for every few rows of a burst and take the interpreter lock (and the CPU) from
+the loop answering them. Writes then reach the file after the burst, at most
+the turn's patience (2 s) later.
 
 Threads: `run`, `later` and `flush` may be called from any thread and any event
 loop (the gateway's, each pool's): the queue is guarded by a lock, and the
@@ -28,7 +35,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +49,7 @@ log = logging.getLogger("aibot.store")
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
+Turn = Callable[[], Awaitable[None]]
 
 
 class StoreError(RuntimeError):
@@ -51,18 +59,28 @@ class StoreError(RuntimeError):
 class Database:
     """One SQLite file (WAL) and the one thread that talks to it."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, executor: ThreadPoolExecutor):
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        *,
+        turn: Turn | None = None,
+    ):
         self.path = path
+        self.turn = turn
         self._conn = connection
         self._executor = executor
         self._pending: list[Statement] = []
         self._writing = False  # a writer is handed over: it will take `_pending`
         self._lock = threading.Lock()  # guards the two above and `_closed`
         self._closed = False
+        self._writer: asyncio.Task[None] | None = None  # writing in turns
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (or create) the file, check it, and migrate it to the current schema."""
+    async def open(cls, path: Path, *, turn: Turn | None = None) -> Database:
+        """Open (or create) the file, check it, and migrate it to the current schema.
+        `turn`: see the module docstring."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aibot-store")
         try:
             loop = asyncio.get_running_loop()
@@ -70,7 +88,7 @@ class Database:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, connection, executor)
+        return cls(path, connection, executor, turn=turn)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` on the database thread and return its result."""
@@ -92,9 +110,37 @@ class Database:
             if self._closed:
                 return
             self._pending.append((sql, params))
-            if not self._writing:
-                self._writing = True
-                self._executor.submit(self._write_pending)
+            if self._writing:
+                return
+            self._writing = True
+        if self.turn is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # another thread, no loop: at once
+            else:
+                self._writer = loop.create_task(self._write_in_turns(self.turn))
+                return
+        self._executor.submit(self._write_pending)
+
+    async def _write_in_turns(self, turn: Turn) -> None:
+        """Write what is queued each time background work may go on, until nothing
+        is left (or the store closed: its close wrote the rest)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await turn()
+                if self._closed:
+                    return
+                await loop.run_in_executor(self._executor, self._write_now)
+                with self._lock:
+                    if not self._pending:
+                        self._writing = False
+                        return
+        except BaseException:
+            with self._lock:
+                self._writing = False  # the next write hands over afresh
+            raise
 
     def _write_pending(self) -> None:
         """On the database thread: write what is queued now, in one transaction;
@@ -129,6 +175,8 @@ class Database:
         """Write what is queued, then close the file. Safe to call twice."""
         if self._closed:
             return
+        if self._writer is not None:
+            self._writer.cancel()  # no waiting for a turn: written here
         await self.flush()
         with self._lock:
             self._closed = True  # from now on `later` drops its row
