@@ -184,6 +184,7 @@ class FakeDiscord:
         # Which client connections carried callbacks: a bot that reuses its HTTP
         # connections needs few; one that opens one per answer pays a TCP handshake.
         self._callback_peers: set[object] = set()
+        self._late_ms = 0.0  # the latest send of a burst behind its schedule
         self._originals: dict[int, int] = {}
         self._messages: dict[int, dict[str, Any]] = {}
         self._changed: asyncio.Event | None = None
@@ -232,6 +233,7 @@ class FakeDiscord:
         self.identified.clear()
         self._sent.clear()
         self._callback_peers.clear()
+        self._late_ms = 0.0
 
     # ----- what tests wait for ---------------------------------------------
 
@@ -331,6 +333,7 @@ class FakeDiscord:
             delay = start + i * interval - time.perf_counter()
             if delay > 0.0005:
                 await asyncio.sleep(delay)
+            self._late_ms = max(self._late_ms, -delay * 1000.0)
             await self._dispatch(body, sent)
         return time.perf_counter() - start
 
@@ -341,6 +344,8 @@ class FakeDiscord:
         first accepted callback arriving, one per answered interaction;
         `callback_types`: {"5": deferred, "4": answered at once};
         `callback_connections`: client connections that carried those callbacks;
+        `late_send_ms`: how far behind its schedule a `burst` sent its latest
+        interaction (the fake's own hiccups: the ones after it arrive together);
         `cpu_seconds`: CPU time of this process so far (what the fake costs).
         """
         latencies = []
@@ -359,6 +364,7 @@ class FakeDiscord:
             "followups": len(self.records_of("followup")),
             "edits": len(self.records_of("edit")),
             "callback_connections": len(self._callback_peers),
+            "late_send_ms": round(self._late_ms, 2),
             "cpu_seconds": time.process_time(),
         }
 
