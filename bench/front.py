@@ -9,8 +9,17 @@ guild and so both shards) within one second, and times each one from the
 INTERACTION_CREATE frame leaving to the first callback arriving, both taken
 with `time.perf_counter` in the fake's process. The same burst then goes to a
 bare discord.py bot whose commands only defer: the floor, what discord.py
-itself costs. aibot's run talks to the fake providers, so its pools do real
-work (streaming, images, videos) while the defers are measured.
+itself costs. aibot's run talks to the fake providers (`python -m
+aibot.sandbox`, a process of its own too), so its pools do real work
+(streaming, images, videos) while the defers are measured.
+
+The fakes stand in for Discord's and the providers' own machines: with two
+CPUs or more, the bots run on the first and the fakes on the others, the fake
+providers only in time the fake Discord leaves idle (SCHED_IDLE). Otherwise
+their CPU time would be taken from the fake Discord (in aibot's run only: in
+the floor's they have nothing to do), which would then send interactions in
+batches and answer late, timed as aibot's latency. Each burst's details on
+stderr include `fake_late_send_ms`, how far behind schedule the fake sent.
 
 Prints one JSON line::
 
