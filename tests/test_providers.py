@@ -360,6 +360,26 @@ async def test_a_stream_is_retried_only_before_its_first_words(
     assert shown and fake_providers.counters.requests("openai", "chat") == 4
 
 
+async def test_a_timeout_after_the_first_words_ends_the_stream_without_a_retry(
+    fake_providers: FakeProviders, clients: dict[str, object]
+) -> None:
+    chat = clients["openai_chat"]
+    shown: list[str] = []
+
+    async def show(delta: str) -> None:
+        if shown:
+            raise TimeoutError  # e.g. Discord's edit of the first words timed out
+        shown.append(delta)
+
+    def open_stream(lease: Lease) -> object:
+        return chat.stream(lease, MESSAGES, max_tokens=64)  # type: ignore[attr-defined]
+
+    with pytest.raises(Unavailable, match="timed out"):
+        await stream_with_keys(ring("openai"), open_stream, show, timeout=30)
+    assert len(shown) == 1, "not begun again on another key"
+    assert fake_providers.counters.requests("openai", "chat") == 1
+
+
 async def test_video_task_lifecycle_with_the_key_that_made_it(
     fake_providers: FakeProviders, clients: dict[str, object]
 ) -> None:

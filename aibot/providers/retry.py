@@ -87,12 +87,20 @@ async def stream_with_keys(
                         started = True
                         scope.reschedule(None)
                     await each(item)
-        except TimeoutError:
-            raise Unavailable(f"{ring.provider}: timed out") from None
-        except AibotError as err:
+        except (TimeoutError, AibotError) as caught:
+            # A timeout: the deadline's, a read's, or one in `each` (a write to
+            # Discord). After the first item any error ends the stream: retried,
+            # the answer would begin again on another key.
+            err = (
+                Unavailable(f"{ring.provider}: timed out")
+                if isinstance(caught, TimeoutError)
+                else caught
+            )
             if started:
                 raise _Committed(err) from None
-            raise
+            if err is caught:
+                raise
+            raise err from None
         return stream
 
     return await _on_some_key(ring, streamed, deadline, None, False, True)
