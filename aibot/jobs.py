@@ -135,7 +135,9 @@ class Reply(Protocol):
 
 class AibotError(Exception):
     """Base of every failure the engine reports. `kind` names it for the words
-    shown to members and for metrics; `detail` is safe to show (never a key)."""
+    shown to members and for metrics; `detail` is safe to show (never a key).
+    `provider` and `key_id` (redacted) name the key whose call failed, when one
+    did: the ledger counts the failure against them."""
 
     kind: ClassVar[str] = "internal"
 
@@ -143,6 +145,8 @@ class AibotError(Exception):
         super().__init__(detail or self.kind)
         self.detail = detail
         self.retry_after = retry_after
+        self.provider = ""
+        self.key_id = ""
 
 
 class BadRequest(AibotError):

@@ -227,10 +227,12 @@ class AibotBot(commands.AutoShardedBot):
         if store is None:
             return
         files = int(meta.get("files") or 0)
+        # A failure counts against the provider whose call failed, if one did.
+        failed_on = error if error is not None and error.provider else None
         store.ledger.record(
             job,
-            provider=str(meta.get("provider") or "-"),
-            key_id=str(meta.get("key_id") or ""),
+            provider=str(meta.get("provider") or (failed_on and failed_on.provider) or "-"),
+            key_id=str(meta.get("key_id") or (failed_on and failed_on.key_id) or ""),
             outcome="ok" if error is None else error.kind,
             latency=seconds,
             tokens_in=int(meta.get("tokens_in") or 0),

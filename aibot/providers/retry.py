@@ -283,7 +283,10 @@ async def _on_some_key(
 
 
 def _settle(lease: Lease, error: AibotError) -> None:
-    """Tell the ring what an error says about the key that made the call."""
+    """Tell the ring what an error says about the key that made the call, and
+    the error which key that was."""
+    if not error.provider:
+        error.provider, error.key_id = lease.provider, lease.key_id
     if isinstance(error, RateLimited):
         lease.rate_limited(error.retry_after)  # the ring logs it
     elif isinstance(error, BadKey):
