@@ -152,7 +152,7 @@ class AibotBot(commands.AutoShardedBot):
     async def _drain(self) -> None:
         timeout = self.settings.drain_seconds
         if self.intake is not None:
-            await self.intake.settle()  # deferred jobs still on their way to a pool
+            await self.intake.settle(timeout)  # deferred jobs on their way to a pool
         results = await asyncio.gather(
             *(pool.drain(timeout) for pool in self.pools.values()), return_exceptions=True
         )

@@ -171,11 +171,14 @@ class Intake:
         turn to be queued."""
         return len(self._taking)
 
-    async def settle(self) -> None:
-        """Until every job taken is in its pool (or its member was told why not):
-        the drain then finds them all there, none dropped between defer and queue."""
-        while self._taking:
-            await asyncio.wait(set(self._taking))
+    async def settle(self, timeout: float) -> None:
+        """Until every job taken is in its pool (or its member was told why not),
+        `timeout` seconds at most: the drain then finds them all there, none
+        dropped between defer and queue."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._taking and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._taking), timeout=left)
 
     async def _start(self, job: Job, pool: Pool) -> None:
         """Hand the deferred job to its pool. When the pool refuses it after all (it
