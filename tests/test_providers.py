@@ -334,17 +334,24 @@ async def test_a_bad_request_is_not_retried(clients: dict[str, object]) -> None:
         await with_keys(ring("minimax"), too_long, timeout=30)
 
 
+def chat_stream(clients: dict[str, object]) -> Callable[[Lease], object]:
+    """What `stream_with_keys` opens for a chat answer on each key it tries."""
+    chat = clients["openai_chat"]
+
+    def open_stream(lease: Lease) -> object:
+        return chat.stream(lease, MESSAGES, max_tokens=64)  # type: ignore[attr-defined]
+
+    return open_stream
+
+
 async def test_a_stream_is_retried_only_before_its_first_words(
     fake_providers: FakeProviders, clients: dict[str, object]
 ) -> None:
-    chat = clients["openai_chat"]
+    open_stream = chat_stream(clients)
     shown: list[str] = []
 
     async def show(delta: str) -> None:
         shown.append(delta)
-
-    def open_stream(lease: Lease) -> object:
-        return chat.stream(lease, MESSAGES, max_tokens=64)  # type: ignore[attr-defined]
 
     fake_providers.inject("openai", "500")
     fake_providers.inject("openai", "rate_limit")
@@ -363,7 +370,6 @@ async def test_a_stream_is_retried_only_before_its_first_words(
 async def test_a_timeout_after_the_first_words_ends_the_stream_without_a_retry(
     fake_providers: FakeProviders, clients: dict[str, object]
 ) -> None:
-    chat = clients["openai_chat"]
     shown: list[str] = []
 
     async def show(delta: str) -> None:
@@ -371,11 +377,8 @@ async def test_a_timeout_after_the_first_words_ends_the_stream_without_a_retry(
             raise TimeoutError  # e.g. Discord's edit of the first words timed out
         shown.append(delta)
 
-    def open_stream(lease: Lease) -> object:
-        return chat.stream(lease, MESSAGES, max_tokens=64)  # type: ignore[attr-defined]
-
     with pytest.raises(Unavailable, match="timed out"):
-        await stream_with_keys(ring("openai"), open_stream, show, timeout=30)
+        await stream_with_keys(ring("openai"), chat_stream(clients), show, timeout=30)
     assert len(shown) == 1, "not begun again on another key"
     assert fake_providers.counters.requests("openai", "chat") == 1
 
