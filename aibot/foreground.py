@@ -2,9 +2,10 @@
 
 Discord voids an interaction not answered within 3 seconds, and the bot's first
 answer to a command (a defer) takes well under a millisecond of work. The pools' work
-(a job starting, a piece of a streamed answer, a reply written into Discord) can wait
-a little. On one event loop nothing is preempted, so in a burst of commands the
-defers would queue behind the pools' work. `Foreground` lets them go first:
+(a job starting, a piece of a streamed answer, a reply written into Discord) and the
+store's writes behind can wait a little. On one event loop nothing is preempted, so
+in a burst of commands the defers would queue behind the pools' work. `Foreground`
+lets them go first:
 
 - the task that answers a member's command calls `serving()` as it starts (the
   front does it for every slash command) and counts as the foreground until it
