@@ -24,9 +24,10 @@ for every few rows of a burst and take the interpreter lock (and the CPU) from
 the loop answering them. Writes then reach the file after the burst, at most
 the turn's patience (2 s) later.
 
-Threads: `run`, `later` and `flush` may be called from any thread and any event
-loop (the gateway's, each pool's): the queue is guarded by a lock, and the
-database thread takes work in the order it was handed over.
+Threads: `run`, `later` and `flush` may be called from any thread (the panel's,
+a test's): the queue is guarded by a lock, and the database thread takes work in
+the order it was handed over. `later` on a thread with no running loop hands
+over at once; with `turn`, any loop it runs on must be the one `turn` serves.
 """
 
 from __future__ import annotations
