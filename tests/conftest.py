@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.engine",
     "tests.fixtures.store",
     "tests.fixtures.discord",
+    "tests.fixtures.redis_server",
 ]
