@@ -1,9 +1,11 @@
 """The composition root: `create_bot(env)` builds the whole bot from one mapping.
 
-Settings come from the mapping (the process environment when None); the router is
-built here; the store, the pools (key rings, provider clients) and the cogs start in
-the bot's `setup_hook` and stop in its `close()`. Tests and `run.py` build bots only
-through this function, so each test builds as many independent worlds as it likes.
+Settings come from the mapping (the process environment when None). Everything is
+built here, nothing started: the store (closed), the worker with its pools, key
+rings and provider clients, the in-process job transport, the replies, the intake
+and the bot. The bot's `setup_hook` starts them and its `close()` drains them.
+Tests and `run.py` build bots only through this function, so each test builds as
+many independent worlds as it likes.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import gc
 from collections.abc import Mapping
 
-from aibot.discord.bot import AibotBot
+from aibot.discord.bot import AibotBot, discord_clock
+from aibot.discord.intake import Intake
+from aibot.discord.reply import Replies
+from aibot.foreground import Foreground
 from aibot.router import Router
 from aibot.settings import Settings
+from aibot.store import Store
+from aibot.transport import LocalQueue
+from aibot.worker import Worker
 
 __all__ = ["create_bot", "freeze_startup_heap"]
 
@@ -25,7 +33,33 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     `AIBOT_SHARD_COUNT` / `AIBOT_SHARD_IDS` when set, else Discord's recommendation.
     """
     settings = Settings.from_env(env)
-    return AibotBot(settings, router=Router(settings))
+    router = Router(settings)
+    # Members' commands go before the pools' work (see aibot.foreground).
+    foreground = Foreground(gap=settings.burst_gap)
+    bot = AibotBot(settings, router=router, foreground=foreground)
+    # Days and cooldowns follow the clock of interaction timestamps.
+    store = Store(settings, clock=discord_clock)
+    replies = Replies(bot, delivery=store.journal)
+    worker = Worker(
+        settings,
+        replies=replies,
+        gate=store.gate,
+        ledger=store.ledger,
+        journal=store.journal,
+        memory=store.memory,
+        observe=bot.metrics.observe,
+    )
+    queue = LocalQueue(worker, turn=foreground.turn)
+    intake = Intake(
+        router=router,
+        queue=queue,
+        replies=replies,
+        gate=store.gate,
+        draining=lambda: bot.draining,
+        foreground=foreground,
+    )
+    bot.serve(store=store, replies=replies, queue=queue, intake=intake)
+    return bot
 
 
 def freeze_startup_heap() -> None:

@@ -6,13 +6,13 @@ that runs here has a usable key, 503 otherwise, with the reasons listed.
 `/metrics` is the Prometheus text format from a `CollectorRegistry` of the
 app's own (tests build many worlds in one process, so never the global one):
 a collector turns snapshots into metric families at scrape time, and a
-latency histogram is fed by the pools' outcome callbacks (`Metrics.observer`).
+latency histogram is fed by the worker after every job (`Metrics.observe`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +175,7 @@ def _gauge(
 
 class Metrics:
     """One world's Prometheus registry: the snapshot collector plus a latency
-    histogram per pool and outcome, fed by `observer(pool)` callbacks."""
+    histogram per pool and outcome, fed by `observe` after every job."""
 
     def __init__(self, source: StatusSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -188,23 +188,14 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observer(self, pool: str) -> Callable[[Job, AibotError | None, float], None]:
-        """An `on_outcome` callback for `Pool(...)`: (job, error, seconds)."""
-        return _Observer(self.latency, pool)
+    def observe(self, job: Job, error: AibotError | None, seconds: float) -> None:
+        """A finished job: its seconds into the histogram of its pool and outcome."""
+        outcome = "ok" if error is None else error.kind
+        self.latency.labels(job.pool, outcome).observe(max(seconds, 0.0))
 
     def text(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
-
-
-@dataclass(slots=True, frozen=True)
-class _Observer:
-    latency: Histogram
-    pool: str
-
-    def __call__(self, job: Job, error: AibotError | None, seconds: float) -> None:
-        outcome = "ok" if error is None else error.kind
-        self.latency.labels(self.pool, outcome).observe(max(seconds, 0.0))
 
 
 _SOURCE = web.AppKey("source", StatusSource)

@@ -60,7 +60,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aibot.jobs import AibotError, Job, QueueFull
+from aibot.jobs import AibotError, Job, QueueFull, Result
 from aibot.keys import fingerprint, redact
 from aibot.pools import build_pools
 from aibot.pools.base import Pool
@@ -409,7 +409,9 @@ class _EnginePath:
         job = bench_job(self.command, user, prompt=PROMPT)
         self.pools[decision.pool].submit(job, RecordingReply())
 
-    def _ended(self, job: Job, error: AibotError | None, seconds: float) -> None:
+    async def _ended(
+        self, job: Job, result: Result | None, error: AibotError | None, seconds: float
+    ) -> None:
         self._open -= 1
         if error is not None and not self._failed:
             self._failed = error.kind

@@ -75,7 +75,7 @@ async def _measure(store: Store, iterations: int) -> tuple[list[float], int]:
     for job in jobs:
         started = time.perf_counter()
         try:
-            store.gate.take(job)
+            await store.gate.take(job)
             store.ledger.record(
                 job,
                 provider="openai",

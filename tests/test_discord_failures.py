@@ -68,11 +68,11 @@ async def test_a_full_pool_overflows_to_the_admin_pool(world: World) -> None:
     for name in ("a", "b", "c"):
         await world.add_member(name).slash(channel, "video", prompt=f"clip {name}")
     assert callback_types(world) == [5, 5, 5]
-    [(job, state)] = world.bot.pools["admin"].jobs()
+    [(job, state)] = world.pools["admin"].jobs()
     assert job.command == "video" and job.args["prompt"] == "clip c" and state == "running"
     await settle_videos(world)
-    assert world.bot.pools["admin"].snapshot().done == 1
-    assert world.bot.pools["video"].snapshot().done == 2
+    assert world.pools["admin"].snapshot().done == 1
+    assert world.pools["video"].snapshot().done == 2
 
 
 # ----------------------------------------------------------- the provider
@@ -97,7 +97,7 @@ async def test_when_every_key_is_bad_the_member_is_told_and_keeps_the_quota(
 ) -> None:
     result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hello")
     assert "No working key" in one_public_answer(result)
-    assert world.bot.pools["chat"].snapshot().keys_healthy == 0
+    assert world.pools["chat"].snapshot().keys_healthy == 0
     assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
 
 
@@ -110,7 +110,7 @@ async def test_after_every_chat_key_failed_the_admin_pool_answers(world: World) 
     assert "No working key" in one_public_answer(first)
     second = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="two")
     assert "You said: two" in one_public_answer(second)
-    assert world.bot.pools["admin"].snapshot().done == 1
+    assert world.pools["admin"].snapshot().done == 1
 
 
 @pytest.mark.simcord(settle_timeout=20)

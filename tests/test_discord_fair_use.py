@@ -91,9 +91,7 @@ async def restart(world: World, env_vars: dict[str, str]) -> AibotBot:
     new = create_bot(env_vars)
     await world.env.restart_bot(new)
     world.bot = new
-    await old.pools.aclose()
-    if old.store is not None:
-        await old.store.close()
+    await old.release()
     return new
 
 
@@ -240,7 +238,7 @@ async def test_a_video_accepted_before_a_restart_is_delivered_once_after_it(
     result = await world.member.slash(channel, "video", prompt="a fox running")
     assert result.response.content == "🎬 Starting your video…"
     assert world.fake.counters.video_tasks == 1
-    [(job, state)] = world.bot.pools["video"].jobs()
+    [(job, state)] = world.pools["video"].jobs()
     assert state == "running"
 
     bot = await restart(world, aibot_env)

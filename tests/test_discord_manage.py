@@ -12,7 +12,7 @@ from simcord import SetupError
 from simcord.actors import MemberActor
 from simcord.results import InteractionResult
 
-from aibot.discord.manage import keys_embed
+from aibot.discord.embeds import keys_embed
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
 from aibot.store import Store
 from tests.fixtures.discord import World
@@ -76,7 +76,7 @@ async def test_a_plain_member_is_refused_when_the_server_shows_admin_to_everyone
     general = world.channel("general")
     result = await world.member.slash(general, "admin pause", pool="chat")
     assert private(result) == REFUSED
-    assert not world.bot.pools["chat"].paused
+    assert not world.pools["chat"].paused
     korean = world.add_member("도윤", locale="ko")
     words = private(await korean.slash(general, "admin jobs"))
     assert words.startswith("🔒 `/관리` 명령은")
@@ -172,7 +172,7 @@ async def test_an_admin_sets_and_resets_this_servers_quota(world: World) -> None
 async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -> None:
     boss = manager(world)
     general, videos = world.channel("general"), world.channel("비디오생성-1")
-    world.bot.pools["video"].workers = 1
+    world.pools["video"].workers = 1
     first = await world.member.slash(videos, "video", prompt="one")
     other = world.add_member("dahyun")
     second = await other.slash(videos, "video", prompt="two")
@@ -181,7 +181,7 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
     foreign = await stranger.slash(
         elsewhere.create_text_channel("비디오생성-1"), "video", prompt="3"
     )
-    ids = {job.user_id: job.id for job, _ in world.bot.pools["video"].jobs()}
+    ids = {job.user_id: job.id for job, _ in world.pools["video"].jobs()}
 
     listing = fields(private_embed(await boss.slash(general, "admin jobs")))
     assert listing == {
@@ -198,7 +198,7 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
     assert second.response.content == "✖️ An admin cancelled this request."
     private(await boss.slash(general, "admin jobs", pool="video", cancel=ids[world.member.id]))
     assert first.response.content == "✖️ An admin cancelled this request."
-    assert [job.id for job, _ in world.bot.pools["video"].jobs()] == [ids[stranger.id]]
+    assert [job.id for job, _ in world.pools["video"].jobs()] == [ids[stranger.id]]
     assert foreign.response.content.startswith("🎬 Your video is number")  # still waiting
     words = private_embed(await boss.slash(general, "admin jobs")).description
     assert words == "No queued or running jobs on this server."

@@ -89,7 +89,7 @@ async def test_sync_registers_the_commands_with_the_dev_guild_and_starts_nothing
         assert {"chat", "image", "video", "ping", "status", "instances"} <= {c.name for c in synced}
         [put] = [e for e in env.http_requests if e.method == "PUT"]
         assert put.path.endswith(f"/guilds/{dev_guild}/commands")
-        assert bot.store is None and not bot.pools
+        assert not bot.store.path.exists(), "the store was never opened"
         await bot.close()
 
 
@@ -126,4 +126,4 @@ async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]
             os.kill(os.getpid(), signal.SIGTERM)
             assert await asyncio.wait_for(serving, 15) == 0
     assert bot.draining and bot.is_closed()
-    assert all(pool.snapshot().state == "stopped" for pool in bot.pools.values())
+    assert all(pool.snapshot().state == "stopped" for pool in bot.queue.worker.pools.values())

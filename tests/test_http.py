@@ -100,7 +100,7 @@ async def test_metrics_carry_the_pools_figures() -> None:
 async def test_metrics_histogram_counts_each_outcome() -> None:
     source = fixtures.source()
     metrics = Metrics(source)
-    observe = metrics.observer("chat")
+    observe = metrics.observe
     job = Job(command="chat", args={"prompt": "hi"}, user_id=1, channel_id=2, pool="chat")
     observe(job, None, 1.5)
     observe(job, None, 0.2)

@@ -23,17 +23,17 @@ from aibot.pools.base import Pool
 from aibot.sandbox.replies import RecordingReply
 from tests.fixtures.engine import make_job, on_virtual_clock, settle_until
 
-Work = Callable[[Job, Reply], Awaitable[None]]
+Work = Callable[[Job, Reply], Awaitable[Result]]
 
 
 def sleeper(seconds: float, ran: list[Job] | None = None) -> Work:
     """Work that takes `seconds` and then answers; records the order jobs started."""
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         if ran is not None:
             ran.append(job)
         await asyncio.sleep(seconds)
-        await reply.finish(Result(text=f"done {job.id}"))
+        return Result(text=f"done {job.id}")
 
     return work
 
@@ -46,9 +46,9 @@ def pool_workers() -> list[asyncio.Task]:
 async def test_a_job_logs_with_its_pool_job_and_shard_tags() -> None:
     seen: list[dict[str, str]] = []
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         seen.append(current_log_context())
-        await reply.finish(Result())
+        return Result()
 
     pool = Pool("image", work, workers=1, queue_size=4)
     first, second = make_job(1), make_job(2)  # the second comes from a DM: no shard
@@ -66,12 +66,16 @@ async def test_a_job_logs_with_its_pool_job_and_shard_tags() -> None:
 @on_virtual_clock
 async def test_a_job_runs_and_its_reply_finishes() -> None:
     outcomes: list[tuple[str, AibotError | None, float]] = []
+
+    async def record(job: Job, result: Result | None, error: AibotError | None, seconds: float):
+        outcomes.append((job.id, error, seconds))
+
     pool = Pool(
         "chat",
         sleeper(2),
         workers=2,
         queue_size=4,
-        on_outcome=lambda job, error, seconds: outcomes.append((job.id, error, seconds)),
+        on_outcome=record,
     )
     reply, job = RecordingReply(), make_job(1)
     assert pool.submit(job, reply) == 1
@@ -88,13 +92,13 @@ async def test_a_job_runs_and_its_reply_finishes() -> None:
 async def test_workers_start_on_demand_and_leave_when_the_queue_is_empty() -> None:
     running, most = 0, 0
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         nonlocal running, most
         running += 1
         most = max(most, running)
         await asyncio.sleep(1)
         running -= 1
-        await reply.finish(Result())
+        return Result()
 
     pool = Pool("image", work, workers=3, queue_size=20)
     assert pool_workers() == []
@@ -190,14 +194,16 @@ async def test_a_saturated_pool_does_not_delay_another() -> None:
 async def test_errors_fail_the_reply_and_unexpected_ones_are_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         if job.args.get("bad"):
             raise BadRequest("prompt too long")
         raise RuntimeError(f"surprise while answering {job.token}")
 
     outcomes: list[AibotError | None] = []
 
-    async def on_outcome(job: Job, error: AibotError | None, seconds: float) -> None:
+    async def on_outcome(
+        job: Job, result: Result | None, error: AibotError | None, seconds: float
+    ) -> None:
         outcomes.append(error)
 
     pool = Pool("chat", work, workers=1, queue_size=4, on_outcome=on_outcome)

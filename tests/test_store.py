@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from aibot.jobs import Job, LimitReached
-from aibot.store import Limits, StoreError
+from aibot.settings import Settings
+from aibot.store import Limits, Store, StoreError
 from aibot.store.schema import MIGRATIONS
 
 GUILD, OTHER_GUILD = 1001, 1002
@@ -24,9 +25,9 @@ def job(command: str = "chat", user: int = ALICE, guild: int | None = GUILD) -> 
     return Job(command=command, args={"prompt": "hi"}, user_id=user, channel_id=500, guild_id=guild)
 
 
-def refused(gate, a_job: Job) -> LimitReached:
+async def refused(gate, a_job: Job) -> LimitReached:
     with pytest.raises(LimitReached) as caught:
-        gate.take(a_job)
+        await gate.take(a_job)
     return caught.value
 
 
@@ -88,7 +89,7 @@ async def test_a_closed_store_says_so(store_opener):
     store = await store_opener()
     await store.close()
     await store.close()
-    store.gate.take(job())  # in memory still; nothing more reaches the file
+    await store.gate.take(job())  # in memory still; nothing more reaches the file
     with pytest.raises(StoreError, match="closed"):
         await store.memory.history(job())
     with pytest.raises(StoreError, match="closed"):
@@ -102,21 +103,21 @@ async def test_a_second_command_within_the_cooldown_is_refused_until_it_ends(
     store_opener, store_clock
 ):
     store = await store_opener({"AIBOT_VIDEO_COOLDOWN": "5"})
-    store.gate.take(job("video"))
+    await store.gate.take(job("video"))
     store_clock.advance(2)
-    refusal = refused(store.gate, job("video"))
+    refusal = await refused(store.gate, job("video"))
     assert refusal.scope == "cooldown"
     assert refusal.retry_after == pytest.approx(3)
     store_clock.advance(3)
-    store.gate.take(job("video"))
+    await store.gate.take(job("video"))
 
 
 async def test_cooldowns_are_per_member_and_per_pool(store_opener):
     store = await store_opener()
-    store.gate.take(job("chat", ALICE))
-    store.gate.take(job("chat", BOB))
-    store.gate.take(job("image", ALICE))
-    assert refused(store.gate, job("chat", ALICE)).scope == "cooldown"
+    await store.gate.take(job("chat", ALICE))
+    await store.gate.take(job("chat", BOB))
+    await store.gate.take(job("image", ALICE))
+    assert (await refused(store.gate, job("chat", ALICE))).scope == "cooldown"
 
 
 # Daily quotas and the day boundary
@@ -125,14 +126,14 @@ async def test_cooldowns_are_per_member_and_per_pool(store_opener):
 async def test_the_quota_refuses_until_midnight_utc(store_opener, store_clock):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_IMAGE_DAILY_QUOTA": "3"})
     for _ in range(3):
-        store.gate.take(job("image"))
-    refusal = refused(store.gate, job("image"))
+        await store.gate.take(job("image"))
+    refusal = await refused(store.gate, job("image"))
     assert refusal.scope == "quota"
     assert refusal.retry_after == pytest.approx(12 * 3600)  # noon to midnight
     store_clock.set(datetime(2026, 3, 2, 23, 59, 59, tzinfo=UTC))
-    assert refused(store.gate, job("image")).retry_after == pytest.approx(1)
+    assert (await refused(store.gate, job("image"))).retry_after == pytest.approx(1)
     store_clock.advance(1)
-    store.gate.take(job("image"))
+    await store.gate.take(job("image"))
     assert store.gate.usage(GUILD, ALICE, "image") == (1, 3)
 
 
@@ -142,18 +143,18 @@ async def test_in_seoul_the_day_turns_at_midnight_kst(store_opener, store_clock)
     seoul = await store_opener(
         {**NO_COOLDOWN, "AIBOT_CHAT_DAILY_QUOTA": "1", "AIBOT_TIMEZONE": "Asia/Seoul"}
     )
-    seoul.gate.take(job("chat"))
-    assert refused(seoul.gate, job("chat")).retry_after == pytest.approx(30)
+    await seoul.gate.take(job("chat"))
+    assert (await refused(seoul.gate, job("chat"))).retry_after == pytest.approx(30)
     store_clock.advance(30)
-    seoul.gate.take(job("chat"))
+    await seoul.gate.take(job("chat"))
 
 
 async def test_in_utc_the_same_moment_is_mid_afternoon(store_opener, store_clock):
     store_clock.set(datetime(2026, 3, 2, 14, 59, 30, tzinfo=UTC))
     utc = await store_opener({**NO_COOLDOWN, "AIBOT_CHAT_DAILY_QUOTA": "1"})
-    utc.gate.take(job("chat"))
+    await utc.gate.take(job("chat"))
     store_clock.advance(30)
-    assert refused(utc.gate, job("chat")).scope == "quota"
+    assert (await refused(utc.gate, job("chat"))).scope == "quota"
 
 
 async def test_a_hundred_simultaneous_commands_with_a_quota_of_ten_let_exactly_ten_in(
@@ -164,7 +165,7 @@ async def test_a_hundred_simultaneous_commands_with_a_quota_of_ten_let_exactly_t
     async def command() -> str:
         await asyncio.sleep(0)  # all hundred are in flight before any is checked
         try:
-            store.gate.take(job("chat"))
+            await store.gate.take(job("chat"))
         except LimitReached as refusal:
             return refusal.scope
         return "answered"
@@ -179,17 +180,17 @@ async def test_todays_counts_survive_a_restart_and_a_new_day_starts_fresh(
 ):
     env = {**NO_COOLDOWN, "AIBOT_VIDEO_DAILY_QUOTA": "2"}
     first = await store_opener(env)
-    first.gate.take(job("video"))
-    first.gate.take(job("video"))
+    await first.gate.take(job("video"))
+    await first.gate.take(job("video"))
     await first.close()
 
     second = await store_opener(env)
-    assert refused(second.gate, job("video")).scope == "quota"
+    assert (await refused(second.gate, job("video"))).scope == "quota"
     await second.close()
 
     store_clock.advance(24 * 3600)
     third = await store_opener(env)
-    third.gate.take(job("video"))
+    await third.gate.take(job("video"))
 
 
 def _counted(tmp_path) -> list[tuple[int, int]]:
@@ -199,31 +200,27 @@ def _counted(tmp_path) -> list[tuple[int, int]]:
     return sorted(rows)
 
 
-async def test_with_a_turn_the_counts_reach_the_file_when_the_background_may_go_on(
-    store_opener, tmp_path
-):
-    # The bot passes its members-first turn: while commands are being answered
-    # the database thread stays asleep, and the counts wait in memory.
-    background_may_go = asyncio.Event()
-    store = await store_opener(NO_COOLDOWN, turn=background_may_go.wait)
-    store.gate.take(job(user=ALICE))
-    store.gate.take(job(user=BOB))
-    await asyncio.sleep(0.05)
-    assert _counted(tmp_path) == []
-    background_may_go.set()
-    for _ in range(200):
-        if _counted(tmp_path):
-            break
-        await asyncio.sleep(0.01)
+async def test_the_counts_reach_the_file_behind_the_takes(store_opener, tmp_path):
+    store = await store_opener(NO_COOLDOWN)
+    await store.gate.take(job(user=ALICE))
+    await store.gate.take(job(user=BOB))
+    await store.flush()
     assert _counted(tmp_path) == [(ALICE, 1), (BOB, 1)]
 
 
-async def test_a_close_writes_the_counts_still_waiting_for_their_turn(store_opener, tmp_path):
-    never = asyncio.Event()
-    store = await store_opener(NO_COOLDOWN, turn=never.wait)
-    store.gate.take(job(user=ALICE))
+async def test_a_close_writes_the_counts_still_queued(store_opener, tmp_path):
+    store = await store_opener(NO_COOLDOWN)
+    await store.gate.take(job(user=ALICE))
     await store.close()
     assert _counted(tmp_path) == [(ALICE, 1)]
+
+
+async def test_a_store_built_but_not_started_says_so_and_closes_quietly(tmp_path):
+    store = Store(Settings.from_env({"AIBOT_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(StoreError, match="not open"):
+        await store.memory.reset(1, 2)
+    await store.close()
+    assert not store.path.exists()
 
 
 # Refunds
@@ -232,29 +229,29 @@ async def test_a_close_writes_the_counts_still_waiting_for_their_turn(store_open
 async def test_a_refund_gives_back_the_quota_but_not_the_cooldown(store_opener, store_clock):
     store = await store_opener({"AIBOT_IMAGE_COOLDOWN": "5", "AIBOT_IMAGE_DAILY_QUOTA": "1"})
     failed = job("image")
-    store.gate.take(failed)
-    assert store.gate.refund(failed) is True
-    assert store.gate.refund(failed) is False, "a job is refunded once"
-    assert refused(store.gate, job("image")).scope == "cooldown"
+    await store.gate.take(failed)
+    assert await store.gate.refund(failed) is True
+    assert await store.gate.refund(failed) is False, "a job is refunded once"
+    assert (await refused(store.gate, job("image"))).scope == "cooldown"
     store_clock.advance(5)
-    store.gate.take(job("image"))
+    await store.gate.take(job("image"))
     store_clock.advance(5)
-    assert refused(store.gate, job("image")).scope == "quota"
+    assert (await refused(store.gate, job("image"))).scope == "quota"
 
 
 async def test_a_job_taken_yesterday_is_not_refunded_today(store_opener, store_clock):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_CHAT_DAILY_QUOTA": "1"})
     late = job("chat")
-    store.gate.take(late)
+    await store.gate.take(late)
     store_clock.advance(24 * 3600)
-    store.gate.take(job("chat"))
-    assert store.gate.refund(late) is False
-    assert refused(store.gate, job("chat")).scope == "quota"
+    await store.gate.take(job("chat"))
+    assert await store.gate.refund(late) is False
+    assert (await refused(store.gate, job("chat"))).scope == "quota"
 
 
 async def test_a_job_never_taken_is_not_refunded(store_opener):
     store = await store_opener()
-    assert store.gate.refund(job()) is False
+    assert await store.gate.refund(job()) is False
 
 
 # Guild overrides and budgets
@@ -264,19 +261,19 @@ async def test_a_guild_can_set_its_own_limits_and_they_are_kept(store_opener):
     store = await store_opener(NO_COOLDOWN)
     limits = await store.gate.set_limits(GUILD, "image", daily_quota=1)
     assert limits == Limits(cooldown=0.0, daily_quota=1, daily_budget=0)
-    store.gate.take(job("image", guild=GUILD))
-    assert refused(store.gate, job("image", guild=GUILD)).scope == "quota"
-    store.gate.take(job("image", guild=OTHER_GUILD))
-    store.gate.take(job("image", guild=OTHER_GUILD))
+    await store.gate.take(job("image", guild=GUILD))
+    assert (await refused(store.gate, job("image", guild=GUILD))).scope == "quota"
+    await store.gate.take(job("image", guild=OTHER_GUILD))
+    await store.gate.take(job("image", guild=OTHER_GUILD))
     await store.close()
 
     reopened = await store_opener(NO_COOLDOWN)
     assert reopened.gate.limits(GUILD, "image").daily_quota == 1
-    assert refused(reopened.gate, job("image", guild=GUILD)).scope == "quota"
+    assert (await refused(reopened.gate, job("image", guild=GUILD))).scope == "quota"
     assert await reopened.gate.clear_limits(GUILD, "image") == reopened.gate.limits(
         OTHER_GUILD, "image"
     )
-    reopened.gate.take(job("image", guild=GUILD))
+    await reopened.gate.take(job("image", guild=GUILD))
 
 
 async def test_an_override_changes_only_the_fields_given(store_opener):
@@ -292,37 +289,37 @@ async def test_an_override_changes_only_the_fields_given(store_opener):
 
 async def test_the_pool_budget_caps_every_member_of_every_guild_together(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_VIDEO_DAILY_BUDGET": "3"})
-    store.gate.take(job("video", ALICE, GUILD))
-    store.gate.take(job("video", BOB, OTHER_GUILD))
-    store.gate.take(job("video", CAROL, None))
-    refusal = refused(store.gate, job("video", 99, GUILD))
+    await store.gate.take(job("video", ALICE, GUILD))
+    await store.gate.take(job("video", BOB, OTHER_GUILD))
+    await store.gate.take(job("video", CAROL, None))
+    refusal = await refused(store.gate, job("video", 99, GUILD))
     assert refusal.scope == "budget"
     assert refusal.retry_after == pytest.approx(12 * 3600)
-    store.gate.take(job("chat", 99, GUILD))
+    await store.gate.take(job("chat", 99, GUILD))
 
 
 async def test_a_guild_budget_caps_that_guild_only(store_opener):
     store = await store_opener(NO_COOLDOWN)
     await store.gate.set_limits(GUILD, "image", daily_budget=2)
-    store.gate.take(job("image", ALICE, GUILD))
-    store.gate.take(job("image", BOB, GUILD))
-    assert refused(store.gate, job("image", CAROL, GUILD)).scope == "budget"
-    store.gate.take(job("image", CAROL, OTHER_GUILD))
+    await store.gate.take(job("image", ALICE, GUILD))
+    await store.gate.take(job("image", BOB, GUILD))
+    assert (await refused(store.gate, job("image", CAROL, GUILD))).scope == "budget"
+    await store.gate.take(job("image", CAROL, OTHER_GUILD))
 
 
 async def test_a_guild_cannot_raise_its_budget_above_the_pools(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_IMAGE_DAILY_BUDGET": "1"})
     await store.gate.set_limits(GUILD, "image", daily_budget=50)
-    store.gate.take(job("image", ALICE, GUILD))
-    assert refused(store.gate, job("image", BOB, GUILD)).scope == "budget"
+    await store.gate.take(job("image", ALICE, GUILD))
+    assert (await refused(store.gate, job("image", BOB, GUILD))).scope == "budget"
 
 
 async def test_an_overflowed_job_spends_its_commands_quota(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_CHAT_DAILY_QUOTA": "1"})
     overflowed = job("chat")
     overflowed.pool = "admin"
-    store.gate.take(overflowed)
-    assert refused(store.gate, job("chat")).scope == "quota"
+    await store.gate.take(overflowed)
+    assert (await refused(store.gate, job("chat"))).scope == "quota"
 
 
 def test_the_benchmark_prints_one_json_line(capsys):

@@ -132,7 +132,9 @@ async def test_a_chat_streams_into_the_deferred_message(
             return record.kind == "edit" and record.interaction_id == sent.id and content == answer
 
         await fake_discord.wait_until(final, timeout=WAIT)
-        await asyncio.wait_for(_until(lambda: bot.pools["chat"].snapshot().done == 1), WAIT)
+        await asyncio.wait_for(
+            _until(lambda: bot.queue.worker.pools["chat"].snapshot().done == 1), WAIT
+        )
     assert callback.status == 200 and callback.callback_type == 5
     edits = fake_discord.records_of("edit", sent.id)
     assert any(e.body["content"].endswith("▌") for e in edits), "the answer streamed"

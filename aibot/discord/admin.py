@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import language
-from aibot.discord.render import instances_embed, ping_text, status_embed
+from aibot.discord.render import ping_text
 from aibot.discord.reply import NO_MENTIONS
-from aibot.pools.base import Pool
 from aibot.router import Router
 from aibot.settings import POOLS
+from aibot.transport import JobQueue
 
 __all__ = ["AdminCog"]
 
@@ -22,11 +21,9 @@ __all__ = ["AdminCog"]
 class AdminCog(commands.Cog, name="admin"):
     """How the bot is doing: gateway latency, pools, and where each pool runs."""
 
-    def __init__(
-        self, client: discord.AutoShardedClient, pools: Mapping[str, Pool], router: Router
-    ) -> None:
+    def __init__(self, client: discord.AutoShardedClient, queue: JobQueue, router: Router) -> None:
         self.client = client
-        self.pools = pools
+        self.queue = queue
         self.router = router
 
     @app_commands.command(
@@ -34,7 +31,7 @@ class AdminCog(commands.Cog, name="admin"):
     )
     async def ping(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        content = ping_text(self.client.latencies, list(self.pools), lang)
+        content = ping_text(self.client.latencies, self.queue.pools(), lang)
         await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(
@@ -43,8 +40,9 @@ class AdminCog(commands.Cog, name="admin"):
     )
     async def status(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        snapshots = [pool.snapshot() for pool in self.pools.values()]
-        missing = [name for name in POOLS if name not in self.pools]
+        snapshots = self.queue.snapshots()
+        here = self.queue.pools()
+        missing = [name for name in POOLS if name not in here]
         embed = status_embed(snapshots, missing, lang)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -54,5 +52,5 @@ class AdminCog(commands.Cog, name="admin"):
     )
     async def instances(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        embed = instances_embed(self.router.routes(), list(self.pools), lang)
+        embed = instances_embed(self.router.routes(), self.queue.pools(), lang)
         await interaction.response.send_message(embed=embed, ephemeral=True)

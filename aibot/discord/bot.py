@@ -1,16 +1,16 @@
-"""The bot: one `AutoShardedBot` (one gateway connection for every pool) that opens the
-store, starts the pools and loads the cogs in `setup_hook`, and drains in `close()`.
+"""The bot: one `AutoShardedBot` (one gateway connection for every pool).
+
+`aibot.app.create_bot` builds it with everything it serves (the store, the job
+transport, the replies, the intake); `setup_hook` only starts them (opens the
+store, resumes journaled jobs, loads the cogs) and `close()` drains them.
 
 Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`); the admin
 cog always is. Commands are registered with Discord only on request (`sync_only`,
 i.e. `python run.py --sync`), never on every start.
-
-Every pool runs its jobs on the bot's loop, next to the gateway.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -24,28 +24,24 @@ from aibot.discord.admin import AdminCog
 from aibot.discord.chat import ChatCog
 from aibot.discord.i18n import Translator, error_text, language
 from aibot.discord.image import ImageCog
-from aibot.discord.intake import DURABLE_COMMANDS, Intake
+from aibot.discord.intake import Intake
 from aibot.discord.manage import ManageCog
 from aibot.discord.reply import Replies
 from aibot.discord.video import VideoCog
 from aibot.foreground import Foreground
 from aibot.http import HttpServer, Metrics, start_http
-from aibot.jobs import AibotError, Job, ShuttingDown
-from aibot.pools import Pools, build_pools
-from aibot.pools.video import resume
+from aibot.jobs import AibotError
 from aibot.router import Router
 from aibot.settings import POOLS, Settings
 from aibot.snapshots import PoolSnapshot
 from aibot.status import BotInfo, EventLog, SourceFunctions, StatusSource
 from aibot.store import Store
+from aibot.transport import JobQueue
 
-__all__ = ["PROVIDER_FAULTS", "AibotBot"]
+__all__ = ["AibotBot", "discord_clock"]
 
 log = logging.getLogger("aibot.discord")
 
-# Failures that are the provider's (or our keys'), not the member's: their quota is
-# given back.
-PROVIDER_FAULTS = frozenset({"unavailable", "no_key", "bad_key", "rate_limited"})
 _COGS = {"chat": ChatCog, "image": ImageCog, "video": VideoCog}
 
 
@@ -61,7 +57,7 @@ class _Tree(app_commands.CommandTree["AibotBot"]):
 class AibotBot(commands.AutoShardedBot):
     """aibot on Discord. Built by `aibot.create_bot`; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, router: Router | None = None) -> None:
+    def __init__(self, settings: Settings, *, router: Router, foreground: Foreground) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -73,13 +69,9 @@ class AibotBot(commands.AutoShardedBot):
             tree_cls=_Tree,
         )
         self.settings = settings
-        self.router = router or Router(settings)
+        self.router = router
         # Members' commands go before the pools' work (see aibot.foreground).
-        self.foreground = Foreground(gap=settings.burst_gap)
-        self.replies = Replies(self, turn=self.foreground.turn)
-        self.pools: Pools = Pools()
-        self.store: Store | None = None
-        self.intake: Intake | None = None
+        self.foreground = foreground
         self.events = EventLog()  # what the status panel lists; run.py feeds it the logs
         # (not `self.status`: discord.Client uses that name for its presence)
         self._source = SourceFunctions(self.bot_info, self.pool_snapshots, self.events.events)
@@ -90,46 +82,35 @@ class AibotBot(commands.AutoShardedBot):
         self.draining = False
         self._started_at: float | None = None
 
+    def serve(self, *, store: Store, replies: Replies, queue: JobQueue, intake: Intake) -> None:
+        """What the bot serves, built by `create_bot`: started in `setup_hook`."""
+        self.store = store
+        self.replies = replies
+        self.queue = queue
+        self.intake = intake
+
     # ------------------------------------------------------------ start, stop
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(Translator())
+        await self._add_cogs()
         if self.sync_only:
-            await self._add_cogs()
             return
         settings = self.settings
         await self.replies.open()
-        self.store = await Store.open(None, settings, clock=_clock, turn=self.foreground.turn)
-        self.replies.journal = self.store.journal
-        self.pools = build_pools(
-            settings,
-            memory=self.store.memory,
-            journal=self.store.journal,
-            on_outcome=self.record_outcome,
-            turn=self.foreground.turn,
-        )
-        self.intake = Intake(
-            router=self.router,
-            pools=self.pools,
-            replies=self.replies,
-            gate=self.store.gate,
-            journal=self.store.journal,
-            draining=lambda: self.draining,
-            foreground=self.foreground,
-        )
-        await self._add_cogs()
+        await self.store.start()
+        await self.queue.start()  # resumes the jobs an earlier run left unfinished
         # Wall-clock: uptime is read from other threads (the panel) and other clocks.
         self._started_at = time.time()
         if settings.http is not None:
             host, port = settings.http
             self.http_server = await start_http(self._source, host, port, metrics=self.metrics)
-        await self.resume_jobs()
 
     async def _add_cogs(self) -> None:
         for name, cog in _COGS.items():
             if name in self.settings.enabled_pools:
                 await self.add_cog(cog(self.intake))
-        await self.add_cog(AdminCog(self, self.pools, self.router))
+        await self.add_cog(AdminCog(self, self.queue, self.router))
         await self.add_cog(ManageCog(self))
 
     async def sync_commands(self) -> list[discord.app_commands.AppCommand]:
@@ -151,51 +132,20 @@ class AibotBot(commands.AutoShardedBot):
 
     async def _drain(self) -> None:
         timeout = self.settings.drain_seconds
-        if self.intake is not None:
-            await self.intake.settle(timeout)  # deferred jobs on their way to a pool
-        results = await asyncio.gather(
-            *(pool.drain(timeout) for pool in self.pools.values()), return_exceptions=True
-        )
-        left = {job.id for jobs in results if isinstance(jobs, list) for job in jobs}
-        for reply in self.replies.unfinished():
-            if reply.job.id in left and self._resumable(reply.job):
-                continue  # journaled: resumed and delivered after the restart
-            await reply.fail(ShuttingDown())
+        await self.intake.settle(timeout)  # deferred jobs on their way to a pool
+        await self.queue.drain(timeout)
         await self.release()
 
     async def release(self) -> None:
         """Let go of what the process holds outside the gateway: provider clients, the
         answers' HTTP session, the store file, the HTTP server. `close()` ends with it;
         a test that simulates a crash calls it on the crashed bot."""
-        await self.pools.aclose()
+        await self.queue.aclose()
         await self.replies.close()
-        if self.store is not None:
-            await self.store.close()
+        await self.store.close()
         if self.http_server is not None:
             await self.http_server.stop()
             self.http_server = None
-
-    def _resumable(self, job: Job) -> bool:
-        return job.command in DURABLE_COMMANDS and self.store is not None
-
-    async def resume_jobs(self) -> None:
-        """Submit again the video jobs a previous run left unfinished; each polls its
-        provider task (no new task, no new charge) and is delivered once."""
-        assert self.store is not None
-        for job, task_id, key in await self.store.journal.unfinished():
-            pool = self.pools.get(job.pool or "video")
-            if pool is None:
-                log.info("job %s: its pool %s does not run here", job.id, job.pool)
-                continue
-            again = resume(job, task_id, key) if task_id and key else job
-            reply = self.replies.make(again)
-            try:
-                pool.submit(again, reply)
-            except AibotError as error:
-                await reply.fail(error)
-                await self.store.journal.finished(job.id, error.kind)
-                continue
-            log.info("job %s: resumed after a restart", job.id)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -215,35 +165,6 @@ class AibotBot(commands.AutoShardedBot):
                 await interaction.response.send_message(words, ephemeral=True)
         except discord.HTTPException as failure:
             log.warning("/%s: could not tell the member (HTTP %s)", name, failure.status)
-
-    # --------------------------------------------------------------- outcomes
-
-    async def record_outcome(self, job: Job, error: AibotError | None, seconds: float) -> None:
-        """After every job: its latency for /metrics, a ledger row, and the quota back
-        when the provider failed."""
-        meta = self.replies.meta(job.id)
-        self.metrics.observer(job.pool)(job, error, seconds)
-        store = self.store
-        if store is None:
-            return
-        files = int(meta.get("files") or 0)
-        # A failure counts against the provider whose call failed, if one did.
-        failed_on = error if error is not None and error.provider else None
-        store.ledger.record(
-            job,
-            provider=str(meta.get("provider") or (failed_on and failed_on.provider) or "-"),
-            key_id=str(meta.get("key_id") or (failed_on and failed_on.key_id) or ""),
-            outcome="ok" if error is None else error.kind,
-            latency=seconds,
-            tokens_in=int(meta.get("tokens_in") or 0),
-            tokens_out=int(meta.get("tokens_out") or 0),
-            images=files if job.command == "image" else 0,
-            video_seconds=float(job.args.get("duration") or 0)
-            if files and job.command == "video"
-            else 0.0,
-        )
-        if error is not None and error.kind in PROVIDER_FAULTS:
-            store.gate.refund(job)
 
     # ------------------------------------------------------------------ status
 
@@ -266,7 +187,7 @@ class AibotBot(commands.AutoShardedBot):
         )
 
     def pool_snapshots(self) -> list[PoolSnapshot]:
-        return [pool.snapshot() for pool in self.pools.values()]
+        return self.queue.snapshots()
 
     def status_source(self) -> StatusSource:
         """What the console panel, /health and /metrics read."""
@@ -282,7 +203,7 @@ def _has_own_error_handler(command: object) -> bool:
     )
 
 
-def _clock() -> float:
+def discord_clock() -> float:
     """Unix seconds as Discord sees them: days and cooldowns follow the same clock as
     interaction timestamps (SimCord moves it in tests)."""
     return discord.utils.utcnow().timestamp()

@@ -1,16 +1,17 @@
 """From a slash command to a submitted job: the request path every job command takes.
 
-    job (plain data) -> router.decide (pure) -> gate (in memory)
+    job (plain data) -> router.decide (pure) -> gate
       refused here: one ephemeral direct response (the wrong channel, busy, paused,
       a cooldown or quota), so the refusal stays private
-      accepted: defer (public, "thinking...") -> pool.submit(job, reply)
+      accepted: defer (public, "thinking...") -> queue.submit(job)
 
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
-the gate counts in memory. The command is foreground work until the defer is out;
-handing the job to its pool then waits for its turn (`aibot.foreground`), in a small
-task of its own: the command's task ends with the defer, and with it the interaction
-and all discord.py made of it. After the defer the job's `Reply` owns the deferred
-message, so every later failure (a rare full queue, the provider) edits it with words.
+the embedded gate counts in memory. The command is foreground work until the defer is
+out; the job is then handed to the job transport (`aibot.transport`) in a small task
+of its own: the command's task ends with the defer, and with it the interaction and
+all discord.py made of it. After the defer the worker owns the job and its reply; if
+the transport refuses the job after all (a rare full queue), the deferred message
+says why.
 """
 
 from __future__ import annotations
@@ -19,54 +20,26 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 
 from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS, Replies
 from aibot.foreground import Foreground
-from aibot.jobs import (
-    AibotError,
-    Job,
-    LimitReached,
-    Paused,
-    Progress,
-    QueueFull,
-    ShuttingDown,
-)
+from aibot.jobs import AibotError, Job, LimitReached, Paused, QueueFull, ShuttingDown
 from aibot.logs import log_context
-from aibot.pools.base import Pool
+from aibot.ports import Gate
 from aibot.router import Redirect, Router
+from aibot.transport import JobQueue
 
-__all__ = ["DURABLE_COMMANDS", "TOKEN_LIFETIME", "Gate", "Intake", "Journal", "job_for"]
-
-# Seconds of expected wait from which a chat or image job is told its place in line.
-QUEUE_NOTICE_SECONDS = 5.0
+__all__ = ["TOKEN_LIFETIME", "Intake", "job_for"]
 
 log = logging.getLogger("aibot.discord.intake")
 
 # Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
 # so a write never races its expiry.
 TOKEN_LIFETIME = 15 * 60 - 20
-# Jobs long enough to be journaled and resumed after a restart.
-DURABLE_COMMANDS = frozenset({"video"})
-
-
-class Gate(Protocol):
-    """Cooldowns, quotas and budgets (the store): `take` raises `LimitReached`."""
-
-    def take(self, job: Job) -> Any: ...
-
-    def refund(self, job: Job) -> Any: ...
-
-
-class Journal(Protocol):
-    """Durable record of long jobs (the store), so a restart resumes them."""
-
-    async def submitted(self, job: Job) -> Any: ...
-
-    async def finished(self, job_id: str, outcome: str = "done") -> Any: ...
 
 
 def job_for(interaction: discord.Interaction, command: str, args: Mapping[str, Any]) -> Job:
@@ -93,18 +66,16 @@ class Intake:
         self,
         *,
         router: Router,
-        pools: Mapping[str, Pool],
+        queue: JobQueue,
         replies: Replies,
         gate: Gate | None = None,
-        journal: Journal | None = None,
         draining: Callable[[], bool] = lambda: False,
         foreground: Foreground | None = None,
     ) -> None:
         self.router = router
-        self.pools = pools
+        self.queue = queue
         self.replies = replies
         self.gate = gate
-        self.journal = journal
         self.draining = draining
         self.foreground = foreground
         # Tasks holding a taken job not yet in its pool: commands being answered,
@@ -127,7 +98,7 @@ class Intake:
             self._taking.discard(task)
 
     async def _take(self, interaction: discord.Interaction, job: Job) -> None:
-        refusal = self._refusal(interaction, job)
+        refusal = await self._refusal(interaction, job)
         if self.foreground is not None:
             # The answer is decided and about to go out: what is left is Discord's
             # round trip, when the loop is free for other work (the burst gap still
@@ -143,27 +114,18 @@ class Intake:
         except discord.HTTPException as error:
             # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
             log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
-            self._refund(job)
+            await self._refund(job)
             return
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
-        if self.foreground is None:
-            await self._start(job, self.pools[job.pool])
-            return
-        # The member has their first answer; queueing the job is the pools' work,
-        # which waits for other members' commands like any other. It waits in a task
-        # of its own, holding only the job: this command's task ends now, rather than
-        # keeping the interaction and all discord.py made of it (some sixty objects,
-        # thousands in a burst, for the garbage collector to walk) alive until then.
-        task = asyncio.create_task(self._start_in_turn(job))
+        # The member has their first answer. The job is handed over in a task of its
+        # own, holding only the job: this command's task ends now, rather than keeping
+        # the interaction and all discord.py made of it (some sixty objects, thousands
+        # in a burst, for the garbage collector to walk) alive until then.
+        task = asyncio.create_task(self._start(job))
         self._taking.add(task)
         task.add_done_callback(self._taking.discard)
-
-    async def _start_in_turn(self, job: Job) -> None:
-        assert self.foreground is not None
-        await self.foreground.turn()
-        await self._start(job, self.pools[job.pool])
 
     @property
     def taking(self) -> int:
@@ -180,71 +142,55 @@ class Intake:
         while self._taking and (left := deadline - loop.time()) > 0:
             await asyncio.wait(set(self._taking), timeout=left)
 
-    async def _start(self, job: Job, pool: Pool) -> None:
-        """Hand the deferred job to its pool. When the pool refuses it after all (it
+    async def _start(self, job: Job) -> None:
+        """Hand the deferred job to the worker. When it is refused after all (its pool
         filled up since the check, or began to drain), the deferred message says why,
         and the gate gives the use back; so it does for a failure nothing expected (a
         bug, the store), logged."""
-        reply = self.replies.make(job)
-        journal = self.journal if job.command in DURABLE_COMMANDS else None
-        journaled = False
         try:
-            if journal is not None:
-                # Journaled before it runs: a restart from here on resumes it.
-                await journal.submitted(job)
-                journaled = True
-            position = pool.submit(job, reply)
+            await self.queue.submit(job)
         except Exception as failure:
             error = failure if isinstance(failure, AibotError) else AibotError()
             if error is not failure:
                 log.error("job %s: could not be queued\n%s", job.id, job.trace(failure))
-            self._refund(job)
-            if journaled:
-                await journal.finished(job.id, error.kind)  # type: ignore[union-attr]
-            await reply.fail(error)
-            return
-        # A video takes minutes: its place in line is shown at once. Other jobs wait
-        # behind others only briefly, and "thinking..." says enough, unless the wait
-        # is long; in a burst those edits would cost the most when time is shortest.
-        if job.command in DURABLE_COMMANDS or (
-            position > 1 and pool.wait_estimate() >= QUEUE_NOTICE_SECONDS
-        ):
-            await reply.progress(Progress("queued", position=position))
+            await self._refund(job)
+            await self.replies.make(job).fail(error)
 
-    def _refusal(self, interaction: discord.Interaction, job: Job) -> str | None:
+    async def _refusal(self, interaction: discord.Interaction, job: Job) -> str | None:
         """Why this job cannot be taken, in the member's words; None to take it.
-        Synchronous on purpose: it runs before the defer."""
+        It runs before the defer: nothing in it waits (routing is pure, the pools'
+        loads are plain data, the embedded gate counts in memory)."""
         lang = job.locale
         if self.draining():
             return error_text(ShuttingDown(), lang, command=job.command)
+        loads = self.queue.loads()
         decision = self.router.decide(
             job.command,
             guild_id=job.guild_id,
             channel_name=_channel_name(interaction.channel),
             guild_channels=_ChannelNames(interaction.guild),
-            load={name: pool.load() for name, pool in self.pools.items()},
+            load=loads,
         )
         if isinstance(decision, Redirect):
             return _redirect_text(interaction.guild, decision, job.command, lang)
         job.pool = decision.pool
-        pool = self.pools.get(job.pool)
-        if pool is None:
+        load = loads.get(job.pool)
+        if load is None:
             return text(lang, "not_here", command=command_name(job.command, lang))
-        load = pool.load()
         if load.paused:
             return error_text(Paused(), lang, command=job.command)
         if load.full:
-            return error_text(QueueFull(retry_after=pool.wait_estimate()), lang)
+            return error_text(QueueFull(retry_after=self.queue.wait_estimate(job.pool)), lang)
         if self.gate is not None:
             try:
-                self.gate.take(job)
+                await self.gate.take(job)
             except LimitReached as limit:
                 return error_text(limit, lang, command=job.command)
         return None
 
-    def _refund(self, job: Job) -> None:
+    async def _refund(self, job: Job) -> None:
         if self.gate is not None:
-            self.gate.refund(job)
+            await self.gate.refund(job)
 
 
 def _channel_name(channel: Any) -> str | None:

@@ -18,21 +18,19 @@ the bot is in; jobs are listed and cancelled only within the admin's own server.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from aibot.discord.i18n import duration, error_text, language, text
+from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed, stats_embed
+from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.jobs import AibotError, Job
-from aibot.keys import redact
-from aibot.pools.base import Pool
 from aibot.settings import COMMAND_POOL, POOLS, Settings
-from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
-from aibot.store import DayUsage, Limits, MemberUsage, Store
+from aibot.store import Store
+from aibot.transport import JobQueue
 
 __all__ = ["Host", "ManageCog", "is_admin"]
 
@@ -42,21 +40,15 @@ log = logging.getLogger("aibot.discord.manage")
 _LIMITED_POOLS = tuple(dict.fromkeys(COMMAND_POOL.values()))
 _LIMITED_CHOICES = [app_commands.Choice(name=p, value=p) for p in _LIMITED_POOLS]
 _POOL_CHOICES = [app_commands.Choice(name=p, value=p) for p in POOLS]
-_LIST_LIMIT = 15  # jobs shown per pool; an embed field holds 1,024 characters
-_FIELD_LIMIT = 1024
-_EMBED_LIMIT = 5800  # Discord's 6,000 characters per message's embeds, with room to spare
-_KEYS_PER_RING = 10
-_KEY_ORDER = {"disabled": 0, "cooling": 1, "busy": 2, "ready": 3}  # trouble first
-_STATS_DAYS = 7
 _TOP_MEMBERS = 10
 
 
 class Host(Protocol):
     """What the cog reads from the bot (`AibotBot`), at the time of each command:
-    the store and pools exist only once `setup_hook` has run."""
+    the store is open only once `setup_hook` has run."""
 
     settings: Settings
-    pools: Mapping[str, Pool]
+    queue: JobQueue
     store: Store | None
 
 
@@ -109,7 +101,7 @@ class ManageCog(commands.Cog, name="manage"):
     @admin.command(name="keys", description="Health of every key per pool and provider (redacted)")
     async def keys(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        snapshots = [pool.snapshot() for pool in self.host.pools.values()]
+        snapshots = self.host.queue.snapshots()
         self._record(interaction, "keys", f"{sum(len(s.rings) for s in snapshots)} key rings")
         secrets = self.host.settings.secrets()
         await _private(interaction, embed=keys_embed(snapshots, lang, secrets=secrets))
@@ -184,8 +176,7 @@ class ManageCog(commands.Cog, name="manage"):
         cancel: app_commands.Range[str, 1, 64] | None = None,
     ) -> None:
         lang = language(interaction.locale)
-        pools = {n: p for n, p in self.host.pools.items() if pool in (None, n)}
-        held = {n: _jobs_of(p, interaction.guild_id) for n, p in pools.items()}
+        held = _jobs_by_pool(self.host.queue, interaction.guild_id, pool)
         if cancel is None:
             self._record(interaction, "jobs", pool or "all")
             await _private(interaction, embed=jobs_embed(held, lang))
@@ -193,7 +184,7 @@ class ManageCog(commands.Cog, name="manage"):
         job_id = cancel.strip().strip("`")
         for name, entries in held.items():
             for job, _state in entries:
-                if job.id == job_id and pools[name].cancel(job_id):
+                if job.id == job_id and await self.host.queue.cancel(job_id):
                     detail = f"{name} {job_id} /{job.command} of {job.user_id}"
                     self._record(interaction, "cancel", detail)
                     words = text(
@@ -207,16 +198,16 @@ class ManageCog(commands.Cog, name="manage"):
 
     async def _switch(self, interaction: discord.Interaction, name: str, *, pause: bool) -> None:
         lang = language(interaction.locale)
-        pool = self.host.pools.get(name)
-        if pool is None:
+        queue = self.host.queue
+        before = _state_of(queue, name)
+        if before is None:
             await _private(interaction, text(lang, "admin_pool_missing", pool=name))
             return
-        before = pool.snapshot().state
         if pause:
-            pool.pause()
+            await queue.pause(name)
         else:
-            pool.resume()
-        after = pool.snapshot().state
+            await queue.unpause(name)
+        after = _state_of(queue, name)
         self._record(interaction, "pause" if pause else "resume", f"{name}: {before} -> {after}")
         if after == ("paused" if pause else "running"):
             words = text(lang, "admin_paused" if pause else "admin_resumed", pool=name)
@@ -235,10 +226,10 @@ class ManageCog(commands.Cog, name="manage"):
         store = self._store()
         # Reading the ledger is a database query: answer within Discord's 3 s first.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        rows = await store.ledger.stats(interaction.guild_id, _STATS_DAYS)
+        rows = await store.ledger.stats(interaction.guild_id, STATS_DAYS)
         top = None
         if self.is_admin(interaction):
-            top = await store.ledger.top_members(interaction.guild_id, _STATS_DAYS, _TOP_MEMBERS)
+            top = await store.ledger.top_members(interaction.guild_id, STATS_DAYS, _TOP_MEMBERS)
         embed = stats_embed(rows, store.calendar.day(), top, lang)
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -298,155 +289,19 @@ async def _private(
     )
 
 
-def _jobs_of(pool: Pool, guild_id: int | None) -> list[tuple[Job, str]]:
-    """A pool's running and queued jobs from one server (an admin sees only their own)."""
-    return [(job, state) for job, state in pool.jobs() if job.guild_id == guild_id]
+def _state_of(queue: JobQueue, pool: str) -> str | None:
+    """The pool's state (running, paused, ...), None when it does not run."""
+    return next((s.state for s in queue.snapshots() if s.name == pool), None)
 
 
-# ------------------------------------------------------------------ pages
-# Pure functions of plain data, so the words are checked without Discord.
-
-
-def keys_embed(
-    snapshots: Sequence[PoolSnapshot], lang: str, *, secrets: Iterable[str] = ()
-) -> discord.Embed:
-    """`/admin keys`: one field per pool and provider, a line per (redacted) key, keys
-    in trouble first. `secrets` are masked should a provider's reason quote one."""
-    embed = discord.Embed(title=text(lang, "admin_keys_title"), colour=discord.Colour.gold())
-    rings = [(snap.name, ring) for snap in snapshots for ring in snap.rings]
-    for shown, (pool, ring) in enumerate(rings):
-        name, value = f"{pool} · {ring.provider}", _ring_lines(ring, lang, tuple(secrets))
-        # Discord refuses a message whose embeds hold over 6,000 characters in all.
-        if len(embed) + len(name) + len(value) > _EMBED_LIMIT:
-            embed.set_footer(text=text(lang, "admin_more", count=len(rings) - shown))
-            break
-        embed.add_field(name=name, value=value, inline=False)
-    if not rings:
-        embed.description = text(lang, "admin_keys_none")
-    return embed
-
-
-def _ring_lines(ring: KeyRingSnapshot, lang: str, secrets: tuple[str, ...]) -> str:
-    keys = sorted(ring.keys, key=lambda key: _KEY_ORDER.get(key.state, 0))
-    lines = []
-    for key in keys[:_KEYS_PER_RING]:
-        line = text(
-            lang,
-            "admin_key_line",
-            key_id=key.key_id,
-            state=text(lang, f"admin_key_{key.state}"),
-            calls=key.calls,
-            limited=key.rate_limited,
-            failures=key.failures,
-        )
-        if key.cooling_for > 0:
-            line += text(lang, "admin_key_rest", wait=duration(key.cooling_for, lang))
-        if key.reason:
-            line += f" · {_masked(key.reason, secrets)}"
-        lines.append(line)
-    if len(keys) > _KEYS_PER_RING:
-        lines.append(text(lang, "admin_more", count=len(keys) - _KEYS_PER_RING))
-    return _clip("\n".join(lines) or "-")
-
-
-def _masked(words: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret in words:
-            words = words.replace(secret, redact(secret))
-    return words
-
-
-def quota_embed(limits: Mapping[str, Limits], lang: str) -> discord.Embed:
-    """`/admin quota`: the limits in force on this server, one field per pool."""
-    embed = discord.Embed(title=text(lang, "admin_quota_title"), colour=discord.Colour.gold())
-    for pool, limit in limits.items():
-        unlimited = text(lang, "admin_quota_unlimited")
-        value = text(
-            lang,
-            "admin_quota_line",
-            cooldown=duration(limit.cooldown, lang) if limit.cooldown > 0 else unlimited,
-            quota=f"{limit.daily_quota:,}" if limit.daily_quota else unlimited,
-            budget=f"{limit.daily_budget:,}" if limit.daily_budget else unlimited,
-        )
-        embed.add_field(name=pool, value=value, inline=False)
-    return embed
-
-
-def jobs_embed(held: Mapping[str, Sequence[tuple[Job, str]]], lang: str) -> discord.Embed:
-    """`/admin jobs`: running then queued jobs of each pool, with the ids to cancel."""
-    embed = discord.Embed(title=text(lang, "admin_jobs_title"), colour=discord.Colour.gold())
-    for pool, entries in held.items():
-        if not entries:
-            continue
-        lines = [
-            text(
-                lang,
-                "admin_job_line",
-                id=job.id,
-                state=text(lang, f"admin_job_{state}"),
-                command=job.command,
-                user=job.user_id,
-            )
-            for job, state in entries[:_LIST_LIMIT]
-        ]
-        if len(entries) > _LIST_LIMIT:
-            lines.append(text(lang, "admin_more", count=len(entries) - _LIST_LIMIT))
-        embed.add_field(name=pool, value=_clip("\n".join(lines)), inline=False)
-    if not embed.fields:
-        embed.description = text(lang, "admin_jobs_none")
-    return embed
-
-
-def stats_embed(
-    rows: Sequence[DayUsage], today: str, top: Sequence[MemberUsage] | None, lang: str
-) -> discord.Embed:
-    """`/stats`: today's and the window's figures per pool and provider; the top
-    members when `top` is given (admins only)."""
-    embed = discord.Embed(title=text(lang, "stats_title"), colour=discord.Colour.blurple())
-    windows = (
-        (text(lang, "stats_today", day=today), [r for r in rows if r.day == today]),
-        (text(lang, "stats_week", days=_STATS_DAYS), rows),
-    )
-    for name, chosen in windows:
-        lines = [
-            text(lang, "stats_line", pool=pool, provider=provider, jobs=jobs, failed=failed)
-            + f" · {_dollars(cost)}"
-            for (pool, provider), (jobs, failed, cost) in _totals(chosen).items()
-        ]
-        embed.add_field(name=name, value=_clip("\n".join(lines) or text(lang, "stats_none")))
-    if top is not None:
-        lines = [
-            text(lang, "stats_top_line", rank=rank, user=member.user_id, jobs=member.jobs)
-            + f" · {_dollars(member.cost)}"
-            for rank, member in enumerate(top, start=1)
-        ]
-        embed.add_field(
-            name=text(lang, "stats_top", days=_STATS_DAYS),
-            value=_clip("\n".join(lines) or text(lang, "stats_none")),
-            inline=False,
-        )
-    return embed
-
-
-def _totals(rows: Iterable[DayUsage]) -> dict[tuple[str, str], tuple[int, int, float]]:
-    """(jobs, failed, cost) per (pool, provider), summed over days, in pool order."""
-    totals: dict[tuple[str, str], tuple[int, int, float]] = {}
-    for row in rows:
-        jobs, failed, cost = totals.get((row.pool, row.provider), (0, 0, 0.0))
-        totals[row.pool, row.provider] = (jobs + row.jobs, failed + row.failed, cost + row.cost)
-    order = {name: index for index, name in enumerate(POOLS)}
-    return dict(sorted(totals.items(), key=lambda item: (order.get(item[0][0], 99), item[0])))
-
-
-def _dollars(cost: float) -> str:
-    # Estimates of fractions of a cent: four places below a dollar, and never a
-    # "$0.0000" that would read as free.
-    if cost <= 0:
-        return "$0"
-    if cost < 0.0001:
-        return "<$0.0001"
-    return f"${cost:,.2f}" if cost >= 1 else f"${cost:.4f}"
-
-
-def _clip(value: str) -> str:
-    return value if len(value) <= _FIELD_LIMIT else value[: _FIELD_LIMIT - 1] + "…"
+def _jobs_by_pool(
+    queue: JobQueue, guild_id: int | None, only: str | None
+) -> dict[str, list[tuple[Job, str]]]:
+    """This server's jobs per pool (every pool that runs, or `only`)."""
+    held: dict[str, list[tuple[Job, str]]] = {
+        name: [] for name in queue.pools() if only in (None, name)
+    }
+    for name, job, state in queue.jobs():
+        if name in held and job.guild_id == guild_id:
+            held[name].append((job, state))
+    return held

@@ -20,14 +20,15 @@ import asyncio
 import io
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 import discord
 
+from aibot.discord.embeds import image_embed
 from aibot.discord.i18n import duration, error_text, text
-from aibot.discord.render import MESSAGE_LIMIT, image_embed, split_message
+from aibot.discord.render import MESSAGE_LIMIT, split_message
 from aibot.jobs import AibotError, Artifact, Job, Progress, Result
 
 __all__ = ["EditBudget", "InteractionReply", "Replies"]
@@ -96,29 +97,24 @@ class Delivery(Protocol):
 
 
 class Replies:
-    """Makes the reply for each job and holds what all replies of one bot share: the
-    client, the per-channel edit budget, the answers' HTTP session, the replies not yet
-    finished (for the drain) and the facts of finished ones until the ledger has them
-    (`meta`).
+    """Makes the reply for each job (`aibot.ports.ReplyFactory`) and holds what all
+    replies of one bot share: the client (for the channel fallback), the
+    per-channel edit budget and the answers' HTTP session.
 
-    `journal`, when set, makes a video answer (which may be resumed after a restart)
-    be delivered at most once. `turn`, when given, is awaited before each write and
-    each piece of a streamed answer: members' commands go first (`aibot.foreground`)."""
+    `delivery`, when given, makes a durable job's answer (a video, which may be
+    resumed after a restart) be delivered at most once."""
 
     def __init__(
         self,
         client: discord.Client,
         *,
         edits: EditBudget | None = None,
-        turn: Callable[[], Awaitable[None]] | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.client = client
         self.edits = edits or EditBudget()
-        self.turn = turn
-        self.journal: Delivery | None = None
+        self.delivery = delivery
         self._session: aiohttp.ClientSession | None = None
-        self._open: dict[str, InteractionReply] = {}
-        self._meta: dict[str, dict[str, Any]] = {}
 
     async def open(self) -> None:
         """Make the session now rather than at the first answer."""
@@ -138,23 +134,7 @@ class Replies:
             self._session = None
 
     def make(self, job: Job) -> InteractionReply:
-        reply = InteractionReply(job, self)
-        self._open[job.id] = reply
-        return reply
-
-    def unfinished(self) -> list[InteractionReply]:
-        """Replies whose job has neither finished nor failed yet."""
-        return list(self._open.values())
-
-    def meta(self, job_id: str) -> dict[str, Any]:
-        """What a finished job's result said about it (provider, model, tokens, files),
-        handed over once; {} for a failed job."""
-        return self._meta.pop(job_id, {})
-
-    def closed(self, reply: InteractionReply, result: Result | None = None) -> None:
-        self._open.pop(reply.job.id, None)
-        if result is not None:
-            self._meta[reply.job.id] = {**result.meta, "files": len(result.files)}
+        return InteractionReply(job, self)
 
 
 class InteractionReply:
@@ -202,9 +182,6 @@ class InteractionReply:
             await self._quietly(self._show(0, words))
 
     async def stream(self, text: str) -> None:
-        if self._replies.turn is not None:
-            # Reading the rest of the answer can wait for the members' commands too.
-            await self._replies.turn()
         if self.closed:
             return
         self._streamed = text
@@ -229,28 +206,23 @@ class InteractionReply:
             log.warning("job %s: could not deliver its answer: %s", self.job.id, _what(error))
             self._failing = True
             await self._tell_failure(AibotError("could not deliver"))
-        finally:
-            self._replies.closed(self, result)
 
     async def fail(self, error: AibotError) -> None:
         if self.closed:
             return
         self.closed = True
         self._failing = True
-        try:
-            if await self._first_delivery():
-                async with self._lock:
-                    await self._tell_failure(error)
-        finally:
-            self._replies.closed(self)
+        if await self._first_delivery():
+            async with self._lock:
+                await self._tell_failure(error)
 
     async def _first_delivery(self) -> bool:
         """False when a journaled job's answer was already delivered (a job resumed
         after a restart may finish twice; the member hears once)."""
-        journal = self._replies.journal
-        if journal is None or self.job.command != "video":
+        delivery = self._replies.delivery
+        if delivery is None or self.job.command != "video":
             return True
-        return await journal.mark_delivered(self.job.id)
+        return await delivery.mark_delivered(self.job.id)
 
     # ------------------------------------------------------------- delivery
 
@@ -340,10 +312,7 @@ class InteractionReply:
         self._shown[index] = content
 
     async def _write(self, index: int, **message: Any) -> None:
-        """Create or replace message `index` of this answer, once the members'
-        commands have had their turn (`Replies.turn`)."""
-        if self._replies.turn is not None:
-            await self._replies.turn()
+        """Create or replace message `index` of this answer."""
         if not self._by_channel and self._token_expired():
             self._to_channel()
         if self._by_channel:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from aibot.jobs import AibotError, BadRequest, Job, NoKeyAvailable, Unavailable
+from aibot.jobs import AibotError, BadRequest, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
 from aibot.pools.base import Outcome, Pool
+from aibot.ports import Journal, Memory
 from aibot.providers.base import ImageProvider
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
 from aibot.providers.openai_chat import OpenAIChat
@@ -27,7 +28,7 @@ from aibot.providers.openai_images import OpenAIImages
 from aibot.providers.stability import StabilityImages
 from aibot.settings import PROVIDER_KINDS, PoolSettings, Settings
 
-__all__ = ["Journal", "Memory", "PoolContext", "Pools", "build_context", "build_pools"]
+__all__ = ["POOL_KINDS", "PoolContext", "Pools", "build_context", "build_pools"]
 
 T = TypeVar("T")
 
@@ -38,32 +39,6 @@ POOL_KINDS: Mapping[str, tuple[str, ...]] = {
     "video": ("video",),
     "admin": ("chat", "image", "video"),
 }
-
-
-class Recalled(Protocol):
-    """A conversation so far (OpenAI-style messages) and how many old turns were
-    forgotten since the member was last told."""
-
-    messages: list[dict[str, str]]
-    dropped: int
-
-
-class Memory(Protocol):
-    """A member's conversation, for chat (implemented by `aibot.store`)."""
-
-    async def recall(self, job: Job) -> Recalled: ...
-
-    async def remember(self, job: Job, prompt: str, answer: str) -> object: ...
-
-
-class Journal(Protocol):
-    """Durable record of video tasks, so a restart resumes instead of paying twice."""
-
-    async def accepted(self, job: Job, task_id: str, key_fingerprint: str) -> object: ...
-
-    async def progress(self, job_id: str, state: str) -> object: ...
-
-    async def finished(self, job_id: str) -> object: ...
 
 
 # Seconds a job may wait for a provider's key before a later provider is preferred.
@@ -178,11 +153,8 @@ def build_pools(
     memory: Memory | None = None,
     journal: Journal | None = None,
     on_outcome: Outcome | None = None,
-    turn: Callable[[], Awaitable[None]] | None = None,
 ) -> Pools:
-    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to.
-    `turn`, awaited before each job starts, lets members' commands go first
-    (`Foreground.turn`)."""
+    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
     # The role modules import this package for PoolContext, so import them here.
     from aibot.pools import admin, chat, image, video
 
@@ -203,7 +175,6 @@ def build_pools(
             queue_size=pool.queue_size,
             rings=tuple(context.rings.values()),
             on_outcome=on_outcome,
-            turn=turn,
         )
         pools.contexts[name] = context
     return pools

@@ -7,7 +7,7 @@ the admin pool's own keys, clients and limits.
 
 from __future__ import annotations
 
-from aibot.jobs import BadRequest, Job, Reply
+from aibot.jobs import BadRequest, Job, Reply, Result
 from aibot.pools import PoolContext, chat, image, video
 from aibot.pools.base import Work
 
@@ -22,10 +22,10 @@ def build_work(ctx: PoolContext) -> Work:
         "video": video.build_work(ctx),
     }
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         run = roles.get(job.command)
         if run is None:
             raise BadRequest(f"the admin pool does not run {job.command!r} jobs")
-        await run(job, reply)
+        return await run(job, reply)
 
     return work

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import itertools
 import logging
 import math
@@ -30,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, ShuttingDown
+from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, Result, ShuttingDown
 from aibot.keys import KeyRing
 from aibot.logs import log_context
 from aibot.router import PoolLoad
@@ -38,8 +37,12 @@ from aibot.snapshots import PoolSnapshot
 
 __all__ = ["Outcome", "Pool", "Work"]
 
-Work = Callable[[Job, Reply], Awaitable[None]]
-Outcome = Callable[[Job, AibotError | None, float], Awaitable[None] | None]
+# A role's work: runs the job, telling `reply` its progress (and a streamed answer),
+# and returns the result, which the pool then delivers on the reply.
+Work = Callable[[Job, Reply], Awaitable[Result]]
+# Told after every job: the job, its result (None when it failed), its error (None
+# when it succeeded) and its seconds since submit.
+Outcome = Callable[[Job, Result | None, AibotError | None, float], Awaitable[None]]
 
 _LATENCIES = 2048  # jobs kept for the percentiles
 _SERVICE_TIMES = 64  # jobs kept for the wait estimate
@@ -68,8 +71,9 @@ class Pool:
     with at most `queue_size` waiting. See the module docstring.
 
     `service_estimate` is the seconds a job is assumed to take until some have
-    finished; it only feeds `wait_estimate`. `turn`, when given, is awaited before
-    each job's work starts: members' commands go first (`aibot.foreground`).
+    finished; it only feeds `wait_estimate`. A job's work returns its `Result`; the
+    pool finishes the reply with it (or fails the reply with the job's error) and
+    hands both to `on_outcome`.
     """
 
     def __init__(
@@ -82,7 +86,6 @@ class Pool:
         rings: Sequence[KeyRing] = (),
         on_outcome: Outcome | None = None,
         service_estimate: float = 10.0,
-        turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.workers = workers
@@ -93,7 +96,6 @@ class Pool:
         self._work = work
         self._on_outcome = on_outcome
         self._service_estimate = service_estimate
-        self._turn = turn
         self._log = logging.getLogger(f"aibot.pool.{name}")
         self._task_prefix = f"aibot.pool.{name}."  # + the job's id: its task's name
         self._state = "running"  # running, paused, draining, stopped
@@ -179,21 +181,19 @@ class Pool:
     # -- running jobs ------------------------------------------------------
 
     async def _run(self, entry: _Entry) -> None:
-        """One job's task: the work, then (its slot already given to the next
-        job, its outcome counted) the failure reply and the outcome report.
-        The work's error, if any, is what is reported; what the `turn` hook
-        raises is not the work's, and goes on up."""
+        """One job's task: the work and the answer, then (its slot already given to
+        the next job, its outcome counted) the failure reply and the outcome report."""
         job = entry.job
+        result: Result | None = None
         error: AibotError | None = None
         try:
             try:
-                if self._turn is not None:
-                    await self._turn()  # members' commands first (aibot.foreground)
-                if entry.stop:  # cancelled or handed back before its work began
+                if entry.stop:  # cancelled before its work began
                     error = Cancelled("cancelled")
                 else:
                     entry.working = True
-                    await self._work(job, entry.reply)
+                    result = await self._work(job, entry.reply)
+                    await entry.reply.finish(result)
             except asyncio.CancelledError:
                 if not entry.working or not entry.stop:
                     raise  # cancelled from outside the pool (the loop is closing)
@@ -215,7 +215,7 @@ class Pool:
             seconds = self._count(entry, error)
             if self._lines:
                 self._start_free()
-            await self._tell(entry, error, seconds)
+            await self._tell(entry, result if error is None else None, error, seconds)
         finally:
             self._tasks.discard(entry.task)  # type: ignore[arg-type]
 
@@ -223,7 +223,7 @@ class Pool:
         """Count the outcome, fail the reply if needed, tell `on_outcome` (in a task
         of its own, kept in `_tasks`, which it leaves at its end)."""
         try:
-            await self._tell(entry, error, self._count(entry, error))
+            await self._tell(entry, None, error, self._count(entry, error))
         finally:
             self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
@@ -241,7 +241,9 @@ class Pool:
             self.failed += 1
         return seconds
 
-    async def _tell(self, entry: _Entry, error: AibotError | None, seconds: float) -> None:
+    async def _tell(
+        self, entry: _Entry, result: Result | None, error: AibotError | None, seconds: float
+    ) -> None:
         """Fail the reply if needed, then tell `on_outcome`."""
         if error is not None:
             try:
@@ -251,9 +253,7 @@ class Pool:
                 self._log.warning("job %s: reply.fail raised %s", entry.job.id, type(exc).__name__)
         if self._on_outcome is not None:
             try:
-                result = self._on_outcome(entry.job, error, seconds)
-                if result is not None and inspect.isawaitable(result):
-                    await result
+                await self._on_outcome(entry.job, result, error, seconds)
             except Exception as exc:
                 trace = entry.job.trace(exc)
                 self._log.error("job %s: on_outcome failed\n%s", entry.job.id, trace)

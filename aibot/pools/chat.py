@@ -37,7 +37,7 @@ class _Answer:
 def build_work(ctx: PoolContext) -> Work:
     """The chat work function for a pool."""
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         prompt = str(job.args.get("prompt") or "").strip()
         if not prompt:
             raise BadRequest("the prompt is empty")
@@ -79,7 +79,7 @@ def build_work(ctx: PoolContext) -> Work:
             # Old turns left the memory to fit its budget: the member is told once.
             "forgotten": recall.dropped if recall else 0,
         }
-        await reply.finish(Result(text=answer.text, meta=meta))
+        return Result(text=answer.text, meta=meta)
 
     return work
 

@@ -49,7 +49,7 @@ def image_request(args: Mapping[str, Any]) -> ImageRequest:
 def build_work(ctx: PoolContext) -> Work:
     """The image work function for a pool."""
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         request = image_request(job.args)
         choice = str(job.args.get("provider") or "").strip().lower()
         loop = asyncio.get_running_loop()
@@ -79,6 +79,6 @@ def build_work(ctx: PoolContext) -> Work:
             "seconds": round(loop.time() - started, 3),
         }
         # Result(text, files, meta) by position: sooner made than with keywords.
-        await reply.finish(Result("", (artifact,), meta))
+        return Result("", (artifact,), meta)
 
     return work

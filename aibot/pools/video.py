@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aibot.jobs import (
-    AibotError,
     Artifact,
     BadRequest,
     Job,
@@ -51,18 +50,11 @@ def resume(job: Job, task_id: str, key_fingerprint: str) -> Job:
 def build_work(ctx: PoolContext) -> Work:
     """The video work function for a pool."""
 
-    async def work(job: Job, reply: Reply) -> None:
+    async def work(job: Job, reply: Reply) -> Result:
         names = ctx.providers_for("video")
         if not names:
             raise NoKeyAvailable("no video provider has a key in this pool")
-        run = _VideoRun(ctx, job, reply, names[0])
-        # Not on cancellation: a job cut off by a shutdown is resumed after it.
-        try:
-            await reply.finish(await run.result())
-        except AibotError:
-            await run.finished()
-            raise
-        await run.finished()
+        return await _VideoRun(ctx, job, reply, names[0]).result()
 
     return work
 
@@ -151,10 +143,6 @@ class _VideoRun:
         """A call with the task's own key."""
         timeout = self.ctx.settings.request_timeout
         return await with_keys(self.ring, call, timeout=timeout, fingerprint=key)
-
-    async def finished(self) -> None:
-        if self.ctx.journal:
-            await self.ctx.journal.finished(self.job.id)
 
     def _elapsed(self) -> float:
         return self.loop.time() - self.started

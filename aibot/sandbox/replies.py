@@ -1,4 +1,5 @@
-"""`RecordingReply`: the Reply protocol in memory, for tests and benchmarks.
+"""`RecordingReply`: the Reply protocol in memory, for tests and benchmarks, and
+`RecordingReplies`, the reply factory that makes them (`aibot.ports.ReplyFactory`).
 
 It records every call in order and checks the protocol's promises (finish or
 fail exactly once, and last); a broken promise is noted in `problems` rather
@@ -12,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..jobs import AibotError, Progress, Result
+from ..jobs import AibotError, Job, Progress, Result
 
-__all__ = ["RecordingReply"]
+__all__ = ["RecordingReplies", "RecordingReply"]
 
 
 class RecordingReply:
@@ -97,3 +98,14 @@ class RecordingReply:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class RecordingReplies:
+    """Makes a `RecordingReply` for each job and keeps them by job id (`made`)."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, RecordingReply] = {}
+
+    def make(self, job: Job) -> RecordingReply:
+        reply = self.made[job.id] = RecordingReply()
+        return reply

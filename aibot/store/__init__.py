@@ -1,13 +1,16 @@
 """The store: one embedded SQLite file holding fair use, accounting, memory and
 durable jobs.
 
-`store = await Store.open(path, settings)` opens (or creates) the file, checks
-it and migrates it, loads today's gate counters, and offers:
+`store = Store(settings)` builds it closed; `await store.start()` opens (or
+creates) the file, checks it and migrates it, and loads today's gate counters
+(`await Store.open(path, settings)` does both). It offers:
 
 - `store.gate`: cooldowns, daily quotas and budgets (`take`, `refund`), in memory;
 - `store.ledger`: usage and admin rows, costs, `/stats` figures;
-- `store.memory`: /chat conversations (the chat pool's `memory`);
-- `store.journal`: durable video jobs (the video pool's `journal`).
+- `store.memory`: /chat conversations;
+- `store.journal`: durable jobs.
+
+Each implements its port in `aibot.ports`.
 
 `await store.close()` writes what is queued and closes the file. A file that is
 corrupt, unwritable or from a newer aibot raises `StoreError` naming it.
@@ -23,7 +26,7 @@ from pathlib import Path
 from aibot.settings import Settings
 
 from .days import Calendar, Clock
-from .db import Database, StoreError, Turn, transaction
+from .db import Database, StoreError, transaction
 from .gate import Gate, Limits
 from .journal import Journal, JournalEntry
 from .ledger import (
@@ -61,23 +64,29 @@ _DAY = 86_400.0
 
 
 class Store:
-    """The open database and the four things built on it."""
+    """The database and the four things built on it. See the module docstring."""
 
     def __init__(
         self,
-        db: Database,
-        calendar: Calendar,
-        gate: Gate,
-        ledger: Ledger,
-        memory: Memory,
-        journal: Journal,
+        settings: Settings,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock = time.time,
+        prices: PriceTable | None = None,
+        keep_days: int | None = None,
     ) -> None:
-        self._db = db
-        self.calendar = calendar
-        self.gate = gate
-        self.ledger = ledger
-        self.memory = memory
-        self.journal = journal
+        """A closed store at `path` (None: `settings.data_dir / "aibot.db"`).
+
+        `clock` gives unix seconds for days and cooldowns; `keep_days` is how
+        long ledger rows, admin actions and finished jobs are kept. Both default
+        to the settings (`AIBOT_PRICE_*`, `AIBOT_LEDGER_DAYS`)."""
+        self._db = Database(Path(path) if path is not None else settings.data_dir / "aibot.db")
+        self._keep_days = settings.ledger_days if keep_days is None else keep_days
+        self.calendar = Calendar(settings.timezone, clock)
+        self.gate = Gate(self._db, settings, self.calendar)
+        self.ledger = Ledger(self._db, self.calendar, settings.prices if prices is None else prices)
+        self.memory = Memory(self._db, self.calendar, settings.chat_history_tokens)
+        self.journal = Journal(self._db, self.calendar)
 
     @property
     def path(self) -> Path:
@@ -85,44 +94,26 @@ class Store:
 
     @classmethod
     async def open(
-        cls,
-        path: str | os.PathLike[str] | None,
-        settings: Settings,
-        *,
-        clock: Clock = time.time,
-        prices: PriceTable | None = None,
-        keep_days: int | None = None,
-        turn: Turn | None = None,
+        cls, path: str | os.PathLike[str] | None, settings: Settings, **options: object
     ) -> Store:
-        """Open the store at `path` (None: `settings.data_dir / "aibot.db"`).
+        """A started store (see `__init__` for the options)."""
+        store = cls(settings, path, **options)  # type: ignore[arg-type]
+        await store.start()
+        return store
 
-        `clock` gives unix seconds for days and cooldowns; `keep_days` is how
-        long ledger rows, admin actions and finished jobs are kept. Both default
-        to the settings (`AIBOT_PRICE_*`, `AIBOT_LEDGER_DAYS`). With `turn`, the
-        writes behind wait for the background's turn (`aibot.store.db`)."""
-        prices = settings.prices if prices is None else prices
-        keep_days = settings.ledger_days if keep_days is None else keep_days
-        db = await Database.open(
-            Path(path) if path is not None else settings.data_dir / "aibot.db", turn=turn
-        )
+    async def start(self) -> None:
+        """Open the file, drop rows older than `keep_days`, load today's gate counts.
+        A file that cannot be used raises `StoreError` naming it."""
+        await self._db.connect()
         try:
-            calendar = Calendar(settings.timezone, clock)
-            now = calendar.now()
-            before = now - keep_days * _DAY
-            first_kept = calendar.day(before)
-            await db.run(lambda conn: _prune(conn, first_kept, before))
-            used, overrides = await db.run(lambda conn: Gate.load(conn, calendar.day(now)))
+            now = self.calendar.now()
+            before = now - self._keep_days * _DAY
+            first_kept = self.calendar.day(before)
+            await self._db.run(lambda conn: _prune(conn, first_kept, before))
+            await self.gate.load()
         except BaseException:
-            await db.close()
+            await self._db.close()
             raise
-        return cls(
-            db,
-            calendar,
-            Gate(db, settings, calendar, used=used, overrides=overrides),
-            Ledger(db, calendar, prices),
-            Memory(db, calendar, settings.chat_history_tokens),
-            Journal(db, calendar),
-        )
 
     async def flush(self) -> None:
         """Wait until every write queued behind (gate, ledger) is in the file."""

@@ -17,17 +17,13 @@ hand-over to the thread per batch, not per row.
 `flush()` waits until it is written. A crash loses at most the last instant's
 queued writes: the price of a gate that answers in microseconds.
 
-With `turn` (the bot's `Foreground.turn`), writes behind are background work:
-the hand-overs wait for it, from one task on the loop that queued them, while
-members' commands are being answered. The database thread would otherwise wake
-for every few rows of a burst and take the interpreter lock (and the CPU) from
-the loop answering them. Writes then reach the file after the burst, at most
-the turn's patience (2 s) later.
+A `Database` is made closed (`Database(path)`) and opened by `await connect()`,
+so the bot can be built before anything runs; writes queued before that wait
+for it.
 
 Threads: `run`, `later` and `flush` may be called from any thread (the panel's,
 a test's): the queue is guarded by a lock, and the database thread takes work in
-the order it was handed over. `later` on a thread with no running loop hands
-over at once; with `turn`, any loop it runs on must be the one `turn` serves.
+the order it was handed over.
 """
 
 from __future__ import annotations
@@ -36,7 +32,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +46,6 @@ log = logging.getLogger("aibot.store")
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
-Turn = Callable[[], Awaitable[None]]
 
 
 class StoreError(RuntimeError):
@@ -60,47 +55,49 @@ class StoreError(RuntimeError):
 class Database:
     """One SQLite file (WAL) and the one thread that talks to it."""
 
-    def __init__(
-        self,
-        path: Path,
-        connection: sqlite3.Connection,
-        executor: ThreadPoolExecutor,
-        *,
-        turn: Turn | None = None,
-    ):
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.turn = turn
-        self._conn = connection
-        self._executor = executor
+        self._conn: sqlite3.Connection | None = None  # once connected
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aibot-store")
         self._pending: list[Statement] = []
         self._writing = False  # a writer is handed over: it will take `_pending`
         self._lock = threading.Lock()  # guards the two above and `_closed`
         self._closed = False
-        self._writer: asyncio.Task[None] | None = None  # writing in turns
 
     @classmethod
-    async def open(cls, path: Path, *, turn: Turn | None = None) -> Database:
-        """Open (or create) the file, check it, and migrate it to the current schema.
-        `turn`: see the module docstring."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aibot-store")
+    async def open(cls, path: Path) -> Database:
+        """A connected database (see `connect`)."""
+        db = cls(path)
+        await db.connect()
+        return db
+
+    async def connect(self) -> None:
+        """Open (or create) the file, check it, and migrate it to the current schema;
+        then write what was queued meanwhile."""
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
-            connection = await loop.run_in_executor(executor, _connect, path)
+            self._conn = await loop.run_in_executor(self._executor, _connect, self.path)
         except BaseException:
-            executor.shutdown(wait=False)
+            self._closed = True
+            self._executor.shutdown(wait=False)
             raise
-        return cls(path, connection, executor, turn=turn)
+        with self._lock:
+            if not self._pending:
+                return
+            self._writing = True
+        self._executor.submit(self._write_pending)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` on the database thread and return its result."""
-        if self._closed:
-            raise StoreError(f"{self.path}: the store is closed")
+        if self._closed or self._conn is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreError(f"{self.path}: the store is {state}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._guarded, work)
 
     def _guarded(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return work(self._conn)
+            return work(self._conn)  # type: ignore[arg-type]
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: {err}") from err
 
@@ -111,37 +108,10 @@ class Database:
             if self._closed:
                 return
             self._pending.append((sql, params))
-            if self._writing:
+            if self._writing or self._conn is None:
                 return
             self._writing = True
-        if self.turn is not None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # another thread, no loop: at once
-            else:
-                self._writer = loop.create_task(self._write_in_turns(self.turn))
-                return
         self._executor.submit(self._write_pending)
-
-    async def _write_in_turns(self, turn: Turn) -> None:
-        """Write what is queued each time background work may go on, until nothing
-        is left (or the store closed: its close wrote the rest)."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await turn()
-                if self._closed:
-                    return
-                await loop.run_in_executor(self._executor, self._write_now)
-                with self._lock:
-                    if not self._pending:
-                        self._writing = False
-                        return
-        except BaseException:
-            with self._lock:
-                self._writing = False  # the next write hands over afresh
-            raise
 
     def _write_pending(self) -> None:
         """On the database thread: write what is queued now, in one transaction;
@@ -158,13 +128,13 @@ class Database:
         if not batch:
             return
         try:
-            _write_batch(batch, self._conn)
+            _write_batch(batch, self._conn)  # type: ignore[arg-type]
         except sqlite3.Error:
             log.exception("lost %d queued writes to %s", len(batch), self.path)
 
     async def flush(self) -> None:
         """Wait until every write queued so far is in the file."""
-        if self._closed:
+        if self._closed or self._conn is None:
             return
         # The thread takes work in order: by this turn, earlier writers have run,
         # and what they left is written now.
@@ -176,8 +146,10 @@ class Database:
         """Write what is queued, then close the file. Safe to call twice."""
         if self._closed:
             return
-        if self._writer is not None:
-            self._writer.cancel()  # no waiting for a turn: written here
+        if self._conn is None:  # never opened
+            self._closed = True
+            self._executor.shutdown(wait=False)
+            return
         await self.flush()
         with self._lock:
             self._closed = True  # from now on `later` drops its row
@@ -187,7 +159,7 @@ class Database:
 
     def _close_now(self) -> None:
         self._write_now()  # queued between the flush and the close
-        self._conn.close()
+        self._conn.close()  # type: ignore[union-attr]
 
 
 @contextmanager

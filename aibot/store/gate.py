@@ -1,10 +1,11 @@
 """The gate: cooldowns, daily quotas and daily budgets, answered from memory.
 
-Checked for every job before the defer, so `take` is synchronous: no await, no
-I/O, a few dictionary lookups. Being synchronous is also what makes it exact
-under concurrency: on one event loop no other take can run between the check
-and the count, so 100 simultaneous takes against a quota of 10 let exactly 10
-through. The database is the record: today's counters are loaded when the
+Checked for every job before the defer, so `take` never waits: no I/O, a few
+dictionary lookups. It is a coroutine only to fit the `aibot.ports.Gate` port
+(a networked gate must wait); it awaits nothing, which is also what makes it
+exact under concurrency: on one event loop no other take can run between the
+check and the count, so 100 simultaneous takes against a quota of 10 let exactly
+10 through. The database is the record: today's counters are loaded when the
 store opens and every change is written behind as an absolute value.
 
 What is counted, per pool (the command's role, so an overflowed /chat still
@@ -82,8 +83,8 @@ class Gate:
         settings: Settings,
         calendar: Calendar,
         *,
-        used: dict[Key, int],
-        overrides: Overrides,
+        used: dict[Key, int] | None = None,
+        overrides: Overrides | None = None,
     ) -> None:
         self._db = db
         self._calendar = calendar
@@ -91,16 +92,22 @@ class Gate:
             name: Limits(pool.cooldown, pool.daily_quota, pool.daily_budget)
             for name, pool in settings.pools.items()
         }
-        self._overrides = overrides
+        self._overrides = overrides or {}
         self._day, self._start, self._end = calendar.span(calendar.now())
-        self._used = used
+        self._used = used or {}
         self._cooldown_until: dict[Key, float] = {}
         self._taken: dict[str, tuple[str, Key]] = {}
 
+    async def load(self) -> None:
+        """Take up today's counters and every guild override from the file (at start)."""
+        self._day, self._start, self._end = self._calendar.span(self._calendar.now())
+        day = self._day
+        self._used, self._overrides = await self._db.run(lambda conn: Gate.read(conn, day))
+
     @staticmethod
-    def load(conn: sqlite3.Connection, day: str) -> tuple[dict[Key, int], Overrides]:
-        """Today's counters and every guild override, for `__init__` (database thread).
-        Earlier days' counters go: the ledger, not the gate, keeps history."""
+    def read(conn: sqlite3.Connection, day: str) -> tuple[dict[Key, int], Overrides]:
+        """Today's counters and every guild override (database thread). Earlier days'
+        counters go: the ledger, not the gate, keeps history."""
         conn.execute("DELETE FROM gate_counts WHERE day < ?", (day,))
         used = {
             (pool, guild, user): count
@@ -128,7 +135,7 @@ class Gate:
             default.daily_budget if override.daily_budget is None else override.daily_budget,
         )
 
-    def take(self, job: Job) -> None:
+    async def take(self, job: Job) -> None:
         """Count one use, or raise `LimitReached(scope, retry_after=seconds)`.
 
         Scopes: cooldown (this member, this pool), quota (this member's day),
@@ -155,7 +162,7 @@ class Gate:
             self._cooldown_until[member] = now + limits.cooldown
         self._remember_take(job.id, member)
 
-    def refund(self, job: Job) -> bool:
+    async def refund(self, job: Job) -> bool:
         """Give back the quota and budget a job took (the provider failed it).
         The cooldown stays. False when there is nothing to give back: the job
         was never taken, was already refunded, or was taken on an earlier day."""

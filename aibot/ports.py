@@ -1,0 +1,94 @@
+"""The ports: shared state the worker and the front use, one name per concept.
+
+Each is a small async protocol so that a networked implementation (cluster mode,
+on Redis) plugs in where the embedded one (SQLite, `aibot.store`) stands today:
+
+- `Gate`: cooldowns, member quotas and daily budgets, decided before the defer;
+- `Journal`: accepted jobs kept durable until answered, resumed after a restart,
+  delivered once;
+- `Memory`: a member's chat conversation;
+- `Ledger`: what each finished job used, for `/stats` and cost estimates;
+- `ReplyFactory`: makes a job's `Reply` from the job alone (the Discord side
+  implements it over the interaction webhook).
+
+A key's budget (the bucket each key is paced by) is behind `aibot.keys.KeyRing`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aibot.jobs import Job, Reply
+
+__all__ = ["Gate", "Journal", "Ledger", "Memory", "Recalled", "ReplyFactory", "Unfinished"]
+
+# A job left unfinished by an earlier run: (job, provider task id, key fingerprint).
+Unfinished = tuple[Job, str | None, str | None]
+
+
+class Gate(Protocol):
+    """Cooldowns, quotas and budgets. `take` raises `LimitReached` or counts one use;
+    `refund` gives a use back when the provider failed the job."""
+
+    async def take(self, job: Job) -> None: ...
+
+    async def refund(self, job: Job) -> bool: ...
+
+
+class Journal(Protocol):
+    """Durable jobs: journaled when accepted (`submitted`), the provider task kept
+    once it exists (`accepted`), `finished` when answered; `unfinished` lists what a
+    restart resumes; `mark_delivered` is True only for the first delivery."""
+
+    async def submitted(self, job: Job) -> None: ...
+
+    async def accepted(self, job: Job, task_id: str, key_fingerprint: str) -> None: ...
+
+    async def progress(self, job_id: str, state: str) -> None: ...
+
+    async def finished(self, job_id: str, outcome: str = "done") -> None: ...
+
+    async def unfinished(self) -> list[Unfinished]: ...
+
+    async def mark_delivered(self, job_id: str) -> bool: ...
+
+
+class Recalled(Protocol):
+    """A conversation so far (OpenAI-style messages) and how many old turns were
+    forgotten since the member was last told."""
+
+    messages: list[dict[str, str]]
+    dropped: int
+
+
+class Memory(Protocol):
+    """A member's conversation, for chat."""
+
+    async def recall(self, job: Job) -> Recalled: ...
+
+    async def remember(self, job: Job, prompt: str, answer: str) -> object: ...
+
+
+class Ledger(Protocol):
+    """Usage rows. `record` never blocks (the store writes behind)."""
+
+    def record(
+        self,
+        job: Job,
+        *,
+        provider: str,
+        key_id: str,
+        outcome: str,
+        latency: float,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        images: int = 0,
+        video_seconds: float = 0.0,
+    ) -> object: ...
+
+
+class ReplyFactory(Protocol):
+    """Makes the `Reply` of a job from the job alone (ids and token), so any
+    process holding the job can answer it."""
+
+    def make(self, job: Job) -> Reply: ...

@@ -1,0 +1,108 @@
+"""The job transport: the one port between the front and the worker.
+
+The front (the gateway's intake and its admin commands) hands a routed `Job` to a
+`JobQueue` and gets back its place in line, or a typed refusal (`QueueFull`,
+`Paused`, `ShuttingDown`); it reads the pools only as plain loads and snapshots.
+It never sees a pool, a key ring or a provider.
+
+`LocalQueue`, the embedded default, runs the worker in this process. It is also
+where members go first (`aibot.foreground`): a job handed over while members'
+commands are being answered waits for their turn before it starts, so a burst
+of commands is deferred before any of the pools' work runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from aibot.jobs import Job
+from aibot.router import PoolLoad
+from aibot.snapshots import PoolSnapshot
+from aibot.worker import Worker
+
+__all__ = ["JobQueue", "LocalQueue"]
+
+
+class JobQueue(Protocol):
+    """What the front may ask of the pools, wherever they run."""
+
+    def pools(self) -> tuple[str, ...]:
+        """The pools that run (somewhere) and take jobs."""
+
+    def loads(self) -> Mapping[str, PoolLoad]:
+        """Each pool's load, for routing and refusals before the defer: no I/O."""
+
+    def wait_estimate(self, pool: str) -> float:
+        """Seconds until a place frees up in `pool`."""
+
+    async def submit(self, job: Job) -> int:
+        """Hand over a routed job; its place in line, or a typed refusal."""
+
+    def snapshots(self) -> list[PoolSnapshot]:
+        """Plain data of every pool, for status views."""
+
+    def jobs(self) -> list[tuple[str, Job, str]]:
+        """(pool, job, running or queued) of every job held."""
+
+    async def cancel(self, job_id: str) -> bool: ...
+
+    async def pause(self, pool: str) -> None: ...
+
+    async def unpause(self, pool: str) -> None: ...
+
+    async def start(self) -> None:
+        """Begin serving: jobs an earlier run left unfinished are resumed."""
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking jobs; let running ones finish within `timeout` seconds."""
+
+    async def aclose(self) -> None:
+        """Let go of connections and clients (after `drain`)."""
+
+
+class LocalQueue:
+    """The embedded transport: the worker runs in this process, on this loop.
+    `turn`, when given, is awaited before each job is handed over (members first)."""
+
+    def __init__(self, worker: Worker, *, turn: Callable[[], Awaitable[None]] | None = None):
+        self.worker = worker
+        self._turn = turn
+
+    def pools(self) -> tuple[str, ...]:
+        return tuple(self.worker.pools)
+
+    def loads(self) -> Mapping[str, PoolLoad]:
+        return self.worker.loads()
+
+    def wait_estimate(self, pool: str) -> float:
+        return self.worker.wait_estimate(pool)
+
+    async def submit(self, job: Job) -> int:
+        if self._turn is not None:
+            await self._turn()
+        return await self.worker.submit(job)
+
+    def snapshots(self) -> list[PoolSnapshot]:
+        return self.worker.snapshots()
+
+    def jobs(self) -> list[tuple[str, Job, str]]:
+        return self.worker.jobs()
+
+    async def cancel(self, job_id: str) -> bool:
+        return self.worker.cancel(job_id)
+
+    async def pause(self, pool: str) -> None:
+        self.worker.pause(pool)
+
+    async def unpause(self, pool: str) -> None:
+        self.worker.unpause(pool)
+
+    async def start(self) -> None:
+        await self.worker.resume()
+
+    async def drain(self, timeout: float) -> None:
+        await self.worker.drain(timeout)
+
+    async def aclose(self) -> None:
+        await self.worker.aclose()
