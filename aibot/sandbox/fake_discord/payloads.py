@@ -1,8 +1,8 @@
 """Discord's JSON shapes, as the fake Discord sends them to discord.py.
 
 Pure functions: each builds one payload (user, member, channel, guild, message,
-interaction, READY) with the fields discord.py 2.7 reads, so
-`aibot.sandbox.fake_discord` reads as the protocol and not as dictionaries.
+interaction, READY) with the fields discord.py 2.7 reads, so the rest of the
+fake Discord reads as the protocol and not as dictionaries.
 """
 
 from __future__ import annotations
