@@ -46,7 +46,7 @@ _FIELDS = ("cooldown", "daily_quota", "daily_budget")
 
 # KEYS: the day's counts, the member's cooldown, the guild's overrides, the
 # job's refund record. ARGV: member field, guild field, the pool's defaults
-# (cooldown in seconds, quota, budget), when the counts expire (unix s), the refund
+# (cooldown in seconds, quota, budget), the counts' lifetime (s), the refund
 # record's value and lifetime (s). Returns {0} taken, {1, ms} cooldown,
 # {2} quota, {3} budget. An override field left unset follows settings; the
 # pool's own budget is never overridden (it protects the bill).
@@ -65,7 +65,7 @@ if pool_budget > 0 and (tonumber(used[3]) or 0) >= pool_budget then return {3} e
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HINCRBY', KEYS[1], 'all', 1)
-redis.call('EXPIREAT', KEYS[1], ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
 if cooldown > 0 then redis.call('SET', KEYS[2], '1', 'PX', math.ceil(cooldown * 1000)) end
 redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
 return {0}
@@ -133,7 +133,7 @@ class SharedGate:
                 default.daily_quota,
                 default.daily_budget,
                 default.daily_budget,
-                math.ceil(self._end) + _USED_KEPT,
+                math.ceil(self._end - now) + _USED_KEPT,
                 self._day,
                 refund_for,
             ],
