@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from aibot.cluster.budget import SharedBudgets
+from aibot.cluster.budget import SharedBudgets, pace
 from aibot.keys import fingerprint, redact
 from aibot.sandbox import FakeProviders
 from tests.fixtures.redis_server import RedisServer
@@ -49,6 +49,16 @@ async def budgets(redis_server: RedisServer):
 
 
 # -- one process ------------------------------------------------------------
+
+
+def test_the_pace_leaves_room_for_the_burst_in_every_minute() -> None:
+    assert pace(600, 1) == (599, 1)
+    assert pace(600, 50) == (550, 50)
+    assert pace(10, 9) == (5, 5)  # a burst over half the rpm is cut to half
+    assert pace(5, 0) == (4, 1)  # at least one call may start
+    assert pace(1, 1) == (0.5, 1)  # one a minute: one every two minutes
+    with pytest.raises(ValueError):
+        pace(0, 1)
 
 
 async def test_a_fresh_ring_starts_each_key_at_once_then_paces_the_least_recently_used(
