@@ -1,0 +1,263 @@
+"""The gate in Redis (aibot/cluster/gate.py) against a real redis-server.
+
+The cross-process tests start gateway-like processes (`python -c` running
+`_child` below), each firing its share of simultaneous takes once all are
+connected, as members' commands arriving through several gateways would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis.asyncio as redis
+
+from aibot.cluster.gate import SharedGate
+from aibot.jobs import Job, LimitReached
+from aibot.settings import Settings
+from aibot.store.days import Calendar
+from aibot.store.gate import Limits
+from tests.fixtures.redis_server import RedisServer
+
+_ROOT = Path(__file__).resolve().parents[1]
+_PREFIX = "bot"
+_GUILD = 77
+_MEMBER = 1001
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url))
+
+
+def _gate(client: redis.Redis, env: dict[str, str], calendar: Calendar | None = None) -> SharedGate:
+    settings = Settings.from_env(env)
+    return SharedGate(client, _PREFIX, settings, calendar or Calendar(settings.timezone))
+
+
+def _chat(user: int = _MEMBER, guild: int | None = _GUILD, **fields: Any) -> Job:
+    return Job(command="chat", args={"prompt": "hi"}, user_id=user, channel_id=5, guild_id=guild,
+               **fields)  # fmt: skip
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer):
+    client = _client(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+class _Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- several processes ------------------------------------------------------
+
+
+async def test_100_simultaneous_chats_from_one_member_through_two_processes_pass_the_quota_exactly(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    env = {"AIBOT_CHAT_DAILY_QUOTA": "10", "AIBOT_CHAT_COOLDOWN": "0"}
+    results = await _run_together(redis_server, env, [50, 50])
+    outcomes = sum((Counter(r["outcomes"]) for r in results), Counter())
+    assert outcomes == {"taken": 10, "quota": 90}
+    assert await _gate(client, env).usage(_GUILD, _MEMBER, "chat") == (10, 10)
+
+
+async def test_100_simultaneous_chats_through_two_processes_pass_the_cooldown_once(
+    redis_server: RedisServer,
+) -> None:
+    env = {"AIBOT_CHAT_DAILY_QUOTA": "0", "AIBOT_CHAT_COOLDOWN": "60"}
+    results = await _run_together(redis_server, env, [50, 50])
+    outcomes = sum((Counter(r["outcomes"]) for r in results), Counter())
+    assert outcomes == {"taken": 1, "cooldown": 99}
+    assert all(0 < wait <= 60 for r in results for wait in r["cooldown_waits"])
+
+
+async def test_a_guild_override_set_in_one_process_holds_in_the_others(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    env = {"AIBOT_CHAT_DAILY_QUOTA": "50", "AIBOT_CHAT_COOLDOWN": "0"}
+    limits = await _gate(client, env).set_limits(_GUILD, "chat", daily_quota=3)
+    assert limits == Limits(cooldown=0.0, daily_quota=3, daily_budget=0)
+
+    first, second = await _run_together(redis_server, env, [10, 10])
+    assert first["limits"] == second["limits"] == [0.0, 3, 0]
+    outcomes = Counter(first["outcomes"]) + Counter(second["outcomes"])
+    assert outcomes == {"taken": 3, "quota": 17}
+
+    assert await _gate(client, env).clear_limits(_GUILD, "chat") == Limits(0.0, 50, 0)
+    (third,) = await _run_together(redis_server, env, [1])
+    assert third["limits"] == [0.0, 50, 0]
+    assert third["outcomes"] == {"taken": 1}
+
+
+async def _run_together(
+    server: RedisServer, env: dict[str, str], takes: list[int]
+) -> list[dict[str, Any]]:
+    """One process per entry of `takes`, each firing that many simultaneous
+    takes from the same member once every process is connected."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from tests.test_cluster_gate import _child; _child()",
+            cwd=_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in takes
+    ]
+    for child, count in zip(children, takes, strict=True):
+        assert child.stdin is not None and child.stdout is not None
+        spec = {"redis": server.url, "env": env, "takes": count}
+        child.stdin.write(json.dumps(spec).encode() + b"\n")
+        await child.stdin.drain()
+        assert json.loads(await child.stdout.readline()) == {"ready": True}
+    start = time.time() + 0.2
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(json.dumps({"start": start}).encode() + b"\n")
+        await child.stdin.drain()
+    results = []
+    for child in children:
+        out, _ = await child.communicate()
+        assert child.returncode == 0
+        results.append(json.loads(out))
+    return results
+
+
+def _child() -> None:
+    """A gateway process: read a spec, say ready, wait for the start, take, report."""
+    spec = json.loads(sys.stdin.readline())
+    print(json.dumps(asyncio.run(_takes(spec))), flush=True)
+
+
+async def _takes(spec: dict[str, Any]) -> dict[str, Any]:
+    client = _client(spec["redis"])
+    gate = _gate(client, spec["env"])
+    await client.ping()
+    print(json.dumps({"ready": True}), flush=True)
+    start = json.loads(await asyncio.to_thread(sys.stdin.readline))["start"]
+    await asyncio.sleep(max(0.0, start - time.time()))
+    answers = await asyncio.gather(*(_take(gate) for _ in range(spec["takes"])))
+    limits = await gate.limits(_GUILD, "chat")
+    await client.aclose()
+    return {
+        "outcomes": Counter(scope for scope, _ in answers),
+        "cooldown_waits": [wait for scope, wait in answers if scope == "cooldown"],
+        "limits": [limits.cooldown, limits.daily_quota, limits.daily_budget],
+    }
+
+
+async def _take(gate: SharedGate) -> tuple[str, float]:
+    try:
+        await gate.take(_chat())
+    except LimitReached as refusal:
+        return refusal.scope, refusal.retry_after
+    return "taken", 0.0
+
+
+# -- one process ------------------------------------------------------------
+
+
+async def test_a_refund_gives_the_use_back_once_and_keeps_the_cooldown(
+    client: redis.Redis,
+) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_DAILY_QUOTA": "1", "AIBOT_CHAT_COOLDOWN": "60"})
+    job = _chat()
+    await gate.take(job)
+    assert await gate.usage(_GUILD, _MEMBER, "chat") == (1, 1)
+
+    assert await gate.refund(job)
+    assert await gate.usage(_GUILD, _MEMBER, "chat") == (0, 1)
+    assert not await gate.refund(job)  # given back once only
+    assert not await gate.refund(_chat())  # never taken
+    with pytest.raises(LimitReached) as refused:
+        await gate.take(_chat())
+    assert refused.value.scope == "cooldown"
+
+
+async def test_a_refunded_use_can_be_taken_again(client: redis.Redis) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_DAILY_QUOTA": "1", "AIBOT_CHAT_COOLDOWN": "0"})
+    failed = _chat()
+    await gate.take(failed)
+    await gate.refund(failed)
+    await gate.take(_chat())
+    with pytest.raises(LimitReached) as refused:
+        await gate.take(_chat())
+    assert refused.value.scope == "quota"
+
+
+async def test_the_guild_budget_counts_every_member(client: redis.Redis) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0"})
+    await gate.set_limits(_GUILD, "chat", daily_budget=2)
+    await gate.take(_chat(user=1))
+    await gate.take(_chat(user=2))
+    with pytest.raises(LimitReached) as refused:
+        await gate.take(_chat(user=3))
+    assert refused.value.scope == "budget"
+    await gate.take(_chat(user=3, guild=_GUILD + 1))  # another guild has its own
+
+
+async def test_the_pools_budget_from_settings_holds_whatever_a_guild_sets(
+    client: redis.Redis,
+) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0", "AIBOT_CHAT_DAILY_BUDGET": "2"})
+    await gate.set_limits(_GUILD, "chat", daily_budget=100)
+    await gate.take(_chat(user=1))
+    await gate.take(_chat(user=2, guild=None))  # a direct message counts too
+    with pytest.raises(LimitReached) as refused:
+        await gate.take(_chat(user=3))
+    assert refused.value.scope == "budget"
+
+
+async def test_an_overflowed_chat_spends_the_chat_quota(client: redis.Redis) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0"})
+    await gate.take(_chat(pool="admin"))
+    assert await gate.usage(_GUILD, _MEMBER, "chat") == (1, 2500)
+    assert await gate.usage(_GUILD, _MEMBER, "admin") == (0, 2500)
+
+
+async def test_a_new_local_day_starts_fresh_counts(client: redis.Redis) -> None:
+    seoul = ZoneInfo("Asia/Seoul")
+    clock = _Clock(1_767_193_200.0 - 600)  # 2025-12-31 23:50 in Seoul
+    env = {
+        "AIBOT_TIMEZONE": "Asia/Seoul",
+        "AIBOT_CHAT_DAILY_QUOTA": "1",
+        "AIBOT_CHAT_COOLDOWN": "0",
+    }
+    gate = _gate(client, env, Calendar(seoul, clock))
+    yesterday = _chat()
+    await gate.take(yesterday)
+    with pytest.raises(LimitReached) as refused:
+        await gate.take(_chat())
+    assert refused.value.scope == "quota"
+    assert refused.value.retry_after == pytest.approx(600)  # until midnight in Seoul
+
+    clock.now += 601
+    await gate.take(_chat())
+    assert not await gate.refund(yesterday)  # yesterday's use is not today's to give
+    assert await gate.usage(_GUILD, _MEMBER, "chat") == (1, 1)
+
+
+async def test_limits_are_checked_like_the_embedded_gates(client: redis.Redis) -> None:
+    gate = _gate(client, {})
+    with pytest.raises(ValueError):
+        await gate.set_limits(_GUILD, "nope", daily_quota=1)
+    with pytest.raises(ValueError):
+        await gate.set_limits(_GUILD, "chat", daily_quota=-1)
+    assert await gate.set_limits(_GUILD, "image", cooldown=2.5) == Limits(2.5, 200, 0)
+    assert await gate.set_limits(_GUILD, "image", daily_quota=0) == Limits(2.5, 0, 0)
