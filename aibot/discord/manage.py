@@ -28,8 +28,8 @@ from discord.ext import commands
 from aibot.discord.i18n import duration, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.jobs import AibotError, Job
-from aibot.keys import redact
 from aibot.pools.base import Pool
+from aibot.secrets import redact
 from aibot.settings import COMMAND_POOL, POOLS, Settings
 from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
 from aibot.store import DayUsage, Limits, MemberUsage, Store
