@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 ROOT = Path(__file__).resolve().parent
 # What `import aibot` needs (pyproject.toml's dependencies, by import name).
-REQUIRED = ("discord", "openai", "aiohttp", "aiolimiter", "tenacity", "rich", "dotenv")
+REQUIRED = ("discord", "openai", "aiohttp", "tenacity", "rich", "dotenv")
 REQUIRED += ("prometheus_client", "simcord")
 
 NO_TOKEN = """\

@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from aibot.keys import redact
 from aibot.router import Router
+from aibot.secrets import redact
 from aibot.settings import (
     COMMAND_POOL,
     POOL_INDEX,

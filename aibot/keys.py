@@ -2,113 +2,59 @@
 
 A `KeyRing` holds the keys of one (pool, provider). For each call it leases the
 key that can start soonest: not disabled, not cooling down after a 429, with
-room in its rate limiter and below its concurrency cap. The outcome reported on
-the `Lease` feeds back into the ring: a 429 cools the key, a 401/403 or an
+room in its bucket and below its concurrency cap. The outcome reported on the
+`Lease` feeds back into the ring: a 429 cools the key, a 401/403 or an
 exhausted quota disables it for good, rate-limit headers tighten its pace.
 
-Pacing. Each key has an `aiolimiter.AsyncLimiter(burst, burst * 60 / rpm)`: a
-leaky bucket that lets `burst` calls start at once and then one call every
-`60 / rpm` seconds. The default burst is one second's worth of the key's RPM
-(at least 1), far below the ten seconds' worth providers usually allow, so the
-ring itself never causes a 429.
+Pacing. Each key has an `aibot.pacing.KeyBucket(rpm, burst)` (GCRA): `burst`
+calls at once, then one every `60 / rpm` seconds. The default burst is one
+second's worth of the key's RPM (at least 1), far below the ten seconds' worth
+providers usually allow, so the ring itself never causes a 429. Cooling (after
+a 429) and tightening (from `x-ratelimit-*` headers, read by
+`aibot.rate_headers`) are the ring's, on top of the bucket.
 
 Time is the event loop's (`loop.time()`, `asyncio.sleep`) so that a test, or
-SimCord's virtual clock, controls it. Waiting is done in short sleeps toward the
+SimCord's virtual clock, controls it. Waiting is done in sleeps toward the
 soonest start, never on an Event or Semaphore: an idle wait on those keeps
 SimCord from ever settling.
 
-Keys are secrets: a key is only ever shown as `redact(key)` (`sk-...abcd`), and
-journals refer to a key by `fingerprint(key)`.
+A port. `KeyRing`'s public surface (`acquire`, `try_acquire`, `ready_in`,
+`load`, `all_down`, `snapshot`, and `Lease.ok` / `rate_limited` / `bad_key` /
+`failed` / `release`) is what the pools and the retry policy use, and what a
+cluster ring shared through Redis will implement with the same methods (one
+GCRA arrival time per key, cooling and disabling on Redis's clock). The
+concurrency cap stays per process even then: it bounds the calls this process
+has in flight, which only this process can count.
+
+Keys are secrets: a key is only ever shown as `aibot.secrets.redact(key)`
+(`sk-...abcd`), and journals refer to a key by `aibot.secrets.fingerprint(key)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from aiolimiter import AsyncLimiter
-
 from aibot.jobs import NoKeyAvailable
+from aibot.pacing import KeyBucket
+from aibot.rate_headers import requests_left
+from aibot.secrets import fingerprint, redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["KeyRing", "Lease", "fingerprint", "parse_duration", "redact"]
+__all__ = ["KeyRing", "Lease"]
 
 log = logging.getLogger("aibot.keys")
 
-# The longest single sleep while waiting for a key; a key freed by another call
-# (concurrency) is noticed within this time.
+# A key held only by its concurrency cap is looked at again after this long: a
+# slot freed by another call is noticed within this time.
 _STEP = 0.05
 # Backoff after a 429 that gave no retry-after: 1 s, 2 s, 4 s, ... up to this.
 _MAX_BACKOFF = 60.0
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def redact(secret: str) -> str:
-    """The form of a secret that may be shown: `sk-...abcd`. Short secrets show
-    at most two characters (`...cd`), tiny ones none; never the whole value."""
-    if len(secret) >= 16:
-        return f"{secret[:3]}...{secret[-4:]}"
-    if len(secret) >= 6:
-        return f"...{secret[-2:]}"
-    return "..."
-
-
-def fingerprint(secret: str) -> str:
-    """A stable, non-reversible name for a key (sha256, 16 hex digits): what
-    journals and the ledger store to find the same key again."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in an OpenAI rate-limit duration (`12ms`, `1s`, `6m0s`,
-    `1h2m3.5s`) or a plain number of seconds; None when it is neither."""
-    if not text:
-        return None
-    text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by name, whatever the mapping's case handling."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def _take_room(limiter: AsyncLimiter, now: float) -> bool:
-    """Take one call's room from `limiter` at `now` (its loop's time) if it has
-    it: aiolimiter's own leak-then-add, what its `acquire()` does when it need
-    not wait, done in place rather than in a coroutine on every provider call.
-    The ring is the limiter's only user, so nothing ever waits on it meanwhile.
-    False, nothing taken, when it has no room (or its bucket is not the one this
-    knows, a later aiolimiter's: `acquire()` then does the taking)."""
-    try:
-        level = limiter._level
-        if level:
-            level = max(level - (now - limiter._last_check) * limiter._rate_per_sec, 0)
-        if level + 1 > limiter.max_rate:
-            return False
-        limiter._level = level + 1
-        limiter._last_check = now
-    except AttributeError:  # pragma: no cover - another aiolimiter
-        return False
-    return True
 
 
 @dataclass(eq=False)
@@ -116,7 +62,7 @@ class _Key:
     """One key's state inside its ring. Times are `loop.time()` values."""
 
     secret: str = field(repr=False)
-    limiter: AsyncLimiter = field(repr=False)
+    bucket: KeyBucket = field(repr=False)
     key_id: str = ""
     fingerprint: str = ""
     inflight: int = 0
@@ -128,30 +74,6 @@ class _Key:
     reason: str = ""
     disabled: bool = False
     last_used: int = 0  # order of the last lease, to spread ties
-
-    def level(self, now: float) -> float:
-        """The limiter's bucket level at `now` (its loop's time), worked out
-        without touching the limiter: aiolimiter's own check (`has_capacity`)
-        writes the bucket and binds the limiter to the caller's loop, which a
-        status reading must not do."""
-        limiter = self.limiter
-        # aiolimiter only answers yes/no; its bucket level says how long to wait. The
-        # sum is aiolimiter's own, to the last bit: a level a rounding error below
-        # the limiter's would lease a key whose `acquire()` then waits.
-        level = getattr(limiter, "_level", 0.0)
-        if not level:
-            return 0.0
-        rate = getattr(limiter, "_rate_per_sec", limiter.max_rate / limiter.time_period)
-        return max(level - (now - getattr(limiter, "_last_check", now)) * rate, 0)
-
-    def limiter_wait(self, now: float) -> float:
-        """Seconds until the limiter has room for one more call."""
-        limiter = self.limiter
-        rate = limiter.max_rate / limiter.time_period
-        return max(0.0, (self.level(now) + 1 - limiter.max_rate) / rate)
-
-    def budget_left(self, now: float) -> float:
-        return max(0.0, self.limiter.max_rate - self.level(now))
 
 
 class Lease:
@@ -225,7 +147,7 @@ class Lease:
 
 
 class KeyRing:
-    """The keys of one (pool, provider), each with its own limiter, concurrency
+    """The keys of one (pool, provider), each with its own bucket, concurrency
     cap and health (ready, busy, cooling, disabled)."""
 
     def __init__(
@@ -245,6 +167,8 @@ class KeyRing:
         self.rpm = rpm
         self.concurrency = concurrency
         self.burst = burst if burst is not None else max(1.0, rpm / 60)
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
         self._keys = [self._new_key(secret) for secret in keys]
         self._healthy = len(self._keys)
         # Every key is disabled (or there are none). Kept up to date by `_disable`:
@@ -256,7 +180,7 @@ class KeyRing:
     def _new_key(self, secret: str) -> _Key:
         return _Key(
             secret=secret,
-            limiter=AsyncLimiter(self.burst, self.burst * 60 / self.rpm),
+            bucket=KeyBucket(self.rpm, self.burst),
             key_id=redact(secret),
             fingerprint=fingerprint(secret),
         )
@@ -289,9 +213,8 @@ class KeyRing:
             start, key = self._soonest(now, fingerprint)
             if key is None:
                 raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
-            if start <= now:
-                if not _take_room(key.limiter, now):
-                    await key.limiter.acquire()
+            # A key whose start is now has room in its bucket at this same `now`.
+            if start <= now and key.bucket.try_take(now):
                 return self._lease(key)
             if start > deadline:
                 raise NoKeyAvailable(
@@ -310,7 +233,7 @@ class KeyRing:
         when it would have to wait, or no key is usable."""
         now = asyncio.get_running_loop().time()
         start, key = self._soonest(now, fingerprint)
-        if key is None or start > now or not _take_room(key.limiter, now):
+        if key is None or start > now or not key.bucket.try_take(now):
             return None
         return self._lease(key)
 
@@ -329,7 +252,7 @@ class KeyRing:
         for key in self._keys:
             if key.disabled or (pinned is not None and key.fingerprint != pinned):
                 continue
-            start = now + key.limiter_wait(now)
+            start = now + key.bucket.wait(now)
             if key.cooling_until > start:
                 start = key.cooling_until
             if key.inflight >= self.concurrency and start < now + _STEP:
@@ -341,7 +264,7 @@ class KeyRing:
         return (best[0], chosen) if best is not None else (0.0, None)
 
     def _lease(self, key: _Key) -> Lease:
-        """A lease on `key`, whose limiter the caller has just acquired."""
+        """A lease on `key`, whose bucket room the caller has just taken."""
         key.inflight += 1
         key.calls += 1
         key.last_used = next(self._order)
@@ -376,14 +299,10 @@ class KeyRing:
         """Honour `x-ratelimit-remaining-requests` / `-reset-requests`: with
         nothing left, wait for the reset; with little left, spread what is left
         evenly over the time until the reset."""
-        remaining_text = _header(headers, "x-ratelimit-remaining-requests")
-        reset = parse_duration(_header(headers, "x-ratelimit-reset-requests"))
-        if remaining_text is None or reset is None:
+        left = requests_left(headers)
+        if left is None:
             return
-        try:
-            remaining = int(float(remaining_text))
-        except ValueError:
-            return
+        remaining, reset = left
         if remaining >= 2 * self.burst:
             return
         now = asyncio.get_running_loop().time()
@@ -397,13 +316,13 @@ class KeyRing:
             return "disabled"
         if key.cooling_until > now:
             return "cooling"
-        if key.inflight >= self.concurrency or key.limiter_wait(now) > 0:
+        if key.inflight >= self.concurrency or key.bucket.wait(now) > 0:
             return "busy"
         return "ready"
 
     def snapshot(self) -> KeyRingSnapshot:
         """Plain data for the status panel. `budget_left` / `budget_limit` are
-        the key's limiter room vs its burst: calls it could start right now.
+        the key's bucket room vs its burst: calls it could start right now.
         Only reads the ring, so any thread running a loop may take it."""
         now = asyncio.get_running_loop().time()
         keys = []
@@ -419,7 +338,7 @@ class KeyRing:
                     failures=key.failures,
                     cooling_for=max(0.0, key.cooling_until - now),
                     reason=key.reason if state in ("cooling", "disabled") else "",
-                    budget_left=key.budget_left(now),
+                    budget_left=key.bucket.room(now),
                     budget_limit=self.burst,
                 )
             )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
-from aibot.keys import redact
+from aibot.secrets import redact
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -27,8 +27,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aibot.keys import redact
 from aibot.logs import ContextFilter
+from aibot.secrets import redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
 
 __all__ = [

@@ -67,7 +67,8 @@ import redis.asyncio as redis
 from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.gate import SharedGate
 from aibot.jobs import Job, LimitReached, NoKeyAvailable
-from aibot.keys import KeyRing, fingerprint
+from aibot.keys import KeyRing
+from aibot.secrets import fingerprint
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from bench.fakes import FakeProcess

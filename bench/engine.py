@@ -61,7 +61,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aibot.jobs import AibotError, Job, QueueFull, Result
-from aibot.keys import fingerprint, redact
 from aibot.pools import build_pools
 from aibot.pools.base import Pool
 from aibot.providers.base import ImageRequest
@@ -69,6 +68,7 @@ from aibot.providers.minimax import MiniMaxImages
 from aibot.providers.openai_chat import OpenAIChat
 from aibot.router import Router
 from aibot.sandbox import RecordingReply
+from aibot.secrets import fingerprint, redact
 from aibot.settings import Settings
 from bench.baseline import measure_apart
 from bench.fakes import FakeProcess

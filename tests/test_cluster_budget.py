@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as redis
 
 from aibot.cluster.budget import SharedBudgets, pace
-from aibot.keys import fingerprint, redact
 from aibot.sandbox import FakeProviders
+from aibot.secrets import fingerprint, redact
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,9 @@ import logging
 import pytest
 
 from aibot.jobs import NoKeyAvailable
-from aibot.keys import KeyRing, fingerprint, parse_duration, redact
+from aibot.keys import KeyRing
+from aibot.rate_headers import parse_duration
+from aibot.secrets import fingerprint, redact
 from tests.fixtures.engine import on_virtual_clock
 
 KEY_A = "sk-proj-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1111"
@@ -208,3 +210,19 @@ async def test_no_key_in_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) 
         for key in (KEY_A, KEY_B):
             assert key not in text
             assert key[8:-4] not in text
+
+
+def test_a_burst_below_one_call_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ring(KEY_A, burst=0.5)
+
+
+@on_virtual_clock
+async def test_the_snapshot_shows_the_room_left_in_each_bucket() -> None:
+    keys = ring(KEY_A)  # 600 rpm: a burst of 10, refilled at 10 a second
+    for _ in range(4):
+        (await keys.acquire(timeout=1)).ok()
+    snap = keys.snapshot().keys[0]
+    assert snap.budget_limit == 10 and snap.budget_left == pytest.approx(6)
+    await asyncio.sleep(0.2)
+    assert keys.snapshot().keys[0].budget_left == pytest.approx(8)

@@ -22,12 +22,13 @@ from aibot.jobs import (
     Unavailable,
 )
 from aibot.keys import KeyRing, Lease
-from aibot.providers.base import ImageRequest, error_for_status, nearest_ratio, retry_after
+from aibot.providers.base import ImageRequest, error_for_status, nearest_ratio
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo, base_resp_error
 from aibot.providers.openai_chat import OpenAIChat, ThinkFilter
 from aibot.providers.openai_images import OpenAIImages
 from aibot.providers.retry import ATTEMPTS, stream_with_keys, with_keys
 from aibot.providers.stability import StabilityImages
+from aibot.rate_headers import retry_after
 from aibot.sandbox import FakeProviders
 
 KEYS = {

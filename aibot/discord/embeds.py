@@ -13,7 +13,7 @@ import discord
 
 from aibot.discord.i18n import duration, text
 from aibot.jobs import Job, Result
-from aibot.keys import redact
+from aibot.secrets import redact
 from aibot.settings import POOLS
 from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
 from aibot.store import DayUsage, Limits, MemberUsage

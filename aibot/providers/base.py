@@ -4,15 +4,13 @@ lazily created aiohttp session, and the mapping of HTTP answers to typed errors.
 Each client turns its API's failures into the `aibot.jobs` error kinds here, so
 the retry policy (`retry.py`) and the pools never look at a status code. An
 error's `detail` is safe to show: provider text is scrubbed of key material
-and cut short, and the original exception is never chained (its message may
-quote the key).
+and cut short (`aibot.secrets.scrub`), and the original exception is never
+chained (its message may quote the key). Rate-limit headers are read by
+`aibot.rate_headers`.
 """
 
 from __future__ import annotations
 
-import email.utils
-import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,7 +19,9 @@ import aiohttp
 import openai
 
 from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
-from aibot.keys import Lease, redact
+from aibot.keys import Lease
+from aibot.rate_headers import retry_after
+from aibot.secrets import scrub
 
 __all__ = [
     "HttpSession",
@@ -33,15 +33,10 @@ __all__ = [
     "json_error_code",
     "nearest_ratio",
     "openai_error",
-    "rate_headers",
-    "retry_after",
-    "scrub",
 ]
 
 # Words providers use for a prompt or output their safety system refused.
 _SAFETY_WORDS = ("content_policy", "safety", "moderation", "content_filter", "sensitive")
-_SECRET_PATTERN = re.compile(r"(sk-|key-|Bearer\s+)[\w\-.]{4,}", re.IGNORECASE)
-_DETAIL_LIMIT = 200
 
 
 @dataclass(slots=True, frozen=True)
@@ -157,45 +152,6 @@ def openai_error(exc: openai.OpenAIError, *, provider: str, key: str | None) -> 
             return Rejected(f"{provider}: {scrub(exc.message, key)}")
         return Unavailable(f"{provider}: {code or 'stream error'}")
     return Unavailable(f"{provider}: {type(exc).__name__}")
-
-
-def scrub(text: str, key: str | None = None, *, limit: int = _DETAIL_LIMIT) -> str:
-    """Provider text made safe for a detail: the key (and anything shaped like a
-    key) redacted, cut to `limit` characters."""
-    if key:
-        text = text.replace(key, redact(key))
-    text = _SECRET_PATTERN.sub(lambda m: m.group(1) + "...", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or a date)."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            pass
-    when = lowered.get("retry-after")
-    if when:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(when).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def rate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """The `x-ratelimit-*` headers of an answer, lower-cased, for `Lease.ok`."""
-    if not headers:
-        return {}
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
 
 def error_for_status(

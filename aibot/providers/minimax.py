@@ -26,9 +26,9 @@ from aibot.providers.base import (
     error_for_status,
     json_error_code,
     nearest_ratio,
-    rate_headers,
-    scrub,
 )
+from aibot.rate_headers import rate_headers
+from aibot.secrets import scrub
 
 __all__ = [
     "MAX_VIDEO_BYTES",

@@ -28,8 +28,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from aibot.jobs import AibotError, Rejected, Unavailable
 from aibot.keys import Lease
-from aibot.providers.base import OpenAIClients, openai_error, rate_headers
+from aibot.providers.base import OpenAIClients, openai_error
 from aibot.providers.minimax import base_resp_error
+from aibot.rate_headers import rate_headers
 
 __all__ = ["ChatStream", "OpenAIChat", "ThinkFilter"]
 

@@ -20,8 +20,8 @@ from aibot.providers.base import (
     OpenAIClients,
     nearest_ratio,
     openai_error,
-    rate_headers,
 )
+from aibot.rate_headers import rate_headers
 
 __all__ = ["OpenAIImages"]
 

@@ -8,7 +8,8 @@
   exponential waits, a few attempts, never past the deadline.
 - BadRequest and Rejected: raised at once; asking again gives the same answer.
 - One deadline (`timeout` seconds from the call) bounds waiting for a key,
-  every attempt and every wait in between.
+  every attempt (`asyncio.timeout_at`; a timeout is `Unavailable`) and every
+  wait in between.
 
 A streamed answer follows the same policy only until its first item arrived:
 what a member has already seen cannot be replayed on another key.
@@ -17,9 +18,7 @@ what a member has already seen cannot be replayed on another key.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import math
 import random
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -106,92 +105,6 @@ async def stream_with_keys(
     return await _on_some_key(ring, streamed, deadline, None, False, True)
 
 
-def _watch(when: float) -> tuple[_Watch, int, int]:
-    """Start bounding the running task's call by `when`, as `asyncio.timeout_at`
-    does: (the loop's watch, the call's key in it, the task's cancel requests so
-    far). `_Watch.end` ends it."""
-    global _WATCH
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task(loop)
-    if task is None:
-        raise RuntimeError("a deadline needs to run inside a task")
-    watch = _WATCH
-    if watch is None or watch.loop is not loop:
-        watch = _WATCH = _Watch(loop)
-    key = next(_KEYS)
-    watch.calls[key] = (when, task)
-    if when < watch.when:
-        watch.arm(when)
-    return watch, key, task.cancelling()
-
-
-class _Watch:
-    """The deadlines of one loop's calls in flight, behind one timer.
-
-    A timer per call, as `asyncio.timeout_at` arms, is a TimerHandle pushed onto
-    the loop's heap and later popped off it, in Python-level comparisons, for
-    every call, though nearly every call ends long before its deadline. Here one
-    timer stands at the earliest deadline of the calls in flight (or earlier: a
-    call that ends leaves it be); when it rings, it cancels the tasks whose call's
-    deadline has come and moves on to the earliest of the others. With no call in
-    flight it is cancelled: an idle loop has nothing scheduled."""
-
-    __slots__ = ("calls", "loop", "timer", "when")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        # In flight and not yet past their deadline, oldest first: (deadline, task).
-        self.calls: dict[int, tuple[float, asyncio.Task[Any]]] = {}
-        self.timer: asyncio.TimerHandle | None = None
-        self.when = math.inf  # the timer's
-
-    def end(self, key: int, cancelling: int, error: BaseException | None, provider: str) -> None:
-        """The call `_watch` started ended, raising `error` if anything. As on
-        leaving `asyncio.timeout_at`: when its deadline came first, that
-        cancellation (and only it: no other since the call began) becomes a
-        timeout. A timeout, this one or a TimeoutError of the call's own, raises
-        `Unavailable`."""
-        calls = self.calls
-        watched = calls.pop(key, None) is not None
-        if not calls and self.timer is not None:
-            self.timer.cancel()
-            self.timer, self.when = None, math.inf
-        if not watched:
-            # Its deadline came first and cancelled the task: take that cancel back.
-            task = asyncio.current_task()
-            ours = task.uncancel() <= cancelling  # type: ignore[union-attr]
-            if ours and type(error) is asyncio.CancelledError:
-                raise Unavailable(f"{provider}: timed out") from None
-        if isinstance(error, TimeoutError):
-            raise Unavailable(f"{provider}: timed out") from None
-
-    def arm(self, when: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.when = when
-        self.timer = self.loop.call_at(when, self._ring)
-
-    def _ring(self) -> None:
-        # The loop ran the timer: its time has come, whatever the clock reads now.
-        due = max(self.when, self.loop.time())
-        self.timer, self.when = None, math.inf
-        calls = self.calls
-        # Those due, in deadline order (then in order of start), as their timers would.
-        for _when, key, task in sorted(
-            (when, key, task) for key, (when, task) in calls.items() if when <= due
-        ):
-            del calls[key]
-            task.cancel()
-        if calls:
-            self.arm(min(when for when, _task in calls.values()))
-
-
-# The watch of the loop that last started a bounded call: the bot's one loop (a
-# test's loop replaces the last test's; a call ends on the watch it started on).
-_WATCH: _Watch | None = None
-_KEYS = itertools.count()
-
-
 async def _retries(
     ring: KeyRing,
     call: Callable[[Lease], Awaitable[T]],
@@ -253,13 +166,12 @@ async def _on_some_key(
         # coroutine calls per provider call.
         try:
             if bounded:
-                watch, key, cancelling = _watch(deadline)
                 try:
-                    result = await call(lease)
-                except BaseException as error:
-                    watch.end(key, cancelling, error, ring.provider)
-                    raise
-                watch.end(key, cancelling, None, ring.provider)
+                    async with asyncio.timeout_at(deadline):
+                        result = await call(lease)
+                except TimeoutError:
+                    # The deadline's, or the call's own: a transient failure either way.
+                    raise Unavailable(f"{ring.provider}: timed out") from None
             else:
                 result = await call(lease)
         except _Committed as committed:

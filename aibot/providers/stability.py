@@ -18,8 +18,8 @@ from aibot.providers.base import (
     error_for_status,
     json_error_code,
     nearest_ratio,
-    rate_headers,
 )
+from aibot.rate_headers import rate_headers
 
 __all__ = ["StabilityImages"]
 

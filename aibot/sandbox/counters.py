@@ -12,7 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..keys import fingerprint
+from ..secrets import fingerprint
 
 __all__ = ["Counters", "Received"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..keys import fingerprint
+from ..secrets import fingerprint
 from .chat import ChatCompletions
 from .counters import Received
 from .gate import Admission, Gate, Refusal, endpoint
