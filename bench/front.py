@@ -57,11 +57,13 @@ doubles the rate until one fails, then bisects between the last rate that held a
 the first that failed until they are within 10% of each other (50% with `--quick`);
 the figure is the last that held (0 if 250 failed; 4,000 means at least that). A
 rate fails only when two tries in a row fail, so one hiccup of a shared machine does
-not cut the search short. Between tries the jobs left in aibot's pools are cancelled
-and the bot left to go idle, so each try starts from a bot with nothing to do; the
-timed part still has the pools working on that try's jobs, as in `front`.
-aibot's search runs first, then the floor's, warmed up as in `front`;
-`capacity_ratio` is aibot's over the floor's. Past its capacity a bot answers some
+not cut the search short. Each try starts from a bot with nothing to do: after a try
+that held, the jobs left in aibot's pools are cancelled and the bot left to go idle;
+after one that failed, the bot is closed and a new one started and warmed up as in
+`front` (an overload leaves a backlog and thousands of connections behind, and the
+next try, at a lower rate, would inherit them). The timed part still has the pools
+working on that try's jobs, as in `front`. aibot's search runs first, then the
+floor's; `capacity_ratio` is aibot's over the floor's. Past its capacity a bot answers some
 interactions after Discord's 3 s: the fake refuses those (404) and the bot logs an
 error for each, so logging is muted (below CRITICAL) while this scenario runs. Each
 try's details go to stderr.
@@ -304,24 +306,23 @@ async def highest_rate(
 
 
 async def capacity_of(
-    fake: FakeDiscordProcess, bot: commands.AutoShardedBot, name: str, *, precision: float
+    fake: FakeDiscordProcess,
+    build: Callable[[], commands.AutoShardedBot],
+    name: str,
+    *,
+    precision: float,
 ) -> float:
-    """`bot`'s capacity: the highest offered rate (interactions a second, for
-    `CAPACITY_SECONDS` at each rate) with every interaction answered and the defer
-    p99 under `CAPACITY_P99_MS`. A rate fails only when two tries in a row fail, so
-    that one hiccup of a shared machine does not cut the figure short."""
-    async with _started(fake, bot) as run_task:
+    """The capacity of the bots `build` makes: the highest offered rate (interactions
+    a second, for `CAPACITY_SECONDS` at each rate) with every interaction answered
+    and the defer p99 under `CAPACITY_P99_MS`. A rate fails only when two tries in a
+    row fail, so that one hiccup of a shared machine does not cut the figure short."""
+    bot = _Fresh(fake, build)
+    try:
 
         async def holds(rate: float) -> bool:
-            count = round(rate * CAPACITY_SECONDS)
             for attempt in (1, 2):
-                result = summary(
-                    await _timed_burst(fake, run_task, count, duration=CAPACITY_SECONDS)
-                )
-                await _quiet(bot)
-                ok = result["answered"] == result["sent"] == count and (
-                    result["p99_ms"] is not None and result["p99_ms"] < CAPACITY_P99_MS
-                )
+                result = await bot.offer(rate)
+                ok = _within_capacity(result, round(rate * CAPACITY_SECONDS))
                 verdict = "holds" if ok else "fails"
                 _log(f"{name} at {rate:.0f}/s, try {attempt}: {verdict}: {json.dumps(result)}")
                 if ok:
@@ -329,6 +330,53 @@ async def capacity_of(
             return False
 
         return await highest_rate(holds, CAPACITY_LOW, CAPACITY_HIGH, precision)
+    finally:
+        await bot.close()
+
+
+def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
+    """Every one of `count` interactions answered, the defer p99 under the limit."""
+    p99 = result["p99_ms"]
+    return (
+        result["sent"] == result["answered"] == count
+        and p99 is not None
+        and (p99 < CAPACITY_P99_MS)
+    )
+
+
+class _Fresh:
+    """The bot under a capacity search, started (and warmed up) anew after a try that
+    failed: an overload leaves a bot with a backlog and thousands of connections,
+    which the next try, at a lower rate, should not inherit."""
+
+    def __init__(
+        self, fake: FakeDiscordProcess, build: Callable[[], commands.AutoShardedBot]
+    ) -> None:
+        self.fake = fake
+        self.build = build
+        self._running: tuple[commands.AutoShardedBot, asyncio.Task[None]] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def offer(self, rate: float) -> dict[str, Any]:
+        """One try: `rate` interactions a second for `CAPACITY_SECONDS`; its summary."""
+        if self._running is None:
+            bot = self.build()
+            self._running = bot, await self._stack.enter_async_context(_started(self.fake, bot))
+        bot, run_task = self._running
+        count = round(rate * CAPACITY_SECONDS)
+        result = summary(await _timed_burst(self.fake, run_task, count, duration=CAPACITY_SECONDS))
+        if _within_capacity(result, count):
+            await _quiet(bot)
+        else:
+            await self.close()
+        return result
+
+    async def close(self) -> None:
+        self._running = None
+        await self._stack.aclose()
+        # Let go of the closed bot: `freeze_startup_heap` kept what it held.
+        gc.unfreeze()
+        gc.collect()
 
 
 async def _quiet(bot: commands.AutoShardedBot, timeout: float = 60.0) -> None:
@@ -508,9 +556,8 @@ async def _capacity(
     logging.disable(logging.ERROR)
     try:
         async with _aibot(fake.token, base_urls) as build:
-            aibot = await capacity_of(fake, build(), "aibot", precision=precision)
-        gc.collect()
-        floor = await capacity_of(fake, FloorBot(), "floor", precision=precision)
+            aibot = await capacity_of(fake, build, "aibot", precision=precision)
+        floor = await capacity_of(fake, FloorBot, "floor", precision=precision)
     finally:
         logging.disable(logging.NOTSET)
     return {
