@@ -338,9 +338,7 @@ def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
     """Every one of `count` interactions answered, the defer p99 under the limit."""
     p99 = result["p99_ms"]
     return (
-        result["sent"] == result["answered"] == count
-        and p99 is not None
-        and (p99 < CAPACITY_P99_MS)
+        result["sent"] == result["answered"] == count and p99 is not None and p99 < CAPACITY_P99_MS
     )
 
 
