@@ -29,7 +29,8 @@ bot builds it (`build_pools`), every pool on this process's one loop.
   saturated (their queues kept full; image answers held `image_delay` s by
   the fake, video tasks never finish and are polled every `video_poll` s).
   Conditions alternate in short rounds (garbage collected in between) so
-  drift on a shared machine hits both. `p99_ratio` = loaded p99 / alone p99.
+  drift on a shared machine hits both. `p99_ratio` = loaded p99 / alone p99;
+  `chat_jobs` = chat answers timed, `chat_failed` = chat jobs that failed.
 - `overhead`: CPU time of this process (`time.process_time`) per job through
   the whole engine path: `router.decide` (with every pool's load), `Job`,
   `pool.submit`, the pool's task, the role's work, `with_keys` (retry policy,
@@ -238,6 +239,7 @@ async def isolation(scale: Scale) -> dict[str, Any]:
         "chat_p99_ms_alone": round(p99_alone, 2),
         "chat_p99_ms_loaded": round(p99_loaded, 2),
         "chat_jobs": len(alone.latencies) + len(loaded.latencies),
+        "chat_failed": sum(alone.failures.values()) + sum(loaded.failures.values()),
         "chat_rate": scale.chat_rate,
     }
 

@@ -1,6 +1,15 @@
 """Front benchmark: how fast the real bot defers, over a real socket.
 
-`python -m bench.front [--quick]`
+`python -m bench.front [--quick] [--scenario front|capacity ...]`
+
+Two scenarios, each printing one JSON line on stdout (details go to stderr). Without
+`--scenario`, a run does both (`front` then `capacity`, about five minutes), and
+`--quick` only `front` (about 10 s); `--quick --scenario capacity` searches more
+coarsely (about two minutes).
+
+- `front`: how fast one burst of 1,000 interactions in a second is deferred.
+- `capacity`: how many interactions a second the bot can take, a figure that does
+  not swing with the machine's noise as a p99 at one rate does.
 
 The fake Discord (`aibot.sandbox.fake_discord`) runs in its own process; the
 bot runs in this one. The fake sends 1,000 slash commands (a mix of /chat,
@@ -21,7 +30,7 @@ the floor's they have nothing to do), which would then send interactions in
 batches and answer late, timed as aibot's latency. Each burst's details on
 stderr include `fake_late_send_ms`, how far behind schedule the fake sent.
 
-Prints one JSON line::
+`front` prints::
 
     {"scenario": "front", "sent", "answered", "defer_p50_ms", "defer_p99_ms",
      "floor_defer_p99_ms", "defer_p99_ratio", "peak_rss_mb"}
@@ -36,6 +45,28 @@ jobs, so that each burst is deferred, queued and worked on, not refused. An
 unanswered interaction counts as infinitely late. `peak_rss_mb` is this
 process's `ru_maxrss` right after aibot's run (aibot runs first, so the
 floor's run does not count in it). Each burst's details go to stderr.
+
+`capacity` prints::
+
+    {"scenario": "capacity", "aibot_per_s", "floor_per_s", "capacity_ratio"}
+
+A bot's capacity is the highest offered rate, between 250 and 4,000 interactions a
+second, at which every interaction is answered and the defer p99 stays under 250 ms,
+with the same mix as the burst sent for 2 s at each rate. The search starts at 250,
+doubles the rate until one fails, then bisects between the last rate that held and
+the first that failed until they are within 10% of each other (50% with `--quick`);
+the figure is the last that held (0 if 250 failed; 4,000 means at least that). A
+rate fails only when two tries in a row fail, so one hiccup of a shared machine does
+not cut the search short. Each try starts from a bot with nothing to do: after a try
+that held, the jobs left in aibot's pools are cancelled and the bot left to go idle;
+after one that failed, the bot is closed and a new one started and warmed up as in
+`front` (an overload leaves a backlog and thousands of connections behind, and the
+next try, at a lower rate, would inherit them). The timed part still has the pools
+working on that try's jobs, as in `front`. aibot's search runs first, then the
+floor's; `capacity_ratio` is aibot's over the floor's. Past its capacity a bot answers some
+interactions after Discord's 3 s: the fake refuses those (404) and the bot logs an
+error for each, so logging is muted (below CRITICAL) while this scenario runs. Each
+try's details go to stderr.
 """
 
 from __future__ import annotations
@@ -45,13 +76,14 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import math
 import os
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +95,16 @@ from aibot import create_bot
 from aibot.app import freeze_startup_heap
 from aibot.sandbox.fake_discord import FakeDiscordProcess, pointed_at
 
-__all__ = ["FloorBot", "main", "percentile", "run"]
+__all__ = [
+    "SCENARIOS",
+    "FloorBot",
+    "capacity_of",
+    "highest_rate",
+    "main",
+    "measure",
+    "percentile",
+    "run",
+]
 
 # (name, options, channel, share): chat-heavy, like a real server.
 MIX_SHARES: tuple[tuple[str, dict[str, Any], str, int], ...] = (
@@ -86,6 +127,18 @@ CLOSE_TIMEOUT = 60.0
 QUEUE = 4096
 # A chat answer streams like a fast model's (about 50 chunks a second), not all at once.
 CHUNK_DELAY = 0.02
+# The capacity search: offered rates (interactions a second) between these two,
+# `CAPACITY_SECONDS` at each, to within `CAPACITY_PRECISION` (`QUICK_PRECISION` with
+# --quick); a rate holds when every interaction is answered with the defer p99 under
+# `CAPACITY_P99_MS`.
+CAPACITY_LOW = 250.0
+CAPACITY_HIGH = 4000.0
+CAPACITY_SECONDS = 2.0
+CAPACITY_P99_MS = 250.0
+CAPACITY_PRECISION = 1.1
+QUICK_PRECISION = 1.5
+QUIET_SECONDS = 0.5
+SCENARIOS = ("front", "capacity")
 _ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -141,6 +194,17 @@ async def measure(
     fake: FakeDiscordProcess, bot: commands.AutoShardedBot, *, rounds: int
 ) -> list[dict[str, Any]]:
     """Start `bot` against the fake, warm it up, time `rounds` bursts, close it."""
+    async with _started(fake, bot) as run_task:
+        return [
+            summary(await _timed_burst(fake, run_task, COUNT, duration=1.0)) for _ in range(rounds)
+        ]
+
+
+@contextlib.asynccontextmanager
+async def _started(
+    fake: FakeDiscordProcess, bot: commands.AutoShardedBot
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`bot` connected to the fake and warmed up (its task); closed on the way out."""
     await fake.reset()
     bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
     run_task = asyncio.create_task(bot.start(fake.token))
@@ -148,19 +212,23 @@ async def measure(
         await asyncio.wait_for(fake.wait_ready(timeout=60), 70)
         # Opens the HTTP connections and runs every code path once, as a bot
         # that has been up for a while would have.
-        await _burst_and_wait(fake, WARMUP, run_task)
+        await _burst_and_wait(fake, WARMUP, run_task, duration=WARMUP / COUNT)
         freeze_startup_heap()  # as `python run.py` does once the bot is up
-        measured = []
-        for _ in range(rounds):
-            await asyncio.sleep(SETTLE)
-            await fake.reset()
-            gc.collect()
-            measured.append(summary(await _burst_and_wait(fake, COUNT, run_task)))
-        return measured
+        yield run_task
     finally:
         await asyncio.wait_for(bot.close(), CLOSE_TIMEOUT)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(run_task, CLOSE_TIMEOUT)
+
+
+async def _timed_burst(
+    fake: FakeDiscordProcess, run_task: asyncio.Task[None], count: int, *, duration: float
+) -> dict[str, Any]:
+    """One measured burst, after a pause for the previous one's answers to go out."""
+    await asyncio.sleep(SETTLE)
+    await fake.reset()
+    gc.collect()
+    return await _burst_and_wait(fake, count, run_task, duration=duration)
 
 
 def typical(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -170,10 +238,10 @@ def typical(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _burst_and_wait(
-    fake: FakeDiscordProcess, count: int, run_task: asyncio.Task[None]
+    fake: FakeDiscordProcess, count: int, run_task: asyncio.Task[None], *, duration: float
 ) -> dict[str, Any]:
     fake_cpu, bot_cpu = (await fake.results())["cpu_seconds"], time.process_time()
-    seconds = await fake.burst(mix(), count=count, duration=count / COUNT)
+    seconds = await fake.burst(mix(), count=count, duration=duration)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ANSWER_WINDOW + 0.5
     results = await fake.results()
@@ -207,6 +275,127 @@ def summary(results: Mapping[str, Any]) -> dict[str, Any]:
         "bot_cpu_s": round(results["bot_cpu_s"], 2),
         "fake_cpu_s": round(results["fake_cpu_s"], 2),
     }
+
+
+# -- capacity ---------------------------------------------------------------
+
+
+async def highest_rate(
+    holds: Callable[[float], Awaitable[bool]], low: float, high: float, precision: float
+) -> float:
+    """The highest rate in [`low`, `high`] at which `holds(rate)`, to within a factor
+    of `precision` (1.1: 10%), taking `holds` to be true up to some rate and false
+    above it: from `low`, doubling until a rate fails, then bisecting (geometrically)
+    between the last that held and the first that failed. 0 when `low` fails."""
+    if not await holds(low):
+        return 0.0
+    held, failed = low, math.inf
+    while failed == math.inf and held < high:
+        rate = min(high, held * 2)
+        if await holds(rate):
+            held = rate
+        else:
+            failed = rate
+    while failed != math.inf and failed / held > precision:
+        rate = round(math.sqrt(held * failed))
+        if await holds(rate):
+            held = rate
+        else:
+            failed = rate
+    return held
+
+
+async def capacity_of(
+    fake: FakeDiscordProcess,
+    build: Callable[[], commands.AutoShardedBot],
+    name: str,
+    *,
+    precision: float,
+) -> float:
+    """The capacity of the bots `build` makes: the highest offered rate (interactions
+    a second, for `CAPACITY_SECONDS` at each rate) with every interaction answered
+    and the defer p99 under `CAPACITY_P99_MS`. A rate fails only when two tries in a
+    row fail, so that one hiccup of a shared machine does not cut the figure short."""
+    bot = _Fresh(fake, build)
+    try:
+
+        async def holds(rate: float) -> bool:
+            for attempt in (1, 2):
+                result = await bot.offer(rate)
+                ok = _within_capacity(result, round(rate * CAPACITY_SECONDS))
+                verdict = "holds" if ok else "fails"
+                _log(f"{name} at {rate:.0f}/s, try {attempt}: {verdict}: {json.dumps(result)}")
+                if ok:
+                    return True
+            return False
+
+        return await highest_rate(holds, CAPACITY_LOW, CAPACITY_HIGH, precision)
+    finally:
+        await bot.close()
+
+
+def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
+    """Every one of `count` interactions answered, the defer p99 under the limit."""
+    p99 = result["p99_ms"]
+    return (
+        result["sent"] == result["answered"] == count and p99 is not None and p99 < CAPACITY_P99_MS
+    )
+
+
+class _Fresh:
+    """The bot under a capacity search, started (and warmed up) anew after a try that
+    failed: an overload leaves a bot with a backlog and thousands of connections,
+    which the next try, at a lower rate, should not inherit."""
+
+    def __init__(
+        self, fake: FakeDiscordProcess, build: Callable[[], commands.AutoShardedBot]
+    ) -> None:
+        self.fake = fake
+        self.build = build
+        self._running: tuple[commands.AutoShardedBot, asyncio.Task[None]] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def offer(self, rate: float) -> dict[str, Any]:
+        """One try: `rate` interactions a second for `CAPACITY_SECONDS`; its summary."""
+        if self._running is None:
+            bot = self.build()
+            self._running = bot, await self._stack.enter_async_context(_started(self.fake, bot))
+        bot, run_task = self._running
+        count = round(rate * CAPACITY_SECONDS)
+        result = summary(await _timed_burst(self.fake, run_task, count, duration=CAPACITY_SECONDS))
+        if _within_capacity(result, count):
+            await _quiet(bot)
+        else:
+            await self.close()
+        return result
+
+    async def close(self) -> None:
+        self._running = None
+        await self._stack.aclose()
+        # Let go of the closed bot: `freeze_startup_heap` kept what it held.
+        gc.unfreeze()
+        gc.collect()
+
+
+async def _quiet(bot: commands.AutoShardedBot, timeout: float = 60.0) -> None:
+    """Until `bot` is idle again after a capacity step: the jobs left in aibot's pools
+    cancelled (the floor has none; once the defers are timed, the rest of a step's work
+    is not the next step's load), and past an overload's backlog, this process using
+    under a tenth of a CPU over half a second."""
+    pools = getattr(bot, "pools", {})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for pool in pools.values():
+            for job, _state in pool.jobs():
+                pool.cancel(job.id)
+        cpu = time.process_time()
+        await asyncio.sleep(QUIET_SECONDS)
+        if time.process_time() - cpu < QUIET_SECONDS / 10 and not any(
+            pool.jobs() for pool in pools.values()
+        ):
+            return
+    _log(f"the bot was still busy {timeout:.0f} s after a capacity step")
 
 
 def _finite(value: float) -> float | None:
@@ -311,9 +500,11 @@ def _aibot_env(token: str, base_urls: Mapping[str, str], data_dir: str) -> dict[
     return env
 
 
-async def run(*, quick: bool) -> dict[str, Any]:
-    """Both bots against one fake Discord process; returns the JSON line's fields."""
-    rounds = 1 if quick else 3
+async def run(
+    *, quick: bool, scenarios: Sequence[str] = ("front",)
+) -> AsyncIterator[dict[str, Any]]:
+    """The named scenarios (`SCENARIOS`), in that order, against one fake Discord
+    process and one fake providers process; yields each one's JSON line's fields."""
     bot_cpus, fake_cpus = _cpus_apart()
     async with contextlib.AsyncExitStack() as fakes:
         with _on_cpus(fake_cpus):  # the fakes' processes start there
@@ -321,12 +512,24 @@ async def run(*, quick: bool) -> dict[str, Any]:
                 FakeDiscordProcess.spawn(shard_count=SHARDS, guilds=GUILDS)
             )
             base_urls = await fakes.enter_async_context(_fake_providers())
-        with _on_cpus(bot_cpus), pointed_at(fake):
-            async with _aibot(fake.token, base_urls) as build:
-                aibot = typical(_logged("aibot", await measure(fake, build(), rounds=rounds)))
-            rss = _peak_rss_mb()
-            gc.collect()
-            floor = typical(_logged("floor", await measure(fake, FloorBot(), rounds=rounds)))
+        for scenario in scenarios:
+            with _on_cpus(bot_cpus), pointed_at(fake):
+                if scenario == "front":
+                    yield await _front(fake, base_urls, rounds=1 if quick else 3)
+                else:
+                    precision = QUICK_PRECISION if quick else CAPACITY_PRECISION
+                    yield await _capacity(fake, base_urls, precision=precision)
+
+
+async def _front(
+    fake: FakeDiscordProcess, base_urls: Mapping[str, str], *, rounds: int
+) -> dict[str, Any]:
+    """The `front` scenario: one burst of `COUNT` in a second, aibot then the floor."""
+    async with _aibot(fake.token, base_urls) as build:
+        aibot = typical(_logged("aibot", await measure(fake, build(), rounds=rounds)))
+    rss = _peak_rss_mb()
+    gc.collect()
+    floor = typical(_logged("floor", await measure(fake, FloorBot(), rounds=rounds)))
     ratio = None
     if aibot["p99_ms"] is not None and floor["p99_ms"]:
         ratio = round(aibot["p99_ms"] / floor["p99_ms"], 2)
@@ -342,6 +545,27 @@ async def run(*, quick: bool) -> dict[str, Any]:
     }
 
 
+async def _capacity(
+    fake: FakeDiscordProcess, base_urls: Mapping[str, str], *, precision: float
+) -> dict[str, Any]:
+    """The `capacity` scenario: aibot's capacity, then the floor's. Well past its
+    capacity a bot answers late, after Discord's 3 s, and logs each refusal it then
+    gets; those logs are muted here (they come only at rates that fail anyway)."""
+    logging.disable(logging.ERROR)
+    try:
+        async with _aibot(fake.token, base_urls) as build:
+            aibot = await capacity_of(fake, build, "aibot", precision=precision)
+        floor = await capacity_of(fake, FloorBot, "floor", precision=precision)
+    finally:
+        logging.disable(logging.NOTSET)
+    return {
+        "scenario": "capacity",
+        "aibot_per_s": round(aibot),
+        "floor_per_s": round(floor),
+        "capacity_ratio": round(aibot / floor, 2) if floor else None,
+    }
+
+
 def _logged(name: str, rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, result in enumerate(rounds, 1):
         _log(f"{name} burst {i}/{len(rounds)}: {json.dumps(result)}")
@@ -354,13 +578,27 @@ def _log(text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.front", description=__doc__.split("\n")[0]
+        prog="python -m bench.front",
+        description=__doc__.split("\n")[0],
+        epilog="Without --scenario: both scenarios, or only `front` with --quick.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one timed burst per bot instead of three (under 60 s)"
+        "--quick",
+        action="store_true",
+        help="front: one timed burst per bot instead of three (under a minute); "
+        "capacity: the rate found to within 50%% instead of 10%% (fewer steps)",
+    )
+    parser.add_argument(
+        "--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)"
     )
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(run(quick=args.quick))), flush=True)
+    scenarios = args.scenario or (["front"] if args.quick else list(SCENARIOS))
+    asyncio.run(_print_lines(quick=args.quick, scenarios=scenarios))
+
+
+async def _print_lines(*, quick: bool, scenarios: Sequence[str]) -> None:
+    async for line in run(quick=quick, scenarios=scenarios):
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
