@@ -1,7 +1,7 @@
 """Server-sent events (`text/event-stream`), read by the rules of the HTML standard.
 
 - A line ends with CR LF, LF or a bare CR (a CR at the end of one piece of the
-  body may have its LF in the next piece).
+  body may have its LF at the start of the next).
 - One UTF-8 byte-order mark at the start of the body is dropped.
 - A line `data: x` adds `x` (one space after the colon dropped) to the event's
   data; several data lines join with LF; `data` alone adds an empty line.
@@ -26,15 +26,22 @@ _BOM = b"\xef\xbb\xbf"
 class EventDecoder:
     """Turns the pieces of a body, as they come, into each event's data."""
 
-    __slots__ = ("_data", "_opened", "_pending")
+    __slots__ = ("_data", "_lf_ends_nothing", "_opened", "_pending")
 
     def __init__(self) -> None:
         self._pending = b""  # the start of a line whose end has not come yet
         self._data: list[str] = []  # the data lines of the event being read
         self._opened = False  # the start of the body (and its BOM) is past
+        # The last piece ended in CR, which ended its line: an LF opening the
+        # next piece is the rest of that CR LF, not another line end.
+        self._lf_ends_nothing = False
 
     def feed(self, piece: bytes) -> list[str]:
         """The data of each event `piece` completes, in order."""
+        if self._lf_ends_nothing and piece:
+            self._lf_ends_nothing = False
+            if piece[:1] == b"\n":
+                piece = piece[1:]
         pending = self._pending + piece if self._pending else piece
         if not self._opened:
             if len(pending) < len(_BOM) and _BOM.startswith(pending):
@@ -42,22 +49,17 @@ class EventDecoder:
                 return []
             self._opened = True
             pending = pending.removeprefix(_BOM)
-        held = b""
         if b"\r" in pending:
-            if pending.endswith(b"\r"):
-                # Its LF may be the next piece's first byte: hold it until then.
-                pending, held = pending[:-1], b"\r"
+            self._lf_ends_nothing = pending.endswith(b"\r")
             pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *lines, rest = pending.split(b"\n")
-        self._pending = rest + held
+        *lines, self._pending = pending.split(b"\n")
         return self._events(lines) if lines else []
 
     def end(self) -> list[str]:
         """The body ended: the data of the event left open, if any."""
-        rest = self._pending.removeprefix(_BOM) if not self._opened else self._pending
-        self._pending, self._opened = b"", True
-        lines = [rest.removesuffix(b"\r")] if rest else []
-        return self._events([*lines, b""])
+        rest = self._pending if self._opened else self._pending.removeprefix(_BOM)
+        self._pending, self._opened, self._lf_ends_nothing = b"", True, False
+        return self._events([rest, b""] if rest else [b""])
 
     def _events(self, lines: list[bytes]) -> list[str]:
         events: list[str] = []
