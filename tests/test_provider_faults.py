@@ -219,7 +219,11 @@ async def chat_cut_off(world: World, fault: str) -> tuple[str, int]:
 @pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
 @pytest.mark.parametrize(
     ("fault", "words"),
-    [("cut_stream", "The answer was cut off"), ("bad_event", "sent back a broken answer")],
+    [
+        ("cut_stream", "The answer was cut off"),
+        ("drop_stream", "The answer was cut off"),
+        ("bad_event", "sent back a broken answer"),
+    ],
 )
 async def test_a_member_sees_a_broken_answer_marked_as_the_providers_fault(
     world: World, fault: str, words: str
@@ -234,7 +238,7 @@ async def test_a_member_sees_a_broken_answer_marked_as_the_providers_fault(
 @quota_back
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
-@pytest.mark.parametrize("fault", ["cut_stream", "bad_event"])
+@pytest.mark.parametrize("fault", ["cut_stream", "drop_stream", "bad_event"])
 async def test_a_member_whose_answer_broke_keeps_the_quota(world: World, fault: str) -> None:
     _, used = await chat_cut_off(world, fault)
     assert used == 0
