@@ -8,9 +8,11 @@ cut off sees it marked so, and keeps the quota.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from aibot.discord.bot import PROVIDER_FAULTS
 from aibot.discord.i18n import error_text
@@ -146,6 +148,57 @@ async def test_a_stream_broken_before_any_words_is_asked_again(
     text, _, _ = await read_stream(chats, "openai")
     assert text == ""
     assert fake_providers.counters.requests("openai", "chat") == 2
+
+
+def event(delta: dict[str, object] | None = None, finish: str | None = None) -> str:
+    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+    return "data: " + json.dumps({"object": "chat.completion.chunk", "choices": [choice]})
+
+
+HELLO = event({"role": "assistant", "content": "Hello"})
+ENDS = event(finish="stop")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "outcome"),
+    [
+        pytest.param(f"{HELLO}\n\n{ENDS}\n\n", "text/event-stream", "Hello", id="no-done"),
+        pytest.param(f"{HELLO}\n\ndata: [DONE]\n\n", "text/event-stream", "Hello", id="no-finish"),
+        pytest.param(f"{HELLO}\n\n{ENDS[:30]}", "text/event-stream", Incomplete, id="last-cut"),
+        pytest.param(f"{HELLO}\n\n", "text/event-stream", Incomplete, id="no-end"),
+        pytest.param("<html>502 Bad Gateway</html>", "text/html", BadAnswer, id="html"),
+        pytest.param("", "text/event-stream", BadAnswer, id="empty-body"),
+        pytest.param("data: 42\n\n", "text/event-stream", BadAnswer, id="not-an-object"),
+        pytest.param(
+            event({"content": 7}) + "\n\n", "text/event-stream", BadAnswer, id="bad-content"
+        ),
+        pytest.param('data: {"choices": {}}\n\n', "text/event-stream", BadAnswer, id="bad-choices"),
+        pytest.param('{"choices": []}', "application/json", BadAnswer, id="json-not-a-stream"),
+    ],
+)
+async def test_what_a_server_answers_is_read_or_typed(
+    body: str, content_type: str, outcome: str | type[AibotError]
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body.encode(), content_type=content_type)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    chat = OpenAIChat(f"http://127.0.0.1:{runner.addresses[0][1]}/v1", "gpt-test", timeout=5)
+    try:
+        stream = chat.stream(await lease_for("openai"), MESSAGES, max_tokens=16)
+        if isinstance(outcome, str):
+            assert "".join([delta async for delta in stream]) == outcome
+        else:
+            with pytest.raises(outcome):
+                _ = [delta async for delta in stream]
+    finally:
+        await chat.aclose()
+        await runner.cleanup()
 
 
 # ------------------------------------------------------- images that are not

@@ -229,8 +229,10 @@ class ChatStream:
             self.tokens_out = usage.get("completion_tokens") or 0
         if isinstance(model := chunk.get("model"), str) and model:
             self.model = model
-        choices = chunk.get("choices") or []
-        if not isinstance(choices, list):
+        choices = chunk.get("choices")
+        if choices is None:
+            choices = []
+        elif not isinstance(choices, list):
             raise BadAnswer(f"{self.provider}: an event's choices were not a list")
         text = ""
         for choice in choices:

@@ -137,13 +137,13 @@ class ChatCompletions:
             for number, delta in enumerate(deltas):
                 if number == strike and await self._strike(request, response, framing, adm.fault):
                     return response
-                if number and delay:
-                    await asyncio.sleep(delay)
                 if number:
+                    if delay:
+                        await asyncio.sleep(delay)
                     await response.write(framing.keep_alive())
                 if framing.unterminated and number == len(deltas) - 1:
-                    last = chunk(delta, answer.finish_reason)
-                    await response.write(framing.event(last | ({"usage": usage} if usage else {})))
+                    last = chunk(delta, answer.finish_reason) | ({"usage": usage} if usage else {})
+                    await response.write(framing.event(last, last=True))
                     return response
                 await response.write(framing.event(chunk(delta)))
             if len(deltas) <= strike and await self._strike(request, response, framing, adm.fault):
@@ -211,13 +211,14 @@ class _Framing:
                     delta["content"] = [{"type": "text", "text": delta["content"]}]
         return deltas
 
-    def event(self, data: dict[str, Any]) -> bytes:
+    def event(self, data: dict[str, Any], *, last: bool = False) -> bytes:
+        """One event whose data is `data` as JSON; the `last` one of an answer
+        ends with no line end in the `unterminated` dialect."""
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        last = self.unterminated and bool(data["choices"] and data["choices"][0]["finish_reason"])
-        return self.raw(text, last=last)
+        return self.raw(text, last=last and self.unterminated)
 
     def raw(self, data: str, *, last: bool = False) -> bytes:
-        """One event whose data is `data` as it stands."""
+        """One event whose data is `data` as it stands; `last`: with no line end."""
         end = self.end
         text = f": keep-alive{end}" if "comments" in self.dialect else ""
         text += f"data: {data}" + ("" if last else end + end)
