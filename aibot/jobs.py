@@ -19,9 +19,11 @@ from typing import Any, ClassVar, Protocol
 __all__ = [
     "AibotError",
     "Artifact",
+    "BadAnswer",
     "BadKey",
     "BadRequest",
     "Cancelled",
+    "Incomplete",
     "Job",
     "LimitReached",
     "NoKeyAvailable",
@@ -177,6 +179,23 @@ class Unavailable(AibotError):
     """Connection error, timeout or 5xx: worth a bounded retry."""
 
     kind = "unavailable"
+
+
+class Incomplete(Unavailable):
+    """The provider's answer stopped before its end: a stream with no finish
+    reason and no `[DONE]`, or cut after its first words. What arrived is
+    partial; the provider is at fault, so the job is not charged. Retried like
+    any transient failure until the first words were shown, ended after."""
+
+    kind = "incomplete"
+
+
+class BadAnswer(Unavailable):
+    """The provider answered something its API does not promise: an event that
+    is not JSON, a body that is not an image. Its fault, not the bot's, and
+    worth a retry, like a 5xx."""
+
+    kind = "bad_answer"
 
 
 class NoKeyAvailable(AibotError):

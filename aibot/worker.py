@@ -37,7 +37,9 @@ log = logging.getLogger("aibot.worker")
 DURABLE_COMMANDS = frozenset({"video"})
 # Failures that are the provider's (or our keys'), not the member's: their quota is
 # given back.
-PROVIDER_FAULTS = frozenset({"unavailable", "no_key", "bad_key", "rate_limited"})
+PROVIDER_FAULTS = frozenset(
+    {"unavailable", "incomplete", "bad_answer", "no_key", "bad_key", "rate_limited"}
+)
 # Seconds of expected wait from which a chat or image job is told its place in line.
 QUEUE_NOTICE_SECONDS = 5.0
 

@@ -240,6 +240,13 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_unavailable": (
                     "🔌 The AI provider is down or not answering. Try again in a minute."
                 ),
+                "error_incomplete": (
+                    "✂️ The answer was cut off: the AI provider stopped before it was "
+                    "finished. Please try again."
+                ),
+                "error_bad_answer": (
+                    "🔌 The AI provider sent back a broken answer. Please try again."
+                ),
                 "error_busy": "🚦 Busy right now: about {wait} of work ahead. Try again then.",
                 "error_busy_plain": "🚦 Busy right now. Try again in a minute.",
                 "error_limit_cooldown": "⏱️ Slow down a little: try again in {wait}.",
@@ -366,6 +373,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "나중에 다시 해 주세요."
                 ),
                 "error_unavailable": "🔌 AI 제공자가 응답하지 않아요. 1분 뒤에 다시 해 주세요.",
+                "error_incomplete": (
+                    "✂️ 답변이 중간에 끊겼어요: AI 제공자가 답변을 끝내지 못했어요. 다시 해 주세요."
+                ),
+                "error_bad_answer": "🔌 AI 제공자가 잘못된 응답을 보냈어요. 다시 해 주세요.",
                 "error_busy": (
                     "🚦 지금 바빠요: 앞에 약 {wait} 분량의 작업이 있어요. 그때 다시 해 주세요."
                 ),
@@ -442,7 +453,15 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
         # Without an estimate: busy for no known time, or (no_key) no key works at all.
         plain = "" if wait is not None and wait > 0 else "_plain"
         return text(lang, f"error_{kind}{plain}", wait=duration(wait or 1, lang))
-    if kind in {"rejected", "bad_key", "unavailable", "shutting_down", "cancelled"}:
+    if kind in {
+        "rejected",
+        "bad_key",
+        "unavailable",
+        "incomplete",
+        "bad_answer",
+        "shutting_down",
+        "cancelled",
+    }:
         return text(lang, f"error_{kind}")
     if kind == "paused":
         return text(lang, "error_paused", command=name)

@@ -17,7 +17,15 @@ from typing import Any
 
 import aiohttp
 
-from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
+from aibot.jobs import (
+    AibotError,
+    BadAnswer,
+    BadKey,
+    BadRequest,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from aibot.keys import Lease
 from aibot.providers.base import (
     HttpSession,
@@ -27,6 +35,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
+from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 from aibot.secrets import scrub
 
@@ -98,7 +107,7 @@ def base_resp_error(body: Any, *, key: str | None = None) -> AibotError | None:
     """The typed error a native answer's `base_resp` carries, or None for success."""
     resp = body.get("base_resp") if isinstance(body, Mapping) else None
     if not isinstance(resp, Mapping):
-        return Unavailable("minimax: the answer had no status")
+        return BadAnswer("minimax: the answer had no status")
     code = int(resp.get("status_code") or 0)
     if code == 0:
         return None
@@ -180,10 +189,9 @@ class MiniMaxImages:
             failed = (body.get("metadata") or {}).get("failed_count")
             if failed and str(failed) != "0":
                 raise Rejected("minimax: the image was filtered")
-            raise Unavailable("minimax: the answer held no image")
         return Image(
             data=data,
-            content_type="image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png",
+            content_type=verified_image_type(data, provider=self.name),
             seed=request.seed,
             model=self.model,
             provider=self.name,
@@ -199,8 +207,8 @@ def _first_image(body: Mapping[str, Any]) -> bytes:
     images = (body.get("data") or {}).get("image_base64") or []
     try:
         return base64.b64decode(images[0], validate=True) if images else b""
-    except (binascii.Error, ValueError):
-        return b""
+    except (binascii.Error, ValueError, TypeError):
+        raise BadAnswer("minimax: the image was not base64") from None
 
 
 class MiniMaxVideo:

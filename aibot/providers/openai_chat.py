@@ -11,7 +11,8 @@ object for every chunk, and walks every request's messages against their type
 annotations before sending: most of the pool's processor time, which the gateway,
 on the same event loop, then waits for. So the request goes through
 the client's plain `post` (the body is already the API's JSON), and the events
-are read as plain JSON, whatever pieces the body comes in.
+are read as plain JSON, whatever pieces the body comes in (`sse.EventDecoder`
+keeps to the event-stream rules, which servers other than OpenAI lean on).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from aibot.jobs import AibotError, Rejected, Unavailable
+from aibot.jobs import AibotError, BadAnswer, Incomplete, Rejected, Unavailable
 from aibot.keys import Lease
 from aibot.providers.base import OpenAIClients, openai_error
 from aibot.providers.minimax import base_resp_error
+from aibot.providers.sse import EventDecoder
 from aibot.rate_headers import rate_headers
 
 __all__ = ["ChatStream", "OpenAIChat", "ThinkFilter"]
@@ -99,7 +101,12 @@ class OpenAIChat:
 class ChatStream:
     """One streamed answer: iterate for text deltas. Once it is read to the
     end, `tokens_in`, `tokens_out` and the rate-limit `headers` are known;
-    `key_id` is the (redacted) key that made it."""
+    `key_id` is the (redacted) key that made it.
+
+    An answer is whole only when the stream says it ended: a finish reason or
+    `[DONE]`. A body that stops before either, or a connection that breaks after
+    the first words, raises `Incomplete` (after the words that did arrive); an
+    event that is not what the API promises raises `BadAnswer`."""
 
     def __init__(
         self, chat: OpenAIChat, client: openai.AsyncOpenAI, lease: Lease, request: dict[str, Any]
@@ -114,6 +121,10 @@ class ChatStream:
         self._key = lease.key
         self._request = request
         self._think = ThinkFilter() if chat.strip_think else None
+        self._events = 0  # events read with data
+        self._shown = False  # some text was handed out
+        self._ended = False  # a finish reason or [DONE] came
+        self._done = False  # [DONE] came: the rest of the body is not read as events
 
     def __repr__(self) -> str:
         return f"ChatStream(provider={self.provider!r}, model={self.model!r})"
@@ -135,13 +146,37 @@ class ChatStream:
             if "json" in response.headers.get("content-type", ""):
                 raise await self._not_a_stream(response)
             async with stream:  # closes the response, also when the reader stops early
-                async for events in _sse_data(response):
-                    if text := "".join(self._read(data, response.request) for data in events):
+                events = EventDecoder()
+                async for piece in self._body(response):
+                    if not self._done and (text := self._text(events.feed(piece), response)):
+                        self._shown = True
                         yield text
+                if not self._done and (text := self._text(events.end(), response, last=True)):
+                    self._shown = True
+                    yield text
         except openai.OpenAIError as exc:
             raise openai_error(exc, provider=self.provider, key=self._key) from None
         if self._think is not None and (tail := self._think.flush()):
             yield tail
+        if not self._ended:
+            if not self._events:
+                raise BadAnswer(f"{self.provider}: the answer was not an event stream")
+            raise Incomplete(f"{self.provider}: the stream stopped before the answer's end")
+
+    async def _body(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+        """The body's pieces, read to its end (so the connection can serve another
+        request). A transport failure after the answer's end is no failure; after
+        its first words, it leaves the answer incomplete."""
+        try:
+            async for piece in response.aiter_bytes():
+                yield piece
+        except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as exc:
+            if self._ended:
+                return
+            what = "timed out" if isinstance(exc, httpx2.TimeoutException) else "connection failed"
+            if self._shown:
+                raise Incomplete(f"{self.provider}: {what} in the middle of the answer") from None
+            raise Unavailable(f"{self.provider}: {what}") from None
 
     async def _not_a_stream(self, response: httpx2.Response) -> AibotError:
         """MiniMax may answer an error as HTTP 200 JSON with `base_resp`."""
@@ -150,15 +185,38 @@ class ChatStream:
             body = json.loads(response.content)
         except ValueError:
             body = None
-        error = base_resp_error(body, key=self._key)
-        return error or Unavailable(f"{self.provider}: the answer was not a stream")
+        error = base_resp_error(body, key=self._key) if _has_status(body) else None
+        return error or BadAnswer(f"{self.provider}: the answer was not a stream")
+
+    def _text(self, events: list[str], response: httpx2.Response, *, last: bool = False) -> str:
+        """The visible text of some events, up to `[DONE]`. The `last` events were
+        open when the body ended: one that is not JSON was cut short, and so is
+        the answer, unless it had ended before."""
+        text = ""
+        for data in events:
+            if data.startswith("[DONE]"):
+                self._ended = self._done = True
+                break
+            if not data or data.isspace():
+                continue  # an empty event: a keep-alive
+            self._events += 1
+            try:
+                text += self._read(data, response.request)
+            except BadAnswer:
+                if not last:
+                    raise
+        return text
 
     def _read(self, data: str, request: httpx2.Request) -> str:
-        """The visible text of one event's data; notes usage, the model and a
-        filtered answer. An error event raises as the SDK's stream would."""
-        chunk = json.loads(data)
+        """The visible text of one event's data; notes usage, the model, the end
+        of the answer and a filtered answer. An error event raises as the SDK's
+        stream would."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise BadAnswer(f"{self.provider}: an event of the stream was not JSON") from None
         if not isinstance(chunk, dict):
-            return ""
+            raise BadAnswer(f"{self.provider}: an event of the stream was not an object")
         if chunk.get("error"):
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else None
@@ -167,50 +225,55 @@ class ChatStream:
                 request=request,
                 body=error,
             )
-        if usage := chunk.get("usage"):
+        if isinstance(usage := chunk.get("usage"), dict):
             self.tokens_in = usage.get("prompt_tokens") or 0
             self.tokens_out = usage.get("completion_tokens") or 0
-        if model := chunk.get("model"):
+        if isinstance(model := chunk.get("model"), str) and model:
             self.model = model
+        choices = chunk.get("choices")
+        if choices is None:
+            choices = []
+        elif not isinstance(choices, list):
+            raise BadAnswer(f"{self.provider}: an event's choices were not a list")
         text = ""
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason") == "content_filter":
-                raise Rejected(f"{self.provider}: the answer was filtered")
-            text += (choice.get("delta") or {}).get("content") or ""
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict | None):
+                raise BadAnswer(f"{self.provider}: an event's choice was not an object")
+            if finish := choice.get("finish_reason"):
+                if finish == "content_filter":
+                    raise Rejected(f"{self.provider}: the answer was filtered")
+                self._ended = True
+            if delta:
+                text += self._content(delta.get("content"))
         if self._think is not None:
             text = self._think.feed(text)
         return text
 
+    def _content(self, content: object) -> str:
+        """The text of a delta's content: a string, or a list of parts with text."""
+        if isinstance(content, str):
+            return content
+        if content is None:
+            return ""
+        if isinstance(content, list):
+            return "".join(_part_text(part) for part in content)
+        raise BadAnswer(f"{self.provider}: an event's content was neither text nor parts")
 
-async def _sse_data(response: httpx2.Response) -> AsyncIterator[list[str]]:
-    """The `data` of each server-sent event, a list per piece of the body, up to
-    `[DONE]` (the body is still read to its end, so the connection can serve
-    another request). Transport failures raise as the SDK's own stream does."""
-    pending, data, done = b"", [], False
-    try:
-        async for piece in response.aiter_bytes():
-            if done:
-                continue
-            pending += piece
-            *lines, pending = pending.split(b"\n")
-            events: list[str] = []
-            for raw in lines:
-                line = raw.rstrip(b"\r").decode()
-                if not line:  # an event ends with a blank line
-                    if data:
-                        events.append("\n".join(data))
-                        data = []
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-            if any(event.startswith("[DONE]") for event in events):
-                done = True
-                events = events[: [e.startswith("[DONE]") for e in events].index(True)]
-            if events:
-                yield events
-    except httpx2.TimeoutException:
-        raise openai.APITimeoutError(request=response.request) from None
-    except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream):
-        raise openai.APIConnectionError(request=response.request) from None
+
+def _part_text(part: object) -> str:
+    """The text of one content part (`{"type": "text", "text": ...}`; parts of
+    other types, such as a refusal or an image, show nothing)."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type", "text") == "text":
+        text = part.get("text")
+        return text if isinstance(text, str) else ""
+    return ""
+
+
+def _has_status(body: object) -> bool:
+    return isinstance(body, dict) and "base_resp" in body
 
 
 class ThinkFilter:

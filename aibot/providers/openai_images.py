@@ -11,8 +11,9 @@ import base64
 import binascii
 
 import openai
+from openai.types import ImagesResponse
 
-from aibot.jobs import Unavailable
+from aibot.jobs import BadAnswer
 from aibot.keys import Lease
 from aibot.providers.base import (
     Image,
@@ -21,6 +22,7 @@ from aibot.providers.base import (
     nearest_ratio,
     openai_error,
 )
+from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
 __all__ = ["OpenAIImages"]
@@ -53,16 +55,17 @@ class OpenAIImages:
             answer = raw.parse()
         except openai.OpenAIError as exc:
             raise openai_error(exc, provider=self.name, key=lease.key) from None
+        if not isinstance(answer, ImagesResponse):
+            # The SDK hands over the text of an answer that is not JSON (a proxy's page).
+            raise BadAnswer(f"{self.name}: the answer was not JSON")
         first = answer.data[0] if answer.data else None
         try:
             data = base64.b64decode(first.b64_json or "", validate=True) if first else b""
         except (binascii.Error, ValueError):
-            data = b""
-        if not data:
-            raise Unavailable(f"{self.name}: the answer held no image")
+            raise BadAnswer(f"{self.name}: the image was not base64") from None
         return Image(
             data=data,
-            content_type="image/png",
+            content_type=verified_image_type(data, provider=self.name),
             seed=None,
             model=self.model,
             provider=self.name,

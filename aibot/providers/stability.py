@@ -2,7 +2,8 @@
 
 Requests are always multipart/form-data, even with no file, and ask for raw
 bytes (`accept: image/*`). A 200 can still be a refusal: a blurred image with
-`finish-reason: CONTENT_FILTERED`, so the header is checked.
+`finish-reason: CONTENT_FILTERED`, so the header is checked; or not an image at
+all (JSON, an HTML page, nothing), so the body is checked too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
+from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
 __all__ = ["StabilityImages"]
@@ -52,12 +54,14 @@ class StabilityImages:
                 found = answer.headers
         except (aiohttp.ClientError, TimeoutError):
             raise Unavailable(f"{self.name}: connection failed") from None
+        declared = found.get("content-type", "")
+        content_type = verified_image_type(data, provider=self.name, declared=declared)
         if found.get("finish-reason", "SUCCESS").upper() == "CONTENT_FILTERED":
             raise Rejected(f"{self.name}: the image was filtered")
         seed = found.get("seed")
         return Image(
             data=data,
-            content_type=found.get("content-type", "image/png").split(";")[0],
+            content_type=content_type,
             seed=int(seed) if seed and seed.isdigit() else request.seed,
             model=self.model,
             provider=self.name,

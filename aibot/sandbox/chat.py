@@ -5,7 +5,9 @@ into `chunk_chars`-character chunks, one chunk counting as one token (so
 `max_tokens` truncates with `finish_reason: "length"`). Streaming answers are
 server-sent events: a first chunk with the assistant role, one chunk per piece
 of content, a last chunk with the finish reason, an optional usage chunk
-(`stream_options.include_usage`), then `data: [DONE]`.
+(`stream_options.include_usage`), then `data: [DONE]`. `FakeConfig.stream_dialect`
+frames them as other OpenAI-compatible servers do (`DIALECTS`); the faults
+`cut_stream`, `drop_stream` and `bad_event` break a stream after half its words.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiohttp import web
 from .config import FakeConfig
 from .gate import Admission, Refusal
 
-__all__ = ["ChatCompletions", "last_user_text"]
+__all__ = ["DIALECTS", "ChatCompletions", "last_user_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,8 @@ class ChatCompletions:
         headers = {**adm.headers, "Content-Type": "text/event-stream; charset=utf-8"}
         response = web.StreamResponse(headers={**headers, "Cache-Control": "no-cache"})
         await response.prepare(request)
-        usage = options.get("include_usage") is True
+        framing = _Framing(self.config.stream_dialect)
+        usage = answer.usage if options.get("include_usage") is True else None
         extra = {"usage": None} if usage else {}
         delay = self.config.chunk_delay if delay is None else delay
 
@@ -127,26 +130,109 @@ class ChatCompletions:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
 
+        deltas = framing.deltas(answer.chunks)
+        # The faults strike after half the words (after all of them, when there is one).
+        strike = 1 + max(1, (len(deltas) - 1) // 2)
         try:
-            await _event(response, chunk({"role": "assistant", "content": ""}))
-            for piece in answer.chunks:
-                if delay:
-                    await asyncio.sleep(delay)
-                await _event(response, chunk({"content": piece}))
-            await _event(response, chunk({}, answer.finish_reason))
+            for number, delta in enumerate(deltas):
+                if number == strike and await self._strike(request, response, framing, adm.fault):
+                    return response
+                if number:
+                    if delay:
+                        await asyncio.sleep(delay)
+                    await response.write(framing.keep_alive())
+                if framing.unterminated and number == len(deltas) - 1:
+                    last = chunk(delta, answer.finish_reason) | ({"usage": usage} if usage else {})
+                    await response.write(framing.event(last, last=True))
+                    return response
+                await response.write(framing.event(chunk(delta)))
+            if len(deltas) <= strike and await self._strike(request, response, framing, adm.fault):
+                return response
+            await response.write(framing.event(chunk({}, answer.finish_reason)))
             if usage:
                 tail = {**head, "object": "chat.completion.chunk", "choices": []}
-                await _event(response, {**tail, "usage": answer.usage})
-            await response.write(b"data: [DONE]\n\n")
+                await response.write(framing.event({**tail, "usage": usage}))
+            await response.write(framing.done())
             await response.write_eof()
         except ConnectionResetError:
             pass  # the client went away mid-stream, as clients may
         return response
 
+    @staticmethod
+    async def _strike(
+        request: web.Request, response: web.StreamResponse, framing: _Framing, fault: str | None
+    ) -> bool:
+        """Act out a stream fault at its point; True when the stream ends there."""
+        if fault == "bad_event":
+            await response.write(framing.raw('{"id":"chatcmpl-x","choices":[{"delta":{"conte'))
+        elif fault == "cut_stream":
+            await response.write_eof()  # a clean end of the body, with no end of the answer
+            return True
+        elif fault == "drop_stream" and request.transport is not None:
+            request.transport.close()
+            return True
+        return False
 
-async def _event(response: web.StreamResponse, data: dict[str, Any]) -> None:
-    line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    await response.write(f"data: {line}\n\n".encode())
+
+# How OpenAI-compatible servers other than OpenAI frame a stream (FakeConfig.stream_dialect).
+DIALECTS = (
+    "crlf",  # lines end in CR LF
+    "cr",  # lines end in a bare CR
+    "bom",  # the body opens with a UTF-8 byte-order mark; the role comes with the first words
+    "comments",  # a `: keep-alive` comment line opens every event
+    "empty_data",  # an event of one empty `data:` line comes before every piece of the answer
+    "list_content",  # content is a list of parts, [{"type": "text", "text": ...}]
+    "unterminated",  # the last words, the finish reason and usage share the last event,
+    # which ends the body with no line end, no blank line and no [DONE]
+)
+
+
+class _Framing:
+    """Events as bytes on the wire, in a set of `DIALECTS`."""
+
+    def __init__(self, dialect: set[str]) -> None:
+        unknown = set(dialect).difference(DIALECTS)
+        if unknown:
+            raise ValueError(f"unknown stream dialect {sorted(unknown)}; some of {DIALECTS}")
+        self.dialect = frozenset(dialect)
+        self.end = "\r" if "cr" in dialect else "\r\n" if "crlf" in dialect else "\n"
+        self.unterminated = "unterminated" in dialect
+        self._opened = False
+
+    def deltas(self, pieces: list[str]) -> list[dict[str, Any]]:
+        """The deltas of the answer's chunks: the role first, then a piece each."""
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += ({"content": piece} for piece in pieces)
+        if "bom" in self.dialect and len(deltas) > 1:
+            deltas[:2] = [{"role": "assistant", "content": pieces[0]}]
+        if "list_content" in self.dialect:
+            for delta in deltas:
+                if delta["content"]:
+                    delta["content"] = [{"type": "text", "text": delta["content"]}]
+        return deltas
+
+    def event(self, data: dict[str, Any], *, last: bool = False) -> bytes:
+        """One event whose data is `data` as JSON; the `last` one of an answer
+        ends with no line end in the `unterminated` dialect."""
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return self.raw(text, last=last and self.unterminated)
+
+    def raw(self, data: str, *, last: bool = False) -> bytes:
+        """One event whose data is `data` as it stands; `last`: with no line end."""
+        end = self.end
+        text = f": keep-alive{end}" if "comments" in self.dialect else ""
+        text += f"data: {data}" + ("" if last else end + end)
+        if not self._opened:
+            self._opened = True
+            text = ("\ufeff" if "bom" in self.dialect else "") + text
+        return text.encode()
+
+    def keep_alive(self) -> bytes:
+        """What comes before each piece of the answer (nothing, in OpenAI's framing)."""
+        return f"data:{self.end}{self.end}".encode() if "empty_data" in self.dialect else b""
+
+    def done(self) -> bytes:
+        return self.raw("[DONE]")
 
 
 def _unit(value: Any) -> bool:

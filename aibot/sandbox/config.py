@@ -34,6 +34,8 @@ class FakeConfig:
     - `chunk_chars`: characters per streamed chunk (one chunk counts as one
       token for usage and `max_tokens`); `chunk_delay`: seconds between chunks;
       `slow_chunk_delay`: the same under the `slow_stream` fault.
+    - `stream_dialect`: how chat streams are framed, for clients that must read
+      any OpenAI-compatible server: a set of `chat.DIALECTS` (none: OpenAI's own).
     - `think`: MiniMax chat answers start with `<think>think</think>` when set.
     - `timeout_delay`: seconds a request is held under the `timeout` fault.
     - `video_seconds`, `video_polls`: a video task succeeds once both that many
@@ -50,6 +52,7 @@ class FakeConfig:
     chunk_chars: int = 8
     chunk_delay: float = 0.0
     slow_chunk_delay: float = 0.1
+    stream_dialect: set[str] = field(default_factory=set)
     think: str = ""
     timeout_delay: float = 120.0
     video_seconds: float = 0.0

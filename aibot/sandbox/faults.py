@@ -5,16 +5,30 @@ answer a 5xx. A request consumes at most one fault: the oldest injection that
 matches its provider, its key (when the injection names one), its endpoint
 (when the injection names one) and the endpoints the fault makes sense for
 (a slow stream only on chat, a failed video only on video creation).
+
+`broken_image(fault)` is what an `image_*` fault sends where the image belongs;
+`html_page(headers)` the page `image_html` answers instead of any API's answer.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from aiohttp import web
 
 from .config import PROVIDER_NAMES
 
-__all__ = ["ENDPOINTS", "FAULTS", "GENERATING", "Faults"]
+__all__ = [
+    "ENDPOINTS",
+    "FAULTS",
+    "GENERATING",
+    "IMAGE_BODY_FAULTS",
+    "Faults",
+    "broken_image",
+    "html_page",
+]
 
 # Fault kinds and what each does (the wire form is each provider's own):
 FAULTS = (
@@ -26,7 +40,17 @@ FAULTS = (
     "slow_stream",  # chat chunks arrive `slow_chunk_delay` apart
     "rate_limit",  # a 429 whatever the key's budget
     "video_fail",  # the video task ends in Fail
+    # A chat stream that goes wrong after half its words:
+    "cut_stream",  # the body ends there: no finish reason, no [DONE]
+    "drop_stream",  # the connection is closed there, mid-body
+    "bad_event",  # one event there is not JSON (the stream goes on after it)
+    # A 200 whose image is not an image (see `broken_image`):
+    "image_json",  # Stability: an application/json body; OpenAI, MiniMax: JSON in the base64
+    "image_html",  # every provider: a text/html page (a proxy's) instead of the answer
+    "image_empty",  # Stability: image/png with no bytes; OpenAI, MiniMax: empty base64
+    "image_garbage",  # labelled an image (image/png, or base64), bytes that are not one
 )
+IMAGE_BODY_FAULTS = frozenset({"image_json", "image_html", "image_empty", "image_garbage"})
 # Endpoints behind the gate (MiniMax's `/download/...` links need no key and have no faults).
 ENDPOINTS = frozenset({"chat", "image", "video", "video_query", "file"})
 # Endpoints that make something (and so can be refused or filtered or billed).
@@ -35,7 +59,19 @@ _APPLIES: dict[str, frozenset[str]] = {
     "reject": GENERATING,
     "filtered": frozenset({"chat", "image"}),
     "slow_stream": frozenset({"chat"}),
+    "cut_stream": frozenset({"chat"}),
+    "drop_stream": frozenset({"chat"}),
+    "bad_event": frozenset({"chat"}),
     "video_fail": frozenset({"video"}),
+    **dict.fromkeys(IMAGE_BODY_FAULTS, frozenset({"image"})),
+}
+_BROKEN_IMAGES = {
+    # Stability's answer to a job still running on its asynchronous endpoints.
+    "image_json": b'{"id": "a6dc6c6e20acda010fe14d71f180658f", "status": "in-progress"}',
+    "image_html": b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>502 Bad Gateway</h1></body></html>",
+    "image_empty": b"",
+    "image_garbage": b"\x00\x01 not an image at all \xfe\xff" * 4,
 }
 
 
@@ -105,3 +141,15 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._pending.clear()
+
+
+def broken_image(fault: str) -> bytes:
+    """The bytes an `image_*` fault puts where the image belongs."""
+    return _BROKEN_IMAGES[fault]
+
+
+def html_page(headers: Mapping[str, str]) -> web.Response:
+    """A proxy's error page with status 200, where an API's answer belongs."""
+    return web.Response(
+        body=_BROKEN_IMAGES["image_html"], content_type="text/html", headers=headers
+    )

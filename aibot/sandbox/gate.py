@@ -65,7 +65,8 @@ class Admission:
     """What the gate decided for one request, for the handler and the wire.
 
     `fault` is an injected fault the handler itself must act on (slow_stream,
-    filtered, video_fail, timeout); `headers` go on every answer.
+    filtered, video_fail, timeout, the stream and image-body faults); `headers`
+    go on every answer.
     """
 
     provider: str

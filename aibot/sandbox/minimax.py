@@ -23,6 +23,7 @@ from aiohttp import web
 from ..secrets import fingerprint
 from .chat import ChatCompletions
 from .counters import Received
+from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .gate import Admission, Gate, Refusal, endpoint
 from .media import MP4_MIN_SIZE, colour_for, mp4, png
 from .openai import OpenAIWire
@@ -126,6 +127,8 @@ class _Native:
             raise Refusal("bad_request", "response_format or n is not valid", param="n")
         if adm.fault == "filtered":
             raise Refusal("filtered")
+        if adm.fault == "image_html":
+            return html_page(adm.headers)
         width, height = (side // 16 for side in _ASPECTS[aspect])
         colours = [colour_for(f"{prompt}#{body.get('seed')}#{i}") for i in range(n)]
         if form == "url":
@@ -134,6 +137,8 @@ class _Native:
             data = {"image_urls": [f"{origin}/download/{name}" for name in names]}
         else:
             images = (png(width, height, c) for c in colours)
+            if adm.fault in IMAGE_BODY_FAULTS:
+                images = (broken_image(adm.fault) for _ in colours)
             data = {"image_base64": [base64.b64encode(i).decode() for i in images]}
         answer = {
             "id": adm.request_id,

@@ -5,7 +5,8 @@ every answer carries `x-request-id`, and every answer to a key that passed
 the key check carries `x-ratelimit-limit-requests`, `-remaining-requests`
 and `-reset-requests` from the key's bucket (remaining counts the bucket's
 whole tokens, reset is the time until it is full again). Images are always
-PNG, whatever `output_format` asks for.
+PNG, whatever `output_format` asks for; under an `image_*` fault the base64
+holds something else (`faults.broken_image`), or the answer is an HTML page.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .chat import ChatCompletions
+from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .gate import Admission, Gate, Refusal, endpoint
 from .limits import format_duration
 from .media import colour_for, png
@@ -145,8 +147,12 @@ async def generate_images(
         raise Refusal("bad_request", "Invalid output_format.", param="output_format")
     if adm.fault == "filtered":
         raise Refusal("filtered")
+    if adm.fault == "image_html":
+        return html_page(adm.headers)
     width, height = image_size(body.get("size"))
     images = [png(width // 16, height // 16, colour_for(f"{prompt}#{i}")) for i in range(n)]
+    if adm.fault in IMAGE_BODY_FAULTS:
+        images = [broken_image(adm.fault)] * n
     answer = {
         "created": int(time.time()),
         "data": [{"b64_json": base64.b64encode(data).decode()} for data in images],

@@ -7,7 +7,9 @@ API answers a JSON or url-encoded body). `accept: image/*` (or none, or
 `x-request-id`; `accept: application/json` answers `{image, finish_reason,
 seed}`. Errors are `{id, name, errors: [...]}` with 400, 401, 402, 403, 413,
 422 (non-English prompt, when `stability_english_only`), 429 and 500. Images
-are always PNG. Seed 0 (or none) means a seed derived from the prompt.
+are always PNG. Seed 0 (or none) means a seed derived from the prompt. Under
+an `image_*` fault a 200 carries something else: a JSON document, an HTML
+page, or `image/png` bytes that are empty or not an image.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import FakeConfig
+from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .gate import Admission, Gate, Refusal, endpoint
 from .media import colour_for, png
 
@@ -127,6 +130,8 @@ class _Generate:
         width, height = (side // 16 for side in _ASPECTS[aspect])
         image = png(width, height, colour_for(f"{prompt}#{seed}"), blurred=filtered)
         reason = "CONTENT_FILTERED" if filtered else "SUCCESS"
+        if adm.fault in IMAGE_BODY_FAULTS:
+            return _broken(adm, reason, seed)
         if accept == "application/json":
             body = {
                 "image": base64.b64encode(image).decode(),
@@ -160,6 +165,17 @@ class _Generate:
         if seed == 0:
             seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4]) % _MAX_SEED + 1
         return prompt, aspect, seed
+
+
+def _broken(adm: Admission, reason: str, seed: int) -> web.Response:
+    """A 200 whose body is not the image (see `faults.broken_image`)."""
+    if adm.fault == "image_html":
+        return html_page(adm.headers)
+    body = broken_image(adm.fault or "")
+    if adm.fault == "image_json":
+        return web.Response(body=body, content_type="application/json", headers=adm.headers)
+    headers = {**adm.headers, "finish-reason": reason, "seed": str(seed)}
+    return web.Response(body=body, content_type="image/png", headers=headers)
 
 
 def build_app(gate: Gate) -> web.Application:
