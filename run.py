@@ -31,6 +31,10 @@ INSTALLED = "AIBOT_RUN_PY_INSTALLED"
 
 
 def main(argv: Sequence[str]) -> int:
+    # An older Python runs this file first: a sentence, not a SyntaxError further on.
+    if sys.version_info < (3, 11):  # noqa: UP036
+        print(f"aibot needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+        return 2
     from aibot.cli import MissingDependency, run
 
     try:

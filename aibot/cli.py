@@ -256,6 +256,13 @@ async def sync(bot: AibotBot, settings: Settings) -> int:
     except discord.LoginFailure:
         _say("Discord refused DISCORD_TOKEN; check it.")
         return EXIT_CONFIG
+    except discord.Forbidden as error:
+        where = f"guild {settings.dev_guild} (AIBOT_DEV_GUILD)" if settings.dev_guild else "Discord"
+        _say(
+            f"{where} refused the commands ({error.text or error.status}): invite the bot "
+            "there with the applications.commands scope."
+        )
+        return EXIT_CONFIG
     except Exception as error:
         sentence = network_failure(error)
         if sentence is None:
