@@ -3,7 +3,8 @@
 Everything shown comes from a `StatusSource`: plain snapshots of the bot
 (`BotInfo`), the pools (`aibot.snapshots.PoolSnapshot`) and the recent events
 (`Event`, kept by an `EventLog` that listens to logging). `render(source)`
-turns one reading into a rich renderable that fits 100 columns; `StatusPanel`
+turns one reading into a rich renderable laid out for the width it is drawn
+at (80 columns and up); `StatusPanel`
 redraws it with `rich.live.Live` at most twice a second, only on a terminal.
 The same source feeds `/health` and `/metrics` (aibot/http.py).
 """
@@ -117,7 +118,8 @@ class Connecting:
     """A `StatusSource` over the bot's own that counts the seconds from its
     creation until `connected` is set (the first READY): while the bot logs in
     and opens its shards, the panel says "connecting… 12s" instead of
-    "gateway DOWN · up 0s". `run.py` wraps the bot's source in one."""
+    "gateway DOWN · up 0s". The command line (`aibot.cli.serve`) wraps the
+    bot's source in one."""
 
     source: StatusSource
     clock: Callable[[], float] = time.monotonic
@@ -194,7 +196,8 @@ def render(source: StatusSource, *, events: int = 8) -> RenderableType:
 @dataclass(slots=True, frozen=True)
 class _Screen:
     """One reading, laid out when rich draws it: below `_WIDE` columns the pool
-    table takes its short headers, so no cell is ever cut."""
+    table takes its short headers, so no cell is ever cut; the events are the
+    latest that fit the terminal's height (at least one)."""
 
     info: BotInfo
     pools: list[PoolSnapshot]
@@ -212,7 +215,9 @@ class _Screen:
         rings = [ring for pool in self.pools for ring in pool.rings]
         if rings:
             parts += [Text(""), Text("keys", "bold dim"), _key_table(rings)]
-        parts += [Text(""), Text("last events", "bold dim"), _event_table(self.events)]
+        room = console.height - 4 - sum(_height(part) for part in parts)
+        recent = self.events[-max(room, 1) :]
+        parts += [Text(""), Text("last events", "bold dim"), _event_table(recent)]
         yield Panel(
             Group(*parts),
             title=f"aibot · {self.info.name}",
@@ -220,6 +225,11 @@ class _Screen:
             border_style=_border_style(self.info),
             box=box.ROUNDED,
         )
+
+
+def _height(part: RenderableType) -> int:
+    """Lines a part takes (tables: a header and a line per row)."""
+    return part.row_count + 1 if isinstance(part, Table) else 1
 
 
 # Panel width from which the pool table has room for its long headers.

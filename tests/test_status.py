@@ -91,6 +91,15 @@ def test_latencies_show_once_jobs_finished_even_at_zero_seconds() -> None:
     assert "<1ms" not in rows["image"] and " - " in rows["image"]
 
 
+def test_on_a_24_line_terminal_the_latest_events_that_fit_are_shown() -> None:
+    many = [Event(time.time(), "WARNING", "chat", f"event {n}") for n in range(20)]
+    console = Console(record=True, width=80, height=24, file=io.StringIO())
+    console.print(render(fixtures.source(events=many)))
+    text = console.export_text()
+    assert len(text.splitlines()) <= 24
+    assert "event 19" in text and "event 0 " not in text
+
+
 def test_the_last_events_section_is_there_before_any_event() -> None:
     text = shown(fixtures.source(events=[]))
     assert "last events" in text and "none yet" in text
