@@ -1,24 +1,18 @@
 #!/usr/bin/env python3
-"""Run aibot from the command line.
+"""Run aibot from a clone: `python3 run.py [flags]` is the `aibot` command
+(aibot/cli.py; `python3 run.py --help` lists the flags) that also sets itself up.
 
-    python run.py            start the bot (settings from .env.multi, then the environment)
-    python run.py --sync     register the slash commands with Discord, then exit
-    python run.py --check    validate the configuration and show it, then exit
-    python run.py --demo     the real bot against a simulated Discord and fake providers
-
-Exit status: 0 after a clean stop (SIGTERM or Ctrl-C drain the pools first), 2 when
-the configuration is unusable (every problem is printed), 1 when the bot failed.
-Only the standard library is imported at the top, so the error for a missing
-dependency or setting is a sentence, not a traceback.
+The flags are read first. Only when an import fails (a fresh clone, or `--demo`
+before its extra is installed) does run.py create `.venv` beside it, install aibot
+into it (with the `demo` extra for `--demo`; versions from constraints.txt), and
+run again inside it. On a set-up clone it costs nothing. Only the standard library
+is imported here.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import importlib.util
 import os
-import signal
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -26,207 +20,82 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aibot.discord.bot import AibotBot
-    from aibot.settings import Settings
+    from aibot.cli import MissingDependency
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 ROOT = Path(__file__).resolve().parent
-# What `import aibot` needs (pyproject.toml's dependencies, by import name).
-REQUIRED = ("discord", "openai", "aiohttp", "tenacity", "rich", "dotenv")
-REQUIRED += ("prometheus_client", "simcord")
-
-NO_TOKEN = """\
-DISCORD_TOKEN is not set, so aibot cannot connect to Discord.
-
-  1. Copy .env.multi.example to .env.multi.
-  2. Set DISCORD_TOKEN (Discord Developer Portal > your application > Bot > Token)
-     and at least one API key per pool you use (OPENAI_API_KEY_1, MINIMAX_API_KEY_2, ...).
-  3. Check it with:  python run.py --check
-     Register the commands once:  python run.py --sync
-     Then start:  python run.py
-
-To see aibot work without a token or any key:  python run.py --demo
-"""
+VENV = ROOT / ".venv"
+CONSTRAINTS = ROOT / "constraints.txt"
+# Set in the environment of the run after an install: if an import still fails
+# there, say so instead of installing again and again.
+INSTALLED = "AIBOT_RUN_PY_INSTALLED"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="run.py",
-        description="aibot: one Discord bot, four isolated AI worker pools (chat, image, "
-        "video, admin). Settings come from the environment over the --env-file.",
-    )
-    parser.add_argument(
-        "--env-file",
-        default=".env.multi",
-        metavar="PATH",
-        help="dotenv file with the settings; the environment wins (default: .env.multi)",
-    )
-    parser.add_argument(
-        "--sync",
-        action="store_true",
-        help="register the slash commands with Discord (globally, or with AIBOT_DEV_GUILD "
-        "only) and exit; needed once, and after an update changes the commands",
-    )
-    parser.add_argument(
-        "--no-panel",
-        action="store_true",
-        help="no live status panel; log lines go to stdout (also when stdout is not a terminal)",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="validate the configuration, show pools, keys (redacted) and routes, and exit",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="run the real bot against a simulated Discord and fake AI providers: no token, "
-        "no keys",
-    )
-    parser.add_argument(
-        "--demo-rounds",
-        type=int,
-        default=12,
-        metavar="N",
-        help="with --demo: rounds of the scripted crowd (each about five commands; default 12)",
-    )
-    return parser.parse_args(argv)
+def main(argv: Sequence[str]) -> int:
+    # An older Python runs this file first: a sentence, not a SyntaxError further on.
+    if sys.version_info < (3, 11):  # noqa: UP036
+        print(f"aibot needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+        return 2
+    from aibot.cli import MissingDependency, run
+
+    try:
+        return run(argv, prog="run.py", home=ROOT)
+    except MissingDependency as missing:
+        return set_up(missing, argv)
 
 
-def ensure_environment(argv: Sequence[str]) -> None:
-    """On a fresh machine (the README's first command): create `.venv`, install aibot
-    into it, and run again inside it. Does nothing when the dependencies import."""
-    if all(importlib.util.find_spec(name) for name in REQUIRED):
-        return
-    venv = ROOT / ".venv"
-    python = venv / "bin" / "python"
-    if Path(sys.prefix).resolve() == venv.resolve():
-        missing = [name for name in REQUIRED if not importlib.util.find_spec(name)]
-        print(f"aibot: missing {', '.join(missing)}; run: {python} -m pip install -e .")
-        sys.exit(EXIT_CONFIG)
-    if not python.exists():
-        print("aibot: first run: creating .venv and installing aibot into it ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = "import " + ", ".join(REQUIRED)
-    if subprocess.run([python, "-c", probe], capture_output=True).returncode != 0:
-        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-e", str(ROOT)], check=True)
+def set_up(missing: MissingDependency, argv: Sequence[str]) -> int:
+    """Install what is missing into `.venv` and run `argv` again there."""
+    python = VENV / "bin" / "python"
+    inside = Path(sys.prefix).resolve() == VENV.resolve()
+    if not inside and python.exists():  # set up before: run there (it installs what it lacks)
+        restart(python, argv)
+    target = f"{ROOT}[{missing.extra}]" if missing.extra else str(ROOT)
+    if os.environ.get(INSTALLED):
+        print(
+            f"aibot: {missing} even after installing it; try: {python} -m pip install -e '{target}'"
+        )
+        return 2
+    try:
+        if not python.exists() and not create_venv():
+            return 1
+        print(
+            f"aibot: installing {missing.requirement} and its dependencies into {VENV} "
+            "(once; about a minute) ...",
+            flush=True,
+        )
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        if CONSTRAINTS.exists():
+            pip += ["--constraint", str(CONSTRAINTS)]
+        subprocess.run([*pip, "--editable", target], check=True)
+    except subprocess.CalledProcessError:
+        print("aibot: setting up .venv failed (pip's message is above).", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    os.environ[INSTALLED] = "1"
+    restart(python, argv)
+    return 1  # not reached: restart replaces this process
+
+
+def create_venv() -> bool:
+    """`python3 -m venv .venv`; a half-made one is removed, so the next run tries again."""
+    print(f"aibot: first run: creating {VENV} ...", flush=True)
+    try:
+        made = subprocess.run([sys.executable, "-m", "venv", str(VENV)]).returncode == 0
+    finally:  # also after Ctrl-C
+        if not (VENV / "bin" / "pip").exists():
+            shutil.rmtree(VENV, ignore_errors=True)
+    if not made:
+        print(
+            "aibot: could not create .venv (on Debian or Ubuntu: apt-get install python3-venv)",
+            file=sys.stderr,
+        )
+    return made
+
+
+def restart(python: Path, argv: Sequence[str]) -> None:
     os.execv(python, [str(python), str(ROOT / "run.py"), *argv])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ensure_environment(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    if args.demo:
-        return _hand_over("aibot.demo", args)
-    if args.check:
-        return _hand_over("aibot.check", args)
-    from aibot.settings import Settings, SettingsError, load_env
-
-    env = load_env(args.env_file)
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as error:
-        print(f"aibot: {error}", file=sys.stderr)
-        print("Fix the variables above (see .env.multi.example), then try again.", file=sys.stderr)
-        return EXIT_CONFIG
-    if not settings.discord_token:
-        print(NO_TOKEN, file=sys.stderr, end="")
-        return EXIT_CONFIG
-    from aibot import create_bot
-
-    bot = create_bot(env)
-    try:
-        if args.sync:
-            return asyncio.run(sync(bot, settings))
-        return asyncio.run(serve(bot, settings, panel=not args.no_panel))
-    except KeyboardInterrupt:  # a second Ctrl-C while draining
-        return EXIT_OK
-
-
-def _hand_over(module: str, args: argparse.Namespace) -> int:
-    """Run `module.main(args)`: the demo and the check live in modules of their own
-    (issue 5); until one exists, say so instead of failing with a traceback."""
-    if importlib.util.find_spec(module) is None:
-        print(f"aibot: {module} is not available in this version.", file=sys.stderr)
-        return EXIT_CONFIG
-    return int(importlib.import_module(module).main(args))
-
-
-async def sync(bot: AibotBot, settings: Settings) -> int:
-    """Log in, register the commands, log out."""
-    import discord
-
-    bot.sync_only = True
-    async with bot:
-        try:
-            await bot.login(settings.discord_token or "")
-        except discord.LoginFailure:
-            print("aibot: Discord refused DISCORD_TOKEN; check it.", file=sys.stderr)
-            return EXIT_CONFIG
-        synced = await bot.sync_commands()
-    where = f"guild {settings.dev_guild}" if settings.dev_guild else "every guild (global)"
-    names = ", ".join(f"/{command.name}" for command in synced)
-    print(f"aibot: registered {len(synced)} commands for {where}: {names}")
-    return EXIT_OK
-
-
-async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
-    """Run until the gateway fails or SIGTERM / Ctrl-C; then drain and close."""
-    import discord
-
-    from aibot.app import freeze_startup_heap
-    from aibot.logs import setup_logging
-    from aibot.status import StatusPanel
-    from aibot.systemd import Notifier
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    screen = StatusPanel(bot.status_source(), enabled=panel)
-    logs = setup_logging(
-        settings,
-        console=screen.console if screen.active else None,
-        extra_handlers=[bot.events.handler],
-    )
-    notifier = Notifier.from_env()
-
-    frozen = False
-
-    async def on_ready() -> None:
-        nonlocal frozen
-        if not frozen:  # the first time only: later READYs are reconnections
-            frozen = True
-            freeze_startup_heap()
-        notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.pools)}")
-
-    bot.add_listener(on_ready, "on_ready")
-    screen.start()
-    notifier.start_watchdog(loop)
-    running = asyncio.create_task(bot.start(settings.discord_token or ""))
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        notifier.stopping("draining the pools")
-        await bot.close()
-        await asyncio.gather(running, return_exceptions=True)
-        stopping.cancel()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        notifier.stop_watchdog()
-        screen.stop()
-        logs.close()
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        error = running.exception()
-        if isinstance(error, discord.LoginFailure):
-            print("aibot: Discord refused DISCORD_TOKEN; check it.", file=sys.stderr)
-            return EXIT_CONFIG
-        print(f"aibot: stopped: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,10 @@
 """`python run.py --check`: would aibot start with this configuration?
 
-Prints what it would run (pools, keys per pool and provider, redacted, routes,
-store path, HTTP address) and every problem at once: bad variables, a missing
-token, a pool with no key for its work, a data folder it cannot write, an HTTP
-address it cannot bind. Exit status 0 when it would start, 2 otherwise.
+Prints which settings file it read, what it would run (pools, keys per pool
+and provider, redacted, routes, store path, HTTP address) and every problem at
+once: bad variables, a missing token, a pool with no key for its work, a data
+folder it cannot write, an HTTP address it cannot bind. Exit status 0 when it
+would start, 2 otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aibot.settings import (
     SettingsError,
     load_env,
 )
+from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file
 
 __all__ = ["main", "problems", "report"]
 
@@ -134,9 +136,23 @@ def report(settings: Settings, console: Console) -> None:
     )
 
 
-def main(args: argparse.Namespace, console: Console | None = None) -> int:
+def main(
+    args: argparse.Namespace,
+    console: Console | None = None,
+    *,
+    settings_file: SettingsFile | None = None,
+) -> int:
+    """The check of the settings in `settings_file` (default: found from
+    `args.env_file` as the command line does) over the environment."""
     console = console or Console()
-    env = load_env(args.env_file)
+    if settings_file is None:
+        try:
+            settings_file = find_settings_file(args.env_file)
+        except SettingsFileError as error:
+            console.print(f"aibot: {error}.", style="bold red", highlight=False)
+            return 2
+    console.print(settings_file.describe(), highlight=False, soft_wrap=True)
+    env = load_env(settings_file.path)
     try:
         settings = Settings.from_env(env)
         found: list[str] = []

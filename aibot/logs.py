@@ -215,11 +215,16 @@ def setup_logging(
       `AIBOT_LOG_FORMAT=json`) to `stream` (default stdout).
     - `settings.log_dir`: also a rotating file `aibot.log` there.
     - `extra_handlers` (e.g. the panel's `EventLog.handler`) get the same
-      context and redaction filters.
+      context and redaction filters, and keep their own level: the lines
+      below `LOG_LEVEL` they want still reach them.
     """
     target = logger if logger is not None else logging.getLogger()
     setup = LogSetup(target, RedactingFilter(settings.secrets()), target.level)
-    target.setLevel(settings.log_level)
+    level = logging.getLevelName(settings.log_level)
+    # The extra handlers (the panel's events) keep their own level, which may be
+    # below LOG_LEVEL: notable INFO lines reach the panel at LOG_LEVEL=WARNING too.
+    lowest = min([level, *(handler.level or level for handler in extra_handlers)])
+    target.setLevel(lowest)
     handlers = [_console_handler(settings, console, stream)]
     if settings.log_dir is not None:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +236,8 @@ def setup_logging(
         )
         file_handler.setFormatter(_formatter(settings))
         handlers.append(file_handler)
+    for handler in handlers:
+        handler.setLevel(level)
     handlers.extend(extra_handlers)
     for handler in handlers:
         # Context first, so tags are there; redaction before any formatter runs.

@@ -3,7 +3,8 @@
 Everything shown comes from a `StatusSource`: plain snapshots of the bot
 (`BotInfo`), the pools (`aibot.snapshots.PoolSnapshot`) and the recent events
 (`Event`, kept by an `EventLog` that listens to logging). `render(source)`
-turns one reading into a rich renderable that fits 100 columns; `StatusPanel`
+turns one reading into a rich renderable laid out for the width it is drawn
+at (80 columns and up); `StatusPanel`
 redraws it with `rich.live.Live` at most twice a second, only on a terminal.
 The same source feeds `/health` and `/metrics` (aibot/http.py).
 """
@@ -17,11 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -34,6 +35,7 @@ from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
 __all__ = [
     "NOTABLE",
     "BotInfo",
+    "Connecting",
     "Event",
     "EventLog",
     "SourceFunctions",
@@ -64,7 +66,8 @@ _LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 @dataclass(slots=True, frozen=True)
 class BotInfo:
     """The bot as a whole. `shards` holds (shard id, latency in ms or None while
-    the shard is not connected); `mode` says which pools run here."""
+    the shard is not connected); `mode` says which pools run here;
+    `connecting_s` is set only before the bot was first ready."""
 
     name: str
     guilds: int
@@ -72,6 +75,9 @@ class BotInfo:
     uptime_s: float
     gateway_up: bool
     mode: str = "all pools"
+    # Seconds spent connecting so far, from the start until the first READY
+    # (the panel says "connecting… 12s"); None once connected.
+    connecting_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,6 +111,35 @@ class SourceFunctions:
     bot_info: Callable[[], BotInfo]
     pools: Callable[[], list[PoolSnapshot]]
     events: Callable[[], list[Event]] = list
+
+
+@dataclass(slots=True)
+class Connecting:
+    """A `StatusSource` over the bot's own that counts the seconds from its
+    creation until `connected` is set (the first READY): while the bot logs in
+    and opens its shards, the panel says "connecting… 12s" instead of
+    "gateway DOWN · up 0s". The command line (`aibot.cli.serve`) wraps the
+    bot's source in one."""
+
+    source: StatusSource
+    clock: Callable[[], float] = time.monotonic
+    connected: bool = False
+    since: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.since = self.clock()
+
+    def bot_info(self) -> BotInfo:
+        info = self.source.bot_info()
+        if self.connected or info.gateway_up or info.connecting_s is not None:
+            return info
+        return replace(info, connecting_s=self.clock() - self.since)
+
+    def pools(self) -> list[PoolSnapshot]:
+        return self.source.pools()
+
+    def events(self) -> list[Event]:
+        return self.source.events()
 
 
 class _EventHandler(logging.Handler):
@@ -152,31 +187,73 @@ class EventLog:
 
 def render(source: StatusSource, *, events: int = 8) -> RenderableType:
     """One reading of `source` as a panel: the bot line, a row per pool, key
-    health per ring, and the last `events` events."""
-    info = source.bot_info()
-    pools = source.pools()
-    parts: list[RenderableType] = [_bot_line(info), _pool_table(pools)]
-    rings = [ring for pool in pools for ring in pool.rings]
-    if rings:
-        parts += [Text("keys", "bold dim"), _key_table(rings)]
+    health per ring, and the last `events` events. The reading is taken now;
+    the layout follows the width it is drawn at (80 columns and up)."""
     recent = source.events()[-events:] if events else []
-    if recent:
-        parts += [Text("events", "bold dim"), _event_table(recent)]
-    return Panel(
-        Group(*parts),
-        title=f"aibot · {info.name}",
-        title_align="left",
-        border_style="blue" if info.gateway_up else "red",
-        box=box.ROUNDED,
-    )
+    return _Screen(source.bot_info(), source.pools(), recent)
+
+
+@dataclass(slots=True, frozen=True)
+class _Screen:
+    """One reading, laid out when rich draws it: below `_WIDE` columns the pool
+    table takes its short headers, so no cell is ever cut; the events are the
+    latest that fit the terminal's height (at least one)."""
+
+    info: BotInfo
+    pools: list[PoolSnapshot]
+    events: list[Event]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = options.max_width >= _WIDE
+        parts: list[RenderableType] = [_bot_line(self.info), Text("")]
+        if self.pools:
+            parts.append(_pool_table(self.pools, wide=wide))
+        else:
+            parts.append(Text("no pools yet: they start once the bot has logged in", "dim"))
+        if any(pool.budget_limit > 0 for pool in self.pools):
+            parts.append(Text(_BURST_LEGEND, "dim"))
+        rings = [ring for pool in self.pools for ring in pool.rings]
+        if rings:
+            parts += [Text(""), Text("keys", "bold dim"), _key_table(rings)]
+        room = console.height - 4 - sum(_height(part) for part in parts)
+        recent = self.events[-max(room, 1) :]
+        parts += [Text(""), Text("last events", "bold dim"), _event_table(recent)]
+        yield Panel(
+            Group(*parts),
+            title=f"aibot · {self.info.name}",
+            title_align="left",
+            border_style=_border_style(self.info),
+            box=box.ROUNDED,
+        )
+
+
+def _height(part: RenderableType) -> int:
+    """Lines a part takes (tables: a header and a line per row)."""
+    return part.row_count + 1 if isinstance(part, Table) else 1
+
+
+# Panel width from which the pool table has room for its long headers.
+_WIDE = 90
+# What "burst 120/174" means, in one line at 80 columns.
+_BURST_LEGEND = "burst: calls the keys can start right now / the most at once (refill: RPM)"
 
 
 def _bot_line(info: BotInfo) -> Text:
     line = Text()
+    if info.connecting_s is not None:
+        line.append(f"connecting… {_duration(info.connecting_s)}", "bold yellow")
+        line.append(f" · {info.mode}")
+        return line
     line.append("gateway up" if info.gateway_up else "gateway DOWN", _gateway_style(info))
     line.append(f" · {info.guilds} guilds · {_shards(info.shards)}")
     line.append(f" · up {_duration(info.uptime_s)} · {info.mode}")
     return line
+
+
+def _border_style(info: BotInfo) -> str:
+    if info.connecting_s is not None:
+        return "yellow"
+    return "blue" if info.gateway_up else "red"
 
 
 def _gateway_style(info: BotInfo) -> str:
@@ -198,13 +275,28 @@ def _latency(ms: float | None) -> str:
     return "down" if ms is None else f"{ms:.0f}ms"
 
 
-def _pool_table(pools: list[PoolSnapshot]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1), pad_edge=False)
-    for name in ("pool", "state", "workers", "queue", "done", "failed", "p50", "p95", "keys"):
-        table.add_column(name, justify="left" if name in ("pool", "state") else "right")
-    table.add_column("budget", justify="right")
+# (long header, short header) of the pool table's columns.
+_POOL_COLUMNS = (
+    ("pool", "pool"),
+    ("state", "state"),
+    ("workers", "busy"),
+    ("queue", "queue"),
+    ("done", "done"),
+    ("failed", "fail"),
+    ("p50", "p50"),
+    ("p95", "p95"),
+    ("keys", "keys"),
+    ("burst", "burst"),
+)
+
+
+def _pool_table(pools: list[PoolSnapshot], *, wide: bool) -> Table:
+    table = Table(box=None, expand=False, padding=(0, 1), pad_edge=False)
+    for long, short in _POOL_COLUMNS:
+        justify = "left" if long in ("pool", "state") else "right"
+        table.add_column(long if wide else short, justify=justify, no_wrap=True, style="")
     for pool in pools:
-        keys_style = "red" if pool.keys_healthy == 0 else ""
+        finished = pool.done + pool.failed
         table.add_row(
             Text(pool.name, "bold"),
             Text(pool.state, _STATE_STYLE.get(pool.state, "")),
@@ -212,19 +304,19 @@ def _pool_table(pools: list[PoolSnapshot]) -> Table:
             f"{pool.queued}/{pool.queue_size}",
             _count(pool.done),
             Text(_count(pool.failed), "red" if pool.failed else ""),
-            _ms(pool.p50_ms),
-            _ms(pool.p95_ms),
-            Text(f"{pool.keys_healthy}/{pool.keys_total}", keys_style),
-            _budget(pool),
+            _ms(pool.p50_ms, finished),
+            _ms(pool.p95_ms, finished),
+            Text(f"{pool.keys_healthy}/{pool.keys_total}", "red" if pool.keys_healthy == 0 else ""),
+            _burst(pool),
         )
     return table
 
 
-def _budget(pool: PoolSnapshot) -> str:
+def _burst(pool: PoolSnapshot) -> str:
+    """Calls the pool's keys could start right now, of their burst."""
     if pool.budget_limit <= 0:
         return "-"
-    used = max(pool.budget_limit - pool.budget_left, 0.0)
-    return f"{_count(used)} of {_count(pool.budget_limit)}"
+    return f"{_count(pool.budget_left)}/{_count(pool.budget_limit)}"
 
 
 def _key_table(rings: list[KeyRingSnapshot]) -> Table:
@@ -254,7 +346,9 @@ def _shown_id(key_id: str) -> str:
     return key_id if "..." in key_id else redact(key_id)
 
 
-def _event_table(events: list[Event]) -> Table:
+def _event_table(events: list[Event]) -> RenderableType:
+    if not events:
+        return Text("none yet: warnings, errors, overflows, disabled keys and restarts", "dim")
     table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False, expand=True)
     table.add_column("time", width=8, no_wrap=True, style="dim")
     table.add_column("level", width=4, no_wrap=True)
@@ -281,9 +375,13 @@ def _duration(seconds: float) -> str:
     return f"{s}s"
 
 
-def _ms(value: float) -> str:
-    if value <= 0:
+def _ms(value: float, finished: int) -> str:
+    """A latency; "-" until a job finished. Under a virtual clock (SimCord, the
+    demo) no time passes while the bot works: those jobs took "<1ms"."""
+    if not finished:
         return "-"
+    if value < 1:
+        return "<1ms"
     if value < 1000:
         return f"{value:.0f}ms"
     if value < 60_000:

@@ -16,7 +16,8 @@ import pytest
 
 from aibot.systemd import Notifier
 
-UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ROOT / "deploy" / "systemd"
 VENV_PYTHON = "/opt/aibot/.venv/bin/python"
 
 
@@ -54,6 +55,8 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
             "User=aibot",
             "EnvironmentFile=/opt/aibot/.env.multi",
             "Restart=on-failure",
+            # Exit 2 (bad configuration, refused token): restarting cannot help.
+            "RestartPreventExitStatus=2",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "ReadWritePaths=/opt/aibot/data /opt/aibot/logs",
@@ -64,6 +67,19 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
         # Above AIBOT_DRAIN_SECONDS' default of 30 s, with room to close the gateway.
         assert int(settings["TimeoutStopSec"]) > 30 + 15
     assert "AIBOT_POOLS=%I" in (UNITS / "aibot@.service").read_text()
+
+
+def test_the_install_block_runs_run_py_from_the_install_folder() -> None:
+    # Word for word: run.py --check and --sync as the aibot user find .env.multi
+    # and write ./data only when they run in /opt/aibot.
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    block = readme.split("## Install", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    moved = commands.index("cd /opt/aibot")
+    runs = [n for n, command in enumerate(commands) if "run.py" in command]
+    assert len(runs) == 2 and min(runs) > moved
+    assert "--constraint constraints.txt" in block
+    assert (ROOT / "constraints.txt").is_file()
 
 
 @pytest.fixture

@@ -8,37 +8,22 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import simcord
 
-import run as run_py
-from aibot import create_bot
+from aibot import cli, create_bot
 from aibot.sandbox.fake_discord import FakeDiscord, pointed_at
 from tests.fixtures.discord import World
+from tests.fixtures.run_py import run_py
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-RUN = Path(__file__).resolve().parent.parent / "run.py"
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """run.py in an empty folder, with none of the caller's aibot settings."""
-    clean = {k: v for k, v in os.environ.items() if not _is_setting(k)}
-    return subprocess.run(
-        [sys.executable, str(RUN), *args],
-        cwd=tmp_path,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _is_setting(name: str) -> bool:
-    return name.startswith(("AIBOT_", "DISCORD_", "OPENAI_", "MINIMAX_", "STABILITY_"))
+    return run_py(tmp_path, *args, **env)
 
 
 def test_help_lists_every_flag(tmp_path: Path) -> None:
@@ -53,7 +38,7 @@ def test_without_a_token_it_says_what_to_set_and_how_to_try_the_demo(tmp_path: P
     assert done.returncode == 2
     assert "DISCORD_TOKEN is not set" in done.stderr
     assert ".env.multi.example" in done.stderr
-    assert "python run.py --demo" in done.stderr
+    assert "python3 run.py --demo" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -110,7 +95,7 @@ async def test_streaming_edits_keep_to_one_a_second(world: World) -> None:
 
 
 async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]) -> None:
-    """`serve` (what `python run.py` runs) over a real socket to the fake Discord."""
+    """`serve` (what `python3 run.py` runs) over a real socket to the fake Discord."""
     env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
     fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
 
@@ -121,7 +106,7 @@ async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]
         with pointed_at(fake):
             bot = create_bot(env)
             bot.before_identify_hook = no_identify_wait  # type: ignore[method-assign]
-            serving = asyncio.create_task(run_py.serve(bot, bot.settings, panel=False))
+            serving = asyncio.create_task(cli.serve(bot, bot.settings, panel=False))
             await fake.wait_ready(timeout=15)
             os.kill(os.getpid(), signal.SIGTERM)
             assert await asyncio.wait_for(serving, 15) == 0

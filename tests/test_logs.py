@@ -158,3 +158,18 @@ def test_close_removes_the_handlers() -> None:
     assert len(root.handlers) == len(before) + 1
     setup.close()
     assert root.handlers == before
+
+
+def test_the_panel_hears_notable_lines_below_log_level(installed: list[LogSetup]) -> None:
+    events = EventLog()
+    out = install(installed, settings(LOG_LEVEL="WARNING"), extra_handlers=[events.handler])
+    log = logging.getLogger("aibot.pool.image")
+    log.info("job 9f3a overflowed to admin")
+    log.info("answered in 2.4s")
+    log.warning("key sk-...ab01 disabled: 401")
+    assert [e.text for e in events.events()] == [
+        "job 9f3a overflowed to admin",
+        "key sk-...ab01 disabled: 401",
+    ]
+    assert out.getvalue().splitlines()[0].endswith("key sk-...ab01 disabled: 401")
+    assert len(out.getvalue().splitlines()) == 1  # LOG_LEVEL still rules the lines

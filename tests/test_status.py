@@ -10,11 +10,21 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from rich.console import Console
 
 from aibot.logs import log_context
 from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
-from aibot.status import NOTABLE, BotInfo, Event, EventLog, SourceFunctions, StatusPanel, render
+from aibot.status import (
+    NOTABLE,
+    BotInfo,
+    Connecting,
+    Event,
+    EventLog,
+    SourceFunctions,
+    StatusPanel,
+    render,
+)
 from tests.fixtures import status as fixtures
 
 
@@ -39,11 +49,60 @@ def test_the_bot_line_shows_guilds_shards_and_uptime() -> None:
     assert "gateway DOWN" in shown(fixtures.source(gateway_up=False))
 
 
-def test_it_fits_100_columns() -> None:
-    text = shown(fixtures.source())
-    assert max(len(line) for line in text.splitlines()) <= 100
-    # No pool row was wrapped onto a second line to fit.
+@pytest.mark.parametrize("width", [80, 100])
+def test_it_fits_80_and_100_columns_without_cutting_a_cell(width: int) -> None:
+    text = shown(fixtures.source(), width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    # No pool row was wrapped onto a second line, no cell cut short.
     assert sum(1 for line in text.splitlines() if "/256" in line) == 1
+    rows = [line for line in text.splitlines() if "/256" in line or "/128" in line]
+    assert all("…" not in row for row in rows)
+    assert "running" in rows[0] and "draining" in rows[1] and "120/174" in rows[0]
+
+
+def test_the_burst_column_says_what_it_counts() -> None:
+    text = shown(fixtures.source(), width=80)
+    assert "burst" in text.splitlines()[3]  # the pool table's header
+    assert "burst: calls the keys can start right now / the most at once" in text
+
+
+def test_while_connecting_the_bot_line_says_so_and_counts_up() -> None:
+    now = [100.0]
+    nothing_yet = BotInfo("aibot", 0, (), 0.0, gateway_up=False)
+    connecting = Connecting(SourceFunctions(lambda: nothing_yet, list, list), clock=lambda: now[0])
+    now[0] += 12
+    assert "connecting… 12s" in shown(connecting, width=80)
+    now[0] += 60
+    text = shown(connecting, width=80)
+    assert "connecting… 1m12s" in text and "gateway DOWN" not in text
+    assert "no pools yet" in text
+    connecting.connected = True
+    assert "gateway DOWN" in shown(connecting)
+
+
+def test_latencies_show_once_jobs_finished_even_at_zero_seconds() -> None:
+    # Under SimCord's virtual clock no time passes while the bot works.
+    chat = replace(fixtures.pools()[0], done=21, failed=0, p50_ms=0.0, p95_ms=0.0)
+    idle = replace(fixtures.pools()[1], done=0, failed=0, p50_ms=0.0, p95_ms=0.0)
+    source = fixtures.source()
+    text = shown(SourceFunctions(source.bot_info, lambda: [chat, idle], source.events))
+    rows = {line.split()[1]: line for line in text.splitlines() if len(line.split()) > 2}
+    assert rows["chat"].count("<1ms") == 2
+    assert "<1ms" not in rows["image"] and " - " in rows["image"]
+
+
+def test_on_a_24_line_terminal_the_latest_events_that_fit_are_shown() -> None:
+    many = [Event(time.time(), "WARNING", "chat", f"event {n}") for n in range(20)]
+    console = Console(record=True, width=80, height=24, file=io.StringIO())
+    console.print(render(fixtures.source(events=many)))
+    text = console.export_text()
+    assert len(text.splitlines()) <= 24
+    assert "event 19" in text and "event 0 " not in text
+
+
+def test_the_last_events_section_is_there_before_any_event() -> None:
+    text = shown(fixtures.source(events=[]))
+    assert "last events" in text and "none yet" in text
 
 
 def test_keys_are_shown_redacted_with_their_health() -> None:
