@@ -18,17 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from aibot.catalogue import COMMAND_POOL, POOL_INDEX, PROVIDER_KINDS, PROVIDERS
 from aibot.router import Router
 from aibot.secrets import redact
-from aibot.settings import (
-    COMMAND_POOL,
-    POOL_INDEX,
-    PROVIDER_KINDS,
-    PROVIDERS,
-    Settings,
-    SettingsError,
-    load_env,
-)
+from aibot.settings import Settings, SettingsError, load_env
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file
 
 __all__ = ["main", "problems", "report"]

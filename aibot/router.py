@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from fnmatch import translate
 from types import MappingProxyType
 
-from aibot.settings import COMMAND_POOL, POOLS, PROVIDER_KINDS, Settings
+from aibot.catalogue import COMMAND_POOL, POOLS, PROVIDER_KINDS
+from aibot.settings import Settings
 
 __all__ = ["ADMIN_COMMANDS", "Decision", "Handle", "Overflow", "PoolLoad", "Redirect", "Router"]
 

@@ -26,71 +26,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-__all__ = [
-    "COMMAND_POOL",
-    "POOLS",
-    "POOL_INDEX",
-    "PROVIDERS",
-    "Models",
-    "PoolSettings",
-    "Price",
-    "PriceTable",
-    "Settings",
-    "SettingsError",
-    "load_env",
-]
+from aibot.catalogue import (
+    BASE_URLS,
+    DEFAULT_CHANNELS,
+    DEFAULT_COOLDOWN,
+    DEFAULT_DAILY_QUOTA,
+    DEFAULT_KEY_CONCURRENCY,
+    DEFAULT_PROVIDERS,
+    DEFAULT_QUEUE,
+    DEFAULT_RPM,
+    DEFAULT_WORKERS,
+    POOL_INDEX,
+    POOLS,
+    PROVIDERS,
+)
+from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 
-POOLS = ("chat", "image", "video", "admin")
-POOL_INDEX = {"chat": 1, "image": 2, "video": 3, "admin": 4}
-PROVIDERS = ("openai", "minimax", "stability")
-# The pool that owns each job command; admin commands never become jobs.
-COMMAND_POOL = {"chat": "chat", "image": "image", "video": "video"}
-# What each provider can do; a pool only calls a provider for what it supports.
-PROVIDER_KINDS = {
-    "openai": frozenset({"chat", "image"}),
-    "minimax": frozenset({"chat", "image", "video"}),
-    "stability": frozenset({"image"}),
-}
-
-_DEFAULT_CHANNELS = {
-    "chat": ("채팅방-*", "ai-지원", "안내-공지", "*chat*"),
-    "image": ("이미지생성-*", "갤러리", "이미지변환", "*image*"),
-    "video": ("비디오생성-*", "비디오-갤러리", "*video*"),
-    "admin": ("*",),
-}
-_DEFAULT_PROVIDERS = {
-    "chat": ("openai", "minimax"),
-    "image": ("minimax", "stability", "openai"),
-    "video": ("minimax",),
-    "admin": ("openai", "minimax", "stability"),
-}
-_DEFAULT_WORKERS = {"chat": 32, "image": 8, "video": 4, "admin": 8}
-_DEFAULT_QUEUE = {"chat": 256, "image": 64, "video": 32, "admin": 128}
-_DEFAULT_KEY_CONCURRENCY = {"chat": 16, "image": 4, "video": 2, "admin": 8}
-# Requests per minute per key, from the providers' published limits.
-_DEFAULT_RPM = {
-    ("chat", "openai"): 3500,
-    ("chat", "minimax"): 500,
-    ("chat", "stability"): 100,
-    ("image", "openai"): 50,
-    ("image", "minimax"): 10,
-    ("image", "stability"): 100,
-    ("video", "openai"): 50,
-    ("video", "minimax"): 5,
-    ("video", "stability"): 100,
-    ("admin", "openai"): 3500,
-    ("admin", "minimax"): 10,
-    ("admin", "stability"): 100,
-}
-# Per member: seconds between commands, commands per day (the reference design's).
-_DEFAULT_COOLDOWN = {"chat": 1.0, "image": 1.0, "video": 5.0, "admin": 1.0}
-_DEFAULT_DAILY_QUOTA = {"chat": 2500, "image": 200, "video": 40, "admin": 2500}
-
-_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "minimax": "https://api.minimax.io",
-    "stability": "https://api.stability.ai",
-}
+__all__ = ["Models", "PoolSettings", "Settings", "SettingsError", "load_env"]
 
 
 class SettingsError(ValueError):
@@ -101,40 +53,6 @@ class SettingsError(ValueError):
         self.problems = problems
         self.partial = partial
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """What one provider charges, in US dollars: an estimate for the usage ledger."""
-
-    input_per_1k: float = 0.0
-    output_per_1k: float = 0.0
-    per_image: float = 0.0
-    per_video_second: float = 0.0
-
-    def cost(self, tokens_in: int, tokens_out: int, images: int, video_seconds: float) -> float:
-        return (
-            tokens_in / 1000 * self.input_per_1k
-            + tokens_out / 1000 * self.output_per_1k
-            + images * self.per_image
-            + video_seconds * self.per_video_second
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PriceTable:
-    """Prices per provider. Defaults: OpenAI gpt-5-mini text and gpt-image-1-mini
-    (medium, 1024x1024); MiniMax M2-series text, image-01, Hailuo 768p video
-    (about $0.28 per 6 s); Stability stable-image core (3 credits)."""
-
-    openai: Price = Price(0.00025, 0.002, 0.011, 0.0)
-    minimax: Price = Price(0.0003, 0.0012, 0.0035, 0.047)
-    stability: Price = Price(0.0, 0.0, 0.03, 0.0)
-
-    def of(self, provider: str) -> Price:
-        """The provider's prices; an unknown provider costs nothing."""
-        price = getattr(self, provider, None)
-        return price if isinstance(price, Price) else Price()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +118,7 @@ class Settings:
     chat_system_prompt: str
     chat_history_tokens: int
     chat_max_tokens: int
-    prices: PriceTable = PriceTable()
+    prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
 
     @classmethod
@@ -271,7 +189,7 @@ class _Reader:
         keys = {p: self.keys(f"{p.upper()}_API_KEY_{n}") for p in PROVIDERS}
         providers = self.get(
             f"AIBOT_{up}_PROVIDERS",
-            _DEFAULT_PROVIDERS[name],
+            DEFAULT_PROVIDERS[name],
             _providers,
             f"a comma-separated list of {', '.join(PROVIDERS)}",
         )
@@ -279,32 +197,32 @@ class _Reader:
             name=name,
             keys={p: k for p, k in keys.items() if k},
             providers=providers,
-            workers=self.get(f"AIBOT_{up}_WORKERS", _DEFAULT_WORKERS[name], _positive_int, _POS),
-            queue_size=self.get(f"AIBOT_{up}_QUEUE", _DEFAULT_QUEUE[name], _positive_int, _POS),
+            workers=self.get(f"AIBOT_{up}_WORKERS", DEFAULT_WORKERS[name], _positive_int, _POS),
+            queue_size=self.get(f"AIBOT_{up}_QUEUE", DEFAULT_QUEUE[name], _positive_int, _POS),
             key_concurrency=self.get(
                 f"AIBOT_{up}_KEY_CONCURRENCY",
-                _DEFAULT_KEY_CONCURRENCY[name],
+                DEFAULT_KEY_CONCURRENCY[name],
                 _positive_int,
                 _POS,
             ),
             rpm={
                 p: self.get(
                     f"AIBOT_{up}_RPM_{p.upper()}",
-                    float(_DEFAULT_RPM[name, p]),
+                    float(DEFAULT_RPM[name, p]),
                     _positive_float,
                     "a number of requests per minute above 0",
                 )
                 for p in PROVIDERS
             },
-            channels=self.get(f"AIBOT_{up}_CHANNELS", _DEFAULT_CHANNELS[name], _patterns, _PAT),
+            channels=self.get(f"AIBOT_{up}_CHANNELS", DEFAULT_CHANNELS[name], _patterns, _PAT),
             guilds=self.get(
                 f"AIBOT_{up}_GUILDS", frozenset(), _ids, "comma-separated guild ids (numbers)"
             ),
             cooldown=self.get(
-                f"AIBOT_{up}_COOLDOWN", _DEFAULT_COOLDOWN[name], _non_negative_float, _SECS
+                f"AIBOT_{up}_COOLDOWN", DEFAULT_COOLDOWN[name], _non_negative_float, _SECS
             ),
             daily_quota=self.get(
-                f"AIBOT_{up}_DAILY_QUOTA", _DEFAULT_DAILY_QUOTA[name], _non_negative_int, _NNI
+                f"AIBOT_{up}_DAILY_QUOTA", DEFAULT_DAILY_QUOTA[name], _non_negative_int, _NNI
             ),
             daily_budget=self.get(f"AIBOT_{up}_DAILY_BUDGET", 0, _non_negative_int, _NNI),
         )
@@ -342,7 +260,7 @@ class _Reader:
             discord_token=self.raw("DISCORD_TOKEN"),
             pools=pools,
             base_urls={
-                p: self.get(f"{p.upper()}_BASE_URL", _BASE_URLS[p], _url, _URL) for p in PROVIDERS
+                p: self.get(f"{p.upper()}_BASE_URL", BASE_URLS[p], _url, _URL) for p in PROVIDERS
             },
             models=Models(
                 **{

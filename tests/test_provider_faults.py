@@ -246,6 +246,7 @@ def test_a_provider_fault_is_told_as_the_providers(
 
 # ------------------------------------------------------- through the bot
 
+
 async def chat_cut_off(world: World, fault: str) -> tuple[str, int]:
     """A member's /chat whose stream breaks after its first words: (what the member
     sees at the end, their /chat uses today)."""

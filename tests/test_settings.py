@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from dotenv import dotenv_values
 
-from aibot.settings import POOLS, Settings, SettingsError
+from aibot.catalogue import POOLS
+from aibot.settings import Settings, SettingsError
 
 EXAMPLE = Path(__file__).parent.parent / ".env.multi.example"
 

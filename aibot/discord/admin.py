@@ -7,12 +7,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.catalogue import POOLS
 from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import language
 from aibot.discord.render import ping_text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.router import Router
-from aibot.settings import POOLS
 from aibot.transport import JobQueue
 
 __all__ = ["AdminCog"]

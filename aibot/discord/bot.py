@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.catalogue import POOLS
 from aibot.discord.admin import AdminCog
 from aibot.discord.chat import ChatCog
 from aibot.discord.i18n import Translator, error_text, language
@@ -32,7 +33,7 @@ from aibot.foreground import Foreground
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError
 from aibot.router import Router
-from aibot.settings import POOLS, Settings
+from aibot.settings import Settings
 from aibot.snapshots import PoolSnapshot
 from aibot.status import BotInfo, EventLog, SourceFunctions, StatusSource
 from aibot.store import Store

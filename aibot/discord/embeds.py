@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import discord
 
+from aibot.catalogue import POOLS
 from aibot.discord.i18n import duration, text
 from aibot.jobs import Job, Result
 from aibot.secrets import redact
-from aibot.settings import POOLS
 from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
 from aibot.store import DayUsage, Limits, MemberUsage
 

@@ -6,8 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.catalogue import PROVIDER_KINDS, PROVIDERS
 from aibot.discord.intake import Intake
-from aibot.settings import PROVIDER_KINDS, PROVIDERS
 
 __all__ = ["ImageCog"]
 

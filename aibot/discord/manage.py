@@ -24,11 +24,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.catalogue import COMMAND_POOL, POOLS
 from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed, stats_embed
 from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.jobs import AibotError, Job
-from aibot.settings import COMMAND_POOL, POOLS, Settings
+from aibot.settings import Settings
 from aibot.store import Store
 from aibot.transport import JobQueue
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
 from aibot.jobs import AibotError, BadRequest, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
 from aibot.pools.base import Outcome, Pool
@@ -26,19 +27,11 @@ from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
 from aibot.providers.openai_chat import OpenAIChat
 from aibot.providers.openai_images import OpenAIImages
 from aibot.providers.stability import StabilityImages
-from aibot.settings import PROVIDER_KINDS, PoolSettings, Settings
+from aibot.settings import PoolSettings, Settings
 
-__all__ = ["POOL_KINDS", "PoolContext", "Pools", "build_context", "build_pools"]
+__all__ = ["PoolContext", "Pools", "build_context", "build_pools"]
 
 T = TypeVar("T")
-
-# What each pool does; admin is the overflow / backup pool and does all three.
-POOL_KINDS: Mapping[str, tuple[str, ...]] = {
-    "chat": ("chat",),
-    "image": ("image",),
-    "video": ("video",),
-    "admin": ("chat", "image", "video"),
-}
 
 
 # Seconds a job may wait for a provider's key before a later provider is preferred.

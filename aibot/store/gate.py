@@ -23,8 +23,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, replace
 
+from aibot.catalogue import COMMAND_POOL
 from aibot.jobs import Job, LimitReached
-from aibot.settings import COMMAND_POOL, Settings
+from aibot.settings import Settings
 
 from .days import Calendar
 from .db import Database, transaction

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from aibot.jobs import Job
-from aibot.settings import Price, PriceTable
+from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 
 from .days import Calendar
 from .db import Database
@@ -27,9 +27,6 @@ __all__ = [
     "Price",
     "PriceTable",
 ]
-
-
-DEFAULT_PRICES = PriceTable()
 
 
 @dataclass(frozen=True, slots=True)
