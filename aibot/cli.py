@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -42,7 +41,6 @@ __all__ = [
     "EXIT_OK",
     "MissingDependency",
     "main",
-    "network_failure",
     "parse_args",
     "run",
     "serve",
@@ -212,63 +210,21 @@ To see aibot work without a token or any key:  {command} --demo
 # ------------------------------------------------------------------ Discord
 
 
-def network_failure(error: BaseException) -> str | None:
-    """One sentence for a failure to reach Discord or to stay connected to it;
-    None for any other error."""
-    import aiohttp
-    import discord
-
-    if isinstance(error, TimeoutError):
-        why = "it did not answer in time"
-    elif isinstance(error, aiohttp.ClientConnectorError):
-        why = f"connecting to {error.host}:{error.port} failed ({_reason(error.os_error)})"
-    elif isinstance(error, discord.GatewayNotFound):
-        why = "it did not say where its gateway is"
-    elif isinstance(error, discord.DiscordServerError):
-        why = f"it answered HTTP {error.status}, a problem on Discord's side"
-    elif isinstance(error, discord.ConnectionClosed):
-        why = f"it closed the gateway connection (code {error.code})"
-    elif isinstance(error, aiohttp.ClientError | OSError):
-        why = f"the connection failed ({_reason(error)})"
-    else:
-        return None
-    return (
-        f"Discord cannot be reached: {why}. Check the network (DNS, proxy, firewall) and try again."
-    )
-
-
-def _reason(error: BaseException) -> str:
-    number = getattr(error, "errno", None)
-    if isinstance(number, int) and number > 0:
-        return os.strerror(number)
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
 async def sync(bot: AibotBot, settings: Settings) -> int:
     """Log in, register the commands, log out (within `SYNC_TIMEOUT`)."""
-    import discord
+    from aibot.discord.failures import explain
 
     bot.sync_only = True
     try:
         async with asyncio.timeout(SYNC_TIMEOUT), bot:
             await bot.login(settings.discord_token or "")
             synced = await bot.sync_commands()
-    except discord.LoginFailure:
-        _say("Discord refused DISCORD_TOKEN; check it.")
-        return EXIT_CONFIG
-    except discord.Forbidden as error:
-        where = f"guild {settings.dev_guild} (AIBOT_DEV_GUILD)" if settings.dev_guild else "Discord"
-        _say(
-            f"{where} refused the commands ({error.text or error.status}): invite the bot "
-            "there with the applications.commands scope."
-        )
-        return EXIT_CONFIG
     except Exception as error:
-        sentence = network_failure(error)
-        if sentence is None:
+        failure = explain(error, dev_guild=settings.dev_guild)
+        if failure is None:
             raise
-        _say(sentence)
-        return EXIT_FAILED
+        _say(failure.sentence)
+        return EXIT_CONFIG if failure.config else EXIT_FAILED
     where = f"guild {settings.dev_guild}" if settings.dev_guild else "every guild (global)"
     names = ", ".join(f"/{command.name}" for command in synced)
     print(f"aibot: registered {len(synced)} commands for {where}: {names}")
@@ -278,9 +234,8 @@ async def sync(bot: AibotBot, settings: Settings) -> int:
 async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     """Run until SIGTERM or Ctrl-C (at any moment, also while connecting) or until
     the gateway fails; then drain the pools and close."""
-    import discord
-
     from aibot.app import freeze_startup_heap
+    from aibot.discord.failures import explain
     from aibot.logs import setup_logging
     from aibot.status import Connecting, StatusPanel
     from aibot.systemd import Notifier
@@ -329,11 +284,12 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     error = None if running.cancelled() else running.exception()
     if stop.is_set() or error is None:  # asked to stop: whatever connecting was doing
         return EXIT_OK
-    if isinstance(error, discord.LoginFailure):
-        _say("Discord refused DISCORD_TOKEN; check it.")
-        return EXIT_CONFIG
-    _say(network_failure(error) or f"stopped: {type(error).__name__}: {error}")
-    return EXIT_FAILED
+    failure = explain(error)
+    if failure is None:
+        _say(f"stopped: {type(error).__name__}: {error}")
+        return EXIT_FAILED
+    _say(failure.sentence)
+    return EXIT_CONFIG if failure.config else EXIT_FAILED
 
 
 async def _settle(task: asyncio.Task[None], grace: float) -> None:
