@@ -21,8 +21,8 @@ from rich.table import Table
 from aibot.catalogue import COMMAND_POOL, POOL_INDEX, PROVIDER_KINDS, PROVIDERS
 from aibot.router import Router
 from aibot.secrets import redact
-from aibot.settings import Settings, SettingsError, load_env
-from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file
+from aibot.settings import Settings, SettingsError
+from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file, load_env
 
 __all__ = ["main", "problems", "report"]
 

@@ -153,7 +153,8 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
 def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     """The bot (`--sync`: only its commands) with the settings of `found`."""
     app = _module("aibot.app")  # every dependency of the bot, before anything starts
-    from aibot.settings import Settings, SettingsError, load_env
+    from aibot.settings import Settings, SettingsError
+    from aibot.settings_file import load_env
 
     env = load_env(found.path)
     try:
@@ -237,7 +238,8 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     from aibot.app import freeze_startup_heap
     from aibot.discord.failures import explain
     from aibot.logs import setup_logging
-    from aibot.status import Connecting, StatusPanel
+    from aibot.snapshots import Connecting
+    from aibot.status import StatusPanel
     from aibot.systemd import Notifier
 
     loop = asyncio.get_running_loop()

@@ -21,8 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aibot.snapshots import PoolSnapshot
-from aibot.status import StatusSource
+from aibot.snapshots import PoolSnapshot, StatusSource
 
 if TYPE_CHECKING:
     from aibot.jobs import AibotError, Job

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
-
+from aibot import values
 from aibot.catalogue import (
     BASE_URLS,
     DEFAULT_CHANNELS,
@@ -42,7 +41,7 @@ from aibot.catalogue import (
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 
-__all__ = ["Models", "PoolSettings", "Settings", "SettingsError", "load_env"]
+__all__ = ["Models", "PoolSettings", "Settings", "SettingsError"]
 
 
 class SettingsError(ValueError):
@@ -135,15 +134,6 @@ class Settings:
         return found
 
 
-def load_env(path: str | os.PathLike[str] | None = ".env.multi") -> dict[str, str]:
-    """The process environment over the values of a dotenv file (if it exists)."""
-    values: dict[str, str] = {}
-    if path is not None and Path(path).is_file():
-        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-    values.update(os.environ)
-    return values
-
-
 T = TypeVar("T")
 
 
@@ -190,41 +180,55 @@ class _Reader:
         providers = self.get(
             f"AIBOT_{up}_PROVIDERS",
             DEFAULT_PROVIDERS[name],
-            _providers,
+            values.providers,
             f"a comma-separated list of {', '.join(PROVIDERS)}",
         )
         return PoolSettings(
             name=name,
             keys={p: k for p, k in keys.items() if k},
             providers=providers,
-            workers=self.get(f"AIBOT_{up}_WORKERS", DEFAULT_WORKERS[name], _positive_int, _POS),
-            queue_size=self.get(f"AIBOT_{up}_QUEUE", DEFAULT_QUEUE[name], _positive_int, _POS),
+            workers=self.get(
+                f"AIBOT_{up}_WORKERS", DEFAULT_WORKERS[name], values.positive_int, values.POS
+            ),
+            queue_size=self.get(
+                f"AIBOT_{up}_QUEUE", DEFAULT_QUEUE[name], values.positive_int, values.POS
+            ),
             key_concurrency=self.get(
                 f"AIBOT_{up}_KEY_CONCURRENCY",
                 DEFAULT_KEY_CONCURRENCY[name],
-                _positive_int,
-                _POS,
+                values.positive_int,
+                values.POS,
             ),
             rpm={
                 p: self.get(
                     f"AIBOT_{up}_RPM_{p.upper()}",
                     float(DEFAULT_RPM[name, p]),
-                    _positive_float,
+                    values.positive_float,
                     "a number of requests per minute above 0",
                 )
                 for p in PROVIDERS
             },
-            channels=self.get(f"AIBOT_{up}_CHANNELS", DEFAULT_CHANNELS[name], _patterns, _PAT),
+            channels=self.get(
+                f"AIBOT_{up}_CHANNELS", DEFAULT_CHANNELS[name], values.patterns, values.PAT
+            ),
             guilds=self.get(
-                f"AIBOT_{up}_GUILDS", frozenset(), _ids, "comma-separated guild ids (numbers)"
+                f"AIBOT_{up}_GUILDS", frozenset(), values.ids, "comma-separated guild ids (numbers)"
             ),
             cooldown=self.get(
-                f"AIBOT_{up}_COOLDOWN", DEFAULT_COOLDOWN[name], _non_negative_float, _SECS
+                f"AIBOT_{up}_COOLDOWN",
+                DEFAULT_COOLDOWN[name],
+                values.non_negative_float,
+                values.SECS,
             ),
             daily_quota=self.get(
-                f"AIBOT_{up}_DAILY_QUOTA", DEFAULT_DAILY_QUOTA[name], _non_negative_int, _NNI
+                f"AIBOT_{up}_DAILY_QUOTA",
+                DEFAULT_DAILY_QUOTA[name],
+                values.non_negative_int,
+                values.NNI,
             ),
-            daily_budget=self.get(f"AIBOT_{up}_DAILY_BUDGET", 0, _non_negative_int, _NNI),
+            daily_budget=self.get(
+                f"AIBOT_{up}_DAILY_BUDGET", 0, values.non_negative_int, values.NNI
+            ),
         )
 
     def price(self, provider: str) -> Price:
@@ -234,7 +238,7 @@ class _Reader:
                 name: self.get(
                     f"AIBOT_PRICE_{provider.upper()}_{name.upper()}",
                     getattr(default, name),
-                    _non_negative_float,
+                    values.non_negative_float,
                     "US dollars, 0 or more",
                 )
                 for name in Price.__slots__
@@ -244,12 +248,12 @@ class _Reader:
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
         enabled = self.get(
-            "AIBOT_POOLS", POOLS, _pool_names, f"a comma-separated list of {', '.join(POOLS)}"
+            "AIBOT_POOLS", POOLS, values.pool_names, f"a comma-separated list of {', '.join(POOLS)}"
         )
         shard_ids = self.get(
-            "AIBOT_SHARD_IDS", None, _id_tuple, "comma-separated shard numbers (0, 1, ...)"
+            "AIBOT_SHARD_IDS", None, values.id_tuple, "comma-separated shard numbers (0, 1, ...)"
         )
-        shard_count = self.get("AIBOT_SHARD_COUNT", None, _positive_int, _POS)
+        shard_count = self.get("AIBOT_SHARD_COUNT", None, values.positive_int, values.POS)
         if shard_ids is not None and shard_count is None:
             self.problems.append("AIBOT_SHARD_IDS: needs AIBOT_SHARD_COUNT as well")
         if shard_ids and shard_count and max(shard_ids) >= shard_count:
@@ -260,7 +264,8 @@ class _Reader:
             discord_token=self.raw("DISCORD_TOKEN"),
             pools=pools,
             base_urls={
-                p: self.get(f"{p.upper()}_BASE_URL", BASE_URLS[p], _url, _URL) for p in PROVIDERS
+                p: self.get(f"{p.upper()}_BASE_URL", BASE_URLS[p], values.url, values.URL)
+                for p in PROVIDERS
             },
             models=Models(
                 **{
@@ -270,157 +275,49 @@ class _Reader:
                 }
             ),
             enabled_pools=enabled,
-            strict_routing=self.get("AIBOT_STRICT_ROUTING", False, _bool, _BOOL),
-            overflow=self.get("AIBOT_OVERFLOW", True, _bool, _BOOL),
+            strict_routing=self.get("AIBOT_STRICT_ROUTING", False, values.bool, values.BOOL),
+            overflow=self.get("AIBOT_OVERFLOW", True, values.bool, values.BOOL),
             data_dir=data_dir,
-            timezone=self.get("AIBOT_TIMEZONE", ZoneInfo("UTC"), ZoneInfo, _TZ),
+            timezone=self.get("AIBOT_TIMEZONE", ZoneInfo("UTC"), ZoneInfo, values.TZ),
             http=self.get(
-                "AIBOT_HTTP", ("127.0.0.1", 8001), _host_port, "host:port, or off to disable"
+                "AIBOT_HTTP", ("127.0.0.1", 8001), values.host_port, "host:port, or off to disable"
             ),
             log_level=self.get(
-                "LOG_LEVEL", "INFO", _log_level, "one of DEBUG, INFO, WARNING, ERROR"
+                "LOG_LEVEL", "INFO", values.log_level, "one of DEBUG, INFO, WARNING, ERROR"
             ),
-            log_format=self.get("AIBOT_LOG_FORMAT", "text", _log_format, "text or json"),
+            log_format=self.get("AIBOT_LOG_FORMAT", "text", values.log_format, "text or json"),
             log_dir=Path(log_dir) if log_dir else None,
-            drain_seconds=self.get("AIBOT_DRAIN_SECONDS", 30.0, _non_negative_float, _SECS),
+            drain_seconds=self.get(
+                "AIBOT_DRAIN_SECONDS", 30.0, values.non_negative_float, values.SECS
+            ),
             burst_gap=self.get(
-                "AIBOT_BURST_GAP_MS", 5.0, _non_negative_float, "milliseconds (0 or more)"
+                "AIBOT_BURST_GAP_MS", 5.0, values.non_negative_float, "milliseconds (0 or more)"
             )
             / 1000.0,
             shard_ids=shard_ids,
             shard_count=shard_count,
-            dev_guild=self.get("AIBOT_DEV_GUILD", None, _id, "a guild id (a number)"),
+            dev_guild=self.get("AIBOT_DEV_GUILD", None, values.id, "a guild id (a number)"),
             admin_role=self.raw("AIBOT_ADMIN_ROLE"),
-            request_timeout=self.get("AIBOT_REQUEST_TIMEOUT", 60.0, _positive_float, _SECS),
-            video_poll_seconds=self.get("AIBOT_VIDEO_POLL_SECONDS", 15.0, _positive_float, _SECS),
+            request_timeout=self.get(
+                "AIBOT_REQUEST_TIMEOUT", 60.0, values.positive_float, values.SECS
+            ),
+            video_poll_seconds=self.get(
+                "AIBOT_VIDEO_POLL_SECONDS", 15.0, values.positive_float, values.SECS
+            ),
             video_timeout_seconds=self.get(
-                "AIBOT_VIDEO_TIMEOUT_SECONDS", 1200.0, _positive_float, _SECS
+                "AIBOT_VIDEO_TIMEOUT_SECONDS", 1200.0, values.positive_float, values.SECS
             ),
             chat_system_prompt=self.raw("AIBOT_CHAT_SYSTEM_PROMPT")
             or "You are a helpful assistant in a Discord server. Answer concisely.",
-            chat_history_tokens=self.get("AIBOT_CHAT_HISTORY_TOKENS", 4000, _positive_int, _POS),
-            chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
+            chat_history_tokens=self.get(
+                "AIBOT_CHAT_HISTORY_TOKENS", 4000, values.positive_int, values.POS
+            ),
+            chat_max_tokens=self.get(
+                "AIBOT_CHAT_MAX_TOKENS", 1024, values.positive_int, values.POS
+            ),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
-            ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
+            ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, values.positive_int, values.POS),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)
         return settings
-
-
-_POS = "a whole number above 0"
-_NNI = "a whole number, 0 or more"
-_SECS = "a number of seconds, 0 or more"
-_PAT = "comma-separated channel name patterns (* and ? allowed)"
-_URL = "an http:// or https:// URL"
-_BOOL = "true or false"
-_TZ = "an IANA time zone such as UTC or Asia/Seoul"
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise ValueError
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0 or number == float("inf"):
-        raise ValueError
-    return number
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _providers(value: str) -> tuple[str, ...]:
-    names = _split(value)
-    if not names or any(name not in PROVIDERS for name in names):
-        raise ValueError
-    return names
-
-
-def _pool_names(value: str) -> tuple[str, ...]:
-    names = _split(value)
-    if not names or any(name not in POOLS for name in names):
-        raise ValueError
-    return names
-
-
-def _patterns(value: str) -> tuple[str, ...]:
-    patterns = _split(value)
-    if not patterns:
-        raise ValueError
-    return patterns
-
-
-def _id(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError
-    return number
-
-
-def _ids(value: str) -> frozenset[int]:
-    return frozenset(_id(part) for part in _split(value))
-
-
-def _id_tuple(value: str) -> tuple[int, ...]:
-    ids = tuple(_id(part) for part in _split(value))
-    if not ids:
-        raise ValueError
-    return ids
-
-
-def _url(value: str) -> str:
-    if not value.startswith(("http://", "https://")) or len(value) < 10:
-        raise ValueError
-    return value.rstrip("/")
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError
-
-
-def _host_port(value: str) -> tuple[str, int] | None:
-    if value.lower() == "off":
-        return None
-    host, sep, port = value.rpartition(":")
-    number = int(port)
-    if not sep or not host or not 0 <= number <= 65535:
-        raise ValueError
-    return host, number
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ValueError
-    return level
-
-
-def _log_format(value: str) -> str:
-    if value.lower() not in {"text", "json"}:
-        raise ValueError
-    return value.lower()

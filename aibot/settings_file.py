@@ -16,7 +16,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_NAME", "SettingsFile", "SettingsFileError", "find_settings_file"]
+__all__ = [
+    "DEFAULT_NAME",
+    "SettingsFile",
+    "SettingsFileError",
+    "find_settings_file",
+    "load_env",
+]
 
 DEFAULT_NAME = ".env.multi"
 
@@ -68,3 +74,14 @@ def _readable(path: Path, shown: str) -> Path:
     if not os.access(path, os.R_OK):
         raise SettingsFileError(f"settings file {shown} cannot be read (permission denied)")
     return path.resolve()
+
+
+def load_env(path: str | os.PathLike[str] | None = ".env.multi") -> dict[str, str]:
+    """The process environment over the values of a dotenv file (if it exists)."""
+    from dotenv import dotenv_values  # a dependency: imported only once installed
+
+    values: dict[str, str] = {}
+    if path is not None and Path(path).is_file():
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    values.update(os.environ)
+    return values

@@ -1,11 +1,24 @@
-"""Read-only, plain-data views of the engine for the status panel, `/health`,
-`/metrics` and the `/status` command. Built on demand; never hold a key."""
+"""Read-only, plain-data views of the bot for the status panel, `/health`,
+`/metrics` and the `/status` command (`PoolSnapshot`, `BotInfo`, `Event`), and the
+`StatusSource` they are read from. Built on demand; never hold a key."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-__all__ = ["KeyRingSnapshot", "KeySnapshot", "PoolSnapshot"]
+__all__ = [
+    "BotInfo",
+    "Connecting",
+    "Event",
+    "KeyRingSnapshot",
+    "KeySnapshot",
+    "PoolSnapshot",
+    "SourceFunctions",
+    "StatusSource",
+]
 
 
 @dataclass(slots=True, frozen=True)
@@ -72,3 +85,82 @@ class PoolSnapshot:
     @property
     def budget_limit(self) -> float:
         return sum(key.budget_limit for ring in self.rings for key in ring.keys)
+
+
+@dataclass(slots=True, frozen=True)
+class BotInfo:
+    """The bot as a whole. `shards` holds (shard id, latency in ms or None while
+    the shard is not connected); `mode` says which pools run here;
+    `connecting_s` is set only before the bot was first ready."""
+
+    name: str
+    guilds: int
+    shards: tuple[tuple[int, float | None], ...]
+    uptime_s: float
+    gateway_up: bool
+    mode: str = "all pools"
+    # Seconds spent connecting so far, from the start until the first READY
+    # (the panel says "connecting… 12s"); None once connected.
+    connecting_s: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """Something an operator should see: `time` is unix seconds, `level` a
+    logging level name, `pool` the pool concerned ("" for the bot)."""
+
+    time: float
+    level: str
+    pool: str
+    text: str
+
+
+class StatusSource(Protocol):
+    """Where the panel, `/health` and `/metrics` read from. Each call returns a
+    fresh plain-data snapshot; none may block or hold a key."""
+
+    def bot_info(self) -> BotInfo: ...
+
+    def pools(self) -> list[PoolSnapshot]: ...
+
+    def events(self) -> list[Event]: ...
+
+
+@dataclass(slots=True)
+class SourceFunctions:
+    """A `StatusSource` made of three callables, for the composition root:
+    `SourceFunctions(bot_info=..., pools=lambda: [p.snapshot() for p in ...],
+    events=event_log.events)`."""
+
+    bot_info: Callable[[], BotInfo]
+    pools: Callable[[], list[PoolSnapshot]]
+    events: Callable[[], list[Event]] = list
+
+
+@dataclass(slots=True)
+class Connecting:
+    """A `StatusSource` over the bot's own that counts the seconds from its
+    creation until `connected` is set (the first READY): while the bot logs in
+    and opens its shards, the panel says "connecting… 12s" instead of
+    "gateway DOWN · up 0s". The command line (`aibot.cli.serve`) wraps the
+    bot's source in one."""
+
+    source: StatusSource
+    clock: Callable[[], float] = time.monotonic
+    connected: bool = False
+    since: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.since = self.clock()
+
+    def bot_info(self) -> BotInfo:
+        info = self.source.bot_info()
+        if self.connected or info.gateway_up or info.connecting_s is not None:
+            return info
+        return replace(info, connecting_s=self.clock() - self.since)
+
+    def pools(self) -> list[PoolSnapshot]:
+        return self.source.pools()
+
+    def events(self) -> list[Event]:
+        return self.source.events()

@@ -1,8 +1,8 @@
 """The console status panel: what each pool is doing, at a glance.
 
-Everything shown comes from a `StatusSource`: plain snapshots of the bot
-(`BotInfo`), the pools (`aibot.snapshots.PoolSnapshot`) and the recent events
-(`Event`, kept by an `EventLog` that listens to logging). `render(source)`
+Everything shown comes from a `StatusSource` (`aibot.snapshots`): plain
+snapshots of the bot (`BotInfo`), the pools (`PoolSnapshot`) and the recent
+events (`Event`, kept by an `aibot.events.EventLog` that listens to logging). `render(source)`
 turns one reading into a rich renderable laid out for the width it is drawn
 at (80 columns and up); `StatusPanel`
 redraws it with `rich.live.Live` at most twice a second, only on a terminal.
@@ -12,14 +12,10 @@ The same source feeds `/health` and `/metrics` (aibot/http.py).
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, field
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -28,27 +24,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aibot.logs import ContextFilter
 from aibot.secrets import redact
-from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
+from aibot.snapshots import BotInfo, Event, KeyRingSnapshot, KeySnapshot, PoolSnapshot, StatusSource
 
-__all__ = [
-    "NOTABLE",
-    "BotInfo",
-    "Connecting",
-    "Event",
-    "EventLog",
-    "SourceFunctions",
-    "StatusPanel",
-    "StatusSource",
-    "render",
-]
-
-# Pass as `extra=NOTABLE` to make an INFO line an event of the panel
-# (overflow, restart, pool paused...); WARNING and above always are.
-NOTABLE = {"notable": True}
-# INFO lines from code that does not know NOTABLE, recognised by these words.
-_NOTABLE_WORDS = ("disabled", "overflow", "restart", "paused", "resumed", "draining", "ready")
+__all__ = ["StatusPanel", "render"]
 
 _STATE_STYLE = {
     "running": "green",
@@ -61,128 +40,6 @@ _STATE_STYLE = {
     "disabled": "red",
 }
 _LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
-
-
-@dataclass(slots=True, frozen=True)
-class BotInfo:
-    """The bot as a whole. `shards` holds (shard id, latency in ms or None while
-    the shard is not connected); `mode` says which pools run here;
-    `connecting_s` is set only before the bot was first ready."""
-
-    name: str
-    guilds: int
-    shards: tuple[tuple[int, float | None], ...]
-    uptime_s: float
-    gateway_up: bool
-    mode: str = "all pools"
-    # Seconds spent connecting so far, from the start until the first READY
-    # (the panel says "connecting… 12s"); None once connected.
-    connecting_s: float | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Event:
-    """Something an operator should see: `time` is unix seconds, `level` a
-    logging level name, `pool` the pool concerned ("" for the bot)."""
-
-    time: float
-    level: str
-    pool: str
-    text: str
-
-
-class StatusSource(Protocol):
-    """Where the panel, `/health` and `/metrics` read from. Each call returns a
-    fresh plain-data snapshot; none may block or hold a key."""
-
-    def bot_info(self) -> BotInfo: ...
-
-    def pools(self) -> list[PoolSnapshot]: ...
-
-    def events(self) -> list[Event]: ...
-
-
-@dataclass(slots=True)
-class SourceFunctions:
-    """A `StatusSource` made of three callables, for the composition root:
-    `SourceFunctions(bot_info=..., pools=lambda: [p.snapshot() for p in ...],
-    events=event_log.events)`."""
-
-    bot_info: Callable[[], BotInfo]
-    pools: Callable[[], list[PoolSnapshot]]
-    events: Callable[[], list[Event]] = list
-
-
-@dataclass(slots=True)
-class Connecting:
-    """A `StatusSource` over the bot's own that counts the seconds from its
-    creation until `connected` is set (the first READY): while the bot logs in
-    and opens its shards, the panel says "connecting… 12s" instead of
-    "gateway DOWN · up 0s". The command line (`aibot.cli.serve`) wraps the
-    bot's source in one."""
-
-    source: StatusSource
-    clock: Callable[[], float] = time.monotonic
-    connected: bool = False
-    since: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.since = self.clock()
-
-    def bot_info(self) -> BotInfo:
-        info = self.source.bot_info()
-        if self.connected or info.gateway_up or info.connecting_s is not None:
-            return info
-        return replace(info, connecting_s=self.clock() - self.since)
-
-    def pools(self) -> list[PoolSnapshot]:
-        return self.source.pools()
-
-    def events(self) -> list[Event]:
-        return self.source.events()
-
-
-class _EventHandler(logging.Handler):
-    """Feeds an EventLog with WARNING+ records and notable INFO ones."""
-
-    def __init__(self, log: EventLog) -> None:
-        super().__init__(logging.INFO)
-        self.log = log
-        self.addFilter(ContextFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if record.levelno < logging.WARNING and not _notable(record):
-                return
-            text = record.getMessage().splitlines()[0] if record.msg else ""
-            if record.exc_info and record.exc_info[0] is not None:
-                text = f"{text} ({record.exc_info[0].__name__})"
-            pool = getattr(record, "pool", "")
-            self.log.add(Event(record.created, record.levelname, pool, text))
-        except Exception:
-            self.handleError(record)
-
-
-def _notable(record: logging.LogRecord) -> bool:
-    if getattr(record, "notable", False):
-        return True
-    message = str(record.msg).lower()
-    return any(word in message for word in _NOTABLE_WORDS)
-
-
-class EventLog:
-    """The last `maxlen` events, oldest first. Attach `handler` to a logger (or
-    pass it to `setup_logging(extra_handlers=...)`, which also redacts it)."""
-
-    def __init__(self, maxlen: int = 100) -> None:
-        self._events: deque[Event] = deque(maxlen=maxlen)
-        self.handler: logging.Handler = _EventHandler(self)
-
-    def add(self, event: Event) -> None:
-        self._events.append(event)
-
-    def events(self) -> list[Event]:
-        return list(self._events)
 
 
 def render(source: StatusSource, *, events: int = 8) -> RenderableType:

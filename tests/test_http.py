@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aibot.http import Metrics, start_http
 from aibot.jobs import Job, Unavailable
-from aibot.status import StatusSource
+from aibot.snapshots import StatusSource
 from tests.fixtures import status as fixtures
 
 

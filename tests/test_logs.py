@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from aibot.events import EventLog
 from aibot.logs import LogSetup, log_context, setup_logging
 from aibot.settings import Settings
-from aibot.status import EventLog
 
 OPENAI_KEY = "sk-proj-" + "a1B2c3D4e5" * 4 + "QrSt"
 MINIMAX_KEY = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + "Zm9v" * 10

@@ -13,18 +13,17 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
+from aibot.events import NOTABLE, EventLog
 from aibot.logs import log_context
-from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
-from aibot.status import (
-    NOTABLE,
+from aibot.snapshots import (
     BotInfo,
     Connecting,
     Event,
-    EventLog,
+    KeyRingSnapshot,
+    PoolSnapshot,
     SourceFunctions,
-    StatusPanel,
-    render,
 )
+from aibot.status import StatusPanel, render
 from tests.fixtures import status as fixtures
 
 

@@ -29,13 +29,13 @@ from aibot.discord.intake import Intake
 from aibot.discord.manage import ManageCog
 from aibot.discord.reply import Replies
 from aibot.discord.video import VideoCog
+from aibot.events import EventLog
 from aibot.foreground import Foreground
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError
 from aibot.router import Router
 from aibot.settings import Settings
-from aibot.snapshots import PoolSnapshot
-from aibot.status import BotInfo, EventLog, SourceFunctions, StatusSource
+from aibot.snapshots import BotInfo, PoolSnapshot, SourceFunctions, StatusSource
 from aibot.store import Store
 from aibot.transport import JobQueue
 

@@ -13,9 +13,7 @@ role is only the `work` function (see `pools/chat.py` and friends).
   task. Nothing sits parked on a Queue or Event, which would keep SimCord (and
   any "is the bot quiet?" check) from ever settling.
 
-Every pool runs on the bot's event loop, the one that calls it; times are that
-loop's clock. (Pools on event loops of their own, in threads, were measured 2-4x
-slower under CPython's GIL and are gone.)
+Every pool runs on the event loop that calls it; times are that loop's clock.
 """
 
 from __future__ import annotations
