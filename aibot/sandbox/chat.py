@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .checkpoint import Admission, Refusal
 from .config import FakeConfig
-from .gate import Admission, Refusal
 
 __all__ = ["DIALECTS", "ChatCompletions", "last_user_text"]
 

@@ -22,9 +22,9 @@ from aiohttp import web
 
 from ..secrets import fingerprint
 from .chat import ChatCompletions
+from .checkpoint import Admission, Checkpoint, Refusal, endpoint
 from .counters import Received
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
-from .gate import Admission, Gate, Refusal, endpoint
 from .media import MP4_MIN_SIZE, colour_for, mp4, png
 from .openai import OpenAIWire
 from .videos import VideoTask, VideoTasks
@@ -111,7 +111,7 @@ class CompatWire(OpenAIWire):
 class _Native:
     """The native handlers, sharing the gate's config and counters and the tasks."""
 
-    def __init__(self, gate: Gate, videos: VideoTasks) -> None:
+    def __init__(self, gate: Checkpoint, videos: VideoTasks) -> None:
         self.gate = gate
         self.config = gate.config
         self.videos = videos
@@ -242,7 +242,7 @@ def _prompt(body: dict[str, Any], longest: int) -> str:
     return prompt
 
 
-def build_app(gate: Gate, videos: VideoTasks) -> web.Application:
+def build_app(gate: Checkpoint, videos: VideoTasks) -> web.Application:
     """The MiniMax fake's routes (base URL `http://host:port`)."""
     native, wire = _Native(gate, videos), MiniMaxWire()
     chat = ChatCompletions(gate.config, think=True, strict_temperature=True)

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from .chat import ChatCompletions
+from .checkpoint import Admission, Checkpoint, Refusal, endpoint
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
-from .gate import Admission, Gate, Refusal, endpoint
 from .limits import format_duration
 from .media import colour_for, png
 
@@ -168,7 +168,7 @@ async def generate_images(
     return web.json_response(answer, headers=adm.headers)
 
 
-def build_app(gate: Gate) -> web.Application:
+def build_app(gate: Checkpoint) -> web.Application:
     """The OpenAI fake's routes (base URL `http://host:port/v1`)."""
     wire = OpenAIWire()
     chat = ChatCompletions(gate.config)

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from . import minimax, openai, stability
+from .checkpoint import Checkpoint
 from .config import PROVIDER_NAMES, FakeConfig
 from .counters import Counters
 from .faults import Faults
-from .gate import Gate
 from .videos import VideoTasks
 
 __all__ = ["FakeProviders"]
@@ -47,7 +47,7 @@ class FakeProviders(FakeConfig):
         self.faults = Faults()
         self.videos = VideoTasks()
         self.ports: dict[str, int] = {}
-        self._gate = Gate(self, self.counters, self.faults)
+        self._gate = Checkpoint(self, self.counters, self.faults)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []

@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from .checkpoint import Admission, Checkpoint, Refusal, endpoint
 from .config import FakeConfig
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
-from .gate import Admission, Gate, Refusal, endpoint
 from .media import colour_for, png
 
 __all__ = ["MODES", "StabilityWire", "build_app"]
@@ -178,7 +178,7 @@ def _broken(adm: Admission, reason: str, seed: int) -> web.Response:
     return web.Response(body=body, content_type="image/png", headers=headers)
 
 
-def build_app(gate: Gate) -> web.Application:
+def build_app(gate: Checkpoint) -> web.Application:
     """The Stability fake's routes (base URL `http://host:port`)."""
     wire = StabilityWire()
     app = web.Application(client_max_size=_MAX_BODY + 1024**2)

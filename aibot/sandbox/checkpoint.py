@@ -1,6 +1,6 @@
 """The steps every fake request goes through, whatever the provider.
 
-`endpoint(gate, wire, name, impl)` turns a provider's handler into an aiohttp
+`endpoint(checkpoint, wire, name, impl)` turns a provider's handler into an aiohttp
 handler that: reads the body (the wire's way), counts and records the request,
 checks the key (missing, invalid, out of quota), consumes an injected fault,
 spends a token of the key's bucket, and only then runs the handler. Anything
@@ -23,7 +23,7 @@ from .counters import Counters, Received
 from .faults import GENERATING, Faults
 from .limits import Buckets, Verdict
 
-__all__ = ["Admission", "Gate", "Handler", "Refusal", "Wire", "bearer_key", "endpoint"]
+__all__ = ["Admission", "Checkpoint", "Handler", "Refusal", "Wire", "bearer_key", "endpoint"]
 
 # Refusal kinds each wire knows how to render.
 REFUSALS = (
@@ -62,7 +62,7 @@ class Refusal(Exception):
 
 @dataclass(slots=True)
 class Admission:
-    """What the gate decided for one request, for the handler and the wire.
+    """What the checkpoint decided for one request, for the handler and the wire.
 
     `fault` is an injected fault the handler itself must act on (slow_stream,
     filtered, video_fail, timeout, the stream and image-body faults); `headers`
@@ -98,7 +98,7 @@ Impl = Callable[[web.Request, dict[str, Any], Admission], Awaitable[web.StreamRe
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Gate:
+class Checkpoint:
     """Admission for every fake request: counters, keys, faults and buckets together."""
 
     def __init__(self, config: FakeConfig, counters: Counters, faults: Faults) -> None:
@@ -158,8 +158,8 @@ def bearer_key(request: web.Request) -> str | None:
     return value or None
 
 
-def endpoint(gate: Gate, wire: Wire, name: str, impl: Impl) -> Handler:
-    """An aiohttp handler for `impl` behind the gate (see the module doc)."""
+def endpoint(checkpoint: Checkpoint, wire: Wire, name: str, impl: Impl) -> Handler:
+    """An aiohttp handler for `impl` behind the checkpoint (see the module doc)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         key = bearer_key(request)
@@ -168,19 +168,19 @@ def endpoint(gate: Gate, wire: Wire, name: str, impl: Impl) -> Handler:
             body = await wire.read(request)
         except Refusal as refusal:
             body, unreadable = {}, refusal
-        admission = gate.admit(wire.provider, name, key, request.path, body)
+        admission = checkpoint.admit(wire.provider, name, key, request.path, body)
         admission.headers.update(wire.headers(admission))
         if admission.fault == "timeout":
-            await asyncio.sleep(gate.config.timeout_delay)
+            await asyncio.sleep(checkpoint.config.timeout_delay)
         try:
             refused = admission.refusal or unreadable
             if refused is not None:
                 raise refused
             response = await impl(request, body, admission)
         except Refusal as refusal:
-            gate.counters.outcome(wire.provider, refusal.kind)
+            checkpoint.counters.outcome(wire.provider, refusal.kind)
             return wire.refuse(refusal, admission)
-        gate.counters.outcome(wire.provider, "ok")
+        checkpoint.counters.outcome(wire.provider, "ok")
         return response
 
     return handle
