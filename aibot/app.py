@@ -42,7 +42,8 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     replies = Replies(bot, delivery=store.journal)
     worker = Worker(
         settings,
-        replies=replies,
+        # Members first: the worker's replies and hand-overs wait for their turn.
+        replies=foreground.replies(replies),
         gate=store.gate,
         ledger=store.ledger,
         journal=store.journal,

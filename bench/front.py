@@ -77,427 +77,28 @@ import contextlib
 import gc
 import json
 import logging
-import math
-import os
-import resource
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import discord
-from discord import app_commands
-from discord.ext import commands
-
-from aibot import create_bot
-from aibot.app import freeze_startup_heap
 from aibot.sandbox.fake_discord import FakeDiscordProcess, pointed_at
-
-__all__ = [
-    "SCENARIOS",
-    "FloorBot",
-    "capacity_of",
-    "highest_rate",
-    "main",
-    "measure",
-    "percentile",
-    "run",
-]
-
-# (name, options, channel, share): chat-heavy, like a real server.
-MIX_SHARES: tuple[tuple[str, dict[str, Any], str, int], ...] = (
-    ("chat", {"prompt": "파이썬에서 리스트를 뒤집는 방법은?"}, "채팅방-1", 8),
-    ("image", {"prompt": "a lighthouse at dawn, watercolor"}, "이미지생성-1", 4),
-    ("video", {"prompt": "waves rolling onto a beach"}, "비디오생성-1", 2),
-    ("ping", {}, "general", 3),
-    ("status", {}, "general", 3),
+from bench.capacity import CAPACITY_PRECISION, QUICK_PRECISION, capacity_of
+from bench.front_world import (
+    GUILDS,
+    SHARDS,
+    FloorBot,
+    aibot_builder,
+    cpus_apart,
+    fake_providers,
+    logged,
+    measure,
+    on_cpus,
+    peak_rss_mb,
+    typical,
 )
-COUNT = 1000
-WARMUP = 200
-# Seconds between bursts, for the previous burst's answers to go out.
-SETTLE = 1.0
-SHARDS = 2
-GUILDS = 16
-# Answers later than this are void on Discord ("the application did not respond").
-ANSWER_WINDOW = 3.0
-CLOSE_TIMEOUT = 60.0
-# Room in every pool's queue for all the jobs of the warm-up and the timed bursts.
-QUEUE = 4096
-# A chat answer streams like a fast model's (about 50 chunks a second), not all at once.
-CHUNK_DELAY = 0.02
-# The capacity search: offered rates (interactions a second) between these two,
-# `CAPACITY_SECONDS` at each, to within `CAPACITY_PRECISION` (`QUICK_PRECISION` with
-# --quick); a rate holds when every interaction is answered with the defer p99 under
-# `CAPACITY_P99_MS`.
-CAPACITY_LOW = 250.0
-CAPACITY_HIGH = 4000.0
-CAPACITY_SECONDS = 2.0
-CAPACITY_P99_MS = 250.0
-CAPACITY_PRECISION = 1.1
-QUICK_PRECISION = 1.5
-QUIET_SECONDS = 0.5
+
+__all__ = ["SCENARIOS", "main", "run"]
+
 SCENARIOS = ("front", "capacity")
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def mix() -> list[dict[str, Any]]:
-    """The burst's commands in a repeating order (interleaved, not in blocks)."""
-    entries = []
-    for round_ in range(max(share for *_, share in MIX_SHARES)):
-        for name, options, channel, share in MIX_SHARES:
-            if round_ < share:
-                entries.append({"name": name, "options": options, "channel": channel})
-    return entries
-
-
-class FloorBot(commands.AutoShardedBot):
-    """The same command names and options, and nothing but a defer."""
-
-    def __init__(self) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
-        for name in ("chat", "image", "video"):
-            self.tree.add_command(_prompt_command(name))
-        for name in ("ping", "status"):
-            self.tree.add_command(_bare_command(name))
-
-
-def _prompt_command(name: str) -> app_commands.Command[Any, Any, Any]:
-    async def deferred(interaction: discord.Interaction, prompt: str) -> None:
-        await interaction.response.defer()
-
-    return app_commands.Command(name=name, description=name, callback=deferred)
-
-
-def _bare_command(name: str) -> app_commands.Command[Any, Any, Any]:
-    async def deferred(interaction: discord.Interaction) -> None:
-        await interaction.response.defer()
-
-    return app_commands.Command(name=name, description=name, callback=deferred)
-
-
-async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
-    # Real Discord spaces IDENTIFYs 5 s apart; the fake does not need it.
-    return None
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted `values` (inf counts as not answered)."""
-    if not values:
-        return math.inf
-    rank = max(1, math.ceil(q / 100.0 * len(values)))
-    return values[rank - 1]
-
-
-async def measure(
-    fake: FakeDiscordProcess, bot: commands.AutoShardedBot, *, rounds: int
-) -> list[dict[str, Any]]:
-    """Start `bot` against the fake, warm it up, time `rounds` bursts, close it."""
-    async with _started(fake, bot) as run_task:
-        return [
-            summary(await _timed_burst(fake, run_task, COUNT, duration=1.0)) for _ in range(rounds)
-        ]
-
-
-@contextlib.asynccontextmanager
-async def _started(
-    fake: FakeDiscordProcess, bot: commands.AutoShardedBot
-) -> AsyncIterator[asyncio.Task[None]]:
-    """`bot` connected to the fake and warmed up (its task); closed on the way out."""
-    await fake.reset()
-    bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
-    run_task = asyncio.create_task(bot.start(fake.token))
-    try:
-        await asyncio.wait_for(fake.wait_ready(timeout=60), 70)
-        # Opens the HTTP connections and runs every code path once, as a bot
-        # that has been up for a while would have.
-        await _burst_and_wait(fake, WARMUP, run_task, duration=WARMUP / COUNT)
-        freeze_startup_heap()  # as `python run.py` does once the bot is up
-        yield run_task
-    finally:
-        await asyncio.wait_for(bot.close(), CLOSE_TIMEOUT)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run_task, CLOSE_TIMEOUT)
-
-
-async def _timed_burst(
-    fake: FakeDiscordProcess, run_task: asyncio.Task[None], count: int, *, duration: float
-) -> dict[str, Any]:
-    """One measured burst, after a pause for the previous one's answers to go out."""
-    await asyncio.sleep(SETTLE)
-    await fake.reset()
-    gc.collect()
-    return await _burst_and_wait(fake, count, run_task, duration=duration)
-
-
-def typical(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median p99 (an unanswered burst sorts last)."""
-    ordered = sorted(rounds, key=lambda r: math.inf if r["p99_ms"] is None else r["p99_ms"])
-    return ordered[(len(ordered) - 1) // 2]
-
-
-async def _burst_and_wait(
-    fake: FakeDiscordProcess, count: int, run_task: asyncio.Task[None], *, duration: float
-) -> dict[str, Any]:
-    fake_cpu, bot_cpu = (await fake.results())["cpu_seconds"], time.process_time()
-    seconds = await fake.burst(mix(), count=count, duration=duration)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ANSWER_WINDOW + 0.5
-    results = await fake.results()
-    while results["answered"] < results["sent"] and loop.time() < deadline:
-        if run_task.done():
-            raise RuntimeError("the bot stopped during the burst") from run_task.exception()
-        await asyncio.sleep(0.25)
-        results = await fake.results()
-    results["send_seconds"] = seconds
-    # CPU seconds from the first interaction sent until the answers are in: the bot's
-    # (this process) and the fake Discord's, to tell a busy bot from a busy machine.
-    results["bot_cpu_s"] = time.process_time() - bot_cpu
-    results["fake_cpu_s"] = results["cpu_seconds"] - fake_cpu
-    return results
-
-
-def summary(results: Mapping[str, Any]) -> dict[str, Any]:
-    """p50/p99 over every sent interaction; an unanswered one counts as infinitely late."""
-    latencies = list(results["latencies_ms"])
-    latencies += [math.inf] * (results["sent"] - len(latencies))
-    return {
-        "sent": results["sent"],
-        "answered": results["answered"],
-        "p50_ms": _finite(percentile(latencies, 50)),
-        "p99_ms": _finite(percentile(latencies, 99)),
-        "max_ms": _finite(percentile(latencies, 100)),
-        "callback_types": results["callback_types"],
-        "send_seconds": round(results["send_seconds"], 3),
-        "callback_connections": results["callback_connections"],
-        "fake_late_send_ms": results["late_send_ms"],
-        "bot_cpu_s": round(results["bot_cpu_s"], 2),
-        "fake_cpu_s": round(results["fake_cpu_s"], 2),
-    }
-
-
-# -- capacity ---------------------------------------------------------------
-
-
-async def highest_rate(
-    holds: Callable[[float], Awaitable[bool]], low: float, high: float, precision: float
-) -> float:
-    """The highest rate in [`low`, `high`] at which `holds(rate)`, to within a factor
-    of `precision` (1.1: 10%), taking `holds` to be true up to some rate and false
-    above it: from `low`, doubling until a rate fails, then bisecting (geometrically)
-    between the last that held and the first that failed. 0 when `low` fails."""
-    if not await holds(low):
-        return 0.0
-    held, failed = low, math.inf
-    while failed == math.inf and held < high:
-        rate = min(high, held * 2)
-        if await holds(rate):
-            held = rate
-        else:
-            failed = rate
-    while failed != math.inf and failed / held > precision:
-        rate = round(math.sqrt(held * failed))
-        if await holds(rate):
-            held = rate
-        else:
-            failed = rate
-    return held
-
-
-async def capacity_of(
-    fake: FakeDiscordProcess,
-    build: Callable[[], commands.AutoShardedBot],
-    name: str,
-    *,
-    precision: float,
-) -> float:
-    """The capacity of the bots `build` makes: the highest offered rate (interactions
-    a second, for `CAPACITY_SECONDS` at each rate) with every interaction answered
-    and the defer p99 under `CAPACITY_P99_MS`. A rate fails only when two tries in a
-    row fail, so that one hiccup of a shared machine does not cut the figure short."""
-    bot = _Fresh(fake, build)
-    try:
-
-        async def holds(rate: float) -> bool:
-            for attempt in (1, 2):
-                result = await bot.offer(rate)
-                ok = _within_capacity(result, round(rate * CAPACITY_SECONDS))
-                verdict = "holds" if ok else "fails"
-                _log(f"{name} at {rate:.0f}/s, try {attempt}: {verdict}: {json.dumps(result)}")
-                if ok:
-                    return True
-            return False
-
-        return await highest_rate(holds, CAPACITY_LOW, CAPACITY_HIGH, precision)
-    finally:
-        await bot.close()
-
-
-def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
-    """Every one of `count` interactions answered, the defer p99 under the limit."""
-    p99 = result["p99_ms"]
-    return (
-        result["sent"] == result["answered"] == count and p99 is not None and p99 < CAPACITY_P99_MS
-    )
-
-
-class _Fresh:
-    """The bot under a capacity search, started (and warmed up) anew after a try that
-    failed: an overload leaves a bot with a backlog and thousands of connections,
-    which the next try, at a lower rate, should not inherit."""
-
-    def __init__(
-        self, fake: FakeDiscordProcess, build: Callable[[], commands.AutoShardedBot]
-    ) -> None:
-        self.fake = fake
-        self.build = build
-        self._running: tuple[commands.AutoShardedBot, asyncio.Task[None]] | None = None
-        self._stack = contextlib.AsyncExitStack()
-
-    async def offer(self, rate: float) -> dict[str, Any]:
-        """One try: `rate` interactions a second for `CAPACITY_SECONDS`; its summary."""
-        if self._running is None:
-            bot = self.build()
-            self._running = bot, await self._stack.enter_async_context(_started(self.fake, bot))
-        bot, run_task = self._running
-        count = round(rate * CAPACITY_SECONDS)
-        result = summary(await _timed_burst(self.fake, run_task, count, duration=CAPACITY_SECONDS))
-        if _within_capacity(result, count):
-            await _quiet(bot)
-        else:
-            await self.close()
-        return result
-
-    async def close(self) -> None:
-        self._running = None
-        await self._stack.aclose()
-        # Let go of the closed bot: `freeze_startup_heap` kept what it held.
-        gc.unfreeze()
-        gc.collect()
-
-
-async def _quiet(bot: commands.AutoShardedBot, timeout: float = 60.0) -> None:
-    """Until `bot` is idle again after a capacity step: the jobs left in aibot's pools
-    cancelled (the floor has none; once the defers are timed, the rest of a step's work
-    is not the next step's load), and past an overload's backlog, this process using
-    under a tenth of a CPU over half a second."""
-    pools = getattr(bot, "pools", {})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        for pool in pools.values():
-            for job, _state in pool.jobs():
-                pool.cancel(job.id)
-        cpu = time.process_time()
-        await asyncio.sleep(QUIET_SECONDS)
-        if time.process_time() - cpu < QUIET_SECONDS / 10 and not any(
-            pool.jobs() for pool in pools.values()
-        ):
-            return
-    _log(f"the bot was still busy {timeout:.0f} s after a capacity step")
-
-
-def _finite(value: float) -> float | None:
-    return None if math.isinf(value) else round(value, 2)
-
-
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-@contextlib.asynccontextmanager
-async def _aibot(
-    token: str, base_urls: Mapping[str, str]
-) -> AsyncIterator[Callable[[], commands.AutoShardedBot]]:
-    """Builds the real aibot, pointed at the fake providers and a data folder of its own."""
-    with tempfile.TemporaryDirectory(prefix="aibot-bench-") as data_dir:
-        env = _aibot_env(token, base_urls, data_dir)
-        yield lambda: create_bot(env)
-
-
-def _cpus_apart() -> tuple[set[int], set[int]]:
-    """(the bots' CPUs, the fakes' CPUs): the first CPU for the bot, the others for
-    the fakes, which stand in for Discord's and the providers' own machines; all
-    of them for both when there is only one (or no way to tell)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return set(), set()
-    if len(cpus) < 2:
-        return set(cpus), set(cpus)
-    return {cpus[0]}, set(cpus[1:])
-
-
-@contextlib.contextmanager
-def _on_cpus(cpus: set[int]) -> Iterator[None]:
-    """This process (and what it starts meanwhile) runs on `cpus` only."""
-    if not cpus:
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-@contextlib.asynccontextmanager
-async def _fake_providers() -> AsyncIterator[dict[str, str]]:
-    """`python -m aibot.sandbox` in a process of its own: its work is not the bot's."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aibot.sandbox",
-        "--chunk-delay",
-        str(CHUNK_DELAY),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=_ROOT,
-    )
-    with contextlib.suppress(OSError, AttributeError):
-        # Sharing a CPU with the fake Discord, it yields: Discord's answers are timed.
-        os.sched_setscheduler(process.pid, os.SCHED_IDLE, os.sched_param(0))
-    try:
-        assert process.stdout is not None
-        base_urls: dict[str, str] = {}
-        while len(base_urls) < 3:
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            if not line:
-                raise RuntimeError("the fake providers exited before they were ready")
-            name, _, value = line.strip().partition("=")
-            if name.endswith("_BASE_URL"):
-                base_urls[name] = value
-        yield base_urls
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.communicate(), 10)
-
-
-def _aibot_env(token: str, base_urls: Mapping[str, str], data_dir: str) -> dict[str, str]:
-    env = {
-        "DISCORD_TOKEN": token,
-        "AIBOT_DATA_DIR": data_dir,
-        "AIBOT_HTTP": "off",
-        # Jobs still running when the burst is measured are cut short at close.
-        "AIBOT_DRAIN_SECONDS": "3",
-        **base_urls,
-    }
-    for pool in ("CHAT", "IMAGE", "VIDEO", "ADMIN"):
-        # Every burst does the real work (defer, queue, stream), not a cheaper refusal:
-        # no cooldown or daily quota answers instead, and the queues hold every job
-        # of all the bursts (the pools, busy with the first burst's jobs, would refuse
-        # most of the next bursts as "busy" otherwise).
-        env[f"AIBOT_{pool}_COOLDOWN"] = "0"
-        env[f"AIBOT_{pool}_DAILY_QUOTA"] = "0"
-        env[f"AIBOT_{pool}_QUEUE"] = str(QUEUE)
-    for provider in ("OPENAI", "MINIMAX", "STABILITY"):
-        for pool in range(1, 5):
-            keys = (f"bench-{provider.lower()}-{pool}-{k:02d}-{'0' * 24}" for k in range(2))
-            env[f"{provider}_API_KEY_{pool}"] = ",".join(keys)
-    return env
 
 
 async def run(
@@ -505,15 +106,15 @@ async def run(
 ) -> AsyncIterator[dict[str, Any]]:
     """The named scenarios (`SCENARIOS`), in that order, against one fake Discord
     process and one fake providers process; yields each one's JSON line's fields."""
-    bot_cpus, fake_cpus = _cpus_apart()
+    bot_cpus, fake_cpus = cpus_apart()
     async with contextlib.AsyncExitStack() as fakes:
-        with _on_cpus(fake_cpus):  # the fakes' processes start there
+        with on_cpus(fake_cpus):  # the fakes' processes start there
             fake = await fakes.enter_async_context(
                 FakeDiscordProcess.spawn(shard_count=SHARDS, guilds=GUILDS)
             )
-            base_urls = await fakes.enter_async_context(_fake_providers())
+            base_urls = await fakes.enter_async_context(fake_providers())
         for scenario in scenarios:
-            with _on_cpus(bot_cpus), pointed_at(fake):
+            with on_cpus(bot_cpus), pointed_at(fake):
                 if scenario == "front":
                     yield await _front(fake, base_urls, rounds=1 if quick else 3)
                 else:
@@ -525,11 +126,11 @@ async def _front(
     fake: FakeDiscordProcess, base_urls: Mapping[str, str], *, rounds: int
 ) -> dict[str, Any]:
     """The `front` scenario: one burst of `COUNT` in a second, aibot then the floor."""
-    async with _aibot(fake.token, base_urls) as build:
-        aibot = typical(_logged("aibot", await measure(fake, build(), rounds=rounds)))
-    rss = _peak_rss_mb()
+    async with aibot_builder(fake.token, base_urls) as build:
+        aibot = typical(logged("aibot", await measure(fake, build(), rounds=rounds)))
+    rss = peak_rss_mb()
     gc.collect()
-    floor = typical(_logged("floor", await measure(fake, FloorBot(), rounds=rounds)))
+    floor = typical(logged("floor", await measure(fake, FloorBot(), rounds=rounds)))
     ratio = None
     if aibot["p99_ms"] is not None and floor["p99_ms"]:
         ratio = round(aibot["p99_ms"] / floor["p99_ms"], 2)
@@ -553,7 +154,7 @@ async def _capacity(
     gets; those logs are muted here (they come only at rates that fail anyway)."""
     logging.disable(logging.ERROR)
     try:
-        async with _aibot(fake.token, base_urls) as build:
+        async with aibot_builder(fake.token, base_urls) as build:
             aibot = await capacity_of(fake, build, "aibot", precision=precision)
         floor = await capacity_of(fake, FloorBot, "floor", precision=precision)
     finally:
@@ -564,16 +165,6 @@ async def _capacity(
         "floor_per_s": round(floor),
         "capacity_ratio": round(aibot / floor, 2) if floor else None,
     }
-
-
-def _logged(name: str, rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for i, result in enumerate(rounds, 1):
-        _log(f"{name} burst {i}/{len(rounds)}: {json.dumps(result)}")
-    return rounds
-
-
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
