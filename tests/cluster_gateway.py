@@ -1,0 +1,82 @@
+"""A gateway process for the shard tests: claims its shards, then IDENTIFYs each.
+
+`python -m tests.cluster_gateway REDIS_URL --node NAME --shards 0,1 --count 4 [options]`
+
+It claims its shard ids (`ShardClaims`; with `--standby` it waits for them),
+printing the refusal on stderr and exiting with 2 when they clash; keeps them
+with a heartbeat; prints `ready`; then goes through the IDENTIFY lock for each
+shard in turn, the way discord.py calls `before_identify_hook`, recording on
+`{prefix}:test:identify` when each one was let through (Redis's clock, as
+the lock took it); prints `identified`, and holds its shards until SIGTERM,
+when it releases them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+
+from aibot.cluster.connection import connect
+from aibot.cluster.heartbeat import Heartbeat, NodeInfo
+from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict
+
+__all__ = ["main"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    redis = connect(args.url)
+    shards = [int(s) for s in args.shards.split(",")]
+    claims = ShardClaims(redis, args.node, shards, args.count, prefix=args.prefix, ttl=args.ttl)
+    try:
+        await claims.claim(wait=args.standby, poll=0.1)
+    except ShardConflict as refusal:
+        print(f"refusing to start: {refusal}", file=sys.stderr, flush=True)
+        await redis.aclose()
+        return 2
+    info = NodeInfo(args.node, shards=tuple(shards), started_at=time.time())
+    heartbeat = Heartbeat(
+        redis, lambda: info, prefix=args.prefix, interval=0.2, ttl=1.0, on_beat=[claims.renew]
+    )
+    await heartbeat.start()
+    print("ready", flush=True)
+    lock = IdentifyLock(
+        redis,
+        prefix=args.prefix,
+        max_concurrency=args.max_concurrency,
+        window=args.window,
+        holder=args.node,
+    )
+    for shard in shards:
+        taken_at = await lock.acquire(shard)
+        record = {"node": args.node, "shard": shard, "bucket": lock.bucket(shard), "at": taken_at}
+        await redis.rpush(f"{args.prefix}:test:identify", json.dumps(record))
+    print("identified", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await heartbeat.stop()
+    await claims.release()
+    await redis.aclose()
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.cluster_gateway")
+    parser.add_argument("url")
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--shards", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--prefix", default="aibot")
+    parser.add_argument("--ttl", type=float, default=15.0)
+    parser.add_argument("--standby", action="store_true")
+    parser.add_argument("--max-concurrency", type=int, default=1)
+    parser.add_argument("--window", type=float, default=5.5)
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
