@@ -28,6 +28,8 @@ __all__ = ["main"]
 
 
 async def run(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     redis = connect(args.url)
     shards = [int(s) for s in args.shards.split(",")]
     claims = ShardClaims(redis, args.node, shards, args.count, prefix=args.prefix, ttl=args.ttl)
@@ -55,8 +57,6 @@ async def run(args: argparse.Namespace) -> int:
         record = {"node": args.node, "shard": shard, "bucket": lock.bucket(shard), "at": taken_at}
         await redis.rpush(f"{args.prefix}:test:identify", json.dumps(record))
     print("identified", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await heartbeat.stop()
     await claims.release()

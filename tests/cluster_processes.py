@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import select
 import signal
 import subprocess
@@ -35,6 +36,7 @@ class Process:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self._seen = ""
 
     @property
     def pid(self) -> int:
@@ -45,14 +47,20 @@ class Process:
         process's stderr if it exits or stays silent for `timeout` seconds."""
         deadline = time.monotonic() + timeout
         assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.popen.stdout], [], [], 0.1)
-            if ready:
-                line = self.popen.stdout.readline()
+            while "\n" in self._seen:
+                line, self._seen = self._seen.split("\n", 1)
                 if line.startswith(expected):
-                    return line.strip()
-                if not line:
+                    return line
+            # Raw reads: a buffered readline could hold the next line where
+            # select cannot see it.
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
                     break
+                self._seen += chunk.decode()
         raise AssertionError(f"{self.popen.args} printed no {expected!r}: {self.stderr()}")
 
     def stderr(self) -> str:
