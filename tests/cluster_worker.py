@@ -10,8 +10,8 @@ its answer: an `RPUSH` of the job id onto `{prefix}:test:answers` (with
 `--record`), and finishes the entry. With `--record` it also writes what
 happened onto lists under `{prefix}:test:` (started, dropped, dead), each item
 a JSON object; without it, nothing but the stream work touches Redis (the
-benchmarks). `--stats PATH` writes the start latencies (seconds from the job's
-`submitted_at` to its start) and finish times to PATH when the worker gets
+benchmarks). `--stats PATH` writes the start latencies ([job id, seconds from the job's
+`submitted_at` to its start]) and finish times to PATH when the worker gets
 SIGTERM. `--crash-on-start` exits at once (`os._exit`) after recording its
 first start: a job that kills its worker. `--heartbeat` keeps a heartbeat
 for the node named `--consumer`, serving `--pool`.
@@ -54,7 +54,7 @@ class Worker:
         self.args = args
         self.running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
         self.slot_freed = asyncio.Event()
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[str, float]] = []
         self.finished_at: list[float] = []
 
     async def record(self, what: str, **fields: object) -> None:
@@ -87,7 +87,7 @@ class Worker:
         if delivery.dead:
             await self.record("dead", job=delivery.job.id, deliveries=delivery.deliveries)
             return
-        self.latencies.append(time.time() - delivery.job.submitted_at)
+        self.latencies.append((delivery.job.id, time.time() - delivery.job.submitted_at))
         await self.record("started", job=delivery.job.id, deliveries=delivery.deliveries)
         if self.args.crash_on_start:
             os._exit(3)
