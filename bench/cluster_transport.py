@@ -61,6 +61,7 @@ log = logging.getLogger("bench.cluster_transport")
 
 RATE = 1000  # jobs/s offered in `transport`
 _TICK = 0.001
+_SENDERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,21 +124,33 @@ def job(n: int, **args: Any) -> Job:
 
 
 async def offer(stream: JobStream, rate: float, seconds: float, tag: str) -> list[str]:
-    """Add jobs at `rate` a second for `seconds`, open loop (each XADD its own
-    task, so one slow reply delays no other job); returns their ids."""
+    """Add jobs at `rate` a second for `seconds`, open loop; returns their ids.
+
+    Each job is made (its `submitted_at` taken) when it is due, then added by
+    one of `_SENDERS` tasks, as the concurrent commands of a gateway would be:
+    a job waiting for a sender counts in its start latency. A fixed number of
+    senders, not a task per job: hundreds of tasks waiting on the client's
+    connection pool wake one another at every release and fall behind for good.
+    """
+    due_jobs: asyncio.Queue[Job | None] = asyncio.Queue()
+
+    async def send() -> None:
+        while (new := await due_jobs.get()) is not None:
+            await stream.add(new)
+
+    senders = [asyncio.create_task(send()) for _ in range(_SENDERS)]
     ids: list[str] = []
-    adding: set[asyncio.Task[str]] = set()
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         due = math.floor(elapsed * rate) + 1
         while len(ids) < due:
             new = job(len(ids), tag=tag)
             ids.append(new.id)
-            task = asyncio.create_task(stream.add(new))
-            adding.add(task)
-            task.add_done_callback(adding.discard)
+            due_jobs.put_nowait(new)
         await asyncio.sleep(_TICK)
-    await asyncio.gather(*adding)
+    for _ in senders:
+        due_jobs.put_nowait(None)
+    await asyncio.gather(*senders)
     return ids
 
 

@@ -87,6 +87,8 @@ class Worker:
         if delivery.dead:
             await self.record("dead", job=delivery.job.id, deliveries=delivery.deliveries)
             return
+        if delivery.entry_id in self.running:
+            return  # its own job, reclaimed after a stall: it is still running here
         self.latencies.append((delivery.job.id, time.time() - delivery.job.submitted_at))
         await self.record("started", job=delivery.job.id, deliveries=delivery.deliveries)
         if self.args.crash_on_start:

@@ -20,7 +20,9 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    owner in `XPENDING` and re-claims (`XCLAIM ... JUSTID`) only the ones it
    still owns: a plain claim-to-self would let a stalled worker take back a
    job another worker already reclaimed. It answers which entries are
-   still owned; the worker drops the others.
+   still owned; the worker drops the others. (A worker that stalled past
+   the lease may reclaim an entry of its own: if the job still runs in
+   that process, keep it running rather than starting it twice.)
 4. `claim_delivery(delivery)`: before any send that is not idempotent (a
    followup, a channel message) the worker claims the job's delivery,
    `SET {prefix}:delivered:{job id} NX PX ...`. A late duplicate (the stalled
