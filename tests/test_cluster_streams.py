@@ -34,7 +34,8 @@ def chat_job(n: int = 0) -> Job:
 
 
 def stream(redis: Redis, **options: float) -> JobStream:
-    return JobStream(redis, "chat", prefix=PREFIX, block=0.05, **options)
+    """The chat stream, scanning for idle entries at every take."""
+    return JobStream(redis, "chat", prefix=PREFIX, block=0.05, reclaim_every=0, **options)
 
 
 async def idle_at_least(redis: Redis, seconds: float) -> None:
@@ -69,6 +70,16 @@ async def test_take_reclaims_an_idle_entry_before_reading_new_ones(redis: Redis)
     [delivery] = await jobs.take("survivor", 1)
     assert (delivery.entry_id, delivery.deliveries, delivery.consumer) == (first, 2, "survivor")
     assert len(await jobs.take("survivor", 1)) == 1  # then the new one
+
+
+async def test_the_reclaim_scan_runs_at_most_every_reclaim_every_seconds(redis: Redis) -> None:
+    seldom = JobStream(redis, "chat", prefix=PREFIX, block=0.05, lease=0.1, reclaim_every=60)
+    await seldom.add(chat_job())
+    [first] = await seldom.take("worker-a", 1)  # this take scanned
+    await idle_at_least(redis, 0.1)
+    assert await seldom.take("worker-b", 1) == []  # no scan due yet
+    [again] = await stream(redis, lease=0.1).take("worker-b", 1)
+    assert (again.entry_id, again.deliveries) == (first.entry_id, 2)
 
 
 async def test_reclaim_follows_the_cursor_past_entries_that_are_still_leased(
