@@ -55,7 +55,7 @@ from bench.world import percentile
 from tests.cluster_processes import Process, spawn
 from tests.fixtures.redis_server import start_redis
 
-__all__ = ["main", "reclaim", "run", "scaling", "transport"]
+__all__ = ["FULL", "QUICK", "Scale", "main", "reclaim", "run", "scaling", "transport"]
 
 log = logging.getLogger("bench.cluster_transport")
 
@@ -98,7 +98,7 @@ def start_worker(bench: Bench, prefix: str, name: str, *options: str) -> Process
 
 def stop_workers(bench: Bench, prefix: str, workers: dict[str, Process]) -> dict[str, Any]:
     """SIGTERM each worker; their start latencies and finish times, merged."""
-    merged: dict[str, Any] = {"latencies": {}, "finished_at": []}
+    merged: dict[str, Any] = {"latencies": {}, "finished_at": [], "cpu_s": 0.0}
     for name, worker in workers.items():
         worker.stop()
         path = bench.folder / f"{prefix}-{name}.json"
@@ -106,6 +106,7 @@ def stop_workers(bench: Bench, prefix: str, workers: dict[str, Process]) -> dict
             stats = json.loads(path.read_text())
             merged["latencies"].update(dict(stats["latencies"]))
             merged["finished_at"].extend(stats["finished_at"])
+            merged["cpu_s"] += stats["cpu_s"]
     return merged
 
 
@@ -175,7 +176,11 @@ async def transport(bench: Bench, scale: Scale) -> dict[str, Any]:
     latencies = [stats["latencies"][i] * 1000 for i in measured if i in stats["latencies"]]
     last_finish = max(stats["finished_at"], default=first_submit)
     log.info(
-        "transport: %d offered, %d started, drained=%s", len(measured), len(latencies), drained
+        "transport: %d offered, %d started, drained=%s; worker CPU %.3f ms a job (warm-up too)",
+        len(measured),
+        len(latencies),
+        drained,
+        stats["cpu_s"] * 1000 / max(len(stats["latencies"]), 1),
     )
     return {
         "scenario": "transport",

@@ -30,7 +30,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,6 +42,8 @@ from aibot.cluster.heartbeat import Heartbeat, NodeInfo
 from aibot.cluster.streams import Delivery, JobStream
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 # A stall (SIGSTOP) wakes to TimeoutError; Redis away gives ConnectionError.
 _TRANSIENT = (RedisTimeoutError, RedisConnectionError, TimeoutError, ConnectionError)
@@ -104,22 +108,24 @@ class Worker:
     async def work(self, delivery: Delivery) -> None:
         if self.args.job_seconds:
             await asyncio.sleep(self.args.job_seconds)
-        if not await self.claim(delivery):
+        # Claiming again for the same delivery answers the same: safe to retry.
+        if not await self.retrying(lambda: self.stream.claim_delivery(delivery)):
             await self.record("dropped", job=delivery.job.id, why="claim")
             return
         if self.args.record:
-            await self.stream.redis.rpush(f"{self.args.prefix}:test:answers", delivery.job.id)
-        await self.stream.finish(delivery.entry_id)
+            # The answer itself is sent once: a retry could send it twice.
+            with contextlib.suppress(*_TRANSIENT):
+                await self.stream.redis.rpush(f"{self.args.prefix}:test:answers", delivery.job.id)
+        await self.retrying(lambda: self.stream.finish(delivery.entry_id))
         self.finished_at.append(time.time())
 
-    async def claim(self, delivery: Delivery) -> bool:
-        # Claiming again for the same delivery answers the same: safe to retry.
-        for _ in range(20):
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` again while Redis is away or this process was stalled."""
+        while True:
             try:
-                return await self.stream.claim_delivery(delivery)
+                return await call()
             except _TRANSIENT:
                 await asyncio.sleep(0.05)
-        return False
 
     async def renew_forever(self) -> None:
         while True:
@@ -136,7 +142,11 @@ class Worker:
 
     def write_stats(self) -> None:
         if self.args.stats:
-            stats = {"latencies": self.latencies, "finished_at": self.finished_at}
+            stats = {
+                "latencies": self.latencies,
+                "finished_at": self.finished_at,
+                "cpu_s": time.process_time(),
+            }
             Path(self.args.stats).write_text(json.dumps(stats))
 
 

@@ -57,6 +57,7 @@ async def test_a_job_goes_in_and_comes_out_whole_then_finish_removes_it(redis: R
     assert delivery.job.token == "tok-secret" and not delivery.dead
     assert (await jobs.load()).pending == 1
     await jobs.finish(entry_id)
+    await jobs.finish(entry_id)  # idempotent: a worker may retry it after an error
     load = await jobs.load()
     assert (load.length, load.pending, load.waiting) == (0, 0, 0)
 
@@ -301,6 +302,48 @@ async def test_a_worker_stopped_past_its_lease_drops_its_job_on_waking(
         sleeper.stop()
         if survivor is not None:
             survivor.stop()
+
+
+async def test_redis_frozen_mid_job_then_back_every_job_answered_exactly_once(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    jobs = stream(redis)
+    options = ("--slots", "2", "--job-seconds", "2", "--lease", "1")
+    workers = [worker(redis_server, name, *options) for name in ("worker-a", "worker-b")]
+    try:
+        ids = []
+        for n in range(6):
+            new = chat_job(n)
+            ids.append(new.id)
+            await jobs.add(new)
+
+        async def four_running() -> bool:
+            return len(await events(redis, PREFIX, "started")) >= 4
+
+        await eventually(four_running, what="both workers busy")
+        redis_server.pause()
+        try:
+            # Past redis-py's 5 s socket timeout: every worker call times out.
+            await asyncio.sleep(6)
+        finally:
+            redis_server.resume()
+
+        async def all_answered() -> bool:
+            return len(await answers(redis)) == 6
+
+        await eventually(all_answered, what="6 jobs answered after the freeze")
+        assert await answers(redis) == Counter(dict.fromkeys(ids, 1))
+        await eventually(lambda: _drained(jobs), what="the stream empty")
+        assert await events(redis, PREFIX, "dead") == []
+    finally:
+        redis_server.resume()
+        for process in workers:
+            process.stop()
+
+
+async def _drained(jobs: JobStream) -> bool:
+    load = await jobs.load()
+    return (load.length, load.pending) == (0, 0)
 
 
 async def test_a_job_that_kills_its_worker_is_dead_lettered_after_three_deliveries(

@@ -132,6 +132,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
 
+# Acknowledge, then delete. KEYS: stream. ARGV: group, entry id. One command where
+# a MULTI/EXEC pipeline would be four: this runs once for every job.
+_FINISH = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -212,6 +219,7 @@ class JobStream:
         self._reclaim = redis.register_script(_RECLAIM)
         self._renew = redis.register_script(_RENEW)
         self._claim_delivery = redis.register_script(_CLAIM_DELIVERY)
+        self._finish = redis.register_script(_FINISH)
         self._group_ready = False
 
     async def ensure_group(self) -> None:
@@ -323,10 +331,7 @@ class JobStream:
 
     async def finish(self, entry_id: str) -> None:
         """Acknowledge and delete the entry, after the job's reply is finished."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.key, GROUP, entry_id)
-            pipe.xdel(self.key, entry_id)
-            await pipe.execute()
+        await self._finish(keys=[self.key], args=[GROUP, entry_id])
 
     async def load(self) -> StreamLoad:
         """This pool's length and pending count."""
