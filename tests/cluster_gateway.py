@@ -2,8 +2,9 @@
 
 `python -m tests.cluster_gateway REDIS_URL --node NAME --shards 0,1 --count 4 [options]`
 
-It claims its shard ids (`ShardClaims`; with `--standby` it waits for them),
-printing the refusal on stderr and exiting with 2 when they clash; keeps them
+It claims its shard ids (`ShardClaims`), printing the refusal on stderr and
+exiting with 2 when they clash (with `--standby` it prints `standing by` and
+waits for them instead); keeps them
 with a heartbeat; prints `ready`; then goes through the IDENTIFY lock for each
 shard in turn, the way discord.py calls `before_identify_hook`, recording on
 `{prefix}:test:identify` when each one was let through (Redis's clock, as
@@ -34,11 +35,14 @@ async def run(args: argparse.Namespace) -> int:
     shards = [int(s) for s in args.shards.split(",")]
     claims = ShardClaims(redis, args.node, shards, args.count, prefix=args.prefix, ttl=args.ttl)
     try:
-        await claims.claim(wait=args.standby, poll=0.1)
+        await claims.claim()
     except ShardConflict as refusal:
-        print(f"refusing to start: {refusal}", file=sys.stderr, flush=True)
-        await redis.aclose()
-        return 2
+        if not args.standby:
+            print(f"refusing to start: {refusal}", file=sys.stderr, flush=True)
+            await redis.aclose()
+            return 2
+        print("standing by", flush=True)
+        await claims.claim(wait=True, poll=0.1)
     info = NodeInfo(args.node, shards=tuple(shards), started_at=time.time())
     heartbeat = Heartbeat(
         redis, lambda: info, prefix=args.prefix, interval=0.2, ttl=1.0, on_beat=[claims.renew]

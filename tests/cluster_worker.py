@@ -70,6 +70,7 @@ class Worker:
         await self.stream.ensure_group()
         print("ready", flush=True)
         renewing = asyncio.create_task(self.renew_forever())
+        backoff = 0.05
         try:
             while True:
                 free = self.args.slots - len(self.running)
@@ -80,8 +81,11 @@ class Worker:
                 try:
                     deliveries = await self.stream.take(self.consumer, free)
                 except _TRANSIENT:
-                    await asyncio.sleep(0.05)
+                    # Redis away: each try that times out may still run when it is back.
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
                     continue
+                backoff = 0.05
                 for delivery in deliveries:
                     await self.start(delivery)
         finally:

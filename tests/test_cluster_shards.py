@@ -114,9 +114,11 @@ async def test_a_standby_takes_over_when_the_killed_gateways_claims_expire(
 ) -> None:
     options = ("--count", "2", "--ttl", "1", "--window", "0.1")
     active = gateway(redis_server, "active", "0,1", *options)
-    standby = gateway(redis_server, "standby", "0,1", "--standby", *options)
+    standby = None
     try:
         active.wait_line("identified")
+        standby = gateway(redis_server, "standby", "0,1", "--standby", *options)
+        standby.wait_line("standing by")
         assert await redis.mget(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == ["active"] * 2
         assert standby.popen.poll() is None  # waiting, not refused
         active.kill()
@@ -124,7 +126,8 @@ async def test_a_standby_takes_over_when_the_killed_gateways_claims_expire(
         assert await redis.mget(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == ["standby"] * 2
     finally:
         active.stop()
-        standby.stop()
+        if standby is not None:
+            standby.stop()
 
 
 async def test_a_gateway_stopped_cleanly_frees_its_shards_for_the_next_at_once(
