@@ -37,6 +37,7 @@ class Process:
             text=True,
         )
         self._seen = ""
+        self.errors = ""  # its stderr, once stopped
 
     @property
     def pid(self) -> int:
@@ -90,7 +91,7 @@ class Process:
             self.popen.send_signal(signal.SIGCONT)
             self.popen.terminate()
             try:
-                self.popen.communicate(timeout=15)
+                _, self.errors = self.popen.communicate(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
 

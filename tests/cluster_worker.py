@@ -62,9 +62,12 @@ class Worker:
         self.finished_at: list[float] = []
 
     async def record(self, what: str, **fields: object) -> None:
+        """Note what happened for the test (retried: a stall may cost the first
+        try its reply, so a note can come twice; answers are never retried)."""
         if self.args.record:
             item = json.dumps({"consumer": self.consumer, "at": time.time(), **fields})
-            await self.stream.redis.rpush(f"{self.args.prefix}:test:{what}", item)
+            key = f"{self.args.prefix}:test:{what}"
+            await self.retrying(lambda: self.stream.redis.rpush(key, item))
 
     async def run(self) -> None:
         await self.stream.ensure_group()

@@ -234,7 +234,7 @@ async def test_kill_9_of_a_worker_holding_jobs_every_job_answered_exactly_once(
             await jobs.add(chat_job(n))
 
         async def doomed_holds_two() -> bool:
-            return len(await started_by(redis, "doomed")) == 2
+            return len(await started_by(redis, "doomed")) >= 2
 
         await eventually(doomed_holds_two, what="the doomed worker holding 2 jobs")
         doomed.kill()
@@ -269,7 +269,7 @@ async def test_a_worker_stopped_past_its_lease_drops_its_job_on_waking(
         await jobs.add(job)
 
         async def sleeper_started() -> bool:
-            return len(await started_by(redis, "sleeper")) == 1
+            return len(await started_by(redis, "sleeper")) >= 1
 
         await eventually(sleeper_started, what="the sleeper starting the job")
         sleeper.pause()
