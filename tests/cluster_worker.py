@@ -10,11 +10,12 @@ its answer: an `RPUSH` of the job id onto `{prefix}:test:answers` (with
 `--record`), and finishes the entry. With `--record` it also writes what
 happened onto lists under `{prefix}:test:` (started, dropped, dead), each item
 a JSON object; without it, nothing but the stream work touches Redis (the
-benchmarks). `--stats PATH` writes the start latencies ([job id, seconds from the job's
-`submitted_at` to its start]) and finish times to PATH when the worker gets
-SIGTERM. `--crash-on-start` exits at once (`os._exit`) after recording its
-first start: a job that kills its worker. `--heartbeat` keeps a heartbeat
-for the node named `--consumer`, serving `--pool`.
+benchmarks). `--stats PATH` writes the start latencies ([job id, seconds from
+the job's `submitted_at` to its start]), the finish times and the CPU seconds
+spent once ready to PATH when the worker gets SIGTERM. `--crash-on-start`
+exits at once (`os._exit`) after recording its first start: a job that kills
+its worker. `--heartbeat` keeps a heartbeat for the node named `--consumer`,
+serving `--pool`.
 
 It prints `ready` on stdout once its consumer group exists and it is about
 to take jobs.
@@ -60,6 +61,7 @@ class Worker:
         self.slot_freed = asyncio.Event()
         self.latencies: list[tuple[str, float]] = []
         self.finished_at: list[float] = []
+        self.cpu_at_ready = 0.0
 
     async def record(self, what: str, **fields: object) -> None:
         """Note what happened for the test (retried: a stall may cost the first
@@ -71,6 +73,7 @@ class Worker:
 
     async def run(self) -> None:
         await self.stream.ensure_group()
+        self.cpu_at_ready = time.process_time()
         print("ready", flush=True)
         renewing = asyncio.create_task(self.renew_forever())
         backoff = 0.05
@@ -152,7 +155,7 @@ class Worker:
             stats = {
                 "latencies": self.latencies,
                 "finished_at": self.finished_at,
-                "cpu_s": time.process_time(),
+                "cpu_s": time.process_time() - self.cpu_at_ready,
             }
             Path(self.args.stats).write_text(json.dumps(stats))
 
