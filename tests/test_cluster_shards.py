@@ -4,6 +4,7 @@ IDENTIFYs of one bucket never closer than the window, across processes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from aibot.cluster.connection import connect
 from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict
+from aibot.sandbox.fake_discord import FakeDiscord
 from tests.cluster_processes import Process, eventually, spawn
 from tests.fixtures.redis_server import RedisServer
 
@@ -178,3 +180,28 @@ async def test_identifies_of_one_bucket_are_a_window_apart_across_processes(
     finally:
         for process in gateways:
             process.stop()
+
+
+async def test_real_discord_py_gateways_identify_through_the_lock_a_window_apart(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    window = 0.4
+    async with FakeDiscord(shard_count=4).running() as fake:
+        urls = f"{fake.base_url},{fake.ws_url}"
+        options = ("--count", "4", "--window", str(window), "--discord", urls)
+        gateways = [
+            gateway(redis_server, f"gateway-{n}", shards, *options)
+            for n, shards in enumerate(["0,1", "2,3"])
+        ]
+        try:
+            for process in gateways:
+                # Off the loop: the fake Discord runs on it.
+                await asyncio.to_thread(process.wait_line, "identified")
+            assert fake.ready_shards == [0, 1, 2, 3]
+            assert sorted(shard for shard, _ in fake.identified) == [0, 1, 2, 3]
+            records = await identifies(redis)
+            assert sorted(r["shard"] for r in records) == [0, 1, 2, 3]
+            assert min(gaps(records)) >= window - 0.002, gaps(records)
+        finally:
+            for process in gateways:
+                await asyncio.to_thread(process.stop)
