@@ -14,7 +14,8 @@ benchmarks). `--stats PATH` writes the start latencies ([job id, seconds from
 the job's `submitted_at` to its start]), the finish times and the CPU seconds
 spent once ready to PATH when the worker gets SIGTERM. `--crash-on-start`
 exits at once (`os._exit`) after recording its first start: a job that kills
-its worker. `--heartbeat` keeps a heartbeat for the node named `--consumer`,
+its worker; `--crash-after-answer` exits after its first answer, before
+finishing the entry. `--heartbeat` keeps a heartbeat for the node named `--consumer`,
 serving `--pool`.
 
 It prints `ready` on stdout once its consumer group exists and it is about
@@ -62,6 +63,7 @@ class Worker:
         self.latencies: list[tuple[str, float]] = []
         self.finished_at: list[float] = []
         self.cpu_at_ready = 0.0
+        self.committed: set[str] = set()  # entries whose delivery this worker claimed
 
     async def record(self, what: str, **fields: object) -> None:
         """Note what happened for the test (retried: a stall may cost the first
@@ -101,6 +103,9 @@ class Worker:
         if delivery.dead:
             await self.record("dead", job=delivery.job.id, deliveries=delivery.deliveries)
             return
+        if delivery.answered:
+            await self.record("skipped", job=delivery.job.id, deliveries=delivery.deliveries)
+            return
         if delivery.entry_id in self.running:
             return  # its own job, reclaimed after a stall: it is still running here
         self.latencies.append((delivery.job.id, time.time() - delivery.job.submitted_at))
@@ -113,6 +118,7 @@ class Worker:
 
     def done(self, entry_id: str) -> None:
         self.running.pop(entry_id, None)
+        self.committed.discard(entry_id)
         self.slot_freed.set()
 
     async def work(self, delivery: Delivery) -> None:
@@ -122,10 +128,13 @@ class Worker:
         if not await self.retrying(lambda: self.stream.claim_delivery(delivery)):
             await self.record("dropped", job=delivery.job.id, why="claim")
             return
+        self.committed.add(delivery.entry_id)  # sending now: no lease loss stops it
         if self.args.record:
             # The answer itself is sent once: a retry could send it twice.
             with contextlib.suppress(*_TRANSIENT):
                 await self.stream.redis.rpush(f"{self.args.prefix}:test:answers", delivery.job.id)
+        if self.args.crash_after_answer:
+            os._exit(4)
         await self.retrying(lambda: self.stream.finish(delivery.entry_id))
         self.finished_at.append(time.time())
 
@@ -146,7 +155,7 @@ class Worker:
             except _TRANSIENT:
                 continue
             for entry_id, (delivery, task) in held.items():
-                if entry_id not in owned and not task.done():
+                if entry_id not in owned and entry_id not in self.committed and not task.done():
                     task.cancel()
                     await self.record("dropped", job=delivery.job.id, why="lease")
 
@@ -194,6 +203,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--stats")
     parser.add_argument("--crash-on-start", action="store_true")
+    parser.add_argument("--crash-after-answer", action="store_true")
     parser.add_argument("--heartbeat", action="store_true")
     return parser.parse_args(argv)
 

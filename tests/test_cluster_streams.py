@@ -163,6 +163,22 @@ async def test_a_stalled_worker_that_claims_first_sends_and_the_other_copy_drops
     assert await jobs.renew("worker-a", [first.entry_id]) == {first.entry_id}
 
 
+async def test_a_reclaimed_job_whose_delivery_was_claimed_is_finished_not_run_again(
+    redis: Redis,
+) -> None:
+    jobs = stream(redis, lease=0.1)
+    job = chat_job()
+    await jobs.add(job)
+    [answering] = await jobs.take("worker-a", 1)
+    assert await jobs.claim_delivery(answering)  # then it dies before finishing
+    await idle_at_least(redis, 0.1)
+    [again] = await jobs.take("worker-b", 1)
+    assert (again.job, again.deliveries, again.answered, again.dead) == (job, 2, True, False)
+    load = await jobs.load()
+    assert (load.length, load.pending) == (0, 0)
+    assert await jobs.dead_letters() == []
+
+
 async def test_a_consumer_reclaiming_its_own_entry_is_another_delivery(redis: Redis) -> None:
     jobs = stream(redis, lease=0.1)
     await jobs.add(chat_job())
@@ -349,6 +365,29 @@ async def dead(redis: Redis) -> list[dict[str, object]]:
 async def _drained(jobs: JobStream) -> bool:
     load = await jobs.load()
     return (load.length, load.pending) == (0, 0)
+
+
+async def test_a_worker_killed_after_answering_is_not_answered_again(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    jobs = stream(redis)
+    job = chat_job()
+    await jobs.add(job)
+    doomed = worker(redis_server, "doomed", "--lease", "0.5", "--crash-after-answer")
+    code, _ = doomed.finish()
+    assert code == 4
+    survivor = worker(redis_server, "survivor", "--lease", "0.5")
+    try:
+
+        async def skipped() -> bool:
+            return bool(await events(redis, PREFIX, "skipped"))
+
+        await eventually(skipped, what="the survivor finishing the answered job")
+        assert await answers(redis) == Counter({job.id: 1})
+        assert [e["consumer"] for e in await events(redis, PREFIX, "started")] == ["doomed"]
+        assert await _drained(jobs)
+    finally:
+        survivor.stop()
 
 
 async def test_a_job_that_kills_its_worker_is_dead_lettered_after_three_deliveries(

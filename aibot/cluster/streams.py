@@ -8,15 +8,18 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    whose lease ran out (their worker died or stalled: `XAUTOCLAIM` with
    min-idle = the lease, looping on the cursor until `0-0`, since one call
    scans at most 10 x COUNT pending entries), THEN reads new ones
-   (`XREADGROUP ... >`, blocking briefly). The reclaim scan runs at most
-   every `reclaim_every` seconds (0.5): a lease runs for seconds, and a scan
-   at every take would cost a round trip per job at 1,000 jobs/s. Reclaiming first matters: a busy
+   (`XREADGROUP ... >`, blocking briefly). Reclaiming first matters: a busy
    survivor that reclaimed only in spare moments left a dead worker's jobs
-   waiting 30 s. Each `Delivery` carries how many times the entry has been
-   delivered; past `max_deliveries` the entry is dead-lettered (copied to
-   `{prefix}:dead:{pool}`, acknowledged and deleted) and handed back with
-   `dead=True`, so the member can be told instead of the job crashing one
-   worker after another.
+   waiting 30 s. The scan runs at most every `reclaim_every` seconds (0.5):
+   leases last seconds, and a scan at every take would cost a round trip a
+   job at 1,000 jobs/s. Each `Delivery` carries how many times the entry
+   has been delivered; past `max_deliveries` the entry is dead-lettered
+   (copied to `{prefix}:dead:{pool}`, acknowledged and deleted) and handed
+   back with `dead=True`, so the member can be told instead of the job
+   crashing one worker after another. A reclaimed entry whose delivery was
+   already claimed (step 4: its worker died while answering, or after
+   answering but before step 5) is acknowledged and deleted, and handed back
+   with `answered=True`: running it again could send nothing.
 3. `renew(consumer, entry_ids)`: while it works, the worker renews the
    leases of its jobs every lease/3 or so. A script checks each entry's
    owner in `XPENDING` and re-claims (`XCLAIM ... JUSTID`) only the ones it
@@ -28,10 +31,11 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
 4. `claim_delivery(delivery)`: before any send that is not idempotent (a
    followup, a channel message) the worker claims the job's delivery,
    `SET {prefix}:delivered:{job id} NX PX ...`. A late duplicate (the stalled
-   worker waking up, or the reclaimer of a job that was answered but not yet
-   acknowledged) loses and sends nothing. Winning also takes the entry's
+   worker waking up) loses and sends nothing. Winning also takes the entry's
    lease, so the winner's renewals hold and the other copy is dropped. A
-   loser does not acknowledge: the winner does, once it has sent.
+   loser does not acknowledge: the winner does, once it has sent. The winner
+   is committed: it finishes sending even if a renewal later finds the lease
+   lost (a reclaimer only acknowledges a claimed entry, see step 2).
 5. `finish(entry_id)`: `XACK` then `XDEL`, after the reply is finished. The
    stream is never trimmed with `MAXLEN`: since Redis 7.0, `XAUTOCLAIM`
    silently drops pending entries whose stream entry is gone, so trimming
@@ -62,14 +66,15 @@ __all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "stream_loads"]
 
 GROUP = "workers"
 
-# Reclaim up to ARGV[4] entries idle for ARGV[3] ms, then read each one's delivery
-# count and dead-letter those delivered more than ARGV[5] times.
+# Reclaim up to ARGV[4] entries idle for ARGV[3] ms; finish those whose delivery
+# was claimed already, dead-letter those delivered more than ARGV[5] times.
 # KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, count, max
-# deliveries, dead-letter length cap. Returns {id, fields, deliveries, dead} per entry.
+# deliveries, dead-letter length cap, prefix of delivery claim keys.
+# Returns {id, fields, deliveries, state} per entry; state 0 live, 1 dead, 2 answered.
 _RECLAIM = """
 local stream, dead = KEYS[1], KEYS[2]
 local group, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
-local count, most, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local count, most, cap, delivered = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local claimed, cursor = {}, '0-0'
 repeat
   local reply = redis.call('XAUTOCLAIM', stream, group, consumer, idle, cursor,
@@ -84,7 +89,15 @@ for _, entry in ipairs(claimed) do
   local id, fields = entry[1], entry[2]
   local info = redis.call('XPENDING', stream, group, id, id, 1)[1]
   local times = info and info[4] or 1
-  if times > most then
+  local job_id
+  for i = 1, #fields, 2 do
+    if fields[i] == 'id' then job_id = fields[i + 1] end
+  end
+  if job_id and redis.call('EXISTS', delivered .. job_id) == 1 then
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    out[#out + 1] = {id, fields, times, 2}
+  elseif times > most then
     local copy = {'XADD', dead, 'MAXLEN', '~', cap, '*'}
     for _, value in ipairs(fields) do copy[#copy + 1] = value end
     for _, value in ipairs({'entry', id, 'deliveries', times, 'consumer', consumer}) do
@@ -150,7 +163,9 @@ class Delivery:
 
     `deliveries` counts this one (1 for a new entry). `dead` means the entry
     was delivered more than the stream's `max_deliveries` times: it has been
-    dead-lettered and must not run; tell the member instead.
+    dead-lettered and must not run; tell the member instead. `answered` means
+    an earlier delivery had claimed the job's delivery: the entry has been
+    finished; there is nothing to run and nothing to tell.
     """
 
     entry_id: str
@@ -158,6 +173,7 @@ class Delivery:
     deliveries: int
     consumer: str
     dead: bool = False
+    answered: bool = False
 
     @property
     def holder(self) -> str:
@@ -233,13 +249,16 @@ class JobStream:
 
     async def add(self, job: Job) -> str:
         """Append `job`; returns its entry id."""
-        entry_id = await self.redis.xadd(self.key, {"job": json.dumps(job.to_dict())})
+        # The id apart too: the reclaim script looks up the delivery claim by it.
+        fields = {"id": job.id, "job": json.dumps(job.to_dict())}
+        entry_id = await self.redis.xadd(self.key, fields)
         return _text(entry_id)
 
     async def take(self, consumer: str, count: int) -> list[Delivery]:
         """Up to `count` jobs for `consumer`: reclaimed ones first, then new ones
-        (waiting up to `block` seconds when nothing was reclaimed). Dead-lettered
-        deliveries come back too, marked `dead`, and do not count toward `count`."""
+        (waiting up to `block` seconds when nothing was reclaimed). Deliveries
+        marked `dead` or `answered` come back too (the entry is already
+        finished) and do not count toward `count`."""
         if count <= 0:
             return []
         if not self._group_ready:
@@ -251,7 +270,7 @@ class JobStream:
                 raise
             await self.ensure_group()  # Redis lost its data (a restart without persistence)
             reclaimed = []
-        room = count - sum(not d.dead for d in reclaimed)
+        room = count - sum(not (d.dead or d.answered) for d in reclaimed)
         if room <= 0:
             return reclaimed
         return reclaimed + await self._read_new(consumer, room, wait=not reclaimed)
@@ -273,11 +292,19 @@ class JobStream:
                 count,
                 self.max_deliveries,
                 self.dead_letters_kept,
+                self.delivered_key(""),
             ],
         )
         return [
-            Delivery(_text(entry_id), _job(fields), int(times), consumer, dead=bool(dead))
-            for entry_id, fields, times, dead in rows
+            Delivery(
+                _text(entry_id),
+                _job(fields),
+                int(times),
+                consumer,
+                dead=int(state) == 1,
+                answered=int(state) == 2,
+            )
+            for entry_id, fields, times, state in rows
         ]
 
     async def _read_new(self, consumer: str, count: int, *, wait: bool) -> list[Delivery]:
