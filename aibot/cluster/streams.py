@@ -71,21 +71,23 @@ GROUP = "workers"
 # KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, count, max
 # deliveries, dead-letter length cap, prefix of delivery claim keys.
 # Returns {id, fields, deliveries, state} per entry; state 0 live, 1 dead, 2 answered.
+# (It reads claim keys it is not given in KEYS: fine on one Redis, with or without
+# Sentinel; Redis Cluster is not supported.)
 _RECLAIM = """
 local stream, dead = KEYS[1], KEYS[2]
 local group, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
 local count, most, cap, delivered = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local claimed, cursor = {}, '0-0'
+local taken, cursor = {}, '0-0'
 repeat
   local reply = redis.call('XAUTOCLAIM', stream, group, consumer, idle, cursor,
-                           'COUNT', count - #claimed)
+                           'COUNT', count - #taken)
   cursor = reply[1]
   for _, entry in ipairs(reply[2]) do
-    if entry[2] then claimed[#claimed + 1] = entry end
+    if entry[2] then taken[#taken + 1] = entry end
   end
-until cursor == '0-0' or #claimed >= count
+until cursor == '0-0' or #taken >= count
 local out = {}
-for _, entry in ipairs(claimed) do
+for _, entry in ipairs(taken) do
   local id, fields = entry[1], entry[2]
   local info = redis.call('XPENDING', stream, group, id, id, 1)[1]
   local times = info and info[4] or 1
