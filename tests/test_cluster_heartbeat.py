@@ -1,0 +1,132 @@
+"""Heartbeats on a real Redis: every live process visible with what it runs, a
+killed one gone once its beat expires, and beating resumes after Redis comes back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from aibot.cluster.connection import connect
+from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes, pool_served
+from tests.cluster_processes import eventually, spawn
+from tests.fixtures.redis_server import RedisServer, start_redis
+
+PREFIX = "t"
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+def video_worker() -> NodeInfo:
+    return NodeInfo(
+        "worker-1",
+        pools=("video",),
+        free_slots={"video": 2},
+        version="0.1.0",
+        started_at=1_700_000_000.0,
+    )
+
+
+async def test_a_live_process_is_seen_with_what_it_runs_and_gone_at_once_on_stop(
+    redis: Redis,
+) -> None:
+    gateway = NodeInfo("gateway-1", shards=(0, 1), version="0.1.0", started_at=1.0)
+    async with (
+        Heartbeat(redis, video_worker, prefix=PREFIX),
+        Heartbeat(redis, lambda: gateway, prefix=PREFIX) as beating,
+    ):
+        assert await live_nodes(redis, prefix=PREFIX) == [gateway, video_worker()]
+        assert await pool_served(redis, "video", prefix=PREFIX)
+        assert not await pool_served(redis, "image", prefix=PREFIX)
+        await beating.stop()
+        assert await live_nodes(redis, prefix=PREFIX) == [video_worker()]
+    assert await live_nodes(redis, prefix=PREFIX) == []
+    assert not await pool_served(redis, "video", prefix=PREFIX)
+
+
+async def test_each_beat_carries_the_current_free_slots(redis: Redis) -> None:
+    free = {"chat": 4}
+
+    def info() -> NodeInfo:
+        return NodeInfo("worker-1", pools=("chat",), free_slots=dict(free))
+
+    async with Heartbeat(redis, info, prefix=PREFIX, interval=0.05, ttl=1.0):
+        free["chat"] = 1
+
+        async def updated() -> bool:
+            [node] = await live_nodes(redis, prefix=PREFIX)
+            return node.free_slots == {"chat": 1}
+
+        await eventually(updated, what="the next beat saying 1 free slot")
+
+
+async def test_a_killed_worker_disappears_when_its_beat_expires(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    worker = spawn(
+        "tests.cluster_worker", redis_server.url,
+        "--consumer", "video-worker", "--pool", "video", "--prefix", PREFIX, "--heartbeat",
+    )  # fmt: skip
+    try:
+        worker.wait_line("ready")
+        assert [n.node for n in await live_nodes(redis, prefix=PREFIX)] == ["video-worker"]
+        assert await pool_served(redis, "video", prefix=PREFIX)
+        worker.kill()
+
+        async def video_down() -> bool:
+            return not await pool_served(redis, "video", prefix=PREFIX)
+
+        await eventually(video_down, what="the killed worker's beat expiring")
+        assert await live_nodes(redis, prefix=PREFIX) == []
+        assert await redis.smembers(f"{PREFIX}:nodes") == set()
+    finally:
+        worker.stop()
+
+
+async def test_beating_resumes_by_itself_when_redis_comes_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    beats = 0
+
+    async def count_beat() -> None:
+        nonlocal beats
+        beats += 1
+
+    client = connect(redis_server.url)
+    heartbeat = Heartbeat(
+        client, video_worker, prefix=PREFIX, interval=0.05, ttl=1.0, on_beat=[count_beat]
+    )
+    restarted = None
+    try:
+        await heartbeat.start()
+        redis_server.stop()  # its data goes with it: no persistence
+        folder = tmp_path / "again"
+        folder.mkdir()
+        restarted = start_redis(folder, port=redis_server.port)
+        beats_then = beats
+
+        async def seen_again() -> bool:
+            with contextlib.suppress(Exception):
+                return await live_nodes(client, prefix=PREFIX) == [video_worker()]
+            return False
+
+        await eventually(seen_again, what="the node back in the new server")
+        assert beats > beats_then
+    finally:
+        await heartbeat.stop()
+        await client.aclose()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_the_expiry_must_outlast_the_interval() -> None:
+    with pytest.raises(ValueError, match="must exceed"):
+        Heartbeat(None, video_worker, interval=2.0, ttl=2.0)  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""Gateway shards over several processes, on a real Redis: the count pinned, ids
+claimed once, a clash refused naming the holder, a standby taking over, and
+IDENTIFYs of one bucket never closer than the window, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+
+import discord
+import pytest
+from redis.asyncio import Redis
+
+from aibot.cluster.connection import connect
+from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict
+from aibot.sandbox.fake_discord import FakeDiscord
+from tests.cluster_processes import Process, eventually, spawn
+from tests.fixtures.redis_server import RedisServer
+
+PREFIX = "t"
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+def claims(redis: Redis, node: str, ids: list[int], count: int = 4, **kw: object) -> ShardClaims:
+    return ShardClaims(redis, node, ids, count, prefix=PREFIX, **kw)  # type: ignore[arg-type]
+
+
+async def test_overlapping_shards_are_refused_naming_the_holder(redis: Redis) -> None:
+    await claims(redis, "gateway-a", [0, 1]).claim()
+    with pytest.raises(ShardConflict, match="shard 1 held by gateway-a") as refused:
+        await claims(redis, "gateway-b", [1, 2]).claim()
+    assert refused.value.holder == "gateway-a"
+    # Nothing half-claimed: shard 2 is still free.
+    await claims(redis, "gateway-c", [2, 3]).claim()
+
+
+async def test_another_shard_count_is_refused_with_both_counts(redis: Redis) -> None:
+    await claims(redis, "gateway-a", [0, 1], count=4).claim()
+    with pytest.raises(ShardConflict, match=r"run 4 shards.*AIBOT_SHARD_COUNT=8"):
+        await claims(redis, "gateway-b", [4, 5], count=8).claim()
+
+
+async def test_released_shards_can_be_claimed_at_once(redis: Redis) -> None:
+    first = claims(redis, "gateway-a", [0, 1])
+    await first.claim()
+    await first.release()
+    await claims(redis, "gateway-b", [0, 1]).claim()
+    await first.release()  # releases only what it still holds
+    with pytest.raises(ShardConflict, match="gateway-b"):
+        await claims(redis, "gateway-c", [1]).claim()
+
+
+async def test_a_gateway_that_stalled_past_its_claims_learns_it_lost_them(redis: Redis) -> None:
+    lost: list[tuple[int, ...]] = []
+    stalled = claims(redis, "gateway-a", [0, 1], ttl=0.2, on_lost=lost.append)
+    await stalled.claim()
+
+    async def expired() -> bool:
+        return await redis.exists(f"{PREFIX}:shard:0") == 0
+
+    await eventually(expired, what="the claims expiring")
+    await claims(redis, "standby", [1]).claim()
+    assert await stalled.renew() == (1,)
+    assert lost == [(1,)]
+    assert await redis.get(f"{PREFIX}:shard:0") == "gateway-a"  # taken back, nobody had it
+
+
+def test_shard_ids_must_be_below_the_count() -> None:
+    with pytest.raises(ValueError, match=r"outside 0\.\.3"):
+        ShardClaims(None, "gateway-a", [3, 4], 4)  # type: ignore[arg-type]
+
+
+async def test_the_lock_is_what_discord_py_calls_before_each_identify(redis: Redis) -> None:
+    client = discord.AutoShardedClient(intents=discord.Intents.none(), shard_count=2)
+    lock = IdentifyLock(redis, prefix=PREFIX, window=0.2, holder="gateway-a")
+    client.before_identify_hook = lock  # type: ignore[method-assign]
+    await client.before_identify_hook(0, initial=True)
+    assert await redis.get(f"{PREFIX}:identify:0") == "gateway-a:0"
+    assert 0 < await redis.pttl(f"{PREFIX}:identify:0") <= 200
+
+
+# Across real processes: tests/cluster_gateway.py is the gateway.
+
+
+def gateway(redis_server: RedisServer, node: str, shards: str, *options: str) -> Process:
+    return spawn(
+        "tests.cluster_gateway", redis_server.url,
+        "--node", node, "--shards", shards, "--prefix", PREFIX, *options,
+    )  # fmt: skip
+
+
+async def test_a_second_gateway_with_overlapping_shards_refuses_naming_the_first(
+    redis_server: RedisServer,
+) -> None:
+    first = gateway(redis_server, "gateway-a", "0,1", "--count", "4", "--window", "0.1")
+    try:
+        first.wait_line("ready")
+        second = gateway(redis_server, "gateway-b", "1,2", "--count", "4")
+        code, err = second.finish()
+        assert code == 2
+        assert "shard 1 held by gateway-a" in err
+    finally:
+        first.stop()
+
+
+async def test_a_standby_takes_over_when_the_killed_gateways_claims_expire(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    options = ("--count", "2", "--ttl", "1", "--window", "0.1")
+    active = gateway(redis_server, "active", "0,1", *options)
+    standby = None
+    try:
+        active.wait_line("identified")
+        standby = gateway(redis_server, "standby", "0,1", "--standby", *options)
+        standby.wait_line("standing by")
+        assert await redis.mget(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == ["active"] * 2
+        assert standby.popen.poll() is None  # waiting, not refused
+        active.kill()
+        standby.wait_line("ready")
+        assert await redis.mget(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == ["standby"] * 2
+    finally:
+        active.stop()
+        if standby is not None:
+            standby.stop()
+
+
+async def test_a_gateway_stopped_cleanly_frees_its_shards_for_the_next_at_once(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    options = ("--count", "2", "--window", "0.1")  # claims that would last 15 s
+    first = gateway(redis_server, "first", "0,1", *options)
+    try:
+        first.wait_line("ready")
+        first.stop()
+        assert await redis.exists(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == 0
+        second = gateway(redis_server, "second", "0,1", *options)
+        second.wait_line("ready")
+        second.stop()
+    finally:
+        first.stop()
+
+
+async def identifies(redis: Redis) -> list[dict[str, object]]:
+    return [json.loads(item) for item in await redis.lrange(f"{PREFIX}:test:identify", 0, -1)]
+
+
+def gaps(records: list[dict[str, object]]) -> list[float]:
+    times = sorted(float(r["at"]) for r in records)  # type: ignore[arg-type]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2])
+async def test_identifies_of_one_bucket_are_a_window_apart_across_processes(
+    redis: Redis, redis_server: RedisServer, max_concurrency: int
+) -> None:
+    window = 0.4
+    options = ("--count", "6", "--window", str(window), "--max-concurrency", str(max_concurrency))
+    gateways = [
+        gateway(redis_server, f"gateway-{n}", shards, *options)
+        for n, shards in enumerate(["0,1", "2,3", "4,5"])
+    ]
+    try:
+        for process in gateways:
+            process.wait_line("identified")
+        records = await identifies(redis)
+        assert sorted(r["shard"] for r in records) == list(range(6))
+        for bucket in range(max_concurrency):
+            in_bucket = [r for r in records if r["bucket"] == bucket]
+            assert len(in_bucket) == 6 // max_concurrency
+            # Redis keeps expiries in whole milliseconds: allow for the rounding.
+            assert min(gaps(in_bucket)) >= window - 0.002, gaps(in_bucket)
+    finally:
+        for process in gateways:
+            process.stop()
+
+
+async def test_real_discord_py_gateways_identify_through_the_lock_a_window_apart(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    window = 0.4
+    async with FakeDiscord(shard_count=4).running() as fake:
+        urls = f"{fake.base_url},{fake.ws_url}"
+        options = ("--count", "4", "--window", str(window), "--discord", urls)
+        gateways = [
+            gateway(redis_server, f"gateway-{n}", shards, *options)
+            for n, shards in enumerate(["0,1", "2,3"])
+        ]
+        try:
+            for process in gateways:
+                # Off the loop: the fake Discord runs on it.
+                await asyncio.to_thread(process.wait_line, "identified")
+            assert fake.ready_shards == [0, 1, 2, 3]
+            assert sorted(shard for shard, _ in fake.identified) == [0, 1, 2, 3]
+            records = await identifies(redis)
+            assert sorted(r["shard"] for r in records) == [0, 1, 2, 3]
+            assert min(gaps(records)) >= window - 0.002, gaps(records)
+        finally:
+            for process in gateways:
+                await asyncio.to_thread(process.stop)
