@@ -147,11 +147,12 @@ class AnswerWriter:
             except DELIVERY_ERRORS as error:
                 if refused(error):
                     raise
+                what = describe(error)
                 log.info(
-                    "job %s: the webhook failed (%s), answering in the channel",
-                    self.job.id,
-                    describe(error),
+                    "job %s: the webhook failed (%s), answering in the channel", self.job.id, what
                 )
+                # What the webhook's messages show already stays; the channel gets the rest.
+                parts = parts[self._showing(parts) :]
                 self._to_channel()
         try:
             await self._put_parts(parts)
@@ -166,6 +167,15 @@ class AnswerWriter:
                 continue
             self._edits.spend(self.job.channel_id)
             await self._write(index, part, self._policy)
+
+    def _showing(self, parts: Sequence[Message]) -> int:
+        """How many of `parts`, from the first, the messages show already."""
+        count = 0
+        for part, shown in zip(parts, self.shown, strict=False):
+            if not (part.plain and part.content == shown):
+                break
+            count += 1
+        return count
 
     async def _write(self, index: int, message: Message, policy: RetryPolicy) -> None:
         """Create or replace message `index`, the way the answer goes now."""
