@@ -39,7 +39,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     bot = AibotBot(settings, router=router, foreground=foreground)
     # Days and cooldowns follow the clock of interaction timestamps.
     store = Store(settings, clock=discord_clock)
-    replies = Replies(bot, delivery=store.journal)
+    replies = Replies(bot, delivery=store.journal, on_lost=bot.metrics.delivery_failed)
     worker = Worker(
         settings,
         # Members first: the worker's replies and hand-overs wait for their turn.

@@ -6,7 +6,9 @@ that runs here has a usable key, 503 otherwise, with the reasons listed.
 `/metrics` is the Prometheus text format from a `CollectorRegistry` of the
 app's own (tests build many worlds in one process, so never the global one):
 a collector turns snapshots into metric families at scrape time, and a
-latency histogram is fed by the worker after every job (`Metrics.observe`).
+latency histogram is fed by the worker after every job (`Metrics.observe`), and a
+counter by the replies for each answer no way to Discord delivered
+(`Metrics.delivery_failed`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aibot.catalogue import POOLS
 from aibot.snapshots import PoolSnapshot, StatusSource
 
 if TYPE_CHECKING:
@@ -173,8 +182,9 @@ def _gauge(
 
 
 class Metrics:
-    """One world's Prometheus registry: the snapshot collector plus a latency
-    histogram per pool and outcome, fed by `observe` after every job."""
+    """One world's Prometheus registry: the snapshot collector, a latency histogram
+    per pool and outcome, fed by `observe` after every job, and the answers lost
+    per pool, counted by `delivery_failed`."""
 
     def __init__(self, source: StatusSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -186,11 +196,23 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.deliveries_failed = Counter(
+            "aibot_deliveries_failed",
+            "Answers (or failure notices) that no way to Discord delivered, per pool.",
+            ["pool"],
+            registry=self.registry,
+        )
+        for pool in POOLS:  # a series from the start, so a rate over it is never empty
+            self.deliveries_failed.labels(pool)
 
     def observe(self, job: Job, error: AibotError | None, seconds: float) -> None:
         """A finished job: its seconds into the histogram of its pool and outcome."""
         outcome = "ok" if error is None else error.kind
         self.latency.labels(job.pool, outcome).observe(max(seconds, 0.0))
+
+    def delivery_failed(self, job: Job) -> None:
+        """A job whose answer reached nobody: one more in its pool's count."""
+        self.deliveries_failed.labels(job.pool).inc()
 
     def text(self) -> bytes:
         """The registry in the Prometheus text format."""

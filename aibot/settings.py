@@ -18,6 +18,7 @@ Variable names (every one is in `.env.multi.example` with a comment):
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from aibot.catalogue import (
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 
-__all__ = ["Models", "PoolSettings", "Settings", "SettingsError"]
+__all__ = ["ClusterSettings", "Models", "PoolSettings", "Settings", "SettingsError"]
 
 
 class SettingsError(ValueError):
@@ -91,6 +92,18 @@ class PoolSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Cluster mode (`AIBOT_REDIS_URL` set): pools and gateway shards in several
+    processes sharing one Redis. `redis_url` may hold a password: never shown."""
+
+    redis_url: str = field(repr=False)
+    prefix: str
+    node: str
+    gateway: bool
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     discord_token: str | None = field(repr=False)
     pools: Mapping[str, PoolSettings]
@@ -119,6 +132,8 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    # None: the embedded default (one process, no Redis).
+    cluster: ClusterSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -212,7 +227,10 @@ class _Reader:
                 f"AIBOT_{up}_CHANNELS", DEFAULT_CHANNELS[name], values.patterns, values.PAT
             ),
             guilds=self.get(
-                f"AIBOT_{up}_GUILDS", frozenset(), values.ids, "comma-separated guild ids (numbers)"
+                f"AIBOT_{up}_GUILDS",
+                frozenset(),
+                values.snowflakes,
+                "comma-separated guild ids (numbers)",
             ),
             cooldown=self.get(
                 f"AIBOT_{up}_COOLDOWN",
@@ -245,13 +263,36 @@ class _Reader:
             }
         )
 
+    def cluster(self) -> ClusterSettings | None:
+        """Cluster mode's settings, or None without `AIBOT_REDIS_URL`."""
+        url = self.raw("AIBOT_REDIS_URL")
+        gateway = self.get("AIBOT_GATEWAY", True, values.flag, "on or off")
+        if not url:
+            if not gateway:
+                self.problems.append(
+                    "AIBOT_GATEWAY: off (a worker process) needs AIBOT_REDIS_URL as well"
+                )
+            return None
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            self.problems.append("AIBOT_REDIS_URL: a redis://, rediss:// or unix:// URL")
+        return ClusterSettings(
+            redis_url=url,
+            prefix=self.raw("AIBOT_REDIS_PREFIX") or "aibot",
+            node=self.raw("AIBOT_NODE") or f"{socket.gethostname()}-{os.getpid()}",
+            gateway=gateway,
+            lease_seconds=self.get("AIBOT_LEASE_SECONDS", 3.0, values.positive_float, values.SECS),
+        )
+
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
         enabled = self.get(
             "AIBOT_POOLS", POOLS, values.pool_names, f"a comma-separated list of {', '.join(POOLS)}"
         )
         shard_ids = self.get(
-            "AIBOT_SHARD_IDS", None, values.id_tuple, "comma-separated shard numbers (0, 1, ...)"
+            "AIBOT_SHARD_IDS",
+            None,
+            values.snowflake_tuple,
+            "comma-separated shard numbers (0, 1, ...)",
         )
         shard_count = self.get("AIBOT_SHARD_COUNT", None, values.positive_int, values.POS)
         if shard_ids is not None and shard_count is None:
@@ -275,8 +316,8 @@ class _Reader:
                 }
             ),
             enabled_pools=enabled,
-            strict_routing=self.get("AIBOT_STRICT_ROUTING", False, values.bool, values.BOOL),
-            overflow=self.get("AIBOT_OVERFLOW", True, values.bool, values.BOOL),
+            strict_routing=self.get("AIBOT_STRICT_ROUTING", False, values.flag, values.BOOL),
+            overflow=self.get("AIBOT_OVERFLOW", True, values.flag, values.BOOL),
             data_dir=data_dir,
             timezone=self.get("AIBOT_TIMEZONE", ZoneInfo("UTC"), ZoneInfo, values.TZ),
             http=self.get(
@@ -296,7 +337,7 @@ class _Reader:
             / 1000.0,
             shard_ids=shard_ids,
             shard_count=shard_count,
-            dev_guild=self.get("AIBOT_DEV_GUILD", None, values.id, "a guild id (a number)"),
+            dev_guild=self.get("AIBOT_DEV_GUILD", None, values.snowflake, "a guild id (a number)"),
             admin_role=self.raw("AIBOT_ADMIN_ROLE"),
             request_timeout=self.get(
                 "AIBOT_REQUEST_TIMEOUT", 60.0, values.positive_float, values.SECS
@@ -317,6 +358,7 @@ class _Reader:
             ),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, values.positive_int, values.POS),
+            cluster=self.cluster(),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)

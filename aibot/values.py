@@ -14,11 +14,8 @@ __all__ = [
     "SECS",
     "TZ",
     "URL",
-    "bool",
+    "flag",
     "host_port",
-    "id",
-    "id_tuple",
-    "ids",
     "log_format",
     "log_level",
     "non_negative_float",
@@ -28,6 +25,9 @@ __all__ = [
     "positive_float",
     "positive_int",
     "providers",
+    "snowflake",
+    "snowflake_tuple",
+    "snowflakes",
     "split",
     "url",
 ]
@@ -95,19 +95,19 @@ def patterns(value: str) -> tuple[str, ...]:
     return patterns
 
 
-def id(value: str) -> int:
+def snowflake(value: str) -> int:
     number = int(value)
     if number < 0:
         raise ValueError
     return number
 
 
-def ids(value: str) -> frozenset[int]:
-    return frozenset(id(part) for part in split(value))
+def snowflakes(value: str) -> frozenset[int]:
+    return frozenset(snowflake(part) for part in split(value))
 
 
-def id_tuple(value: str) -> tuple[int, ...]:
-    ids = tuple(id(part) for part in split(value))
+def snowflake_tuple(value: str) -> tuple[int, ...]:
+    ids = tuple(snowflake(part) for part in split(value))
     if not ids:
         raise ValueError
     return ids
@@ -119,7 +119,7 @@ def url(value: str) -> str:
     return value.rstrip("/")
 
 
-def bool(value: str) -> bool:
+def flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True

@@ -1,5 +1,5 @@
-"""The front's pure parts: splitting long answers, the per-channel edit budget, the
-words for every error kind in Korean and English, and the command translations."""
+"""The front's pure parts: splitting long answers, the words for every error kind in
+Korean and English, and the command translations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from discord import app_commands
 
 from aibot.discord.i18n import COMMAND_TEXT_KO, Translator, duration, error_text, language
 from aibot.discord.render import MESSAGE_LIMIT, split_message
-from aibot.discord.reply import EditBudget
 from aibot.jobs import (
     AibotError,
     BadKey,
@@ -96,38 +95,6 @@ def test_a_growing_answer_keeps_its_full_parts() -> None:
     earlier = split_message(text[:3000])
     later = split_message(text)
     assert later[0] == earlier[0]
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_edit_budget_is_per_channel_and_refills() -> None:
-    clock = _Clock()
-    budget = EditBudget(burst=5, rate=1.0, clock=clock)
-    assert [budget.try_take(1) for _ in range(6)] == [True] * 5 + [False]
-    assert budget.try_take(2)  # another channel has its own bucket
-    clock.now = 2.0
-    assert budget.try_take(1) and budget.try_take(1)
-    assert not budget.try_take(1)
-
-
-def test_writes_that_must_happen_run_the_budget_into_debt() -> None:
-    clock = _Clock()
-    budget = EditBudget(burst=2, rate=1.0, clock=clock)
-    for _ in range(4):
-        budget.spend(1)  # four final answers at once: none waits
-    clock.now = 3.0  # 2 of debt + 3 refilled = 1 write
-    assert budget.try_take(1)
-    assert not budget.try_take(1)
-    for _ in range(10):
-        budget.spend(1)
-    clock.now = 6.0  # the debt is bounded by one burst: -2 + 3 s of refill
-    assert budget.try_take(1)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 rendering and translations. Nothing below this package imports discord."""
 
 from aibot.discord.bot import AibotBot
-from aibot.discord.reply import EditBudget, InteractionReply, Replies
+from aibot.discord.edits import EditBudget
+from aibot.discord.reply import InteractionReply, Replies
 
 __all__ = ["AibotBot", "EditBudget", "InteractionReply", "Replies"]

@@ -40,10 +40,11 @@ from .payloads import FakeGuild
 from .pointing import pointed_at
 from .process import FakeDiscordProcess, main
 from .records import Record, SentInteraction
-from .server import DEFAULT_CHANNELS, FakeDiscord
+from .server import DEFAULT_CHANNELS, DEFAULT_TOKEN, FakeDiscord
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "DEFAULT_TOKEN",
     "FakeDiscord",
     "FakeDiscordProcess",
     "FakeGuild",
