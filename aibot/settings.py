@@ -120,6 +120,8 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    # The largest picture a member may attach to /image or /video (AIBOT_ATTACHMENT_MAX_MB).
+    attachment_max_bytes: int = 8 * 1024**2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -302,6 +304,10 @@ class _Reader:
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
+            attachment_max_bytes=round(
+                self.get("AIBOT_ATTACHMENT_MAX_MB", 8.0, _positive_float, "megabytes, above 0")
+                * 1024**2
+            ),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)
