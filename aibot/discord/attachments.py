@@ -77,4 +77,6 @@ def picture_args(attachment: discord.Attachment) -> dict[str, Any]:
 
 
 def _megabytes(size: int) -> str:
+    if size < 1024**2:
+        return f"{max(1, round(size / 1024))} KB"
     return f"{size / 1024**2:.1f} MB"
