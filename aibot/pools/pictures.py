@@ -101,7 +101,8 @@ async def fetch_picture(
         raise Unavailable("the picture could not be downloaded") from None
     kind = image_type(bytes(data))
     if kind not in types:
-        names = " or ".join(_NAMES[t] for t in sorted(types, key=list(_NAMES).index))
+        *others, last = (name for kind, name in _NAMES.items() if kind in types)
+        names = f"{', '.join(others)} or {last}" if others else last
         raise BadRequest(f"the picture is not a {names} image")
     return Picture(bytes(data), kind)
 
