@@ -132,6 +132,8 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    # The largest picture a member may attach to /image or /video (AIBOT_ATTACHMENT_MAX_MB).
+    attachment_max_bytes: int = 8 * 1024**2
     # None: the embedded default (one process, no Redis).
     cluster: ClusterSettings | None = None
 
@@ -358,6 +360,12 @@ class _Reader:
             ),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, values.positive_int, values.POS),
+            attachment_max_bytes=round(
+                self.get(
+                    "AIBOT_ATTACHMENT_MAX_MB", 8.0, values.positive_float, "megabytes, above 0"
+                )
+                * 1024**2
+            ),
             cluster=self.cluster(),
         )
         if self.problems:

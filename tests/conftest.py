@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.engine",
     "tests.fixtures.store",
     "tests.fixtures.discord",
+    "tests.fixtures.attachments",
     "tests.fixtures.redis_server",
 ]

@@ -43,8 +43,6 @@ __all__ = ["AibotBot", "discord_clock"]
 
 log = logging.getLogger("aibot.discord")
 
-_COGS = {"chat": ChatCog, "image": ImageCog, "video": VideoCog}
-
 
 class _Tree(app_commands.CommandTree["AibotBot"]):
     """The command tree: every slash command's task is foreground work (see
@@ -108,9 +106,13 @@ class AibotBot(commands.AutoShardedBot):
             self.http_server = await start_http(self._source, host, port, metrics=self.metrics)
 
     async def _add_cogs(self) -> None:
-        for name, cog in _COGS.items():
-            if name in self.settings.enabled_pools:
-                await self.add_cog(cog(self.intake))
+        enabled, limit = self.settings.enabled_pools, self.settings.attachment_max_bytes
+        if "chat" in enabled:
+            await self.add_cog(ChatCog(self.intake))
+        if "image" in enabled:
+            await self.add_cog(ImageCog(self.intake, max_bytes=limit))
+        if "video" in enabled:
+            await self.add_cog(VideoCog(self.intake, max_bytes=limit))
         await self.add_cog(AdminCog(self, self.queue, self.router))
         await self.add_cog(ManageCog(self))
 

@@ -50,6 +50,14 @@ COMMAND_TEXT_KO: Mapping[str, str] = MappingProxyType(
         "Shape of the image, width:height (default 1:1)": "이미지 비율, 가로:세로 (기본 1:1)",
         "negative_prompt": "제외할-내용",
         "What the image must not show": "이미지에 넣지 말아야 할 것",
+        "picture": "사진",
+        "A picture to start from: the new image is made from it (PNG, JPEG or WebP)": (
+            "이 사진을 바탕으로 새 이미지를 만들어요 (PNG, JPEG, WebP)"
+        ),
+        "strength": "강도",
+        "How much to change the picture: 0 keeps it, 1 ignores it (default 0.6)": (
+            "사진을 얼마나 바꿀지: 0은 그대로, 1은 무시 (기본 0.6)"
+        ),
         # /video
         "video": "비디오",
         "Make a short video (takes a few minutes)": "짧은 비디오를 만들어요 (몇 분 걸려요)",
@@ -60,6 +68,7 @@ COMMAND_TEXT_KO: Mapping[str, str] = MappingProxyType(
         "Length of the clip in seconds (default 6)": "영상 길이(초) (기본 6)",
         "6 seconds": "6초",
         "10 seconds": "10초",
+        "A picture the clip starts from (PNG or JPEG)": "영상이 시작할 첫 장면 사진 (PNG, JPEG)",
         # admin pool
         "ping": "핑",
         "Gateway latency per shard, and the pools running here": (
@@ -136,6 +145,16 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "video_link": "🎬 Your video is ready ({seconds}): {url}",
                 "video_too_large": "🎬 Your video is ready, but it is too large to upload here.",
                 "image_title": "Your image",
+                "picture_type": (
+                    "🖼️ That attachment is not a picture I can use. Please attach a {kinds} image."
+                ),
+                "picture_too_large": (
+                    "🖼️ That picture is {size}; the most I can take is {limit}. "
+                    "Please attach a smaller one."
+                ),
+                "strength_needs_picture": (
+                    "🖼️ `strength` says how much to change a picture: attach one with `picture`."
+                ),
                 "delivered_late": "{mention}, here is your `/{command}` answer:",
                 "failed_late": "{mention}, your `/{command}` did not work:",
                 "field_provider": "Provider",
@@ -275,6 +294,14 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "video_link": "🎬 비디오가 완성됐어요 ({seconds}): {url}",
                 "video_too_large": "🎬 비디오가 완성됐지만 여기에 올리기엔 너무 커요.",
                 "image_title": "요청하신 이미지",
+                "picture_type": "🖼️ 이 첨부 파일은 쓸 수 없어요. {kinds} 이미지를 첨부해 주세요.",
+                "picture_too_large": (
+                    "🖼️ 이 사진은 {size}예요. {limit}까지만 받을 수 있어요. "
+                    "더 작은 사진을 첨부해 주세요."
+                ),
+                "strength_needs_picture": (
+                    "🖼️ `강도`는 사진을 얼마나 바꿀지 정해요. `사진`에 사진을 첨부해 주세요."
+                ),
                 "delivered_late": "{mention}님, 요청하신 `/{command}` 결과예요:",
                 "failed_late": "{mention}님, 요청하신 `/{command}`가 실패했어요:",
                 "field_provider": "제공자",

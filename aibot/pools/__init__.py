@@ -76,6 +76,7 @@ class PoolContext:
         *,
         choice: str | None = None,
         committed: Callable[[], bool] = lambda: False,
+        able: Callable[[str], bool] | None = None,
     ) -> T:
         """`attempt(provider)` for the pool's providers of `kind` until one
         succeeds: in the pool's order among those that can start within
@@ -84,8 +85,11 @@ class PoolContext:
         now). A provider whose keys are all down, none free in time
         (NoKeyAvailable) or unavailable after retries gives way to the next;
         a rejected or bad request does not, nor a failure once `committed()`
-        (part of the answer was shown). `choice` names the one provider to use."""
+        (part of the answer was shown). `choice` names the one provider to use;
+        `able(provider)` False leaves a provider out (it cannot do this job)."""
         names = self._providers[kind]
+        if able is not None:
+            names = tuple(name for name in names if able(name))
         if len(names) > 1:
             names = self._by_readiness(names)
         if choice:

@@ -7,6 +7,12 @@ member how far it got, give up after `video_timeout_seconds`, then download the
 clip (or hand over its link when it is too large to upload). After a restart,
 `resume(job, task_id, key_fingerprint)` gives the job to submit again: it polls
 the journaled task instead of paying for a new one.
+
+A clip from a picture (`job.args["picture"]`) starts from it (MiniMax
+`first_frame_image`). The picture is downloaded once and journaled with the job as
+a data URL until the task exists, so a restart in between needs the member's
+link no more (Discord's links expire); then the task holds it and the journal
+lets it go.
 """
 
 from __future__ import annotations
@@ -29,14 +35,18 @@ from aibot.jobs import (
 from aibot.keys import Lease
 from aibot.pools import PoolContext
 from aibot.pools.base import Work
+from aibot.pools.pictures import PICTURE_ARG, fetch_picture, picture_ref
 from aibot.providers.minimax import VideoStatus
+from aibot.providers.picture import FRAME_TYPES
 from aibot.providers.retry import with_keys
 
-__all__ = ["RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
+__all__ = ["FRAME_ARG", "RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
 
 T = TypeVar("T")
 RESUME_TASK = "resume_task_id"
 RESUME_KEY = "resume_key_fingerprint"
+# The downloaded first frame (a data URL), kept in the job until the task exists.
+FRAME_ARG = "first_frame_image"
 # MiniMax's status words -> Progress stages.
 _STAGES = {"preparing": "preparing", "queueing": "queued", "processing": "processing"}
 
@@ -99,14 +109,41 @@ class _VideoRun:
             duration = int(self.job.args.get("duration") or 6)
         except (TypeError, ValueError):
             raise BadRequest("the duration must be a whole number of seconds") from None
+        frame = await self._first_frame()
         task = await with_keys(
             self.ring,
-            lambda lease: self.client.create(lease, prompt, model=model, duration=duration),
+            lambda lease: self.client.create(
+                lease, prompt, model=model, duration=duration, first_frame=frame
+            ),
             timeout=self.ctx.settings.request_timeout,
         )
+        self.job.args.pop(FRAME_ARG, None)  # the task has the picture now
         if self.ctx.journal:
             await self.ctx.journal.accepted(self.job, task.task_id, task.key_fingerprint)
         return task.task_id, task.key_fingerprint
+
+    async def _first_frame(self) -> str | None:
+        """The picture the clip starts from, as a data URL, or None: kept by an
+        earlier run, or downloaded now and journaled before the task is asked for."""
+        kept = self.job.args.get(FRAME_ARG)
+        if kept:
+            return str(kept)
+        ref = picture_ref(self.job.args)
+        if ref is None:
+            return None
+        settings = self.ctx.settings
+        picture = await fetch_picture(
+            ref,
+            max_bytes=settings.attachment_max_bytes,
+            timeout=settings.request_timeout,
+            types=FRAME_TYPES,
+        )
+        frame = picture.data_url()
+        self.job.args[FRAME_ARG] = frame
+        del self.job.args[PICTURE_ARG]
+        if self.ctx.journal:
+            await self.ctx.journal.submitted(self.job)
+        return frame
 
     async def _wait(self, task_id: str, key: str) -> str:
         """Polls until the task is done; returns its file id."""

@@ -5,6 +5,10 @@ Native endpoints answer HTTP 200 with `base_resp: {status_code, status_msg}`;
 a non-zero code is the real error and maps to a typed error here. A video is a
 task: create it, query it until it is done, retrieve its file's download URL,
 download the bytes.
+
+From a picture: image-01 keeps a character's likeness from it (`subject_reference`,
+no strength), and a video starts from it (`first_frame_image`); both take the
+picture as a base64 data URL, so no link to it leaves the bot.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
+from aibot.providers.picture import FRAME_TYPES, Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 from aibot.secrets import scrub
@@ -164,12 +169,25 @@ class MiniMaxImages:
     becomes a sentence of the prompt."""
 
     name = "minimax"
+    transform_types = FRAME_TYPES
 
     def __init__(self, base_url: str, model: str = "image-01", *, timeout: float) -> None:
         self.model = model
         self._api = _NativeApi(base_url, timeout=timeout)
 
     async def generate(self, lease: Lease, request: ImageRequest) -> Image:
+        return await self._image(lease, request, self._payload(request))
+
+    async def transform(
+        self, lease: Lease, request: ImageRequest, picture: Picture, strength: float
+    ) -> Image:
+        """An image keeping the likeness of the character in `picture` (image-01 has
+        no strength)."""
+        payload = self._payload(request)
+        payload["subject_reference"] = [{"type": "character", "image_file": picture.data_url()}]
+        return await self._image(lease, request, payload)
+
+    def _payload(self, request: ImageRequest) -> dict[str, Any]:
         prompt = request.prompt
         if request.negative_prompt:
             prompt = f"{prompt}\n\nAvoid: {request.negative_prompt}"
@@ -183,6 +201,9 @@ class MiniMaxImages:
         }
         if request.seed is not None:
             payload["seed"] = request.seed
+        return payload
+
+    async def _image(self, lease: Lease, request: ImageRequest, payload: dict[str, Any]) -> Image:
         body, headers = await self._api.call(lease, "POST", "/v1/image_generation", json=payload)
         data = _first_image(body)
         if not data:
@@ -225,9 +246,19 @@ class MiniMaxVideo:
         self._api = _NativeApi(base_url, timeout=timeout)
 
     async def create(
-        self, lease: Lease, prompt: str, *, model: str | None = None, duration: int = 6
+        self,
+        lease: Lease,
+        prompt: str,
+        *,
+        model: str | None = None,
+        duration: int = 6,
+        first_frame: str | None = None,
     ) -> VideoTask:
+        """A new task; `first_frame` (a data URL or a URL) is the picture the clip
+        starts from."""
         payload = {"model": model or self.model, "prompt": prompt, "duration": duration}
+        if first_frame:
+            payload["first_frame_image"] = first_frame
         body, headers = await self._api.call(lease, "POST", "/v1/video_generation", json=payload)
         task_id = str(body.get("task_id") or "")
         if not task_id:

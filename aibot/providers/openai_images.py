@@ -1,14 +1,18 @@
-"""Images from OpenAI's GPT Image models (`POST /v1/images/generations`).
+"""Images from OpenAI's GPT Image models (`POST /v1/images/generations`), and
+images made from a picture (`POST /v1/images/edits`, multipart).
 
 GPT Image has three sizes and no seed or negative prompt: the aspect ratio
 maps to the nearest size and a negative prompt becomes a sentence of the
-prompt.
+prompt. An edit has no strength either: the prompt says what to change, and the
+output keeps the picture's shape (`size=auto`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable
+from typing import Any
 
 import openai
 from openai.types import ImagesResponse
@@ -22,6 +26,7 @@ from aibot.providers.base import (
     nearest_ratio,
     openai_error,
 )
+from aibot.providers.picture import PICTURE_TYPES, Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
@@ -34,24 +39,40 @@ class OpenAIImages:
     """GPT Image through the openai SDK, one client per key."""
 
     name = "openai"
+    transform_types = PICTURE_TYPES
 
     def __init__(self, base_url: str, model: str, *, timeout: float) -> None:
         self.model = model
         self._clients = OpenAIClients(base_url, timeout=timeout)
 
     async def generate(self, lease: Lease, request: ImageRequest) -> Image:
-        prompt = request.prompt
-        if request.negative_prompt:
-            prompt = f"{prompt}\n\nAvoid: {request.negative_prompt}"
-        client = self._clients.get(lease)
+        images = self._clients.get(lease).images.with_raw_response
+        size = _SIZES[nearest_ratio(request.aspect_ratio, tuple(_SIZES))]
+        call = images.generate(
+            model=self.model, prompt=_prompt(request), n=1, size=size, output_format="png"
+        )
+        return await self._image(call, lease)
+
+    async def transform(
+        self, lease: Lease, request: ImageRequest, picture: Picture, strength: float
+    ) -> Image:
+        """An edit of `picture` as the prompt says (GPT Image has no strength)."""
+        images = self._clients.get(lease).images.with_raw_response
+        upload = (picture.filename, picture.data, picture.content_type)
+        call = images.edit(
+            model=self.model,
+            image=upload,
+            prompt=_prompt(request),
+            n=1,
+            size="auto",
+            output_format="png",
+        )
+        return await self._image(call, lease)
+
+    async def _image(self, call: Awaitable[Any], lease: Lease) -> Image:
+        """The image of a raw-response call (generate or edit), its errors typed."""
         try:
-            raw = await client.images.with_raw_response.generate(
-                model=self.model,
-                prompt=prompt,
-                n=1,
-                size=_SIZES[nearest_ratio(request.aspect_ratio, tuple(_SIZES))],
-                output_format="png",
-            )
+            raw = await call
             answer = raw.parse()
         except openai.OpenAIError as exc:
             raise openai_error(exc, provider=self.name, key=lease.key) from None
@@ -75,3 +96,9 @@ class OpenAIImages:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _prompt(request: ImageRequest) -> str:
+    if request.negative_prompt:
+        return f"{request.prompt}\n\nAvoid: {request.negative_prompt}"
+    return request.prompt

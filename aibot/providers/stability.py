@@ -4,6 +4,11 @@ Requests are always multipart/form-data, even with no file, and ask for raw
 bytes (`accept: image/*`). A 200 can still be a refusal: a blurred image with
 `finish-reason: CONTENT_FILTERED`, so the header is checked; or not an image at
 all (JSON, an HTML page, nothing), so the body is checked too.
+
+`transform` makes an image from a picture: Ultra takes `image` and `strength`
+itself; otherwise SD3's `mode=image-to-image` does (Core cannot, so a Core
+setup transforms on SD3, with the configured SD3 model if there is one). The
+output follows the picture's shape: no `aspect_ratio` then.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
+from aibot.providers.picture import PICTURE_TYPES, Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
@@ -35,19 +41,41 @@ class StabilityImages:
     """`model` is an endpoint (core, ultra, sd3) or an SD3 model (sd3.5-large, ...)."""
 
     name = "stability"
+    transform_types = PICTURE_TYPES
 
     def __init__(self, base_url: str, model: str = "core", *, timeout: float) -> None:
         self.model = model
         endpoint = model if model in _ENDPOINTS else "sd3"
-        self._url = f"{base_url.rstrip('/')}/v2beta/stable-image/generate/{endpoint}"
+        root = f"{base_url.rstrip('/')}/v2beta/stable-image/generate"
+        self._url = f"{root}/{endpoint}"
+        self._transform_url = f"{root}/{'ultra' if model == 'ultra' else 'sd3'}"
         self._sd3_model = None if model in _ENDPOINTS else model
         self._http = HttpSession(timeout)
 
     async def generate(self, lease: Lease, request: ImageRequest) -> Image:
         form = self._form(request)
+        form.add_field("aspect_ratio", nearest_ratio(request.aspect_ratio, _RATIOS))
+        return await self._post(self._url, form, lease, request)
+
+    async def transform(
+        self, lease: Lease, request: ImageRequest, picture: Picture, strength: float
+    ) -> Image:
+        """An image made from `picture`; `strength` from 0 (keep it) to 1 (ignore it)."""
+        form = self._form(request)
+        if self.model != "ultra":
+            form.add_field("mode", "image-to-image")
+        form.add_field("strength", f"{min(max(strength, 0.0), 1.0):g}")
+        form.add_field(
+            "image", picture.data, filename=picture.filename, content_type=picture.content_type
+        )
+        return await self._post(self._transform_url, form, lease, request)
+
+    async def _post(
+        self, url: str, form: aiohttp.FormData, lease: Lease, request: ImageRequest
+    ) -> Image:
         headers = {"authorization": f"Bearer {lease.key}", "accept": "image/*"}
         try:
-            async with self._http.get().post(self._url, data=form, headers=headers) as answer:
+            async with self._http.get().post(url, data=form, headers=headers) as answer:
                 if answer.status != 200:
                     raise await self._error(answer, lease)
                 data = await answer.read()
@@ -72,7 +100,6 @@ class StabilityImages:
     def _form(self, request: ImageRequest) -> aiohttp.FormData:
         form = aiohttp.FormData(default_to_multipart=True)
         form.add_field("prompt", request.prompt)
-        form.add_field("aspect_ratio", nearest_ratio(request.aspect_ratio, _RATIOS))
         form.add_field("output_format", "png")
         if request.negative_prompt:
             form.add_field("negative_prompt", request.negative_prompt)

@@ -22,7 +22,7 @@ _MAX_BODIES = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One request as received: JSON body or form fields (files as their sizes)."""
+    """One request as received: JSON body or form fields (files as `Upload`s)."""
 
     provider: str
     endpoint: str

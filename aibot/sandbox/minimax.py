@@ -9,6 +9,12 @@ OpenAI's error shape with the MiniMax `base_resp` added. Image URLs and video
 downloads point at `/download/...` on this same server, without a key, like
 the real signed storage links. A task or file of another key is answered as
 unknown (2013), exactly as a missing one.
+
+From a picture: image-01 takes `subject_reference: [{"type": "character",
+"image_file": URL or data URL}]` (exactly one, JPEG or PNG under 10 MB); a
+video takes `first_frame_image` (a URL or a JPEG or PNG data URL under 20 MB),
+which text-only models (`T2V-*`) refuse and image-to-video ones (`I2V-*`)
+require. Anything else is a 2013, as the real API answers.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .counters import Received
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .media import MP4_MIN_SIZE, colour_for, mp4, png
 from .openai import OpenAIWire
+from .uploads import data_url_upload
 from .videos import VideoTask, VideoTasks
 
 __all__ = ["CompatWire", "MiniMaxWire", "build_app"]
@@ -61,6 +68,8 @@ _ASPECTS = {
     "21:9": (1344, 576),
 }
 _RESOLUTIONS = ("512P", "768P", "1080P")
+_MAX_SUBJECT_BYTES = 10 * 1024**2
+_MAX_FRAME_BYTES = 20 * 1024**2
 
 
 def base_resp(refusal: Refusal) -> dict[str, Any]:
@@ -125,6 +134,9 @@ class _Native:
             raise Refusal("bad_request", "aspect_ratio is not supported", param="aspect_ratio")
         if form not in ("url", "base64") or not isinstance(n, int) or not 1 <= n <= 9:
             raise Refusal("bad_request", "response_format or n is not valid", param="n")
+        if "subject_reference" in body:
+            picture = _subject(body["subject_reference"], body.get("model"))
+            prompt = f"{prompt}#{picture}"
         if adm.fault == "filtered":
             raise Refusal("filtered")
         if adm.fault == "image_html":
@@ -151,7 +163,11 @@ class _Native:
     async def video(
         self, request: web.Request, body: dict[str, Any], adm: Admission
     ) -> web.Response:
-        if not body.get("first_frame_image"):
+        if "first_frame_image" in body:
+            _first_frame(body["first_frame_image"], str(body.get("model") or ""))
+        else:
+            if str(body.get("model") or "").startswith("I2V"):
+                raise Refusal("bad_request", "first_frame_image is required for this model")
             _prompt(body, 2000)
         duration, resolution = body.get("duration", 6), body.get("resolution", "768P")
         if duration not in (6, 10) or resolution not in _RESOLUTIONS:
@@ -242,11 +258,42 @@ def _prompt(body: dict[str, Any], longest: int) -> str:
     return prompt
 
 
+def _picture(value: Any, name: str, max_bytes: int) -> str:
+    """A picture given as a URL or a data URL: what identifies it (the URL, or the
+    SHA-256 of the data URL's bytes); a 2013 unless it is a JPEG or PNG."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value
+    upload = data_url_upload(value)
+    if upload is None or upload.kind not in ("image/jpeg", "image/png"):
+        raise Refusal("bad_request", f"{name} must be a JPG or PNG image URL", param=name)
+    if upload.size > max_bytes:
+        raise Refusal("bad_request", f"{name} is too large", param=name)
+    return upload.sha256
+
+
+def _subject(references: Any, model: Any) -> str:
+    """The one character reference image-01 takes; what identifies its picture."""
+    if model not in ("image-01", "image-01-live"):
+        raise Refusal("bad_request", "subject_reference is not supported by this model")
+    if not isinstance(references, list) or len(references) != 1:
+        raise Refusal("bad_request", "subject_reference must hold exactly one item")
+    [reference] = references
+    if not isinstance(reference, dict) or reference.get("type") != "character":
+        raise Refusal("bad_request", "subject_reference type must be character")
+    return _picture(reference.get("image_file"), "image_file", _MAX_SUBJECT_BYTES)
+
+
+def _first_frame(frame: Any, model: str) -> str:
+    if model.startswith("T2V"):
+        raise Refusal("bad_request", "first_frame_image is not supported by this model")
+    return _picture(frame, "first_frame_image", _MAX_FRAME_BYTES)
+
+
 def build_app(gate: Checkpoint, videos: VideoTasks) -> web.Application:
     """The MiniMax fake's routes (base URL `http://host:port`)."""
     native, wire = _Native(gate, videos), MiniMaxWire()
     chat = ChatCompletions(gate.config, think=True, strict_temperature=True)
-    app = web.Application(client_max_size=16 * 1024**2)
+    app = web.Application(client_max_size=32 * 1024**2)
     app.router.add_post("/v1/chat/completions", endpoint(gate, CompatWire(), "chat", chat))
     app.router.add_post("/v1/image_generation", endpoint(gate, wire, "image", native.image))
     app.router.add_post("/v1/video_generation", endpoint(gate, wire, "video", native.video))

@@ -1,4 +1,8 @@
-"""The fake OpenAI API: chat completions (streamed or not) and image generation.
+"""The fake OpenAI API: chat completions (streamed or not), image generation
+and image edits (`/v1/images/edits`, multipart: `image` or `image[]` parts, 1 to
+16 PNG, WebP or JPEG files under 50 MB, a `prompt` up to 32,000 characters,
+optional `mask`, `input_fidelity`, `size`, `quality`, `output_format`, `n`; the
+pictures are recorded as `Upload`s, see `aibot.sandbox.uploads`).
 
 Errors are `{"error": {message, type, param, code}}` with OpenAI's statuses;
 every answer carries `x-request-id`, and every answer to a key that passed
@@ -24,8 +28,9 @@ from .checkpoint import Admission, Checkpoint, Refusal, endpoint
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .limits import format_duration
 from .media import colour_for, png
+from .uploads import Upload, read_form
 
-__all__ = ["OpenAIWire", "build_app"]
+__all__ = ["OpenAIFormWire", "OpenAIWire", "build_app"]
 
 # refusal kind -> (status, type, code, default message)
 _ERRORS: dict[str, tuple[int, str, str | None, str]] = {
@@ -74,6 +79,9 @@ _ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "unprocessable": (400, "invalid_request_error", None, "Invalid request."),
 }
 _FORMATS = ("png", "jpeg", "webp")
+_MAX_EDIT_IMAGES = 16
+_MAX_EDIT_IMAGE_BYTES = 50 * 1024**2
+_MAX_EDIT_BODY = 64 * 1024**2
 
 
 class OpenAIWire:
@@ -117,6 +125,13 @@ class OpenAIWire:
         return web.json_response(self.error(refusal), status=status, headers=headers)
 
 
+class OpenAIFormWire(OpenAIWire):
+    """The multipart endpoints (image edits): the same headers and errors."""
+
+    async def read(self, request: web.Request) -> dict[str, Any]:
+        return await read_form(request, max_body=_MAX_EDIT_BODY)
+
+
 def image_size(size: Any) -> tuple[int, int]:
     """(width, height) of an OpenAI `size` such as "1536x1024" or "auto"."""
     if size in (None, "auto"):
@@ -145,11 +160,57 @@ async def generate_images(
         )
     if body.get("output_format", "png") not in _FORMATS:
         raise Refusal("bad_request", "Invalid output_format.", param="output_format")
+    return _images(adm, prompt, n, image_size(body.get("size")))
+
+
+async def edit_images(
+    request: web.Request, body: dict[str, Any], adm: Admission
+) -> web.StreamResponse:
+    """`POST /v1/images/edits` (multipart): `n` PNGs made from the pictures, as
+    `b64_json`; their colour comes from the prompt and the first picture."""
+    pictures = body.get("image", body.get("image[]"))
+    pictures = pictures if isinstance(pictures, list) else [pictures] if pictures else []
+    if not pictures:
+        raise Refusal("bad_request", "Missing required parameter: 'image'.", param="image")
+    if len(pictures) > _MAX_EDIT_IMAGES:
+        raise Refusal("bad_request", "Too many images: at most 16.", param="image")
+    for number, picture in enumerate(pictures, 1):
+        if not isinstance(picture, Upload) or picture.kind is None:
+            message = f"Invalid image file or mode for image {number}, please check your image."
+            raise Refusal("bad_request", message, param="image")
+        if picture.size > _MAX_EDIT_IMAGE_BYTES:
+            raise Refusal("bad_request", f"Image {number} is larger than 50 MB.", param="image")
+    mask = body.get("mask")
+    if mask is not None and (not isinstance(mask, Upload) or mask.kind != "image/png"):
+        raise Refusal("bad_request", "The mask must be a PNG image.", param="mask")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 32_000:
+        raise Refusal("bad_request", "'prompt' must be 1 to 32000 characters.", param="prompt")
+    if body.get("input_fidelity") not in (None, "high", "low"):
+        raise Refusal("bad_request", "Invalid input_fidelity.", param="input_fidelity")
+    if body.get("output_format", "png") not in _FORMATS:
+        raise Refusal("bad_request", "Invalid output_format.", param="output_format")
+    try:
+        n = int(body.get("n", "1"))
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 10:
+        raise Refusal("bad_request", "n must be between 1 and 10.", param="n")
+    seed = f"{prompt}#{pictures[0].sha256}"
+    return _images(adm, seed, n, image_size(body.get("size")), prompt_length=len(prompt))
+
+
+def _images(
+    adm: Admission, prompt: str, n: int, size: tuple[int, int], *, prompt_length: int = 0
+) -> web.StreamResponse:
+    """The answer of a generation or an edit: `n` PNGs scaled down 16 times (or
+    what an injected fault sends instead)."""
     if adm.fault == "filtered":
         raise Refusal("filtered")
     if adm.fault == "image_html":
         return html_page(adm.headers)
-    width, height = image_size(body.get("size"))
+    width, height = size
+    prompt_length = prompt_length or len(prompt)
     images = [png(width // 16, height // 16, colour_for(f"{prompt}#{i}")) for i in range(n)]
     if adm.fault in IMAGE_BODY_FAULTS:
         images = [broken_image(adm.fault)] * n
@@ -159,10 +220,10 @@ async def generate_images(
         "output_format": "png",
         "size": f"{width}x{height}",
         "usage": {
-            "input_tokens": len(prompt) // 4 + 1,
+            "input_tokens": prompt_length // 4 + 1,
             "output_tokens": 272 * n,
-            "total_tokens": len(prompt) // 4 + 1 + 272 * n,
-            "input_tokens_details": {"text_tokens": len(prompt) // 4 + 1, "image_tokens": 0},
+            "total_tokens": prompt_length // 4 + 1 + 272 * n,
+            "input_tokens_details": {"text_tokens": prompt_length // 4 + 1, "image_tokens": 0},
         },
     }
     return web.json_response(answer, headers=adm.headers)
@@ -172,7 +233,9 @@ def build_app(gate: Checkpoint) -> web.Application:
     """The OpenAI fake's routes (base URL `http://host:port/v1`)."""
     wire = OpenAIWire()
     chat = ChatCompletions(gate.config)
-    app = web.Application(client_max_size=16 * 1024**2)
+    app = web.Application(client_max_size=_MAX_EDIT_BODY)
     app.router.add_post("/v1/chat/completions", endpoint(gate, wire, "chat", chat))
     app.router.add_post("/v1/images/generations", endpoint(gate, wire, "image", generate_images))
+    edits = endpoint(gate, OpenAIFormWire(), "image", edit_images)
+    app.router.add_post("/v1/images/edits", edits)
     return app

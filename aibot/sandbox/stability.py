@@ -10,6 +10,12 @@ seed}`. Errors are `{id, name, errors: [...]}` with 400, 401, 402, 403, 413,
 are always PNG. Seed 0 (or none) means a seed derived from the prompt. Under
 an `image_*` fault a 200 carries something else: a JSON document, an HTML
 page, or `image/png` bytes that are empty or not an image.
+
+From a picture: sd3 with `mode=image-to-image` needs an `image` file part (PNG,
+JPEG or WebP) and a `strength` from 0 to 1, and refuses `aspect_ratio`; Ultra
+takes `image` with `strength`; Core takes no image (where the real API may
+ignore one, this fake refuses it, to catch a request sent to the wrong place).
+The picture is recorded as an `Upload` (`aibot.sandbox.uploads`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .checkpoint import Admission, Checkpoint, Refusal, endpoint
 from .config import FakeConfig
 from .faults import IMAGE_BODY_FAULTS, broken_image, html_page
 from .media import colour_for, png
+from .uploads import Upload, read_form
 
 __all__ = ["MODES", "StabilityWire", "build_app"]
 
@@ -82,6 +89,7 @@ _FORMATS = {
     "sd3": ("png", "jpeg"),
 }
 _SD3_MODELS = ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium")
+_PICTURE_TYPES = ("image/png", "image/jpeg", "image/webp")
 _MAX_SEED = 4294967294
 
 
@@ -91,15 +99,7 @@ class StabilityWire:
     provider = "stability"
 
     async def read(self, request: web.Request) -> dict[str, Any]:
-        if (request.content_length or 0) > _MAX_BODY:
-            raise Refusal("too_large")
-        if not request.content_type.startswith("multipart/form-data"):
-            raise Refusal("bad_request", "content-type: must be multipart/form-data")
-        form = await request.post()
-        return {
-            name: value if isinstance(value, str) else f"<file {value.filename}>"
-            for name, value in form.items()
-        }
+        return await read_form(request, max_body=_MAX_BODY)
 
     def headers(self, admission: Admission) -> dict[str, str]:
         return {"x-request-id": admission.request_id}
@@ -123,6 +123,11 @@ class _Generate:
         self, request: web.Request, form: dict[str, Any], adm: Admission
     ) -> web.StreamResponse:
         prompt, aspect, seed = self._validate(form)
+        picture = _picture(form, self.mode)
+        if picture is not None:
+            # The picture's shape is not known here: the output is square, its colour
+            # drawn from the prompt and the picture.
+            aspect, prompt = "1:1", f"{prompt}#{picture.sha256}"
         accept = request.headers.get("Accept", "image/*")
         if accept != "application/json" and accept != "*/*" and not accept.startswith("image/"):
             raise Refusal("bad_request", "accept: must be image/* or application/json")
@@ -143,10 +148,11 @@ class _Generate:
         return web.Response(body=image, content_type="image/png", headers=headers)
 
     def _validate(self, form: dict[str, Any]) -> tuple[str, str, int]:
-        prompt = form.get("prompt", "")
+        prompt, aspect = form.get("prompt", ""), form.get("aspect_ratio", "1:1")
+        if not isinstance(prompt, str) or not isinstance(aspect, str):
+            raise Refusal("bad_request", "prompt, aspect_ratio: must be text fields")
         if not prompt.strip() or len(prompt) > 10_000:
             raise Refusal("bad_request", "prompt: must be 1 to 10000 characters")
-        aspect = form.get("aspect_ratio", "1:1")
         if aspect not in _ASPECTS:
             raise Refusal("bad_request", f"aspect_ratio: must be one of {', '.join(_ASPECTS)}")
         if form.get("output_format", "png") not in _FORMATS[self.mode]:
@@ -158,13 +164,47 @@ class _Generate:
             raise Refusal("unprocessable")
         try:
             seed = int(form.get("seed", 0))
-        except ValueError:
+        except (TypeError, ValueError):
             seed = -1
         if not 0 <= seed <= _MAX_SEED:
             raise Refusal("bad_request", f"seed: must be an integer from 0 to {_MAX_SEED}")
         if seed == 0:
             seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4]) % _MAX_SEED + 1
         return prompt, aspect, seed
+
+
+def _picture(form: dict[str, Any], mode: str) -> Upload | None:
+    """The picture of an image-to-image request, checked; None for text-to-image."""
+    image, strength = form.get("image"), form.get("strength")
+    if mode == "sd3":
+        wanted = form.get("mode", "text-to-image")
+        if wanted not in ("text-to-image", "image-to-image"):
+            raise Refusal("bad_request", "mode: must be text-to-image or image-to-image")
+        if wanted == "text-to-image":
+            if image is not None or strength is not None:
+                raise Refusal("bad_request", "image, strength: only with mode=image-to-image")
+            return None
+        if image is None or strength is None:
+            raise Refusal("bad_request", "image, strength: required with mode=image-to-image")
+        if "aspect_ratio" in form:
+            raise Refusal("bad_request", "aspect_ratio: not allowed with mode=image-to-image")
+    elif image is None:
+        if strength is not None:
+            raise Refusal("bad_request", "strength: only with an image")
+        return None
+    elif mode == "core":
+        raise Refusal("bad_request", "image: not accepted by this endpoint")
+    elif strength is None:
+        raise Refusal("bad_request", "strength: required with an image")
+    if not isinstance(image, Upload) or image.kind not in _PICTURE_TYPES:
+        raise Refusal("bad_request", "image: must be a jpeg, png or webp file")
+    try:
+        inside = 0.0 <= float(strength) <= 1.0
+    except (TypeError, ValueError):
+        inside = False
+    if not inside:
+        raise Refusal("bad_request", "strength: must be a number from 0 to 1")
+    return image
 
 
 def _broken(adm: Admission, reason: str, seed: int) -> web.Response:
