@@ -12,7 +12,8 @@ Variable names (every one is in `.env.multi.example` with a comment):
 - Per pool (`CHAT`, `IMAGE`, `VIDEO`, `ADMIN`): `AIBOT_{POOL}_WORKERS`, `_QUEUE`,
   `_PROVIDERS`, `_CHANNELS`, `_GUILDS`, `_KEY_CONCURRENCY`, `_RPM_{PROVIDER}`,
   `_COOLDOWN`, `_DAILY_QUOTA`, `_DAILY_BUDGET`.
-- Process-wide `AIBOT_*` settings below.
+- Process-wide `AIBOT_*` settings below; the admin rooms' (alert, status and
+  statistics channels, backups) in `aibot.room_settings`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from aibot.catalogue import (
     PROVIDERS,
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
+from aibot.room_settings import DEFAULT_ROOMS, RoomSettings, read_room_settings
 
 __all__ = ["Models", "PoolSettings", "Settings", "SettingsError", "load_env"]
 
@@ -120,6 +122,7 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    rooms: RoomSettings = DEFAULT_ROOMS  # alert, status, stats channels; backups
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -302,6 +305,7 @@ class _Reader:
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
+            rooms=read_room_settings(self, data_dir),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)
