@@ -47,7 +47,7 @@ FOLD_WINDOW = 600.0  # seconds: at most one message per kind, pool and server
 class Alert:
     """One event for the operators. `guild_id` None: every server's alert channel
     (the bot's own trouble); a number: that server only (its own budget).
-    `detail` fills the words (`key`, `reason`, `by`, `provider`, ...): plain text,
+    `detail` fills the words (`key_id`, `reason`, `by`, `provider`, ...): plain text,
     never a secret. `folded` > 0: this alert stands for that many repeats."""
 
     kind: str
@@ -125,7 +125,8 @@ class AlertFolder:
 class AlertHub:
     """The `Alerts` port of this process: folds (`AlertFolder`), logs every alert,
     and keeps what is to be sent until a listener `take`s it. Listeners are told
-    (synchronously, on the caller's thread) that there is something to take."""
+    (synchronously, on the caller's thread) after each alert: there is something to
+    take now, or a folded count to take when it falls due (`next_due`)."""
 
     def __init__(self, clock: Callable[[], float], *, window: float = FOLD_WINDOW) -> None:
         self._clock = clock
@@ -135,10 +136,9 @@ class AlertHub:
 
     def alert(self, alert: Alert) -> None:
         log.warning("alert %s %s%s", alert.kind, alert.pool or "-", _describe(alert.detail))
-        out = self._folder.offer(alert, self._clock())
-        if out:
-            self._outbox.extend(out)
-            self._tell()
+        self._outbox.extend(self._folder.offer(alert, self._clock()))
+        # Told even when folded: a count now falls due, and someone must take it then.
+        self._tell()
 
     def listen(self, listener: Callable[[], None]) -> None:
         """Call `listener()` whenever alerts are waiting to be taken."""

@@ -50,7 +50,7 @@ def watch_rings(pools: Iterable[_Pool], alerts: Alerts) -> None:
         rings = pool.rings
 
         def disabled(ring: KeyRing, key_id: str, reason: str, rings: Any = rings) -> None:
-            detail = {"provider": ring.provider, "key": key_id, "reason": reason}
+            detail = {"provider": ring.provider, "key_id": key_id, "reason": reason}
             alerts.alert(Alert("key_disabled", ring.pool, detail=detail))
             if all(other.all_down for other in rings):
                 alerts.alert(Alert("no_keys", ring.pool))
@@ -132,21 +132,24 @@ class WatchedGate:
     async def take(self, job: Job) -> None:
         await self._gate.take(job)
         pool = self._pool_of(job)
-        self._check(pool, None)
+        everywhere = self._check(pool, None, 0)
         if job.guild_id:
-            self._check(pool, job.guild_id)
+            # A server's budget is worth its own alert only when it is its own.
+            self._check(pool, job.guild_id, everywhere)
 
     async def refund(self, job: Job) -> bool:
         return await self._gate.refund(job)
 
-    def _check(self, pool: str, guild_id: int | None) -> None:
+    def _check(self, pool: str, guild_id: int | None, same_as: int) -> int:
+        """Alert when this budget (unless it is `same_as`) is spent enough; its size."""
         used, budget = self._counts.spent(pool, guild_id)
-        if not budget or used < BUDGET_SHARE * budget:
-            return
+        if not budget or budget == same_as or used < BUDGET_SHARE * budget:
+            return budget
         day = self._day()
         told = (day, pool, guild_id)
         if told in self._told:
-            return
+            return budget
         self._told = {t for t in self._told if t[0] == day} | {told}
         detail = {"used": str(used), "budget": str(budget)}
         self._alerts.alert(Alert("budget", pool, guild_id=guild_id, detail=detail))
+        return budget

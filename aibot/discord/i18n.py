@@ -218,8 +218,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "stats_top_line": "{rank}. <@{user}> · jobs {jobs}",
                 # the admin rooms: alerts, the live status, the daily summary, backups
                 "alert_key_disabled": (
-                    "🔑 A `{provider}` key of the `{pool}` pool was disabled: `{key}` ({reason}). "
-                    "Replace it in the settings and restart."
+                    "🔑 A `{provider}` key of the `{pool}` pool was disabled: `{key_id}` "
+                    "({reason}). Replace it in the settings and restart."
                 ),
                 "alert_no_keys": (
                     "🚫 The `{pool}` pool has no usable key left: its jobs go to the admin pool "
@@ -400,7 +400,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "stats_top": "많이 쓴 멤버 ({days}일)",
                 "stats_top_line": "{rank}. <@{user}> · 작업 {jobs}",
                 "alert_key_disabled": (
-                    "🔑 `{pool}` 풀의 `{provider}` 키가 비활성화됐어요: `{key}` ({reason}). "
+                    "🔑 `{pool}` 풀의 `{provider}` 키가 비활성화됐어요: `{key_id}` ({reason}). "
                     "설정에서 키를 바꾸고 다시 시작하세요."
                 ),
                 "alert_no_keys": (

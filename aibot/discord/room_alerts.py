@@ -37,7 +37,7 @@ def alert_text(alert: Alert, lang: str) -> str:
     if alert.kind == "budget":
         key = "alert_budget_server" if alert.guild_id else "alert_budget_bot"
     # Provider text could carry anything key-shaped; the key itself is already redacted.
-    detail = {k: v if k == "key" else scrub(v) for k, v in alert.detail.items()}
+    detail = {k: v if k == "key_id" else scrub(v) for k, v in alert.detail.items()}
     words = text(lang, key, pool=alert.pool, **detail)
     if alert.folded:
         minutes = round(FOLD_WINDOW / 60)
@@ -78,7 +78,10 @@ class AlertRoom:
         await self._rooms.ready()
         while True:
             for alert in hub.take():
-                await self._post(alert)
+                try:
+                    await self._post(alert)
+                except Exception:  # one alert gone wrong must not silence the others
+                    log.exception("alert %s not posted", alert.kind)
             due = hub.next_due()
             if due is None:
                 return

@@ -47,7 +47,10 @@ class DailyRoom:
     async def run(self) -> None:
         await self._rooms.ready()
         while True:
-            await self.once_today()
+            try:
+                await self.once_today()
+            except Exception:  # what was not claimed is tried again at the next start
+                log.exception("the daily room failed")
             await self._until_tomorrow()
 
     async def once_today(self) -> None:

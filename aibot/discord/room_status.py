@@ -46,7 +46,10 @@ class StatusRoom:
         await self._rooms.ready()
         self._rooms.bot.add_listener(self._deleted, "on_raw_message_delete")
         while True:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # tried again at the next interval
+                log.exception("the status room could not refresh")
             await asyncio.sleep(INTERVAL)
 
     async def refresh(self) -> None:

@@ -86,6 +86,9 @@ def _copy(source: Path, target: Path) -> None:
         try:
             # One step: one read transaction, so the copy is one consistent snapshot.
             reader.backup(writer, pages=-1)
+            # A copy of a WAL database is in WAL mode too: one self-contained file
+            # instead (the store turns WAL on again when it opens a restored one).
+            writer.execute("PRAGMA journal_mode=DELETE")
         finally:
             writer.close()
     except BaseException:
