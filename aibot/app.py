@@ -13,14 +13,18 @@ from __future__ import annotations
 import gc
 from collections.abc import Mapping
 
+from aibot.alerts import AlertHub
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.intake import Intake
 from aibot.discord.reply import Replies
+from aibot.discord.rooms import Rooms
 from aibot.foreground import Foreground
 from aibot.router import Router
 from aibot.settings import Settings
 from aibot.store import Store
+from aibot.store.gate import pool_of
 from aibot.transport import LocalQueue
+from aibot.watch import WatchedGate, WatchedLedger, watch_rings
 from aibot.worker import Worker
 
 __all__ = ["create_bot", "freeze_startup_heap"]
@@ -40,26 +44,30 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     # Days and cooldowns follow the clock of interaction timestamps.
     store = Store(settings, clock=discord_clock)
     replies = Replies(bot, delivery=store.journal, on_lost=bot.metrics.delivery_failed)
+    # What operators must act on, raised where the engine already reports it.
+    alerts = AlertHub(clock=discord_clock)
     worker = Worker(
         settings,
         # Members first: the worker's replies and hand-overs wait for their turn.
         replies=foreground.replies(replies),
         gate=store.gate,
-        ledger=store.ledger,
+        ledger=WatchedLedger(store.ledger, alerts, discord_clock),
         journal=store.journal,
         memory=store.memory,
         observe=bot.metrics.observe,
     )
+    watch_rings(worker.pools.values(), alerts)
     queue = LocalQueue(worker, turn=foreground.turn)
     intake = Intake(
         router=router,
         queue=queue,
         replies=replies,
-        gate=store.gate,
+        gate=WatchedGate(store.gate, store.gate, alerts, day=store.calendar.day, pool_of=pool_of),
         draining=lambda: bot.draining,
         foreground=foreground,
     )
-    bot.serve(store=store, replies=replies, queue=queue, intake=intake)
+    rooms = Rooms(bot, alerts)
+    bot.serve(store=store, replies=replies, queue=queue, intake=intake, rooms=rooms)
     return bot
 
 

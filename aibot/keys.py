@@ -36,7 +36,7 @@ import asyncio
 import itertools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -46,13 +46,16 @@ from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["KeyRing", "Lease"]
+__all__ = ["KeyRing", "Lease", "OnDisable"]
 
 log = logging.getLogger("aibot.keys")
 
 # A key held only by its concurrency cap is looked at again after this long: a
 # slot freed by another call is noticed within this time.
 _STEP = 0.05
+# Told when a key is disabled: (ring, redacted key, reason). Never the key itself.
+OnDisable = Callable[["KeyRing", str, str], None]
+
 # Backoff after a 429 that gave no retry-after: 1 s, 2 s, 4 s, ... up to this.
 _MAX_BACKOFF = 60.0
 
@@ -159,6 +162,7 @@ class KeyRing:
         rpm: float,
         concurrency: int,
         burst: float | None = None,
+        on_disable: OnDisable | None = None,
     ) -> None:
         if rpm <= 0 or concurrency < 1:
             raise ValueError("rpm must be above 0 and concurrency at least 1")
@@ -176,6 +180,8 @@ class KeyRing:
         # without a pass over the keys, or even a call.
         self.all_down = not self._keys
         self._order = itertools.count(1)
+        # Who hears of a key disabled (the operators' alerts); may be set after building.
+        self.on_disable = on_disable
 
     def _new_key(self, secret: str) -> _Key:
         return _Key(
@@ -287,13 +293,16 @@ class KeyRing:
         )
 
     def _disable(self, key: _Key, reason: str) -> None:
-        if not key.disabled:
+        newly = not key.disabled
+        if newly:
             key.disabled = True
             self._healthy -= 1
             self.all_down = self._healthy == 0
         # Some providers echo the key in their error text.
         key.reason = (reason or "rejected").replace(key.secret, key.key_id)
         log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, key.reason)
+        if newly and self.on_disable is not None:
+            self.on_disable(self, key.key_id, key.reason)
 
     def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
         """Honour `x-ratelimit-remaining-requests` / `-reset-requests`: with

@@ -12,7 +12,8 @@ Variable names (every one is in `.env.multi.example` with a comment):
 - Per pool (`CHAT`, `IMAGE`, `VIDEO`, `ADMIN`): `AIBOT_{POOL}_WORKERS`, `_QUEUE`,
   `_PROVIDERS`, `_CHANNELS`, `_GUILDS`, `_KEY_CONCURRENCY`, `_RPM_{PROVIDER}`,
   `_COOLDOWN`, `_DAILY_QUOTA`, `_DAILY_BUDGET`.
-- Process-wide `AIBOT_*` settings below.
+- Process-wide `AIBOT_*` settings below; the admin rooms' (alert, status and
+  statistics channels, backups) in `aibot.room_settings`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from aibot.catalogue import (
     PROVIDERS,
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
+from aibot.room_settings import DEFAULT_ROOMS, RoomSettings, read_room_settings
 
 __all__ = ["ClusterSettings", "Models", "PoolSettings", "Settings", "SettingsError"]
 
@@ -132,6 +134,7 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    rooms: RoomSettings = DEFAULT_ROOMS  # alert, status, stats channels; backups
     # The largest picture a member may attach to /image or /video (AIBOT_ATTACHMENT_MAX_MB).
     attachment_max_bytes: int = 8 * 1024**2
     # None: the embedded default (one process, no Redis).
@@ -367,6 +370,7 @@ class _Reader:
                 * 1024**2
             ),
             cluster=self.cluster(),
+            rooms=read_room_settings(self, data_dir),
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)

@@ -292,6 +292,7 @@ async def test_the_commands_carry_korean_names_and_manage_server_by_default(
         "pause": "일시정지",
         "resume": "재개",
         "jobs": "작업",
+        "backup": "백업",
     }
     assert synced["stats"]["name_localizations"]["ko"] == "통계"
     assert synced["reset"]["name_localizations"]["ko"] == "초기화"

@@ -28,6 +28,7 @@ from aibot.discord.image import ImageCog
 from aibot.discord.intake import Intake
 from aibot.discord.manage import ManageCog
 from aibot.discord.reply import Replies
+from aibot.discord.rooms import Rooms
 from aibot.discord.video import VideoCog
 from aibot.events import EventLog
 from aibot.foreground import Foreground
@@ -81,12 +82,15 @@ class AibotBot(commands.AutoShardedBot):
         self.draining = False
         self._started_at: float | None = None
 
-    def serve(self, *, store: Store, replies: Replies, queue: JobQueue, intake: Intake) -> None:
+    def serve(
+        self, *, store: Store, replies: Replies, queue: JobQueue, intake: Intake, rooms: Rooms
+    ) -> None:
         """What the bot serves, built by `create_bot`: started in `setup_hook`."""
         self.store = store
         self.replies = replies
         self.queue = queue
         self.intake = intake
+        self.rooms = rooms  # alerts, live status, daily summary and backup
 
     # ------------------------------------------------------------ start, stop
 
@@ -99,6 +103,7 @@ class AibotBot(commands.AutoShardedBot):
         await self.replies.open()
         await self.store.start()
         await self.queue.start()  # resumes the jobs an earlier run left unfinished
+        self.rooms.start()
         # Wall-clock: uptime is read from other threads (the panel) and other clocks.
         self._started_at = time.time()
         if settings.http is not None:
@@ -143,6 +148,7 @@ class AibotBot(commands.AutoShardedBot):
         """Let go of what the process holds outside the gateway: provider clients, the
         answers' HTTP session, the store file, the HTTP server. `close()` ends with it;
         a test that simulates a crash calls it on the crashed bot."""
+        await self.rooms.aclose()
         await self.queue.aclose()
         await self.replies.close()
         await self.store.close()

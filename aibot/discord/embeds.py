@@ -16,7 +16,7 @@ from aibot.discord.i18n import duration, text
 from aibot.jobs import Job, Result
 from aibot.secrets import redact
 from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
-from aibot.store import DayUsage, Limits, MemberUsage
+from aibot.store import DaySummary, DayUsage, Limits, MemberUsage
 
 __all__ = [
     "STATS_DAYS",
@@ -27,6 +27,7 @@ __all__ = [
     "quota_embed",
     "stats_embed",
     "status_embed",
+    "summary_embed",
 ]
 
 STATS_DAYS = 7  # the days /stats sums up
@@ -226,6 +227,38 @@ def stats_embed(
             value=_clip("\n".join(lines) or text(lang, "stats_none")),
             inline=False,
         )
+    return embed
+
+
+def summary_embed(summary: DaySummary, lang: str) -> discord.Embed:
+    """The daily summary in the statistics channel: a day's jobs, failures and
+    estimated cost, per pool and provider, and its busiest hour."""
+    totals = text(
+        lang,
+        "summary_totals",
+        jobs=summary.jobs,
+        failed=summary.failed,
+        cost=_dollars(summary.cost),
+    )
+    if summary.busiest_hour is not None:
+        hour, jobs = summary.busiest_hour
+        busiest = text(lang, "summary_busiest", start=hour, end=(hour + 1) % 24, jobs=jobs)
+        totals = f"{totals}\n{busiest}"
+    embed = discord.Embed(
+        title=text(lang, "summary_title", day=summary.day),
+        description=totals,
+        colour=discord.Colour.blurple(),
+    )
+    lines = [
+        text(lang, "stats_line", pool=pool, provider=provider, jobs=jobs, failed=failed)
+        + f" · {_dollars(cost)}"
+        for (pool, provider), (jobs, failed, cost) in _totals(summary.rows).items()
+    ]
+    embed.add_field(
+        name=text(lang, "summary_pools"),
+        value=_clip("\n".join(lines) or text(lang, "stats_none")),
+        inline=False,
+    )
     return embed
 
 

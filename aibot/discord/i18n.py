@@ -122,6 +122,10 @@ COMMAND_TEXT_KO: Mapping[str, str] = MappingProxyType(
         "Only this pool's jobs": "이 풀의 작업만",
         "cancel": "취소",
         "The id of a job to cancel (from the list)": "취소할 작업의 id (목록에서)",
+        "backup": "백업",
+        "Back the bot's data up now, checked, and say where": (
+            "봇의 데이터를 지금 백업하고 검사한 뒤 어디에 있는지 알려줘요"
+        ),
         "stats": "통계",
         "Jobs, failures and estimated cost today and over the last 7 days": (
             "오늘과 최근 7일의 작업, 실패, 예상 비용"
@@ -231,6 +235,50 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "stats_none": "No jobs yet.",
                 "stats_top": "Top members ({days} days)",
                 "stats_top_line": "{rank}. <@{user}> · jobs {jobs}",
+                # the admin rooms: alerts, the live status, the daily summary, backups
+                "alert_key_disabled": (
+                    "🔑 A `{provider}` key of the `{pool}` pool was disabled: `{key_id}` "
+                    "({reason}). Replace it in the settings and restart."
+                ),
+                "alert_no_keys": (
+                    "🚫 The `{pool}` pool has no usable key left: its jobs go to the admin pool "
+                    "or fail. Add a working key and restart."
+                ),
+                "alert_paused": (
+                    "⏸️ The `{pool}` pool was paused by {by} on {guild}. "
+                    "`/admin resume` starts it again."
+                ),
+                "alert_resumed": "▶️ The `{pool}` pool was resumed by {by} on {guild}.",
+                "alert_provider_failing": (
+                    "🔥 `{provider}` keeps failing in the `{pool}` pool: {failures} jobs over "
+                    "{seconds} s, none succeeded ({reason}). Check the provider's status page."
+                ),
+                "alert_budget_server": (
+                    "💸 This server has used {used} of its {budget} `{pool}` jobs for today (90%). "
+                    "`/admin quota` changes the budget."
+                ),
+                "alert_budget_bot": (
+                    "💸 The `{pool}` pool has used {used} of its daily budget of {budget} jobs "
+                    "(90%), across every server. New jobs are refused once it is spent."
+                ),
+                "alert_restarted": (
+                    "🔄 The bot restarted and resumed {jobs} unfinished job(s); they are "
+                    "delivered when done."
+                ),
+                "alert_backup_failed": (
+                    "💾 The backup failed: {reason}. Check the disk and `AIBOT_BACKUP_DIR`."
+                ),
+                "alert_folded": "🔁 {count} more like this in the last {minutes} min, latest:",
+                "room_status_footer": "Kept up to date by the bot",
+                "summary_title": "Yesterday, {day}",
+                "summary_totals": "jobs {jobs} · failed {failed} · estimated cost {cost}",
+                "summary_busiest": "Busiest hour: {start}:00-{end}:00, {jobs} jobs",
+                "summary_pools": "Per pool and provider",
+                "backup_done": (
+                    "💾 Backup made and checked: `{path}` ({size}, {seconds} s). "
+                    "The newest {keep} are kept."
+                ),
+                "backup_failed": "💾 The backup failed: {reason}",
                 "reset_done": (
                     "🧹 I forgot our conversation in this channel. Your next `/chat` starts fresh."
                 ),
@@ -378,6 +426,49 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "stats_none": "아직 작업이 없어요.",
                 "stats_top": "많이 쓴 멤버 ({days}일)",
                 "stats_top_line": "{rank}. <@{user}> · 작업 {jobs}",
+                "alert_key_disabled": (
+                    "🔑 `{pool}` 풀의 `{provider}` 키가 비활성화됐어요: `{key_id}` ({reason}). "
+                    "설정에서 키를 바꾸고 다시 시작하세요."
+                ),
+                "alert_no_keys": (
+                    "🚫 `{pool}` 풀에 쓸 수 있는 키가 없어요: 작업이 관리 풀로 가거나 실패해요. "
+                    "작동하는 키를 넣고 다시 시작하세요."
+                ),
+                "alert_paused": (
+                    "⏸️ {guild}에서 {by} 님이 `{pool}` 풀을 일시 중지했어요. "
+                    "`/관리 resume`으로 다시 시작해요."
+                ),
+                "alert_resumed": "▶️ {guild}에서 {by} 님이 `{pool}` 풀을 다시 시작했어요.",
+                "alert_provider_failing": (
+                    "🔥 `{pool}` 풀에서 `{provider}`가 계속 실패해요: {seconds}초 동안 작업 "
+                    "{failures}개, 성공 없음 ({reason}). 제공자 상태 페이지를 확인하세요."
+                ),
+                "alert_budget_server": (
+                    "💸 이 서버가 오늘 `{pool}` 작업 {budget}개 중 {used}개를 썼어요 (90%). "
+                    "`/관리 quota`로 예산을 바꿔요."
+                ),
+                "alert_budget_bot": (
+                    "💸 `{pool}` 풀이 모든 서버를 합쳐 하루 예산 {budget}개 중 {used}개를 "
+                    "썼어요 (90%). 다 쓰면 새 작업은 거절돼요."
+                ),
+                "alert_restarted": (
+                    "🔄 봇이 다시 시작해서 끝나지 않은 작업 {jobs}개를 이어서 해요; "
+                    "끝나면 전달돼요."
+                ),
+                "alert_backup_failed": (
+                    "💾 백업에 실패했어요: {reason}. 디스크와 `AIBOT_BACKUP_DIR`를 확인하세요."
+                ),
+                "alert_folded": "🔁 최근 {minutes}분 동안 같은 일이 {count}번 더 있었어요. 마지막:",
+                "room_status_footer": "봇이 계속 고쳐 쓰는 메시지",
+                "summary_title": "어제, {day}",
+                "summary_totals": "작업 {jobs} · 실패 {failed} · 예상 비용 {cost}",
+                "summary_busiest": "가장 바쁜 시간: {start}:00-{end}:00, 작업 {jobs}개",
+                "summary_pools": "풀과 제공자별",
+                "backup_done": (
+                    "💾 백업을 만들고 검사했어요: `{path}` ({size}, {seconds}초). "
+                    "최근 {keep}개를 남겨요."
+                ),
+                "backup_failed": "💾 백업에 실패했어요: {reason}",
                 "reset_done": (
                     "🧹 이 채널에서 나눈 대화를 잊었어요. 다음 `/채팅`은 처음부터 시작해요."
                 ),

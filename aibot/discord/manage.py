@@ -1,7 +1,7 @@
 """Running the bot from inside Discord: `/admin` for server managers, and the members'
 own `/stats` and `/reset` (ko: `/관리`, `/통계`, `/초기화`).
 
-- `/admin keys | quota | pause | resume | jobs`: Discord shows the group to members
+- `/admin keys | quota | pause | resume | jobs | backup`: Discord shows the group to members
   with Manage Server (its default permission). A server may show it to more members
   in its own command settings, so a check runs too: it lets in Manage Server and the
   role named by `AIBOT_ADMIN_ROLE` (a name or an id) and refuses everyone else,
@@ -24,13 +24,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from aibot.alerts import Alert
 from aibot.catalogue import COMMAND_POOL, POOLS
 from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed, stats_embed
 from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
+from aibot.discord.rooms import Rooms
 from aibot.jobs import AibotError, Job
 from aibot.settings import Settings
-from aibot.store import Store
+from aibot.store import Store, StoreError
 from aibot.transport import JobQueue
 
 __all__ = ["Host", "ManageCog", "is_admin"]
@@ -51,6 +53,7 @@ class Host(Protocol):
     settings: Settings
     queue: JobQueue
     store: Store | None
+    rooms: Rooms
 
 
 def is_admin(interaction: discord.Interaction, admin_role: str | None) -> bool:
@@ -197,6 +200,29 @@ class ManageCog(commands.Cog, name="manage"):
         self._record(interaction, "cancel", f"{job_id}: not found on this server")
         await _private(interaction, text(lang, "admin_cancel_unknown", id=job_id))
 
+    @admin.command(name="backup", description="Back the bot's data up now, checked, and say where")
+    async def backup(self, interaction: discord.Interaction) -> None:
+        lang = language(interaction.locale)
+        self._store()
+        # A backup reads the whole file: answer within Discord's 3 s first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            made = await self.host.rooms.back_up()
+        except StoreError as failure:
+            self._record(interaction, "backup", f"failed: {failure}")
+            await _private(interaction, text(lang, "backup_failed", reason=failure))
+            return
+        self._record(interaction, "backup", str(made.path))
+        words = text(
+            lang,
+            "backup_done",
+            path=made.path,
+            size=_size(made.size),
+            seconds=f"{made.seconds:.1f}",
+            keep=self.host.settings.rooms.backup_keep,
+        )
+        await _private(interaction, words)
+
     async def _switch(self, interaction: discord.Interaction, name: str, *, pause: bool) -> None:
         lang = language(interaction.locale)
         queue = self.host.queue
@@ -210,6 +236,9 @@ class ManageCog(commands.Cog, name="manage"):
             await queue.unpause(name)
         after = _state_of(queue, name)
         self._record(interaction, "pause" if pause else "resume", f"{name}: {before} -> {after}")
+        if after != before:
+            by = {"by": interaction.user.name, "guild": getattr(interaction.guild, "name", "?")}
+            self.host.rooms.alerts.alert(Alert("paused" if pause else "resumed", name, detail=by))
         if after == ("paused" if pause else "running"):
             words = text(lang, "admin_paused" if pause else "admin_resumed", pool=name)
         else:
@@ -288,6 +317,13 @@ async def _private(
     await interaction.response.send_message(
         content, ephemeral=True, allowed_mentions=NO_MENTIONS, **message
     )
+
+
+def _size(size: int) -> str:
+    """Bytes as a person reads them: 812 KB, 3.4 MB."""
+    if size < 1_000_000:
+        return f"{max(1, round(size / 1000))} KB"
+    return f"{size / 1_000_000:.1f} MB"
 
 
 def _state_of(queue: JobQueue, pool: str) -> str | None:

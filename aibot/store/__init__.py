@@ -8,9 +8,11 @@ creates) the file, checks it and migrates it, and loads today's gate counters
 - `store.gate`: cooldowns, daily quotas and budgets (`take`, `refund`), in memory;
 - `store.ledger`: usage and admin rows, costs, `/stats` figures;
 - `store.memory`: /chat conversations;
-- `store.journal`: durable jobs.
+- `store.journal`: durable jobs;
+- `store.rooms`: what the admin rooms keep (status message ids, daily posts);
+- `await store.backup(folder, keep)`: an online backup, checked (`backup.py`).
 
-Each implements its port in `aibot.ports`.
+The first four implement their ports in `aibot.ports`.
 
 `await store.close()` writes what is queued and closes the file. A file that is
 corrupt, unwritable or from a newer aibot raises `StoreError` naming it.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from aibot.settings import Settings
 
+from .backup import Backup, back_up
 from .days import Calendar, Clock
 from .db import Database, StoreError, transaction
 from .gate import Gate, Limits
@@ -39,11 +42,14 @@ from .ledger import (
     PriceTable,
 )
 from .memory import Memory, Recall, estimate_tokens
+from .rooms import DaySummary, RoomRecords
 
 __all__ = [
     "DEFAULT_PRICES",
     "AdminAction",
+    "Backup",
     "Calendar",
+    "DaySummary",
     "DayUsage",
     "Gate",
     "Journal",
@@ -55,6 +61,7 @@ __all__ = [
     "Price",
     "PriceTable",
     "Recall",
+    "RoomRecords",
     "Store",
     "StoreError",
     "estimate_tokens",
@@ -87,6 +94,7 @@ class Store:
         self.ledger = Ledger(self._db, self.calendar, settings.prices if prices is None else prices)
         self.memory = Memory(self._db, self.calendar, settings.chat_history_tokens)
         self.journal = Journal(self._db, self.calendar)
+        self.rooms = RoomRecords(self._db, self.calendar)
 
     @property
     def path(self) -> Path:
@@ -115,6 +123,13 @@ class Store:
             await self._db.close()
             raise
 
+    async def backup(self, folder: Path, keep: int) -> Backup:
+        """An online backup of the open store into `folder`, checked, keeping the
+        newest `keep`. Writes queued behind go in first. Raises `StoreError`."""
+        await self._db.flush()
+        now = self.calendar.now()
+        return await back_up(self.path, folder, keep=keep, at=now, timezone=self.calendar.timezone)
+
     async def flush(self) -> None:
         """Wait until every write queued behind (gate, ledger) is in the file."""
         await self._db.flush()
@@ -135,3 +150,4 @@ def _prune(conn: sqlite3.Connection, first_day: str, before: float) -> None:
         conn.execute("DELETE FROM usage WHERE day < ?", (first_day,))
         conn.execute("DELETE FROM admin_actions WHERE at < ?", (before,))
         conn.execute("DELETE FROM jobs WHERE COALESCE(finished_at, delivered_at) < ?", (before,))
+        conn.execute("DELETE FROM room_posts WHERE at < ?", (before,))

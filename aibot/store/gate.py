@@ -181,6 +181,17 @@ class Gate:
         used = self._used.get((pool, guild_id or 0, user_id), 0)
         return used, self.limits(guild_id, pool).daily_quota
 
+    def spent(self, pool: str, guild_id: int | None = None) -> tuple[int, int]:
+        """(used today, daily budget) of a server in a pool, or of the whole pool
+        everywhere (`guild_id` None); budget 0 is unlimited."""
+        self._roll(self._calendar.now())
+        if guild_id is None:
+            return self._used.get((pool, _EVERY_GUILD, _EVERY_MEMBER), 0), self._defaults[
+                pool
+            ].daily_budget
+        used = self._used.get((pool, guild_id, _EVERY_MEMBER), 0)
+        return used, self.limits(guild_id, pool).daily_budget
+
     async def set_limits(
         self,
         guild_id: int,

@@ -64,4 +64,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX jobs_open ON jobs (created_at)
             WHERE finished_at IS NULL AND delivered_at IS NULL""",
     ),
+    (
+        # The admin rooms (aibot/discord/rooms.py): the one message a room keeps
+        # edited in each server (the live status), and what was posted or done
+        # once a day (the daily summary per server, the daily backup as server 0).
+        """CREATE TABLE room_messages (
+            room TEXT NOT NULL, guild_id INTEGER NOT NULL,
+            channel_id INTEGER NOT NULL, message_id INTEGER NOT NULL,
+            PRIMARY KEY (room, guild_id)
+        )""",
+        """CREATE TABLE room_posts (
+            room TEXT NOT NULL, guild_id INTEGER NOT NULL, day TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (room, guild_id, day)
+        )""",
+    ),
 )
