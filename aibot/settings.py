@@ -13,6 +13,10 @@ Variable names (every one is in `.env.multi.example` with a comment):
   `_PROVIDERS`, `_CHANNELS`, `_GUILDS`, `_KEY_CONCURRENCY`, `_RPM_{PROVIDER}`,
   `_COOLDOWN`, `_DAILY_QUOTA`, `_DAILY_BUDGET`.
 - Process-wide `AIBOT_*` settings below.
+
+A pool with no key at all is off: it is not built and its commands are not
+registered (`Settings.off_pools`), so an owner who wants chat only gives chat keys
+only. `/ping`, `/status` and `/instances` answer whatever pools are off.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class Settings:
     pools: Mapping[str, PoolSettings]
     base_urls: Mapping[str, str]
     models: Models
-    enabled_pools: tuple[str, ...]
+    enabled_pools: tuple[str, ...]  # the pools this process runs (AIBOT_POOLS, with keys)
     strict_routing: bool
     overflow: bool
     data_dir: Path
@@ -120,6 +124,9 @@ class Settings:
     chat_max_tokens: int
     prices: PriceTable = DEFAULT_PRICES
     ledger_days: int = 90
+    # The pools AIBOT_POOLS names that have no key at all: they do not run (not in
+    # `enabled_pools`, the pools this process runs), and /status says why.
+    off_pools: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -243,9 +250,10 @@ class _Reader:
 
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
-        enabled = self.get(
+        chosen = self.get(
             "AIBOT_POOLS", POOLS, _pool_names, f"a comma-separated list of {', '.join(POOLS)}"
         )
+        off = tuple(name for name in chosen if not pools[name].keys)
         shard_ids = self.get(
             "AIBOT_SHARD_IDS", None, _id_tuple, "comma-separated shard numbers (0, 1, ...)"
         )
@@ -269,7 +277,7 @@ class _Reader:
                     for f in Models.__slots__
                 }
             ),
-            enabled_pools=enabled,
+            enabled_pools=tuple(name for name in chosen if name not in off),
             strict_routing=self.get("AIBOT_STRICT_ROUTING", False, _bool, _BOOL),
             overflow=self.get("AIBOT_OVERFLOW", True, _bool, _BOOL),
             data_dir=data_dir,
@@ -302,6 +310,7 @@ class _Reader:
             chat_max_tokens=self.get("AIBOT_CHAT_MAX_TOKENS", 1024, _positive_int, _POS),
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, _positive_int, _POS),
+            off_pools=off,
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)
