@@ -27,9 +27,9 @@ __all__ = ["FOR_REAL", "DemoSummary", "main", "run_demo"]
 
 # The way from the demo to a real server (README.md, "To run for real").
 FOR_REAL = (
-    "cp .env.multi.example .env.multi   # then set DISCORD_TOKEN and the keys of the pools you use",
-    "python3 run.py --check             # settings file, pools, keys (redacted), routes",
-    "python3 run.py --sync && python3 run.py   # register the commands once, then run",
+    "cp .env.multi.example .env.multi   # set DISCORD_TOKEN and your pools' keys",
+    "python3 run.py --check             # exit 0: it would start",
+    "python3 run.py --sync && python3 run.py   # register the commands, then run",
 )
 
 # Real seconds SimCord waits for the bot to settle after each command. Below the
@@ -94,7 +94,7 @@ async def run_demo(
 async def _play(stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...]) -> None:
     out = stage.out
     await stage.open()
-    out.say("aibot DEMO: a simulated Discord and fake AI providers; nothing leaves this machine.")
+    out.note("aibot DEMO: a simulated Discord and fake AI providers; nothing leaves this machine.")
     out.note(
         "The real bot runs here (pools, router, store, replies); only Discord and the "
         "providers are simulated. Members with Korean clients see Korean answers."
@@ -120,9 +120,9 @@ async def _play(stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...]
         f"demo done: {stage.commands} commands, {stage.answered} answered "
         f"({stage.private} privately: redirects and limits)."
     )
-    out.say("To run aibot for real:")
+    out.say("To run aibot for real (README.md, Quick start), in this folder:")
     for number, command in enumerate(FOR_REAL, start=1):
-        out.say(f"  {number}. {command}")
+        out.note(f"  {number}. {command}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -152,7 +152,9 @@ def main(args: argparse.Namespace) -> int:
             logs.close()
 
     def say(line: str) -> None:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        # Lines come at the console's width; rich wraps any that would not fit, so
+        # the live panel below always knows how many rows the transcript took.
+        console.print(line, markup=False, highlight=False)
 
     try:
         summary = asyncio.run(
