@@ -133,9 +133,6 @@ class Stage:
         await old.release()
         return self.bot
 
-    def korean(self, member: str) -> bool:
-        return dict(MEMBERS)[member] == "ko"
-
 
 def _korean_clients(world: simcord.Env, locales: dict[int, str]) -> None:
     """SimCord sends every interaction as en-US; give some members a Korean client,
