@@ -1,10 +1,11 @@
 """`python run.py --check`: would aibot start with this configuration?
 
 Prints which settings file it read, what it would run (pools, keys per pool
-and provider, redacted, routes, store path, HTTP address) and every problem at
-once: bad variables, a missing token, a pool with no key for its work, a data
-folder it cannot write, an HTTP address it cannot bind. Exit status 0 when it
-would start, 2 otherwise.
+and provider, redacted, routes, store path, HTTP address), which pools will run
+and which are off (a pool with no key at all is off), and every problem at once:
+bad variables, a missing token, no pool with a key, a pool with keys none of
+which does its work, a data folder it cannot write, an HTTP address it cannot
+bind. Exit status 0 when it would start, 2 otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aibot.secrets import redact
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file, load_env
 
-__all__ = ["main", "problems", "report"]
+__all__ = ["main", "problems", "report", "running"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -41,12 +42,13 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
     warnings: list[str] = []
     if not settings.discord_token:
         found.append("DISCORD_TOKEN: not set (Discord Developer Portal > your application > Bot)")
+    if not settings.enabled_pools:
+        found.append(
+            "no pool has a key: set the keys of the pools you use "
+            "(OPENAI_API_KEY_1 for chat, MINIMAX_API_KEY_2 for images, ...)"
+        )
     for name in settings.enabled_pools:
         pool = settings.pools[name]
-        if name == "admin" and not pool.usable_providers:
-            # The backup for every pool: with no key at all /health says 503 for good.
-            found.append("admin pool: no key at all (set OPENAI_API_KEY_4, MINIMAX_API_KEY_4 ...)")
-            continue
         for kind in _kinds(name):
             if any(kind in PROVIDER_KINDS[p] for p in pool.usable_providers):
                 continue
@@ -55,7 +57,8 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
             message = f"{name} pool: no key for {kind}" + (f" (set {wanted})" if can else "")
             # A gap in the backup weakens it but stops nothing.
             (warnings if name == "admin" else found).append(message)
-    if set(settings.enabled_pools) != set(settings.pools) and settings.shard_ids is None:
+    chosen = set(settings.enabled_pools) | set(settings.off_pools)  # AIBOT_POOLS
+    if chosen != set(settings.pools) and settings.shard_ids is None:
         # Two processes on one token both receive every interaction: until the job
         # transport of the split mode exists, a pool subset needs shards of its own.
         warnings.append(
@@ -102,9 +105,10 @@ def report(settings: Settings, console: Console) -> None:
             f"{p}: {', '.join(redact(k) for k in pool.keys_for(p)) or '-'} ({pool.rpm[p]:g})"
             for p in pool.providers
         )
-        here = "yes" if name in settings.enabled_pools else "no"
+        here = _here(settings, name)
         pools.add_row(name, here, str(pool.workers), str(pool.queue_size), keys)
     console.print(pools)
+    console.print(running(settings), highlight=False, soft_wrap=True)
     routes = Table(title="routes", title_justify="left")
     for column in ("pool", "commands", "channels", "guilds", "cooldown / daily quota"):
         routes.add_column(column)
@@ -127,6 +131,24 @@ def report(settings: Settings, console: Console) -> None:
         f"shards {shards}  day boundary {settings.timezone.key}",
         highlight=False,
     )
+
+
+def _here(settings: Settings, name: str) -> str:
+    if name in settings.enabled_pools:
+        return "yes"
+    return "off: no keys" if name in settings.off_pools else "no (AIBOT_POOLS)"
+
+
+def running(settings: Settings) -> str:
+    """Which pools will run here and which are off, in one sentence."""
+    runs = ", ".join(settings.enabled_pools) or "none"
+    words = f"pools that will run: {runs}"
+    if settings.off_pools:
+        words += f"; off (no keys): {', '.join(settings.off_pools)}"
+        if "admin" in settings.off_pools:
+            words += ", so nothing overflows to the admin pool"
+    # The admin cog does not need the admin pool: these answer from snapshots.
+    return words + ". /ping, /status and /instances always answer."
 
 
 def main(

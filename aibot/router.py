@@ -8,6 +8,9 @@ guild's channel names) and each pool's load, and returns one decision:
   which channels serve it (answered at once, privately);
 - `Overflow("admin", origin)`: the owning pool cannot take it now (queue full,
   keys down) or does not serve this guild, so the admin pool runs it.
+- `Off(pool)`: the owning pool is off (it has no key, `Settings.off_pools`):
+  the member is told so, privately. Its commands are not registered, so only a
+  command Discord still lists from an earlier `--sync` can ask.
 
 Pure: no I/O, no clock, no state beyond the settings; microseconds per call.
 """
@@ -23,7 +26,16 @@ from types import MappingProxyType
 from aibot.catalogue import COMMAND_POOL, POOLS, PROVIDER_KINDS
 from aibot.settings import Settings
 
-__all__ = ["ADMIN_COMMANDS", "Decision", "Handle", "Overflow", "PoolLoad", "Redirect", "Router"]
+__all__ = [
+    "ADMIN_COMMANDS",
+    "Decision",
+    "Handle",
+    "Off",
+    "Overflow",
+    "PoolLoad",
+    "Redirect",
+    "Router",
+]
 
 ADMIN = "admin"
 # Commands that never become jobs; the admin role answers them (for /instances).
@@ -54,7 +66,14 @@ class Overflow:
     origin: str
 
 
-Decision = Handle | Redirect | Overflow
+@dataclass(frozen=True, slots=True)
+class Off:
+    """The command's `pool` is off here: it has no key (nothing overflows for it)."""
+
+    pool: str
+
+
+Decision = Handle | Redirect | Overflow | Off
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,8 @@ class Router:
         pool = self.pool_for(command)
         if pool == ADMIN:
             return Handle(pool)
+        if pool in self._settings.off_pools:
+            return Off(pool)
         if guild_id is None:  # a DM: no channel to be in the wrong place
             return self._by_load(pool, load)
         guilds = self._settings.pools[pool].guilds

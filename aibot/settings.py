@@ -14,6 +14,10 @@ Variable names (every one is in `.env.multi.example` with a comment):
   `_COOLDOWN`, `_DAILY_QUOTA`, `_DAILY_BUDGET`.
 - Process-wide `AIBOT_*` settings below; the admin rooms' (alert, status and
   statistics channels, backups) in `aibot.room_settings`.
+
+A pool with no key at all is off: it is not built and its commands are not
+registered (`Settings.off_pools`), so an owner who wants chat only gives chat keys
+only. `/ping`, `/status` and `/instances` answer whatever pools are off.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class Settings:
     pools: Mapping[str, PoolSettings]
     base_urls: Mapping[str, str]
     models: Models
-    enabled_pools: tuple[str, ...]
+    enabled_pools: tuple[str, ...]  # the pools this process runs (AIBOT_POOLS, with keys)
     strict_routing: bool
     overflow: bool
     data_dir: Path
@@ -139,6 +143,9 @@ class Settings:
     attachment_max_bytes: int = 8 * 1024**2
     # None: the embedded default (one process, no Redis).
     cluster: ClusterSettings | None = None
+    # The pools AIBOT_POOLS names that have no key at all: they do not run (not in
+    # `enabled_pools`, the pools this process runs), and /status says why.
+    off_pools: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -290,9 +297,10 @@ class _Reader:
 
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
-        enabled = self.get(
+        chosen = self.get(
             "AIBOT_POOLS", POOLS, values.pool_names, f"a comma-separated list of {', '.join(POOLS)}"
         )
+        off = tuple(name for name in chosen if not pools[name].keys)
         shard_ids = self.get(
             "AIBOT_SHARD_IDS",
             None,
@@ -320,7 +328,7 @@ class _Reader:
                     for f in Models.__slots__
                 }
             ),
-            enabled_pools=enabled,
+            enabled_pools=tuple(name for name in chosen if name not in off),
             strict_routing=self.get("AIBOT_STRICT_ROUTING", False, values.flag, values.BOOL),
             overflow=self.get("AIBOT_OVERFLOW", True, values.flag, values.BOOL),
             data_dir=data_dir,
@@ -371,6 +379,7 @@ class _Reader:
             ),
             cluster=self.cluster(),
             rooms=read_room_settings(self, data_dir),
+            off_pools=off,
         )
         if self.problems:
             raise SettingsError(self.problems, partial=settings)

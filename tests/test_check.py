@@ -39,12 +39,10 @@ def test_a_bad_file_lists_every_problem_at_once(
         "AIBOT_CHAT_WORKERS",
         "AIBOT_TIMEZONE",
         "DISCORD_TOKEN: not set",
-        "image pool: no key for image",
-        "video pool: no key for video (set MINIMAX_API_KEY_3)",
-        "admin pool: no key at all",
+        "pools that will run: chat; off (no keys): image, video, admin",
     ):
         assert expected in out
-    assert "6 problem(s)" in out
+    assert "3 problem(s)" in out
     assert SECRET not in out and "sk-...WXYZ" in out
 
 
@@ -91,3 +89,29 @@ def test_a_pool_subset_without_shards_of_its_own_is_warned_about(
     )
     assert status == 0, out
     assert "warning: AIBOT_POOLS runs only video here" in out
+
+
+def test_a_chat_only_owner_gives_chat_keys_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out = check(
+        tmp_path,
+        f"DISCORD_TOKEN=t\nOPENAI_API_KEY_1=sk-chat-abcdefgh\nAIBOT_HTTP=off\n"
+        f"AIBOT_DATA_DIR={tmp_path / 'd'}\n",
+        monkeypatch,
+    )
+    assert status == 0, out
+    assert (
+        "pools that will run: chat; off (no keys): image, video, admin, so nothing "
+        "overflows to the admin pool. /ping, /status and /instances always answer."
+    ) in " ".join(out.split())
+    assert out.count("off: no keys") == 3  # the pools table's "here" column
+    assert "warning" not in out  # off is not a pool subset run elsewhere
+
+
+def test_no_key_at_all_would_not_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status, out = check(
+        tmp_path, f"DISCORD_TOKEN=t\nAIBOT_HTTP=off\nAIBOT_DATA_DIR={tmp_path / 'd'}\n", monkeypatch
+    )
+    assert status == 2
+    assert "no pool has a key" in out and "pools that will run: none" in out

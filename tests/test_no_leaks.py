@@ -16,7 +16,7 @@ from rich.console import Console
 from aibot.demo import run_demo
 from aibot.discord.bot import AibotBot
 from aibot.http import Metrics, health
-from aibot.status import render
+from aibot.status import StatusSource, render
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -46,9 +46,8 @@ async def test_no_secret_in_anything_the_bot_prints_logs_or_serves(
     served: list[str] = []
 
     @contextlib.contextmanager
-    def watch(bot: AibotBot) -> Iterator[None]:
+    def watch(bot: AibotBot, source: StatusSource) -> Iterator[None]:
         yield
-        source = bot.status_source()
         served.append(json.dumps(health(source)[1]))
         served.append(Metrics(source).text().decode())
         console = Console(record=True, width=100)

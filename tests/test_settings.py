@@ -36,7 +36,7 @@ class RecordingEnv(Mapping[str, str]):
 
 def test_defaults_follow_the_reference_design() -> None:
     settings = Settings.from_env({})
-    assert settings.enabled_pools == POOLS
+    assert settings.enabled_pools == () and settings.off_pools == POOLS  # no key: all off
     assert settings.pools["chat"].cooldown == 1 and settings.pools["chat"].daily_quota == 2500
     assert settings.pools["image"].daily_quota == 200
     assert settings.pools["video"].cooldown == 5 and settings.pools["video"].daily_quota == 40
@@ -113,9 +113,14 @@ def test_example_file_documents_every_variable_and_is_valid() -> None:
 
 def test_split_mode_flags() -> None:
     settings = Settings.from_env(
-        {"AIBOT_POOLS": "video", "AIBOT_SHARD_IDS": "0,2", "AIBOT_SHARD_COUNT": "4"}
+        {
+            "AIBOT_POOLS": "video",
+            "MINIMAX_API_KEY_3": "mm-video",
+            "AIBOT_SHARD_IDS": "0,2",
+            "AIBOT_SHARD_COUNT": "4",
+        }
     )
-    assert settings.enabled_pools == ("video",)
+    assert settings.enabled_pools == ("video",) and settings.off_pools == ()
     assert settings.shard_ids == (0, 2) and settings.shard_count == 4
     with pytest.raises(SettingsError, match="AIBOT_SHARD_IDS"):
         Settings.from_env({"AIBOT_SHARD_IDS": "5", "AIBOT_SHARD_COUNT": "4"})

@@ -1,7 +1,10 @@
 """The admin pool's commands: `/ping`, `/status`, `/instances` (ko: `/핑` `/상태`
-`/인스턴스`). They read snapshots and answer at once; they never become jobs."""
+`/인스턴스`). They read snapshots and answer at once; they never become jobs, so
+they answer whichever pools are off (a pool with no key), the admin pool too."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import discord
 from discord import app_commands
@@ -21,10 +24,18 @@ __all__ = ["AdminCog"]
 class AdminCog(commands.Cog, name="admin"):
     """How the bot is doing: gateway latency, pools, and where each pool runs."""
 
-    def __init__(self, client: discord.AutoShardedClient, queue: JobQueue, router: Router) -> None:
+    def __init__(
+        self,
+        client: discord.AutoShardedClient,
+        queue: JobQueue,
+        router: Router,
+        *,
+        off: Sequence[str] = (),
+    ) -> None:
         self.client = client
         self.queue = queue
         self.router = router
+        self.off = tuple(off)  # pools with no key: /status and /instances say so
 
     @app_commands.command(
         name="ping", description="Gateway latency per shard, and the pools running here"
@@ -42,8 +53,8 @@ class AdminCog(commands.Cog, name="admin"):
         lang = language(interaction.locale)
         snapshots = self.queue.snapshots()
         here = self.queue.pools()
-        missing = [name for name in POOLS if name not in here]
-        embed = status_embed(snapshots, missing, lang)
+        missing = [name for name in POOLS if name not in here and name not in self.off]
+        embed = status_embed(snapshots, missing, lang, off=self.off)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(
@@ -52,5 +63,5 @@ class AdminCog(commands.Cog, name="admin"):
     )
     async def instances(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        embed = instances_embed(self.router.routes(), self.queue.pools(), lang)
+        embed = instances_embed(self.router.routes(), self.queue.pools(), lang, off=self.off)
         await interaction.response.send_message(embed=embed, ephemeral=True)

@@ -4,9 +4,10 @@
 transport, the replies, the intake); `setup_hook` only starts them (opens the
 store, resumes journaled jobs, loads the cogs) and `close()` drains them.
 
-Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`); the admin
-cog always is. Commands are registered with Discord only on request (`sync_only`,
-i.e. `python run.py --sync`), never on every start.
+Only the cogs of the pools this process runs are loaded (`AIBOT_POOLS`, less the
+pools with no key, which are off); the admin cog always is. Commands are registered
+with Discord only on request (`sync_only`, i.e. `python run.py --sync`), never on
+every start.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class AibotBot(commands.AutoShardedBot):
             await self.add_cog(ImageCog(self.intake, max_bytes=limit))
         if "video" in enabled:
             await self.add_cog(VideoCog(self.intake, max_bytes=limit))
-        await self.add_cog(AdminCog(self, self.queue, self.router))
+        # Always: /ping, /status, /instances answer also when the admin pool is off.
+        await self.add_cog(AdminCog(self, self.queue, self.router, off=self.settings.off_pools))
         await self.add_cog(ManageCog(self))
 
     async def sync_commands(self) -> list[discord.app_commands.AppCommand]:

@@ -62,40 +62,53 @@ def image_embed(result: Result, lang: str, *, prompt: str, filename: str) -> dis
 
 
 def status_embed(
-    snapshots: Sequence[PoolSnapshot], missing: Sequence[str], lang: str
+    snapshots: Sequence[PoolSnapshot],
+    missing: Sequence[str],
+    lang: str,
+    *,
+    off: Sequence[str] = (),
 ) -> discord.Embed:
-    """`/status`: one field per pool from its snapshot; pools not run here say so."""
+    """`/status`: one field per pool from its snapshot; pools not run here say so,
+    and so do the pools that are `off` (no key)."""
     embed = discord.Embed(title=text(lang, "status_title"), colour=discord.Colour.green())
-    for snap in snapshots:
-        budget = f"{snap.budget_left:.0f}/{snap.budget_limit:.0f}" if snap.budget_limit else "-"
-        value = text(
-            lang,
-            "status_line",
-            state=text(lang, f"state_{snap.state}") if snap.state else "-",
-            busy=snap.workers_busy,
-            total=snap.workers_total,
-            queued=snap.queued,
-            queue_size=snap.queue_size,
-            done=snap.done,
-            failed=snap.failed,
-            p50=_latency(snap.p50_ms),
-            p95=_latency(snap.p95_ms),
-            keys_ok=snap.keys_healthy,
-            keys=snap.keys_total,
-            budget=budget,
-        )
-        embed.add_field(name=snap.name, value=value, inline=False)
-    for name in missing:
-        embed.add_field(name=name, value=text(lang, "status_missing"), inline=False)
+    values = {snap.name: _status_line(snap, lang) for snap in snapshots}
+    values.update((name, text(lang, "status_missing")) for name in missing)
+    values.update((name, text(lang, "status_off")) for name in off)
+    order = {name: index for index, name in enumerate(POOLS)}
+    for name in sorted(values, key=lambda name: order.get(name, len(order))):
+        embed.add_field(name=name, value=values[name], inline=False)
     return embed
+
+
+def _status_line(snap: PoolSnapshot, lang: str) -> str:
+    budget = f"{snap.budget_left:.0f}/{snap.budget_limit:.0f}" if snap.budget_limit else "-"
+    return text(
+        lang,
+        "status_line",
+        state=text(lang, f"state_{snap.state}") if snap.state else "-",
+        busy=snap.workers_busy,
+        total=snap.workers_total,
+        queued=snap.queued,
+        queue_size=snap.queue_size,
+        done=snap.done,
+        failed=snap.failed,
+        p50=_latency(snap.p50_ms),
+        p95=_latency(snap.p95_ms),
+        keys_ok=snap.keys_healthy,
+        keys=snap.keys_total,
+        budget=budget,
+    )
 
 
 def instances_embed(
     routes: Sequence[tuple[str, Sequence[str], Sequence[str]]],
     here: Sequence[str],
     lang: str,
+    *,
+    off: Sequence[str] = (),
 ) -> discord.Embed:
-    """`/instances`: for each pool, its commands, channel patterns and where it runs."""
+    """`/instances`: for each pool, its commands, channel patterns and where it runs
+    (nowhere, for the pools that are `off`)."""
     embed = discord.Embed(title=text(lang, "instances_title"), colour=discord.Colour.blurple())
     for pool, patterns, commands in routes:
         value = text(
@@ -103,10 +116,16 @@ def instances_embed(
             "instances_line",
             commands=", ".join(f"/{c}" for c in commands) or text(lang, "none"),
             channels=_clip(", ".join(f"`{p}`" for p in patterns), 600) or text(lang, "none"),
-            where=text(lang, "here" if pool in here else "elsewhere"),
+            where=text(lang, _where(pool, here, off)),
         )
         embed.add_field(name=pool, value=value, inline=False)
     return embed
+
+
+def _where(pool: str, here: Sequence[str], off: Sequence[str]) -> str:
+    if pool in off:
+        return "status_off"
+    return "here" if pool in here else "elsewhere"
 
 
 def keys_embed(

@@ -180,6 +180,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "p50 {p50} · p95 {p95} · keys {keys_ok}/{keys} healthy · budget left {budget}"
                 ),
                 "status_missing": "not running in this process",
+                "status_off": "off: no keys",
                 "instances_title": "Where each pool runs",
                 "instances_line": "commands: {commands}\nchannels: {channels}\nruns: {where}",
                 "here": "this process",
@@ -371,6 +372,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "p50 {p50} · p95 {p95} · 정상 키 {keys_ok}/{keys} · 남은 예산 {budget}"
                 ),
                 "status_missing": "이 프로세스에서 돌지 않아요",
+                "status_off": "꺼짐: 키 없음",
                 "instances_title": "풀이 도는 곳",
                 "instances_line": "명령: {commands}\n채널: {channels}\n위치: {where}",
                 "here": "이 프로세스",
