@@ -48,6 +48,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         journal=store.journal,
         memory=store.memory,
         observe=bot.metrics.observe,
+        clock=discord_clock,
     )
     queue = LocalQueue(worker, turn=foreground.turn)
     intake = Intake(

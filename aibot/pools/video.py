@@ -20,6 +20,7 @@ from aibot.jobs import (
     Artifact,
     BadRequest,
     Job,
+    KeysDown,
     NoKeyAvailable,
     Progress,
     Reply,
@@ -99,11 +100,17 @@ class _VideoRun:
             duration = int(self.job.args.get("duration") or 6)
         except (TypeError, ValueError):
             raise BadRequest("the duration must be a whole number of seconds") from None
-        task = await with_keys(
-            self.ring,
-            lambda lease: self.client.create(lease, prompt, model=model, duration=duration),
-            timeout=self.ctx.settings.request_timeout,
-        )
+        try:
+            task = await with_keys(
+                self.ring,
+                lambda lease: self.client.create(lease, prompt, model=model, duration=duration),
+                timeout=self.ctx.settings.request_timeout,
+            )
+        except NoKeyAvailable as err:
+            if not self.ring.all_down:
+                raise
+            # No task exists yet: the admin pool may make it with a key of its own.
+            raise KeysDown(f"every video key of the {self.ctx.pool.name} pool is down") from err
         if self.ctx.journal:
             await self.ctx.journal.accepted(self.job, task.task_id, task.key_fingerprint)
         return task.task_id, task.key_fingerprint
