@@ -128,7 +128,9 @@ class _VideoRun:
             if status.done:
                 return status.file_id
             if status.failed:
-                raise Unavailable(f"minimax: the video task ended with {status.status}")
+                failed = Unavailable(f"minimax: the video task ended with {status.status}")
+                failed.provider = self.client.name  # the ledger counts it against them
+                raise failed
             if status.status != state and self.ctx.journal:
                 await self.ctx.journal.progress(self.job.id, status.status)
             state = status.status
