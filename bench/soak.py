@@ -56,11 +56,12 @@ LOAD = 0.8  # of each pool's key budget
 FAULT_EVERY = 1.0  # seconds between two injected faults
 WARM = 60.0  # seconds before the start figures are taken
 SETTLE = 120.0  # seconds the pools get to finish once the load stops
-# Per pool: (command, provider, keys, rpm per key); the budget is keys x rpm / 60.
+# Per pool: (command, provider, keys, rpm per key, provider calls per job); its budget
+# is keys x rpm / 60 calls a second (a video: create, two polls, the file's details).
 POOLS = (
-    ("chat", "openai", 4, 300),
-    ("image", "minimax", 2, 120),
-    ("video", "minimax", 1, 30),
+    ("chat", "openai", 4, 300, 1),
+    ("image", "minimax", 2, 120, 1),
+    ("video", "minimax", 2, 60, 4),
 )
 # Faults the fakes inject, round-robin: (provider, fault, endpoint).
 FAULTS = (
@@ -121,7 +122,7 @@ class CountingReplies:
 def soak_env(fake_env: Mapping[str, str], data_dir: str) -> dict[str, str]:
     """Settings: each pool's keys and RPM, no member limits, queues deep enough."""
     variables: dict[str, object] = {"AIBOT_DATA_DIR": data_dir, "AIBOT_VIDEO_POLL_SECONDS": 2}
-    for pool, provider, keys, rpm in POOLS:
+    for pool, provider, keys, rpm, _ in POOLS:
         up = pool.upper()
         variables[f"AIBOT_{up}_PROVIDERS"] = provider
         variables[f"AIBOT_{up}_RPM_{provider.upper()}"] = rpm
@@ -138,7 +139,7 @@ def soak_env(fake_env: Mapping[str, str], data_dir: str) -> dict[str, str]:
 
 def rates() -> dict[str, float]:
     """Commands a second per pool: `LOAD` of its keys' budget."""
-    return {pool: LOAD * keys * rpm / 60 for pool, _, keys, rpm in POOLS}
+    return {pool: LOAD * keys * rpm / 60 / calls for pool, _, keys, rpm, calls in POOLS}
 
 
 def rss_mb() -> float:
