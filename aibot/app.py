@@ -55,6 +55,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         journal=store.journal,
         memory=store.memory,
         observe=bot.metrics.observe,
+        clock=discord_clock,
     )
     watch_rings(worker.pools.values(), alerts)
     queue = LocalQueue(worker, turn=foreground.turn)

@@ -25,6 +25,7 @@ __all__ = [
     "Cancelled",
     "Incomplete",
     "Job",
+    "KeysDown",
     "LimitReached",
     "NoKeyAvailable",
     "Paused",
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "Reply",
+    "Restarted",
     "Result",
     "ShuttingDown",
     "Unavailable",
@@ -204,6 +206,13 @@ class NoKeyAvailable(AibotError):
     kind = "no_key"
 
 
+class KeysDown(NoKeyAvailable):
+    """Every key of the pool that ran the job is down (disabled after 401s or 403s),
+    found out by this very job, before anything of an answer was shown. The
+    worker may move the job to the admin pool, which has keys of its own; when
+    it cannot, the member reads what `NoKeyAvailable` says."""
+
+
 class QueueFull(AibotError):
     """The pool's queue is full; `retry_after` is the estimated wait in seconds."""
 
@@ -237,3 +246,11 @@ class Cancelled(AibotError):
     """An admin cancelled the job."""
 
     kind = "cancelled"
+
+
+class Restarted(AibotError):
+    """The bot restarted while the job was running, and the job cannot run again
+    (its interaction token is too old to answer with): the member is asked to
+    ask again."""
+
+    kind = "restarted"

@@ -78,11 +78,24 @@ Decision = Handle | Redirect | Overflow | Off
 
 @dataclass(frozen=True, slots=True)
 class PoolLoad:
-    """What the router needs to know about a pool right now."""
+    """What the router needs to know about a pool right now. `room` is how many
+    more jobs it takes before it refuses one (free workers and free places in
+    its queue); None when the pool does not say."""
 
     full: bool = False
     keys_down: bool = False
     paused: bool = False
+    room: int | None = None
+
+    def taking(self, jobs: int) -> PoolLoad:
+        """This load once `jobs` more jobs reached the pool: the front counts the
+        jobs it accepted for a pool and has not handed over yet, so that a burst
+        of commands, all routed before any reached its pool, fills the pool (and
+        overflows) as if each had arrived alone."""
+        if self.room is None or jobs <= 0:
+            return self
+        room = self.room - jobs
+        return PoolLoad(self.full or room <= 0, self.keys_down, self.paused, room)
 
 
 _IDLE = PoolLoad()  # a pool the caller gave no load for
@@ -149,6 +162,15 @@ class Router:
         if (mine.full or mine.keys_down) and self._admin_can_take(pool, load):
             return Overflow(ADMIN, origin=pool)
         return Handle(pool)
+
+    def overflow(self, kind: str, origin: str, load: Mapping[str, PoolLoad]) -> str | None:
+        """The pool that may take over a `kind` job (chat, image, video) which the
+        `origin` pool cannot run after all (its queue filled up, or the job found
+        every key dead): the admin pool when overflow is on and it can take the job
+        now; None otherwise."""
+        if origin == ADMIN or not self._admin_can_take(kind, load):
+            return None
+        return ADMIN
 
     def _admin_can_take(self, kind: str, load: Mapping[str, PoolLoad]) -> bool:
         settings = self._settings

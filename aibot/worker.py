@@ -2,13 +2,19 @@
 
 Built from settings and a few ports (`aibot.ports`), it holds the pools and,
 through them, the key rings and provider clients. For each job it is handed
-(`submit`) it journals the job when it is durable, makes the job's reply from
-the job alone (`ReplyFactory`), queues it in its pool and, when the pool is
-done with it, records the outcome: the latency for /metrics, a ledger row, the
-quota back when the provider failed it, the journal entry closed. At start
-(`resume`) it submits again the durable jobs an earlier run left unfinished;
-at shutdown (`drain`) it lets running jobs finish and tells the members whose
-jobs could not, except the durable ones, which the next start resumes.
+(`submit`) it journals the job, makes the job's reply from the job alone
+(`ReplyFactory`), queues it in its pool (or the admin pool, when its own filled
+up since the front looked) and, when the pool is done with it, records the
+outcome: the latency for /metrics, a ledger row, the quota back when the
+provider failed it, the journal entry closed. A job that finds every key of its
+pool dead is moved to the admin pool (`handoff`) rather than failed.
+
+At start (`resume`) it takes up what an earlier run left unanswered: a video
+polls its provider task again; a chat or image job runs again while its
+interaction token can still answer, and is otherwise told the bot restarted, so
+no deferred message is left "thinking...". At shutdown (`drain`) it lets running
+jobs finish and tells the members whose jobs could not, except videos, which
+the next start resumes.
 
 The worker knows nothing of Discord or of how jobs reach it: the in-process
 transport (`aibot.transport.LocalQueue`) calls it directly.
@@ -18,23 +24,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 
-from aibot.jobs import AibotError, Job, Progress, Reply, Result, ShuttingDown
+from aibot.jobs import (
+    AibotError,
+    Job,
+    KeysDown,
+    Progress,
+    QueueFull,
+    Reply,
+    Restarted,
+    Result,
+    ShuttingDown,
+)
 from aibot.pools import Pools, build_pools
 from aibot.pools.base import Pool
 from aibot.pools.video import resume
 from aibot.ports import Gate, Journal, Ledger, Memory, ReplyFactory
-from aibot.router import PoolLoad
+from aibot.router import PoolLoad, Router
 from aibot.settings import Settings
 from aibot.snapshots import PoolSnapshot
 
-__all__ = ["DURABLE_COMMANDS", "PROVIDER_FAULTS", "QUEUE_NOTICE_SECONDS", "Worker"]
+__all__ = [
+    "LONG_COMMANDS",
+    "PROVIDER_FAULTS",
+    "QUEUE_NOTICE_SECONDS",
+    "RERUN_MARGIN",
+    "Worker",
+]
 
 log = logging.getLogger("aibot.worker")
 
-# Jobs long enough to be journaled and resumed after a restart.
-DURABLE_COMMANDS = frozenset({"video"})
+# Jobs that take minutes: their place in line is shown at once, and one left
+# running at shutdown or by a crash is resumed at the next start (a video's
+# provider task is polled again, not paid for twice).
+LONG_COMMANDS = frozenset({"video"})
 # Failures that are the provider's (or our keys'), not the member's: their quota is
 # given back.
 PROVIDER_FAULTS = frozenset(
@@ -42,13 +67,17 @@ PROVIDER_FAULTS = frozenset(
 )
 # Seconds of expected wait from which a chat or image job is told its place in line.
 QUEUE_NOTICE_SECONDS = 5.0
+# A chat or image job left by a crash runs again only if its interaction token can
+# still answer for this many seconds; otherwise the member is asked to ask again.
+RERUN_MARGIN = 60.0
 
 Observer = Callable[[Job, AibotError | None, float], None]
 
 
 class Worker:
     """Runs accepted jobs in its pools; see the module docstring. Every port is
-    optional, so a test or a benchmark builds a worker with only what it needs."""
+    optional, so a test or a benchmark builds a worker with only what it needs.
+    `clock` gives unix seconds on the clock of `Job.token_expires_at`."""
 
     def __init__(
         self,
@@ -60,16 +89,23 @@ class Worker:
         journal: Journal | None = None,
         memory: Memory | None = None,
         observe: Observer | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.pools: Pools = build_pools(
-            settings, memory=memory, journal=journal, on_outcome=self._outcome
+            settings,
+            memory=memory,
+            journal=journal,
+            on_outcome=self._outcome,
+            handoff=self._handoff,
         )
+        self._router = Router(settings)
         self._replies = replies
         self._gate = gate
         self._ledger = ledger
         self._journal = journal
         self._observe = observe
+        self._clock = clock
         self._open: dict[str, Reply] = {}  # replies of the jobs in the pools
 
     # ------------------------------------------------------------- taking jobs
@@ -79,24 +115,56 @@ class Worker:
         Raises the pool's typed refusal (`QueueFull`, `Paused`, `ShuttingDown`),
         the job then left as it was: the caller tells the member."""
         pool = self._pool(job)
-        durable = self._durable(job)
-        if durable:
-            # Journaled before it runs: a restart from here on resumes it.
-            await self._journal.submitted(job)  # type: ignore[union-attr]
+        if self._journal is not None:
+            # Journaled before it runs (written behind, no round trip): a restart
+            # from here on takes it up again.
+            await self._journal.submitted(job)
         reply = self._replies.make(job)
         try:
-            position = pool.submit(job, reply)
+            position = self._queue(pool, job, reply)
         except AibotError as refused:
-            if durable:
-                await self._journal.finished(job.id, refused.kind)  # type: ignore[union-attr]
+            if self._journal is not None:
+                await self._journal.finished(job.id, refused.kind)
             raise
         self._open[job.id] = reply
         # A video takes minutes: its place in line is shown at once. Other jobs wait
         # behind others only briefly, and "thinking..." says enough, unless the wait
         # is long; in a burst those edits would cost the most when time is shortest.
-        if durable or (position > 1 and pool.wait_estimate() >= QUEUE_NOTICE_SECONDS):
+        if job.command in LONG_COMMANDS or (
+            position > 1 and self.pools[job.pool].wait_estimate() >= QUEUE_NOTICE_SECONDS
+        ):
             await reply.progress(Progress("queued", position=position))
         return position
+
+    def _queue(self, pool: Pool, job: Job, reply: Reply) -> int:
+        """Queue the job in `pool`, or in the admin pool when `pool` is full and may
+        overflow (it filled up since the front routed the job)."""
+        try:
+            return pool.submit(job, reply)
+        except QueueFull:
+            other = self._router.overflow(job.command, pool.name, self.loads())
+            if other is None or other not in self.pools:
+                raise
+            position = self.pools[other].submit(job, reply)
+            job.pool = other
+            return position
+
+    def _handoff(self, job: Job, reply: Reply, error: AibotError) -> bool:
+        """A job that found every key of its pool dead (`KeysDown`, nothing shown
+        yet) runs in the admin pool, with the same reply, when overflow allows;
+        True when it was moved."""
+        if not isinstance(error, KeysDown):
+            return False
+        other = self._router.overflow(job.command, job.pool, self.loads())
+        if other is None or other not in self.pools:
+            return False
+        try:
+            self.pools[other].submit(job, reply)
+        except AibotError:
+            return False
+        log.info("job %s: every %s key is down, the %s pool runs it", job.id, job.pool, other)
+        job.pool = other
+        return True
 
     def _pool(self, job: Job) -> Pool:
         pool = self.pools.get(job.pool)
@@ -104,29 +172,44 @@ class Worker:
             raise ShuttingDown(f"the {job.pool} pool does not run here")
         return pool
 
-    def _durable(self, job: Job) -> bool:
-        return self._journal is not None and job.command in DURABLE_COMMANDS
-
     async def resume(self) -> None:
-        """Submit again the durable jobs an earlier run left unfinished; a video
-        polls its provider task (no new task, no new charge) and is delivered once."""
+        """Take up the jobs an earlier run left unanswered (see the module
+        docstring): each runs again, or its member is told the bot restarted."""
         if self._journal is None:
             return
         for job, task_id, key in await self._journal.unfinished():
-            pool = self.pools.get(job.pool or "video")
+            pool = self.pools.get(job.pool or self._router.pool_for(job.command))
             if pool is None:
                 log.info("job %s: its pool %s does not run here", job.id, job.pool)
                 continue
+            reply = self._replies.make(job)
+            if job.command not in LONG_COMMANDS and not self._can_answer(job):
+                await self._restarted(job, reply)
+                continue
             again = resume(job, task_id, key) if task_id and key else job
-            reply = self._replies.make(again)
             try:
-                pool.submit(again, reply)
+                self._queue(pool, again, reply)
             except AibotError as error:
                 await reply.fail(error)
                 await self._journal.finished(job.id, error.kind)
                 continue
             self._open[job.id] = reply
             log.info("job %s: resumed after a restart", job.id)
+
+    def _can_answer(self, job: Job) -> bool:
+        """The job's interaction token answers long enough for the job to run again."""
+        return self._clock() + RERUN_MARGIN < job.token_expires_at
+
+    async def _restarted(self, job: Job, reply: Reply) -> None:
+        """Tell the member of a job a crash cut short to ask again; close it."""
+        error = Restarted()
+        await reply.fail(error)
+        if self._gate is not None:
+            await self._gate.refund(job)  # when the gate still knows the take
+        if self._ledger is not None:
+            self._record(job, None, error, 0.0)
+        await self._journal.finished(job.id, error.kind)  # type: ignore[union-attr]
+        log.info("job %s: cut short by a restart, its member is asked again", job.id)
 
     # ---------------------------------------------------------------- outcomes
 
@@ -142,9 +225,8 @@ class Worker:
             self._record(job, result, error, seconds)
         if error is not None and error.kind in PROVIDER_FAULTS and self._gate is not None:
             await self._gate.refund(job)
-        if self._durable(job):
-            outcome = "done" if error is None else error.kind
-            await self._journal.finished(job.id, outcome)  # type: ignore[union-attr]
+        if self._journal is not None:
+            await self._journal.finished(job.id, "done" if error is None else error.kind)
 
     def _record(
         self, job: Job, result: Result | None, error: AibotError | None, seconds: float
@@ -197,16 +279,18 @@ class Worker:
 
     async def drain(self, timeout: float) -> None:
         """Stop taking jobs, give running ones `timeout` seconds, then tell the
-        members whose jobs did not finish; durable ones are left to the next start."""
+        members whose jobs did not finish; videos are left to the next start."""
         results = await asyncio.gather(
             *(pool.drain(timeout) for pool in self.pools.values()), return_exceptions=True
         )
         left = {job.id: job for jobs in results if isinstance(jobs, list) for job in jobs}
         for job_id, reply in list(self._open.items()):
             job = left.get(job_id)
-            if job is not None and self._durable(job):
+            if job is not None and job.command in LONG_COMMANDS and self._journal is not None:
                 continue  # journaled: resumed and delivered after the restart
             await reply.fail(ShuttingDown())
+            if self._journal is not None:
+                await self._journal.finished(job_id, ShuttingDown.kind)
         self._open.clear()
 
     async def aclose(self) -> None:

@@ -106,11 +106,14 @@ async def test_when_every_key_is_bad_the_member_is_told_and_keeps_the_quota(
     MINIMAX_API_KEY_1="bad-minimax-key-00000000000001",
 )
 async def test_after_every_chat_key_failed_the_admin_pool_answers(world: World) -> None:
+    # The first job finds the chat keys dead and is itself moved to the admin pool.
     first = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="one")
-    assert "No working key" in one_public_answer(first)
+    assert "You said: one" in one_public_answer(first)
     second = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="two")
     assert "You said: two" in one_public_answer(second)
-    assert world.pools["admin"].snapshot().done == 1
+    assert world.pools["admin"].snapshot().done == 2
+    assert world.pools["chat"].snapshot().failed == 0
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 2
 
 
 @pytest.mark.simcord(settle_timeout=20)

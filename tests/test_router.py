@@ -160,3 +160,17 @@ def test_routes_list_each_pools_channels_and_commands(default: Router) -> None:
     assert list(routes) == ["chat", "image", "video", "admin"]
     assert routes["image"] == (("이미지생성-*", "갤러리", "이미지변환", "*image*"), ("image",))
     assert routes["admin"][0] == ("*",) and "status" in routes["admin"][1]
+
+
+def test_a_burst_routed_before_any_job_arrived_overflows_past_the_pools_room() -> None:
+    r = router()
+    idle = {"chat": PoolLoad(room=2), "admin": PoolLoad(room=1)}
+    on_the_way = {"chat": idle["chat"].taking(2), "admin": idle["admin"]}
+    assert r.decide("chat", guild_id=None, channel_name=None, load=idle) == Handle("chat")
+    decision = r.decide("chat", guild_id=None, channel_name=None, load=on_the_way)
+    assert decision == Overflow("admin", origin="chat")
+    both_full = {"chat": PoolLoad(room=2).taking(2), "admin": PoolLoad(room=1).taking(1)}
+    assert both_full["admin"].full
+    assert r.decide("chat", guild_id=None, channel_name=None, load=both_full) == Handle("chat")
+    assert r.overflow("chat", "chat", on_the_way) == "admin"
+    assert r.overflow("chat", "chat", both_full) is None

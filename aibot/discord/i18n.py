@@ -328,6 +328,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_shutting_down": "🔄 The bot is restarting. Try again in a minute.",
                 "error_cancelled": "✖️ An admin cancelled this request.",
                 "error_internal": "⚠️ Something went wrong on our side. Please try again.",
+                "error_restarted": (
+                    "🔄 The bot restarted while it was working on this. Please ask again."
+                ),
+                "empty_prompt": "✏️ Your prompt is empty. Write what you want, then try again.",
             }
         ),
         "ko": MappingProxyType(
@@ -514,6 +518,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_shutting_down": "🔄 봇이 다시 시작하는 중이에요. 1분 뒤에 다시 해 주세요.",
                 "error_cancelled": "✖️ 관리자가 이 요청을 취소했어요.",
                 "error_internal": "⚠️ 저희 쪽에서 문제가 생겼어요. 다시 해 주세요.",
+                "error_restarted": "🔄 작업 중에 봇이 다시 시작했어요. 다시 요청해 주세요.",
+                "empty_prompt": "✏️ 프롬프트가 비어 있어요. 원하는 내용을 적어서 다시 해 주세요.",
             }
         ),
     }
@@ -581,6 +587,7 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
         "bad_answer",
         "shutting_down",
         "cancelled",
+        "restarted",
     }:
         return text(lang, f"error_{kind}")
     if kind == "paused":

@@ -1,8 +1,8 @@
 """From a slash command to a submitted job: the request path every job command takes.
 
-    job (plain data) -> router.decide (pure) -> gate
-      refused here: one ephemeral direct response (the wrong channel, busy, paused,
-      a cooldown or quota), so the refusal stays private
+    job (plain data) -> prompt check -> router.decide (pure) -> gate
+      refused here: one ephemeral direct response (a blank prompt, the wrong
+      channel, busy, paused, a cooldown or quota), so the refusal stays private
       accepted: defer (public, "thinking...") -> queue.submit(job)
 
 Nothing between the interaction's arrival and the defer can wait: routing is pure and
@@ -12,6 +12,11 @@ of its own: the command's task ends with the defer, and with it the interaction 
 all discord.py made of it. After the defer the worker owns the job and its reply; if
 the transport refuses the job after all (a rare full queue), the deferred message
 says why.
+
+A burst of commands is routed before any of its jobs reaches a pool, so the intake
+counts the jobs it accepted for each pool and has not handed over yet, and routes
+as if they were there: past a pool's room the burst overflows to the admin pool,
+and when that is full too the refusal is private, before the defer.
 """
 
 from __future__ import annotations
@@ -30,16 +35,19 @@ from aibot.foreground import Foreground
 from aibot.jobs import AibotError, Job, LimitReached, Paused, QueueFull, ShuttingDown
 from aibot.logs import log_context
 from aibot.ports import Gate
-from aibot.router import Redirect, Router
+from aibot.prompts import has_visible_character
+from aibot.router import PoolLoad, Redirect, Router
 from aibot.transport import JobQueue
 
-__all__ = ["TOKEN_LIFETIME", "Intake", "job_for"]
+__all__ = ["PROMPT_COMMANDS", "TOKEN_LIFETIME", "Intake", "job_for"]
 
 log = logging.getLogger("aibot.discord.intake")
 
 # Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
 # so a write never races its expiry.
 TOKEN_LIFETIME = 15 * 60 - 20
+# Commands whose `prompt` must say something: a blank one is refused before the defer.
+PROMPT_COMMANDS = frozenset({"chat", "image", "video"})
 
 
 def job_for(interaction: discord.Interaction, command: str, args: Mapping[str, Any]) -> Job:
@@ -81,6 +89,9 @@ class Intake:
         # Tasks holding a taken job not yet in its pool: commands being answered,
         # and jobs waiting for their turn to be queued.
         self._taking: set[asyncio.Task[Any]] = set()
+        # Per pool, the jobs accepted for it and not yet handed over (see the
+        # module docstring); a pool with none has no entry.
+        self._handing: dict[str, int] = {}
 
     async def submit(
         self, interaction: discord.Interaction, command: str, args: Mapping[str, Any]
@@ -111,7 +122,10 @@ class Intake:
             return
         try:
             deferred = await interaction.response.defer(thinking=True)
-        except discord.HTTPException as error:
+        except BaseException as error:
+            self._handed(job.pool)
+            if not isinstance(error, discord.HTTPException):
+                raise
             # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
             log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
             await self._refund(job)
@@ -147,6 +161,7 @@ class Intake:
         filled up since the check, or began to drain), the deferred message says why,
         and the gate gives the use back; so it does for a failure nothing expected (a
         bug, the store), logged."""
+        pool = job.pool  # the worker may move it to the admin pool
         try:
             await self.queue.submit(job)
         except Exception as failure:
@@ -155,6 +170,16 @@ class Intake:
                 log.error("job %s: could not be queued\n%s", job.id, job.trace(failure))
             await self._refund(job)
             await self.replies.make(job).fail(error)
+        finally:
+            self._handed(pool)
+
+    def _handed(self, pool: str) -> None:
+        """One job accepted for `pool` is handed over (or given up)."""
+        left = self._handing[pool] - 1
+        if left:
+            self._handing[pool] = left
+        else:
+            del self._handing[pool]
 
     async def _refusal(self, interaction: discord.Interaction, job: Job) -> str | None:
         """Why this job cannot be taken, in the member's words; None to take it.
@@ -163,7 +188,13 @@ class Intake:
         lang = job.locale
         if self.draining():
             return error_text(ShuttingDown(), lang, command=job.command)
+        if job.command in PROMPT_COMMANDS and not has_visible_character(
+            str(job.args.get("prompt") or "")
+        ):
+            return text(lang, "empty_prompt")
         loads = self.queue.loads()
+        if self._handing:
+            loads = _with_handing(loads, self._handing)
         decision = self.router.decide(
             job.command,
             guild_id=job.guild_id,
@@ -186,11 +217,17 @@ class Intake:
                 await self.gate.take(job)
             except LimitReached as limit:
                 return error_text(limit, lang, command=job.command)
+        self._handing[job.pool] = self._handing.get(job.pool, 0) + 1
         return None
 
     async def _refund(self, job: Job) -> None:
         if self.gate is not None:
             await self.gate.refund(job)
+
+
+def _with_handing(loads: Mapping[str, PoolLoad], handing: Mapping[str, int]) -> dict[str, PoolLoad]:
+    """Each pool's load as it will be once the jobs on their way reached it."""
+    return {name: load.taking(handing.get(name, 0)) for name, load in loads.items()}
 
 
 def _channel_name(channel: Any) -> str | None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
-from aibot.jobs import AibotError, BadRequest, NoKeyAvailable, Unavailable
+from aibot.jobs import AibotError, BadRequest, KeysDown, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
-from aibot.pools.base import Outcome, Pool
+from aibot.pools.base import Handoff, Outcome, Pool
 from aibot.ports import Journal, Memory
 from aibot.providers.base import ImageProvider
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
@@ -86,7 +86,9 @@ class PoolContext:
         (NoKeyAvailable) or unavailable after retries gives way to the next;
         a rejected or bad request does not, nor a failure once `committed()`
         (part of the answer was shown). `choice` names the one provider to use;
-        `able(provider)` False leaves a provider out (it cannot do this job)."""
+        `able(provider)` False leaves a provider out (it cannot do this job).
+        When every key of every provider tried is down (disabled), and nothing was
+        shown, the error is `KeysDown`: the job may run in the admin pool instead."""
         names = self._providers[kind]
         if able is not None:
             names = tuple(name for name in names if able(name))
@@ -113,6 +115,8 @@ class PoolContext:
                         "%s %s failed (%s), trying the next provider", kind, name, err.kind
                     )
                 error = err
+        if names and not committed() and all(self.rings[name].all_down for name in names):
+            raise KeysDown(f"every {kind} key of the {self.pool.name} pool is down")
         raise error or NoKeyAvailable(f"no {kind} provider has a key in this pool")
 
     def _by_readiness(self, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -150,6 +154,7 @@ def build_pools(
     memory: Memory | None = None,
     journal: Journal | None = None,
     on_outcome: Outcome | None = None,
+    handoff: Handoff | None = None,
 ) -> Pools:
     """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
     # The role modules import this package for PoolContext, so import them here.
@@ -172,6 +177,7 @@ def build_pools(
             queue_size=pool.queue_size,
             rings=tuple(context.rings.values()),
             on_outcome=on_outcome,
+            handoff=handoff,
         )
         pools.contexts[name] = context
     return pools

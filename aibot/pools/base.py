@@ -22,7 +22,6 @@ import asyncio
 import contextvars
 import itertools
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +29,11 @@ from dataclasses import dataclass, field
 from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, Result, ShuttingDown
 from aibot.keys import KeyRing
 from aibot.logs import log_context
+from aibot.pools.figures import Figures
 from aibot.router import PoolLoad
 from aibot.snapshots import PoolSnapshot
 
-__all__ = ["Outcome", "Pool", "Work"]
+__all__ = ["Handoff", "Outcome", "Pool", "Work"]
 
 # A role's work: runs the job, telling `reply` its progress (and a streamed answer),
 # and returns the result, which the pool then delivers on the reply.
@@ -41,11 +41,9 @@ Work = Callable[[Job, Reply], Awaitable[Result]]
 # Told after every job: the job, its result (None when it failed), its error (None
 # when it succeeded) and its seconds since submit.
 Outcome = Callable[[Job, Result | None, AibotError | None, float], Awaitable[None]]
-
-_LATENCIES = 2048  # jobs kept for the percentiles
-_SERVICE_TIMES = 64  # jobs kept for the wait estimate
-# Every PoolLoad there is, by (full, keys_down, paused).
-_LOADS = {flags: PoolLoad(*flags) for flags in itertools.product((False, True), repeat=3)}
+# Asked when a job's work failed, before its reply is told: True when someone else
+# (another pool) took the job and its reply over; this pool then forgets the job.
+Handoff = Callable[[Job, Reply, AibotError], bool]
 
 
 @dataclass(eq=False, slots=True)
@@ -83,17 +81,17 @@ class Pool:
         queue_size: int,
         rings: Sequence[KeyRing] = (),
         on_outcome: Outcome | None = None,
+        handoff: Handoff | None = None,
         service_estimate: float = 10.0,
     ) -> None:
         self.name = name
         self.workers = workers
         self.queue_size = queue_size
         self.rings = tuple(rings)
-        self.done = 0
-        self.failed = 0
         self._work = work
         self._on_outcome = on_outcome
-        self._service_estimate = service_estimate
+        self._handoff = handoff
+        self.figures = Figures(service_estimate)
         self._log = logging.getLogger(f"aibot.pool.{name}")
         self._task_prefix = f"aibot.pool.{name}."  # + the job's id: its task's name
         self._state = "running"  # running, paused, draining, stopped
@@ -102,9 +100,6 @@ class Pool:
         self._running: dict[str, _Entry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seq = itertools.count()
-        self._latencies: deque[float] = deque(maxlen=_LATENCIES)
-        self._percentiles: list[float] | None = None  # of _latencies, until the next job ends
-        self._service: deque[float] = deque(maxlen=_SERVICE_TIMES)
 
     # -- taking jobs -------------------------------------------------------
 
@@ -136,9 +131,7 @@ class Pool:
 
     def wait_estimate(self) -> float:
         """Seconds until a place frees up: recent service time x queued / workers."""
-        service = self._service
-        average = sum(service) / len(service) if service else self._service_estimate
-        return average * max(1, len(self._queued)) / self.workers
+        return self.figures.service_time() * max(1, len(self._queued)) / self.workers
 
     def _start_free(self) -> None:
         """Start queued jobs, in turn order, in the free worker slots."""
@@ -210,12 +203,24 @@ class Pool:
                 del self._running[job.id]
             if entry.stop == "drain":
                 return  # handed back by drain(): not finished, so not counted nor told
-            seconds = self._count(entry, error)
+            # Handed off: another pool runs it now, and tells its outcome.
+            moved = error is not None and not entry.stop and self._handed_off(entry, error)
+            seconds = 0.0 if moved else self._count(entry, error)
             if self._lines:
                 self._start_free()
-            await self._tell(entry, result if error is None else None, error, seconds)
+            if not moved:
+                await self._tell(entry, result if error is None else None, error, seconds)
         finally:
             self._tasks.discard(entry.task)  # type: ignore[arg-type]
+
+    def _handed_off(self, entry: _Entry, error: AibotError) -> bool:
+        if self._handoff is None:
+            return False
+        try:
+            return self._handoff(entry.job, entry.reply, error)
+        except Exception as exc:
+            self._log.error("job %s: handoff failed\n%s", entry.job.id, entry.job.trace(exc))
+            return False
 
     async def _finish(self, entry: _Entry, error: AibotError | None) -> None:
         """Count the outcome, fail the reply if needed, tell `on_outcome` (in a task
@@ -228,16 +233,10 @@ class Pool:
     def _count(self, entry: _Entry, error: AibotError | None) -> float:
         """The outcome into the figures; the job's seconds since submit."""
         now = asyncio.get_running_loop().time()
-        seconds = now - entry.submitted
-        if entry.started is not None:
-            self._latencies.append(seconds)
-            self._service.append(now - entry.started)
-            self._percentiles = None
-        if error is None:
-            self.done += 1
-        else:
-            self.failed += 1
-        return seconds
+        started = entry.started
+        service = None if started is None else now - started
+        self.figures.count(error is not None, now - entry.submitted, service)
+        return now - entry.submitted
 
     async def _tell(
         self, entry: _Entry, result: Result | None, error: AibotError | None, seconds: float
@@ -257,6 +256,14 @@ class Pool:
                 self._log.error("job %s: on_outcome failed\n%s", entry.job.id, trace)
 
     # -- admin controls ----------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        return self.figures.done
+
+    @property
+    def failed(self) -> int:
+        return self.figures.failed
 
     @property
     def paused(self) -> bool:
@@ -358,21 +365,20 @@ class Pool:
 
     def load(self) -> PoolLoad:
         # The front asks every pool's load for every command: a loop, not a
-        # generator, and one of the eight possible answers made once.
+        # generator, and positional arguments.
         rings = self.rings
         keys_down = bool(rings)
         for ring in rings:
             if not ring.all_down:
                 keys_down = False
                 break
-        return _LOADS[len(self._queued) >= self.queue_size, keys_down, self._state == "paused"]
+        queued = len(self._queued)
+        room = self.queue_size - queued + max(0, self.workers - len(self._running))
+        return PoolLoad(queued >= self.queue_size, keys_down, self._state == "paused", room)
 
     def snapshot(self) -> PoolSnapshot:
-        """Plain data for status, /health and /metrics. The percentiles are worked
-        out once per finished job, not per call."""
-        if self._percentiles is None:
-            self._percentiles = _percentiles_ms(self._latencies, (0.50, 0.95, 0.99))
-        p50, p95, p99 = self._percentiles
+        """Plain data for status, /health and /metrics."""
+        p50, p95, p99 = self.figures.percentiles_ms()
         return PoolSnapshot(
             name=self.name,
             state=self._state,
@@ -380,8 +386,8 @@ class Pool:
             workers_total=self.workers,
             queued=len(self._queued),
             queue_size=self.queue_size,
-            done=self.done,
-            failed=self.failed,
+            done=self.figures.done,
+            failed=self.figures.failed,
             p50_ms=p50,
             p95_ms=p95,
             p99_ms=p99,
@@ -390,11 +396,3 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"Pool({self.name!r}, state={self._state}, queued={len(self._queued)})"
-
-
-def _percentiles_ms(seconds: deque[float], quantiles: Sequence[float]) -> list[float]:
-    """Nearest-rank percentiles in milliseconds (0 when nothing finished yet)."""
-    ordered = sorted(seconds)
-    if not ordered:
-        return [0.0 for _ in quantiles]
-    return [ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000 for q in quantiles]

@@ -26,6 +26,7 @@ from aibot.jobs import (
     Artifact,
     BadRequest,
     Job,
+    KeysDown,
     NoKeyAvailable,
     Progress,
     Reply,
@@ -110,13 +111,19 @@ class _VideoRun:
         except (TypeError, ValueError):
             raise BadRequest("the duration must be a whole number of seconds") from None
         frame = await self._first_frame()
-        task = await with_keys(
-            self.ring,
-            lambda lease: self.client.create(
-                lease, prompt, model=model, duration=duration, first_frame=frame
-            ),
-            timeout=self.ctx.settings.request_timeout,
-        )
+        try:
+            task = await with_keys(
+                self.ring,
+                lambda lease: self.client.create(
+                    lease, prompt, model=model, duration=duration, first_frame=frame
+                ),
+                timeout=self.ctx.settings.request_timeout,
+            )
+        except NoKeyAvailable as err:
+            if not self.ring.all_down:
+                raise
+            # No task exists yet: the admin pool may make it with a key of its own.
+            raise KeysDown(f"every video key of the {self.ctx.pool.name} pool is down") from err
         self.job.args.pop(FRAME_ARG, None)  # the task has the picture now
         if self.ctx.journal:
             await self.ctx.journal.accepted(self.job, task.task_id, task.key_fingerprint)
@@ -158,7 +165,9 @@ class _VideoRun:
             if status.done:
                 return status.file_id
             if status.failed:
-                raise Unavailable(f"minimax: the video task ended with {status.status}")
+                failed = Unavailable(f"minimax: the video task ended with {status.status}")
+                failed.provider = self.client.name  # the ledger counts it against them
+                raise failed
             if status.status != state and self.ctx.journal:
                 await self.ctx.journal.progress(self.job.id, status.status)
             state = status.status

@@ -1,16 +1,25 @@
-"""Durable long jobs (video): journaled when accepted, resumed after a restart,
-delivered exactly once.
+"""Every accepted job, journaled until it is answered; video jobs resumed after a
+restart and delivered exactly once.
 
 The life of a journaled job: `submitted` (accepted from the member, no provider
-task yet) -> `accepted` (the provider task exists: its id and the fingerprint of
-the key that made it, since only that key may poll it) -> `progress` (stage
-codes) -> `finished`. After a restart, `unfinished` lists what to resume: a job
-with a task id resumes polling it (no new task, no new charge), one without
-starts it. Whoever delivers calls `mark_delivered` first and delivers only when
-it says True, so a job resumed twice is still delivered once.
+task yet) -> `accepted` (a video's provider task exists: its id and the
+fingerprint of the key that made it, since only that key may poll it) ->
+`progress` (stage codes) -> `finished`. After a restart, `unfinished` lists what
+an earlier run left: a video with a task id resumes polling it (no new task, no
+new charge), any other job runs again or is told the bot restarted. Whoever
+delivers a video calls `mark_delivered` first and delivers only when it says True,
+so a job resumed twice is still delivered once.
+
+`submitted` and `finished` are written behind (`Database.later`): every job
+passes through them, and a chat answered in a second must not wait for the
+file twice. A crash loses at most the last instant's writes (such a job is
+then not resumed, or runs again). Both are single statements that give the
+right row whatever order a batch writes them in: a job finished before its
+`submitted` row is written stays finished.
 
 The job is stored as JSON with its interaction token, which a resumed job needs
-to answer; the token is blanked once the job is finished. Nothing here logs a job.
+to answer. Once finished, a video keeps its job without the token; any other job
+keeps only its outcome. Nothing here logs a job.
 """
 
 from __future__ import annotations
@@ -48,9 +57,10 @@ class Journal:
         self._calendar = calendar
 
     async def submitted(self, job: Job) -> None:
-        """Journal a job accepted from the member, before any provider task exists."""
-        data, now = json.dumps(job.to_dict()), self._calendar.now()
-        await self._db.run(lambda conn: _upsert(conn, job.id, data, "submitted", None, None, now))
+        """Journal a job accepted from the member, before any provider task exists
+        (written behind: this returns at once)."""
+        now = self._calendar.now()
+        self._db.later(_SUBMITTED, (job.id, json.dumps(job.to_dict()), now, now))
 
     async def accepted(self, job: Job, task_id: str, key_fingerprint: str) -> None:
         """The provider made a task for the job: keep its id and the key's fingerprint."""
@@ -66,13 +76,14 @@ class Journal:
 
     async def finished(self, job_id: str, outcome: str = "done") -> None:
         """The job ended (done, or an error kind): it will not be resumed, and its
-        interaction token is forgotten."""
+        interaction token is forgotten (written behind: this returns at once)."""
         now = self._calendar.now()
-        await self._db.run(lambda conn: _finish(conn, job_id, outcome, now))
+        self._db.later(_FINISHED, (job_id, now, now, now, outcome))
 
     async def unfinished(self) -> list[tuple[Job, str | None, str | None]]:
         """(job, provider task id or None, key fingerprint or None) of every job
         neither finished nor delivered, oldest first: what to resume after a restart."""
+        await self._db.flush()
         rows = await self._db.run(
             lambda conn: conn.execute(
                 "SELECT job, task_id, key_fingerprint FROM jobs "
@@ -87,7 +98,9 @@ class Journal:
         return await self._db.run(lambda conn: _claim(conn, job_id, now))
 
     async def entry(self, job_id: str) -> JournalEntry | None:
-        """The stored record of one job, or None if it was never journaled."""
+        """The stored record of one job, or None if it was never journaled (or is
+        a finished job other than a video, of which only the outcome is kept)."""
+        await self._db.flush()
         row = await self._db.run(
             lambda conn: conn.execute(
                 "SELECT job, state, task_id, key_fingerprint, finished_at, outcome, delivered_at "
@@ -105,6 +118,22 @@ class Journal:
 
 
 _PROGRESS = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND finished_at IS NULL"
+# The first write of a job wins: `accepted` or `finished` may reach the file first.
+_SUBMITTED = (
+    "INSERT INTO jobs (id, job, state, created_at, updated_at) VALUES (?, ?, 'submitted', ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+# A finished job: a video keeps its job without the token (its journal entry is
+# looked at later); any other job only its outcome. Inserted when no row is there
+# yet, so that a `submitted` written after it changes nothing.
+_FINISHED = (
+    "INSERT INTO jobs (id, job, state, created_at, updated_at, finished_at, outcome) "
+    "VALUES (?, 'null', 'finished', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "job = CASE WHEN json_extract(job, '$.command') = 'video' "
+    "THEN json_set(job, '$.token', '') ELSE 'null' END, "
+    "state = 'finished', finished_at = COALESCE(finished_at, excluded.finished_at), "
+    "outcome = excluded.outcome, updated_at = excluded.updated_at"
+)
 
 
 def _update(conn: sqlite3.Connection, sql: str, params: tuple) -> None:
@@ -130,21 +159,6 @@ def _upsert(
         "updated_at = excluded.updated_at WHERE finished_at IS NULL",
         (job_id, data, state, task_id, key, now, now),
     )
-
-
-def _finish(conn: sqlite3.Connection, job_id: str, outcome: str, now: float) -> None:
-    with transaction(conn):
-        row = conn.execute("SELECT job FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            return
-        data = json.loads(row[0])
-        if isinstance(data, dict):
-            data["token"] = ""  # a finished job never needs to answer again
-        conn.execute(
-            "UPDATE jobs SET job = ?, state = 'finished', finished_at = COALESCE(finished_at, ?), "
-            "outcome = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(data), now, outcome, now, job_id),
-        )
 
 
 def _claim(conn: sqlite3.Connection, job_id: str, now: float) -> bool:
