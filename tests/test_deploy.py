@@ -27,16 +27,20 @@ VENV_PYTHON = "/opt/aibot/.venv/bin/python"
 )
 def test_the_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists: point the copies at this
-    # Python, while the shipped units keep the /opt/aibot install paths.
+    # Python, while the shipped units keep the /opt/aibot install paths. Each
+    # unit gets the local-Redis drop-in, as on the machine that runs Redis too;
+    # the worker is verified as a single pool and as a group (chat,image).
     python = str(Path(sys.executable).resolve())
-    single = tmp_path / "aibot.service"
-    instance = tmp_path / "aibot@chat.service"
-    for source, target in ((UNITS / "aibot.service", single), (UNITS / "aibot@.service", instance)):
-        text = source.read_text()
+    for name in ("aibot.service", "aibot@.service"):
+        text = (UNITS / name).read_text()
         assert VENV_PYTHON in text
-        target.write_text(text.replace(VENV_PYTHON, python))
+        (tmp_path / name).write_text(text.replace(VENV_PYTHON, python))
+        drop_ins = tmp_path / f"{name}.d"
+        drop_ins.mkdir()
+        shutil.copy(UNITS / "local-redis.conf", drop_ins)
+    units = ["aibot.service", "aibot@video.service", r"aibot@chat\x2cimage.service"]
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(single), str(instance)],
+        ["systemd-analyze", "verify", *(str(tmp_path / unit) for unit in units)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,7 +48,7 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     # Unknown or misspelt settings are only warnings: there must be none for ours.
-    assert "aibot" not in output, output
+    assert "aibot" not in output and "local-redis" not in output, output
 
 
 def test_the_units_are_what_the_deploy_readme_promises() -> None:
@@ -66,7 +70,20 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
         settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line[:40])
         # Above AIBOT_DRAIN_SECONDS' default of 30 s, with room to close the gateway.
         assert int(settings["TimeoutStopSec"]) > 30 + 15
-    assert "AIBOT_POOLS=%I" in (UNITS / "aibot@.service").read_text()
+    worker = (UNITS / "aibot@.service").read_text()
+    # On the command line, where no environment file can override them.
+    [start] = [line for line in worker.splitlines() if line.startswith("ExecStart=")]
+    assert "AIBOT_GATEWAY=off AIBOT_POOLS=%I " in start
+
+
+def test_local_redis_is_an_ordering_dependency_only() -> None:
+    drop_in = (UNITS / "local-redis.conf").read_text()
+    settings = [line for line in drop_in.splitlines() if line and not line.startswith("#")]
+    # Start after Redis, stop before it; a Redis restart neither stops nor restarts aibot.
+    assert settings == ["[Unit]", "Wants=redis-server.service", "After=redis-server.service"]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for unit in ("aibot.service", "aibot@.service"):
+        assert f"/etc/systemd/system/{unit}.d/local-redis.conf" in readme
 
 
 def test_the_install_block_runs_run_py_from_the_install_folder() -> None:
