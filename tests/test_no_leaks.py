@@ -16,7 +16,8 @@ from rich.console import Console
 from aibot.demo import run_demo
 from aibot.discord.bot import AibotBot
 from aibot.http import Metrics, health
-from aibot.status import StatusSource, render
+from aibot.snapshots import StatusSource
+from aibot.status import render
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

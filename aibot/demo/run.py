@@ -21,7 +21,7 @@ from aibot.demo.tour import STEPS, Step
 from aibot.demo.transcript import Transcript
 from aibot.discord.bot import AibotBot
 from aibot.sandbox import FakeProviders
-from aibot.status import SourceFunctions, StatusSource
+from aibot.snapshots import SourceFunctions, StatusSource
 
 __all__ = ["FOR_REAL", "DemoSummary", "main", "run_demo"]
 
