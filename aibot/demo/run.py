@@ -71,7 +71,13 @@ async def run_demo(
         tempfile.TemporaryDirectory(prefix="aibot-demo-") as data,
         FakeProviders(video_polls=2, chunk_delay=0.01) as fake,
     ):
-        settings = {**DEMO_ENV, **fake.env(), "AIBOT_DATA_DIR": data, **(env or {})}
+        settings = {
+            **DEMO_ENV,
+            **fake.env(),
+            "AIBOT_DATA_DIR": data,
+            "AIBOT_BACKUP_DIR": f"{data}/backups",
+            **(env or {}),
+        }
         first = create_bot(settings)
         async with simcord.run(first, shard_count=2, settle_timeout=SETTLE_SECONDS) as world:
             stage = Stage(world, first, fake, settings, out)

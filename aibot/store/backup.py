@@ -73,8 +73,9 @@ def _back_up(source: Path, folder: Path, keep: int, at: float, timezone: ZoneInf
         partial.replace(final)
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"backup of {source} into {folder} failed: {err}") from err
-    _prune(folder, keep)
-    return Backup(final, final.stat().st_size, time.perf_counter() - began)
+    size = final.stat().st_size
+    _prune(folder, keep, made=final)
+    return Backup(final, size, time.perf_counter() - began)
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -107,8 +108,11 @@ def _free_name(folder: Path, stamp: str) -> Path:
     return path
 
 
-def _prune(folder: Path, keep: int) -> None:
+def _prune(folder: Path, keep: int, *, made: Path) -> None:
+    """Keep the `keep` newest backups, the one just `made` always among them (a
+    clock set back, or another bot's backups in the folder, must not take it)."""
     # The names sort by time: aibot-YYYYMMDD-HHMMSS[-n].db
-    backups = sorted(folder.glob(BACKUP_GLOB), key=lambda p: (p.stem[:21], len(p.stem), p.stem))
-    for old in backups[: max(0, len(backups) - keep)]:
+    others = [p for p in folder.glob(BACKUP_GLOB) if p != made]
+    others.sort(key=lambda p: (p.stem[:21], len(p.stem), p.stem))
+    for old in others[: max(0, len(others) - (keep - 1))]:
         old.unlink(missing_ok=True)
