@@ -23,6 +23,7 @@ __all__ = [
     "BadKey",
     "BadRequest",
     "Cancelled",
+    "GaveUp",
     "Incomplete",
     "Job",
     "LimitReached",
@@ -35,6 +36,7 @@ __all__ = [
     "Reply",
     "Result",
     "ShuttingDown",
+    "TemporarilyUnavailable",
     "Unavailable",
 ]
 
@@ -237,3 +239,16 @@ class Cancelled(AibotError):
     """An admin cancelled the job."""
 
     kind = "cancelled"
+
+
+class TemporarilyUnavailable(AibotError):
+    """The bot's shared state (cluster mode's Redis) cannot be reached: nothing
+    was taken; the member may try again shortly."""
+
+    kind = "unreachable"
+
+
+class GaveUp(AibotError):
+    """The job was tried too many times (each try's worker died): it is dropped."""
+
+    kind = "gave_up"

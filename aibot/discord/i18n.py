@@ -260,6 +260,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_shutting_down": "🔄 The bot is restarting. Try again in a minute.",
                 "error_cancelled": "✖️ An admin cancelled this request.",
                 "error_internal": "⚠️ Something went wrong on our side. Please try again.",
+                "error_unreachable": (
+                    "🔌 The bot is temporarily unavailable. Please try again shortly."
+                ),
+                "error_gave_up": "⚠️ This could not be done. Please try again.",
             }
         ),
         "ko": MappingProxyType(
@@ -394,6 +398,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_shutting_down": "🔄 봇이 다시 시작하는 중이에요. 1분 뒤에 다시 해 주세요.",
                 "error_cancelled": "✖️ 관리자가 이 요청을 취소했어요.",
                 "error_internal": "⚠️ 저희 쪽에서 문제가 생겼어요. 다시 해 주세요.",
+                "error_unreachable": "🔌 봇을 잠시 쓸 수 없어요. 잠시 뒤에 다시 해 주세요.",
+                "error_gave_up": "⚠️ 이 요청은 처리할 수 없었어요. 다시 해 주세요.",
             }
         ),
     }
@@ -461,6 +467,8 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
         "bad_answer",
         "shutting_down",
         "cancelled",
+        "unreachable",
+        "gave_up",
     }:
         return text(lang, f"error_{kind}")
     if kind == "paused":
