@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -149,7 +150,8 @@ async def cluster(
     redis = connect(redis_server.url)
     async with fake.running():
         with pointed_at(fake):
-            bot = create_bot({**env, "AIBOT_NODE": "gateway", "AIBOT_POOLS": "none"})
+            gateway = {"AIBOT_NODE": "gateway", "AIBOT_POOLS": "none", "AIBOT_HTTP": "127.0.0.1:0"}
+            bot = create_bot({**env, **gateway})
             bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
             run = asyncio.create_task(bot.start(fake.token))
             world = Cluster(redis, redis_server, fake, fake_providers, bot, env, tmp_path)
@@ -283,12 +285,23 @@ async def test_redis_down_refuses_privately_and_service_comes_back_by_itself(
     assert callback.callback_type == 4, "answered at once, not deferred"
     assert callback.body["data"]["flags"] & 64, "privately"
     assert callback.body["data"]["content"] == text("en", "error_unreachable")
+    status, problems = await _health(cluster.bot)
+    assert status == 503 and "redis unreachable" in problems
 
     with _restarted(cluster):
         await cluster.serving("chat")
         sent = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
         await _answered_once(cluster, sent, _final(sent, "back again"))
+        status, problems = await _health(cluster.bot)
+        assert "redis unreachable" not in problems
     assert not cluster.fake.records_of("edit", refused.id), "nothing half-done"
+
+
+async def _health(bot: AibotBot) -> tuple[int, list[str]]:
+    assert bot.http_server is not None
+    url = f"{bot.http_server.url}/health"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, (await response.json())["problems"]
 
 
 @contextlib.contextmanager
