@@ -103,7 +103,7 @@ def _create_gateway(settings: Settings) -> AibotBot:
     # The gateway's own notices (a job refused after its defer): no stream entry
     # stands behind such a job, so no other process can answer it.
     replies = Replies(bot, on_lost=bot.metrics.delivery_failed)
-    runner = None
+    runner, closers = None, []
     if settings.enabled_pools:
         worker_replies = Replies(bot, on_lost=bot.metrics.delivery_failed, every_job=True)
         runner = _runner(
@@ -115,7 +115,10 @@ def _create_gateway(settings: Settings) -> AibotBot:
             beat=False,
         )
         worker_replies.delivery = runner.deliveries
-    queue = RedisQueue(redis, settings, runner=runner, shards=lambda: bot.shard_ids or ())
+        closers.append(worker_replies.close)
+    queue = RedisQueue(
+        redis, settings, runner=runner, shards=lambda: bot.shard_ids or (), closers=closers
+    )
     gate = ClusterGate(
         SharedGate(redis, cluster.prefix, settings, store.calendar), lambda: queue.reachable
     )

@@ -150,7 +150,9 @@ async def cluster(
     redis = connect(redis_server.url)
     async with fake.running():
         with pointed_at(fake):
-            gateway = {"AIBOT_NODE": "gateway", "AIBOT_POOLS": "none", "AIBOT_HTTP": "127.0.0.1:0"}
+            # No pool of its own unless a test's aibot_env marker names some.
+            pools = aibot_env.get("AIBOT_POOLS", "none")
+            gateway = {"AIBOT_NODE": "gateway", "AIBOT_POOLS": pools, "AIBOT_HTTP": "127.0.0.1:0"}
             bot = create_bot({**env, **gateway})
             bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
             run = asyncio.create_task(bot.start(fake.token))
@@ -216,6 +218,16 @@ async def test_every_command_type_is_answered_once_by_a_worker_process(cluster: 
     await _answered_once(cluster, image, _uploads(image))
     await _answered_once(cluster, video, _uploads(video))
     assert cluster.providers.counters.video_tasks == 1
+
+
+@pytest.mark.aibot_env(AIBOT_POOLS="chat")
+async def test_a_gateway_runs_its_own_pools_from_the_same_streams(cluster: Cluster) -> None:
+    cluster.providers.chat_reply = "the gateway answers"
+    await cluster.serving("chat")
+
+    chat = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+
+    await _answered_once(cluster, chat, _final(chat, "the gateway answers"))
 
 
 async def test_a_pool_with_no_live_worker_overflows_to_admin(cluster: Cluster) -> None:

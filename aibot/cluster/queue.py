@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -64,6 +64,7 @@ class RedisQueue:
         shards: Callable[[], Sequence[int]] = tuple,
         refresh: float = 0.5,
         beat_every: float = 1.0,
+        closers: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         cluster = settings.cluster
         assert cluster is not None, "RedisQueue is cluster mode's"
@@ -78,6 +79,7 @@ class RedisQueue:
             for pool in POOLS
         }
         self._shards = shards
+        self._closers = tuple(closers)  # what the runner's worker holds open
         self._started_at = time.time()
         self.heartbeat = Heartbeat(redis, self.node_info, prefix=self.prefix, ttl=5.0)
         self._beat_every = beat_every
@@ -171,6 +173,10 @@ class RedisQueue:
                 await self._task
             self._task = None
         await self.heartbeat.stop()
+        if self.runner is not None:
+            await self.runner.worker.aclose()
+        for close in self._closers:
+            await close()
         await self.redis.aclose()
 
     # ------------------------------------------------------------ refresh
