@@ -44,7 +44,7 @@ __all__ = ["VERSION", "Runner"]
 log = logging.getLogger("aibot.cluster.runner")
 
 T = TypeVar("T")
-VERSION = "0.1"  # the aibot version heartbeats show
+VERSION = "0.1.0"  # the aibot version heartbeats show (pyproject's)
 _BACKOFF_MAX = 1.0
 
 
