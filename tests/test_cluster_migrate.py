@@ -3,10 +3,12 @@ quotas used today, guild overrides, conversations and unfinished videos come alo
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from aibot import cli
 from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory
@@ -94,3 +96,17 @@ async def test_migrating_needs_a_redis_url_and_a_store(redis_server: RedisServer
     with pytest.raises(FileNotFoundError):
         await migrate_to_redis(settings, client)
     await client.aclose()
+
+
+async def test_the_command_line_migrates_and_says_what_it_copied(
+    redis_server: RedisServer, store_opener, tmp_path, capsys
+) -> None:
+    store = await store_opener()
+    await store.memory.remember(job("chat"), "hello", "hi")
+    await store.close()
+    env_file = tmp_path / "cluster.env"
+    env_file.write_text(f"AIBOT_DATA_DIR={tmp_path}\nAIBOT_REDIS_URL={redis_server.url}\n")
+
+    status = await asyncio.to_thread(cli.run, ["--migrate-to-redis", "--env-file", str(env_file)])
+    assert status == 0
+    assert "1 conversations (1 turns)" in capsys.readouterr().out

@@ -34,18 +34,22 @@ import asyncio
 import json
 import math
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
 
+from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory, Turn
-from aibot.settings import Settings
+from aibot.cluster.sender import FAILURES
+from aibot.settings import Settings, SettingsError
+from aibot.settings_file import SettingsFile, load_env
 from aibot.store.days import Calendar, Clock
 
-__all__ = ["Migrated", "journal_keys", "migrate_to_redis"]
+__all__ = ["Migrated", "journal_keys", "main", "migrate_to_redis"]
 
 # How long after its day ends a day's counts stay readable (as `SharedGate`).
 _USED_KEPT = 86_400
@@ -117,6 +121,42 @@ async def migrate_to_redis(
         else:
             skipped += 1
     return Migrated(counts, len(found.overrides), conversations, turns, videos, skipped)
+
+
+def main(settings_file: SettingsFile) -> int:
+    """`--migrate-to-redis`: the migration with the settings of `settings_file`
+    over the environment; the exit status (0 done, 1 failed, 2 settings)."""
+    try:
+        settings = Settings.from_env(load_env(settings_file.path))
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if settings.cluster is None:
+        print("aibot: set AIBOT_REDIS_URL to the Redis to migrate to.", file=sys.stderr)
+        return 2
+    try:
+        done = asyncio.run(_migrate(settings))
+    except FileNotFoundError as error:
+        print(f"aibot: {error}.", file=sys.stderr)
+        return 2
+    except FAILURES as error:
+        # The type only: the URL may hold a password.
+        print(f"aibot: Redis failed ({type(error).__name__}); nothing is lost, try again.")
+        return 1
+    print(
+        f"Migrated to Redis: {done.gate_counts} gate counters, {done.overrides} guild "
+        f"overrides, {done.conversations} conversations ({done.turns} turns), "
+        f"{done.videos} unfinished videos; {done.skipped} already there."
+    )
+    return 0
+
+
+async def _migrate(settings: Settings) -> Migrated:
+    client = connect(settings.cluster.redis_url)  # type: ignore[union-attr]
+    try:
+        return await migrate_to_redis(settings, client)
+    finally:
+        await client.aclose()
 
 
 @dataclass(slots=True)
