@@ -1,39 +1,30 @@
 """A key ring whose budgets every process shares through Redis: `SharedKeyRing`.
 
-The same public surface as `aibot.keys.KeyRing` (`acquire`, `try_acquire`,
-`ready_in`, `load`, `all_down`, `snapshot`, and a lease with `ok`,
-`rate_limited`, `bad_key`, `failed`, `release`), so the pools and the retry
-policy (`aibot.providers.retry.with_keys`) use it unchanged; built on
-`aibot.cluster.budget.SharedBudgets`, whose module doc says how a key's pace,
-cooling and health are kept in Redis (by fingerprint, never the key).
+`aibot.keys.KeyRing`'s public surface (the pools and `with_keys` use it
+unchanged) on `aibot.cluster.budget.SharedBudgets`, whose module doc says how
+a key's pace, cooling and health live in Redis (by fingerprint, never the key).
 
-A call. `acquire` passes `SharedBudgets.reserve` the keys this process may
-use now (not disabled, not known to be cooling, below this process's
-concurrency cap) and sleeps the wait it answers: one round trip per call.
-`try_acquire` always answers None (every start needs that round trip), so
-`with_keys` goes straight to `acquire`.
-
-Concurrency caps stay per process (the budget module doc says why): a key
-at its cap here is not offered to `reserve`; when every key is, the caller
+A call. `acquire` passes `reserve` the keys this process may use now (not
+disabled, not known to be cooling, below this process's concurrency cap) and
+sleeps the wait it answers: one round trip per call. `try_acquire` is always
+None (every start takes that round trip). Concurrency caps stay per process
+(the budget module says why): when every key is at its cap here, the caller
 looks again every `_STEP` seconds, in memory, with no round trip.
 
-Outcomes. The lease's reports are plain methods, as in `KeyRing`: each
-applies to this process at once (a 429 cools the key here, a 401/403
-disables it here, with its reason cleared of the key) and is queued for
-Redis on the ring's `Sender`, which sends in order from a task that exists
-only while reports wait. A report Redis refuses is tried again twice (0.2 s,
-1 s) and then dropped with a warning: this process still honours it, and
-another process meets the same provider answer at worst once itself. At
-most `reports` wait; past that the oldest goes (counted in `reports_dropped`).
+Outcomes. The lease's reports are plain methods, as in `KeyRing`: each holds
+in this process at once (a 429 cools the key here, a 401/403 disables it,
+its reason cleared of the key) and is queued for Redis on the ring's
+`Sender`, which sends in order from a task that exists only while reports
+wait. A report Redis refuses is tried again twice (0.2 s, 1 s), then dropped
+with a warning: this process still honours it, and another process meets
+the same provider answer at worst once itself. At most `reports` wait; past
+that the oldest goes (`reports_dropped`).
 
-What this process knows of other processes' use comes from Redis: a key
-disabled elsewhere is learned when `reserve` says every offered key is
-disabled, and `refresh()` (a round trip; for the status panel's beat) reads
-every key's shared state. `ready_in` and `snapshot` answer from what this
-process knows, without a round trip.
-
-Redis unreachable while reserving: `Unavailable`, which the pools treat as
-a failed provider (the next provider, or the member told to try again).
+Other processes' news comes from Redis: a key disabled elsewhere is learned
+when `reserve` says every offered key is disabled; `refresh()` (one round
+trip, for the status beat) reads every key's shared state. `ready_in` and
+`snapshot` answer from what this process knows. Redis unreachable while
+reserving is `Unavailable`: the pools try the next provider or tell the member.
 """
 
 from __future__ import annotations
@@ -44,7 +35,6 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from aibot.cluster.budget import Reservation, SharedBudgets, pace
 from aibot.cluster.sender import FAILURES, Sender
@@ -130,12 +120,7 @@ class SharedLease:
     async def __aenter__(self) -> SharedLease:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
     def __repr__(self) -> str:
