@@ -104,6 +104,12 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "aibot") -> argpar
         help="validate the configuration, show pools, keys (redacted) and routes, and exit",
     )
     parser.add_argument(
+        "--migrate-to-redis",
+        action="store_true",
+        help="copy today's quotas, guild overrides, conversations and unfinished videos "
+        "from the embedded store into the Redis of AIBOT_REDIS_URL (cluster mode), and exit",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="run the real bot against a simulated Discord and fake AI providers: no token, "
@@ -149,6 +155,8 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
         return EXIT_CONFIG
     if args.check:
         return int(_module("aibot.check").main(args, settings_file=found))
+    if args.migrate_to_redis:
+        return int(_module("aibot.cluster.migrate").main(found))
     return _start(args, found, _command(prog))
 
 
