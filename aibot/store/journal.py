@@ -118,10 +118,13 @@ class Journal:
 
 
 _PROGRESS = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND finished_at IS NULL"
-# The first write of a job wins: `accepted` or `finished` may reach the file first.
+# `accepted` or `finished` may reach the file first (writes behind are batched by
+# statement): then they win. A job journaled again before its task exists (a video
+# whose picture was downloaded) replaces the job it stood for.
 _SUBMITTED = (
     "INSERT INTO jobs (id, job, state, created_at, updated_at) VALUES (?, ?, 'submitted', ?, ?) "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT (id) DO UPDATE SET job = excluded.job, updated_at = excluded.updated_at "
+    "WHERE finished_at IS NULL AND task_id IS NULL"
 )
 # A finished job: a video keeps its job without the token (its journal entry is
 # looked at later); any other job only its outcome. Inserted when no row is there
