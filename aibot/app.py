@@ -6,6 +6,9 @@ rings and provider clients, the in-process job transport, the replies, the intak
 and the bot. The bot's `setup_hook` starts them and its `close()` drains them.
 Tests and `run.py` build bots only through this function, so each test builds as
 many independent worlds as it likes.
+
+Cluster mode (`AIBOT_REDIS_URL` set) is composed in `aibot.app_cluster`, imported
+only then: without `AIBOT_REDIS_URL`, redis is never imported.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     `AIBOT_SHARD_COUNT` / `AIBOT_SHARD_IDS` when set, else Discord's recommendation.
     """
     settings = Settings.from_env(env)
+    if settings.cluster is not None:
+        from aibot.app_cluster import create_gateway
+
+        return create_gateway(settings)
     router = Router(settings)
     # Members' commands go before the pools' work (see aibot.foreground).
     foreground = Foreground(gap=settings.burst_gap)

@@ -25,7 +25,7 @@ from aibot.secrets import redact
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file, load_env
 
-__all__ = ["main", "problems", "report", "running"]
+__all__ = ["main", "problems", "redis_problems", "report", "running"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -58,7 +58,12 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
             # A gap in the backup weakens it but stops nothing.
             (warnings if name == "admin" else found).append(message)
     chosen = set(settings.enabled_pools) | set(settings.off_pools)  # AIBOT_POOLS
-    if chosen != set(settings.pools) and settings.shard_ids is None:
+    if settings.cluster is None and not chosen:
+        found.append(
+            "AIBOT_POOLS: none runs no pool; only a cluster mode gateway may (AIBOT_REDIS_URL)"
+        )
+    partial = chosen != set(settings.pools)
+    if settings.cluster is None and partial and settings.shard_ids is None:
         # Two processes on one token both receive every interaction: until the job
         # transport of the split mode exists, a pool subset needs shards of its own.
         warnings.append(
@@ -70,6 +75,31 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
     if settings.http is not None:
         found.extend(_http_problems(*settings.http))
     return found, warnings
+
+
+def redis_problems(settings: Settings, timeout: float = 3.0) -> list[str]:
+    """Cluster mode: does Redis answer a PING? (The URL may hold a password: the
+    problem names the variable, never its value.)"""
+    import asyncio
+
+    from aibot.cluster.connection import connect
+
+    assert settings.cluster is not None
+
+    async def ping() -> None:
+        redis = connect(settings.cluster.redis_url, wait=timeout)  # type: ignore[union-attr]
+        try:
+            async with asyncio.timeout(timeout):
+                await redis.ping()
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as error:
+        why = "no answer in time" if isinstance(error, TimeoutError) else type(error).__name__
+        return [f"AIBOT_REDIS_URL: Redis does not answer ({why})"]
+    return []
 
 
 def _store_problems(data_dir: Path) -> list[str]:
@@ -131,6 +161,15 @@ def report(settings: Settings, console: Console) -> None:
         f"shards {shards}  day boundary {settings.timezone.key}",
         highlight=False,
     )
+    cluster = settings.cluster
+    if cluster is not None:  # never the URL: it may hold a password
+        role = "gateway" if cluster.gateway else "worker (no gateway)"
+        pools = ", ".join(settings.enabled_pools) or "none"
+        console.print(
+            f"cluster mode: node {cluster.node}, {role}, pools here: {pools}, "
+            f"prefix {cluster.prefix}, lease {cluster.lease_seconds:g} s",
+            highlight=False,
+        )
 
 
 def _here(settings: Settings, name: str) -> str:
@@ -176,6 +215,8 @@ def main(
         settings, found = error.partial, list(error.problems)
     more, warnings = problems(settings)
     found += more
+    if settings.cluster is not None:
+        found.extend(redis_problems(settings))
     report(settings, console)
     for warning in warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)

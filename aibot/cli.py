@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file
 
 if TYPE_CHECKING:
+    from aibot.app_cluster import WorkerProcess
     from aibot.discord.bot import AibotBot
     from aibot.settings import Settings
 
@@ -44,6 +45,7 @@ __all__ = [
     "parse_args",
     "run",
     "serve",
+    "serve_worker",
     "sync",
 ]
 
@@ -102,6 +104,12 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "aibot") -> argpar
         help="validate the configuration, show pools, keys (redacted) and routes, and exit",
     )
     parser.add_argument(
+        "--migrate-to-redis",
+        action="store_true",
+        help="copy today's quotas, guild overrides, conversations and unfinished videos "
+        "from the embedded store into the Redis of AIBOT_REDIS_URL (cluster mode), and exit",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="run the real bot against a simulated Discord and fake AI providers: no token, "
@@ -147,6 +155,8 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
         return EXIT_CONFIG
     if args.check:
         return int(_module("aibot.check").main(args, settings_file=found))
+    if args.migrate_to_redis:
+        return int(_module("aibot.cluster.migrate").main(found))
     return _start(args, found, _command(prog))
 
 
@@ -167,6 +177,10 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     if not settings.discord_token:
         print(_no_token(found, command), file=sys.stderr, end="")
         return EXIT_CONFIG
+    if settings.cluster is not None and not settings.cluster.gateway and not args.sync:
+        from aibot.app_cluster import create_worker
+
+        return asyncio.run(serve_worker(create_worker(env), settings))
     bot = app.create_bot(env)
     if args.sync:
         return asyncio.run(sync(bot, settings))
@@ -292,6 +306,35 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         return EXIT_FAILED
     _say(failure.sentence)
     return EXIT_CONFIG if failure.config else EXIT_FAILED
+
+
+async def serve_worker(process: WorkerProcess, settings: Settings) -> int:
+    """A worker-only process (cluster mode, `AIBOT_GATEWAY=off`): run its pools
+    until SIGTERM or Ctrl-C, then drain them (the jobs not finished in time are
+    left to other workers) and close."""
+    from aibot.logs import setup_logging
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    logs = setup_logging(settings)
+    try:
+        try:
+            await process.start()
+        except Exception as error:
+            _say(f"the worker could not start: {type(error).__name__}: {error}")
+            return EXIT_FAILED
+        pools = ", ".join(settings.enabled_pools)
+        print(f"aibot: worker {process.runner.node} serving {pools}", flush=True)
+        await stop.wait()
+        await process.drain(settings.drain_seconds)
+    finally:
+        await process.aclose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        logs.close()
+    return EXIT_OK
 
 
 async def _settle(task: asyncio.Task[None], grace: float) -> None:

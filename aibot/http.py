@@ -14,7 +14,7 @@ counter by the replies for each answer no way to Discord delivered
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,20 +35,24 @@ from aibot.snapshots import PoolSnapshot, StatusSource
 if TYPE_CHECKING:
     from aibot.jobs import AibotError, Job
 
-__all__ = ["HttpServer", "Metrics", "build_app", "health", "start_http"]
+__all__ = ["Check", "HttpServer", "Metrics", "build_app", "health", "start_http"]
 
 KEY_STATES = ("ready", "busy", "cooling", "disabled")
 POOL_STATES = ("running", "paused", "draining", "stopped")
 # From a quick chat answer to a long video render, in seconds.
+# A further health check: the problem it finds, in words, or None.
+Check = Callable[[], "str | None"]
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
 
 
-def health(source: StatusSource) -> tuple[int, dict[str, Any]]:
+def health(source: StatusSource, checks: Sequence[Check] = ()) -> tuple[int, dict[str, Any]]:
     """The `/health` answer: (HTTP status, JSON body). 503 when the gateway is
-    down or a pool that runs here has no usable key; `problems` says which."""
+    down, a pool that runs here has no usable key, or a check names a problem
+    (cluster mode: Redis unreachable); `problems` says which."""
     info = source.bot_info()
     pools = source.pools()
     problems = [] if info.gateway_up else ["gateway down"]
+    problems += [problem for check in checks if (problem := check()) is not None]
     problems += [f"pool {p.name}: no usable key" for p in pools if p.keys_healthy == 0]
     body = {
         "status": "degraded" if problems else "ok",
@@ -221,20 +225,24 @@ class Metrics:
 
 _SOURCE = web.AppKey("source", StatusSource)
 _METRICS = web.AppKey("metrics", Metrics)
+_CHECKS = web.AppKey("checks", Sequence)
 
 
-def build_app(source: StatusSource, metrics: Metrics | None = None) -> web.Application:
+def build_app(
+    source: StatusSource, metrics: Metrics | None = None, checks: Sequence[Check] = ()
+) -> web.Application:
     """The web app with `/health` and `/metrics`."""
     app = web.Application()
     app[_SOURCE] = source
     app[_METRICS] = metrics if metrics is not None else Metrics(source)
+    app[_CHECKS] = checks
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     return app
 
 
 async def _health(request: web.Request) -> web.Response:
-    status, body = health(request.app[_SOURCE])
+    status, body = health(request.app[_SOURCE], request.app[_CHECKS])
     return web.json_response(body, status=status)
 
 
@@ -260,11 +268,17 @@ class HttpServer:
 
 
 async def start_http(
-    source: StatusSource, host: str, port: int, *, metrics: Metrics | None = None
+    source: StatusSource,
+    host: str,
+    port: int,
+    *,
+    metrics: Metrics | None = None,
+    checks: Sequence[Check] = (),
 ) -> HttpServer:
-    """Serve `/health` and `/metrics` on host:port (port 0: any free port)."""
+    """Serve `/health` and `/metrics` on host:port (port 0: any free port);
+    `checks` are further reasons for `/health` to answer 503."""
     # No access log: a scrape every few seconds would drown the useful lines.
-    runner = web.AppRunner(build_app(source, metrics), access_log=None)
+    runner = web.AppRunner(build_app(source, metrics, checks), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -23,6 +23,7 @@ __all__ = [
     "BadKey",
     "BadRequest",
     "Cancelled",
+    "GaveUp",
     "Incomplete",
     "Job",
     "KeysDown",
@@ -37,6 +38,7 @@ __all__ = [
     "Restarted",
     "Result",
     "ShuttingDown",
+    "TemporarilyUnavailable",
     "Unavailable",
 ]
 
@@ -254,3 +256,16 @@ class Restarted(AibotError):
     ask again."""
 
     kind = "restarted"
+
+
+class TemporarilyUnavailable(AibotError):
+    """The bot's shared state (cluster mode's Redis) cannot be reached: nothing
+    was taken; the member may try again shortly."""
+
+    kind = "unreachable"
+
+
+class GaveUp(AibotError):
+    """The job was tried too many times (each try's worker died): it is dropped."""
+
+    kind = "gave_up"

@@ -82,6 +82,8 @@ def providers(value: str) -> tuple[str, ...]:
 
 
 def pool_names(value: str) -> tuple[str, ...]:
+    if value.strip().lower() == "none":  # a cluster mode gateway that runs no pool itself
+        return ()
     names = split(value)
     if not names or any(name not in POOLS for name in names):
         raise ValueError

@@ -48,7 +48,8 @@ return out
 class NodeInfo:
     """What one process runs: its name, its pools and their free worker slots,
     the aibot version, the gateway shards it holds (none for a pure worker) and
-    when it started (unix seconds)."""
+    when it started (unix seconds), and its pools' status (`PoolSnapshot`s as
+    plain mappings, `aibot.cluster.views`) for the gateway's status views."""
 
     node: str
     pools: tuple[str, ...] = ()
@@ -56,6 +57,7 @@ class NodeInfo:
     version: str = ""
     shards: tuple[int, ...] = ()
     started_at: float = 0.0
+    snapshots: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class NodeInfo:
             "version": self.version,
             "shards": list(self.shards),
             "started_at": self.started_at,
+            "snapshots": list(self.snapshots),
         }
 
     @classmethod
@@ -76,6 +79,7 @@ class NodeInfo:
             version=str(data.get("version", "")),
             shards=tuple(int(s) for s in data.get("shards", ())),
             started_at=float(data.get("started_at", 0.0)),
+            snapshots=tuple(data.get("snapshots", ())),
         )
 
 

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 
 import discord
 from discord import app_commands
@@ -78,6 +79,8 @@ class AibotBot(commands.AutoShardedBot):
         self._source = SourceFunctions(self.bot_info, self.pool_snapshots, self.events.events)
         self.metrics = Metrics(self._source)
         self.http_server: HttpServer | None = None
+        # More reasons for /health to say 503 (cluster mode: Redis unreachable).
+        self.health_checks: list[Callable[[], str | None]] = []
         self.tree.error(self.on_app_command_error)
         self.sync_only = False  # `run.py --sync`: register the commands, start nothing
         self.draining = False
@@ -109,7 +112,9 @@ class AibotBot(commands.AutoShardedBot):
         self._started_at = time.time()
         if settings.http is not None:
             host, port = settings.http
-            self.http_server = await start_http(self._source, host, port, metrics=self.metrics)
+            self.http_server = await start_http(
+                self._source, host, port, metrics=self.metrics, checks=self.health_checks
+            )
 
     async def _add_cogs(self) -> None:
         enabled, limit = self.settings.enabled_pools, self.settings.attachment_max_bytes

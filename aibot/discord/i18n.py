@@ -332,6 +332,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🔄 The bot restarted while it was working on this. Please ask again."
                 ),
                 "empty_prompt": "✏️ Your prompt is empty. Write what you want, then try again.",
+                "error_unreachable": (
+                    "🔌 The bot is temporarily unavailable. Please try again shortly."
+                ),
+                "error_gave_up": "⚠️ This could not be done. Please try again.",
             }
         ),
         "ko": MappingProxyType(
@@ -520,6 +524,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_internal": "⚠️ 저희 쪽에서 문제가 생겼어요. 다시 해 주세요.",
                 "error_restarted": "🔄 작업 중에 봇이 다시 시작했어요. 다시 요청해 주세요.",
                 "empty_prompt": "✏️ 프롬프트가 비어 있어요. 원하는 내용을 적어서 다시 해 주세요.",
+                "error_unreachable": "🔌 봇을 잠시 쓸 수 없어요. 잠시 뒤에 다시 해 주세요.",
+                "error_gave_up": "⚠️ 이 요청은 처리할 수 없었어요. 다시 해 주세요.",
             }
         ),
     }
@@ -588,6 +594,8 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
         "shutting_down",
         "cancelled",
         "restarted",
+        "unreachable",
+        "gave_up",
     }:
         return text(lang, f"error_{kind}")
     if kind == "paused":

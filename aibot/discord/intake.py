@@ -32,7 +32,15 @@ import discord
 from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS, Replies
 from aibot.foreground import Foreground
-from aibot.jobs import AibotError, Job, LimitReached, Paused, QueueFull, ShuttingDown
+from aibot.jobs import (
+    AibotError,
+    Job,
+    LimitReached,
+    Paused,
+    QueueFull,
+    ShuttingDown,
+    TemporarilyUnavailable,
+)
 from aibot.logs import log_context
 from aibot.ports import Gate
 from aibot.prompts import has_visible_character
@@ -215,7 +223,7 @@ class Intake:
         if self.gate is not None:
             try:
                 await self.gate.take(job)
-            except LimitReached as limit:
+            except (LimitReached, TemporarilyUnavailable) as limit:
                 return error_text(limit, lang, command=job.command)
         self._handing[job.pool] = self._handing.get(job.pool, 0) + 1
         return None

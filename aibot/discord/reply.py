@@ -59,8 +59,10 @@ class Replies:
     per-channel edit budget, the retry policy and the answers' HTTP session.
 
     `delivery`, when given, makes a durable job's answer (a video, which may be
-    resumed after a restart) be delivered at most once. `on_lost` is called once
-    for each job whose answer (or failure notice) no way to Discord delivered."""
+    resumed after a restart) be delivered at most once; with `every_job`, every
+    job's (cluster mode: any job may run again on another worker). `on_lost` is
+    called once for each job whose answer (or failure notice) no way to Discord
+    delivered."""
 
     def __init__(
         self,
@@ -70,8 +72,10 @@ class Replies:
         delivery: Delivery | None = None,
         policy: RetryPolicy | None = None,
         on_lost: Callable[[Job], None] | None = None,
+        every_job: bool = False,
     ) -> None:
         self.client = client
+        self.every_job = every_job
         self.edits = edits or EditBudget()
         self.delivery = delivery
         self.policy = policy or RetryPolicy()
@@ -193,7 +197,7 @@ class InteractionReply:
         """False when a journaled job's answer was already delivered (a job resumed
         after a restart may finish twice; the member hears once)."""
         delivery = self._replies.delivery
-        if delivery is None or self.job.command != "video":
+        if delivery is None or not (self._replies.every_job or self.job.command == "video"):
             return True
         return await delivery.mark_delivered(self.job.id)
 

@@ -29,9 +29,13 @@ from aibot.providers.openai_images import OpenAIImages
 from aibot.providers.stability import StabilityImages
 from aibot.settings import PoolSettings, Settings
 
-__all__ = ["PoolContext", "Pools", "build_context", "build_pools"]
+__all__ = ["PoolContext", "Pools", "RingFactory", "build_context", "build_pools"]
 
 T = TypeVar("T")
+
+# Makes a pool's ring for one provider: (pool, provider, keys, *, rpm, concurrency).
+# `KeyRing` by default; cluster mode passes `aibot.cluster.ring.shared_rings(...)`.
+RingFactory = Callable[..., KeyRing]
 
 
 # Seconds a job may wait for a provider's key before a later provider is preferred.
@@ -155,8 +159,10 @@ def build_pools(
     journal: Journal | None = None,
     on_outcome: Outcome | None = None,
     handoff: Handoff | None = None,
+    ring: RingFactory = KeyRing,
 ) -> Pools:
-    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to."""
+    """One `Pool` per enabled pool (`settings.enabled_pools`), ready to submit to.
+    `ring` makes each key ring (see `RingFactory`)."""
     # The role modules import this package for PoolContext, so import them here.
     from aibot.pools import admin, chat, image, video
 
@@ -168,7 +174,7 @@ def build_pools(
     }
     pools = Pools()
     for name in settings.enabled_pools:
-        context = build_context(settings, name, memory=memory, journal=journal)
+        context = build_context(settings, name, memory=memory, journal=journal, ring=ring)
         pool = settings.pools[name]
         pools[name] = Pool(
             name,
@@ -189,12 +195,14 @@ def build_context(
     *,
     memory: Memory | None = None,
     journal: Journal | None = None,
+    ring: RingFactory = KeyRing,
 ) -> PoolContext:
-    """A pool's rings (providers with keys that do what the pool does) and clients."""
+    """A pool's rings (providers with keys that do what the pool does, each made
+    by `ring`) and clients."""
     pool = settings.pools[name]
     kinds = POOL_KINDS[name]
     rings = {
-        provider: KeyRing(
+        provider: ring(
             name,
             provider,
             pool.keys_for(provider),

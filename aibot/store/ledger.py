@@ -61,9 +61,11 @@ class AdminAction:
     detail: str
 
 
+# OR IGNORE: a job is counted once (the unique index on job_id), however often
+# its outcome arrives.
 _INSERT_USAGE = (
-    "INSERT INTO usage (at, day, job_id, guild_id, user_id, pool, command, provider, key_id, "
-    "outcome, latency, tokens_in, tokens_out, images, video_seconds, cost) "
+    "INSERT OR IGNORE INTO usage (at, day, job_id, guild_id, user_id, pool, command, provider, "
+    "key_id, outcome, latency, tokens_in, tokens_out, images, video_seconds, cost) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_ADMIN = (
@@ -92,18 +94,25 @@ class Ledger:
         images: int = 0,
         video_seconds: float = 0.0,
         cost: float | None = None,
+        at: float | None = None,
     ) -> float:
         """Queue one job's row; returns its cost (estimated from the price table
         unless given). `key_id` is the redacted key; `outcome` is "ok" or an
-        error kind. `pool` is the pool that ran it (admin when it overflowed)."""
+        error kind. `pool` is the pool that ran it (admin when it overflowed).
+        `at` (unix seconds, default now) is when the job ended. A job already
+        recorded is not counted again: the first row of a job id stands."""
         if cost is None:
             cost = self.prices.of(provider).cost(tokens_in, tokens_out, images, video_seconds)
-        now = self._calendar.now()
+        now = self._calendar.now() if at is None else at
         row = (now, self._calendar.day(now), job.id, job.guild_id or 0, job.user_id)
         row += (job.pool or pool_of(job), job.command, provider, _redacted(key_id), outcome)
         row += (latency, tokens_in, tokens_out, images, video_seconds, cost)
         self._db.later(_INSERT_USAGE, row)
         return cost
+
+    async def flush(self) -> None:
+        """Wait until every row queued so far is in the file."""
+        await self._db.flush()
 
     def record_admin(self, guild_id: int | None, user_id: int, action: str, detail: str) -> None:
         """Queue an admin action (pause, quota change, cancel...). `detail` is shown

@@ -79,4 +79,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (room, guild_id, day)
         )""",
     ),
+    (
+        # A job is counted once (cluster mode: a reclaimed job may report its outcome
+        # twice, and the gateway's follower may record a row again after a crash):
+        # rows are inserted OR IGNOREd on this index. A file from before kept at most
+        # one row per job anyway; should it hold more, the first is kept.
+        "DELETE FROM usage WHERE id NOT IN (SELECT MIN(id) FROM usage GROUP BY job_id)",
+        "CREATE UNIQUE INDEX usage_job ON usage (job_id)",
+    ),
 )

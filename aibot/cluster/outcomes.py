@@ -1,0 +1,264 @@
+"""Job outcomes from the worker processes to the gateway's ledger, over a Redis stream.
+
+In cluster mode the usage ledger stays in the gateway's SQLite file, but the
+jobs end on the workers. A worker's `OutcomePublisher` implements
+`aibot.ports.Ledger`: `record(...)` never blocks; it queues the row, and a
+`Sender` (bounded, in order, retried until Redis takes it) adds it to the
+stream `<prefix>:outcomes`. The row holds the job's id, guild, member, pool,
+command, provider, redacted key, outcome, latency, usage and end time: never
+the interaction token.
+
+On the gateway an `OutcomeFollower` reads the stream in a consumer group,
+records each row with `aibot.store.Ledger.record` (the gateway's price table
+makes the cost), waits until the rows are in the file, and only then
+acknowledges them. A crash between the write and the acknowledgement
+delivers the rows again (the follower reads its own pending entries first
+when it starts); the ledger counts a job id once, so a reclaimed job
+answered once, or a row delivered twice, is counted once.
+
+Redis down: the publisher keeps rows (up to its limit, then drops the oldest,
+counted and logged) and sends them when Redis is back; the follower logs,
+waits and reads again, creating its group anew if a restarted Redis lost it.
+
+Several gateway processes keeping a ledger each: give each its own `group`
+(its node name): every group sees every row. The stream is capped
+(approximately) at `keep` rows, far more than a gateway away for a while
+leaves unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+
+from aibot.cluster.sender import FAILURES, Sender
+from aibot.jobs import Job
+from aibot.store.gate import pool_of
+from aibot.store.ledger import Ledger
+
+__all__ = ["OutcomeFollower", "OutcomePublisher", "outcomes_stream"]
+
+log = logging.getLogger("aibot.cluster.outcomes")
+
+_KEEP = 100_000
+
+
+def outcomes_stream(prefix: str) -> str:
+    """The stream's Redis key."""
+    return f"{prefix}:outcomes"
+
+
+class OutcomePublisher:
+    """A worker's ledger: rows go to the gateway through Redis (`aibot.ports.Ledger`).
+
+    `limit` rows wait at most while Redis is away; `clock` gives unix seconds."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        limit: int = 10_000,
+        keep: int = _KEEP,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._stream = outcomes_stream(prefix)
+        self._keep = keep
+        self._clock = clock
+        self._sender = Sender(
+            "ledger rows", limit=limit, pauses=(0.2, 0.5, 1.0, 2.0, 5.0), persist=True
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Rows given up because too many waited for Redis."""
+        return self._sender.dropped
+
+    def record(
+        self,
+        job: Job,
+        *,
+        provider: str,
+        key_id: str,
+        outcome: str,
+        latency: float,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        images: int = 0,
+        video_seconds: float = 0.0,
+    ) -> None:
+        """Queue one job's row for the gateway's ledger; never waits."""
+        row = {
+            "job": job.id,
+            "guild": job.guild_id or 0,
+            "user": job.user_id,
+            "pool": job.pool or pool_of(job),
+            "command": job.command,
+            "provider": provider,
+            "key_id": _shown(key_id),
+            "outcome": outcome,
+            "latency": latency,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "images": images,
+            "video_seconds": video_seconds,
+            "at": self._clock(),
+        }
+        self._sender.send(
+            lambda: self._client.xadd(self._stream, row, maxlen=self._keep, approximate=True)
+        )
+
+    async def flush(self) -> None:
+        """Wait until every row queued so far is in the stream."""
+        await self._sender.flush()
+
+
+class OutcomeFollower:
+    """The gateway's reader of the outcomes stream into its SQLite `ledger`.
+
+    `run()` follows until cancelled (or `start()` / `stop()` a task doing so);
+    `step()` handles what is there once, for tests."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        ledger: Ledger,
+        *,
+        group: str = "ledger",
+        consumer: str = "gateway",
+        count: int = 200,
+        block: float = 0.5,
+    ) -> None:
+        self._client = client
+        self._stream = outcomes_stream(prefix)
+        self._ledger = ledger
+        self._group = group
+        self._consumer = consumer
+        self._count = count
+        self._block_ms = max(1, round(block * 1000))
+        self._ready = False  # the group exists and our own pending rows were read
+        self.recorded = 0  # rows handed to the ledger (a repeat is ignored there)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def run(self) -> None:
+        """Follow the stream until cancelled; Redis failing is waited out."""
+        pause = 0.2
+        while True:
+            try:
+                await self.step()
+                pause = 0.2
+            except FAILURES as err:
+                if _lost_group(err):
+                    self._ready = False
+                    continue
+                log.warning(
+                    "outcomes: Redis failed (%s); again in %.1fs", type(err).__name__, pause
+                )
+                self._ready = False
+                await asyncio.sleep(pause)
+                pause = min(5.0, pause * 2)
+
+    async def step(self, *, block: bool = True) -> int:
+        """Record one batch: at start our own unacknowledged rows (delivered
+        before a crash), then new ones (waiting up to the block time when
+        `block`). Returns how many rows were recorded."""
+        if not self._ready:
+            await self._create_group()
+            pending = await self._read("0", block=False)
+            if pending:
+                return await self._record(pending)
+            self._ready = True
+        return await self._record(await self._read(">", block=block))
+
+    async def _create_group(self) -> None:
+        try:
+            await self._client.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    async def _read(self, start: str, *, block: bool) -> list[tuple[str, dict[str, Any]]]:
+        answer = await self._client.xreadgroup(
+            self._group,
+            self._consumer,
+            {self._stream: start},
+            count=self._count,
+            block=self._block_ms if block else None,
+        )
+        return [
+            (entry_id, fields)
+            for _, entries in answer or []
+            for entry_id, fields in entries
+            if fields
+        ]
+
+    async def _record(self, entries: list[tuple[str, dict[str, Any]]]) -> int:
+        """Into the ledger, into the file, then acknowledged."""
+        if not entries:
+            return 0
+        for _, fields in entries:
+            _to_ledger(self._ledger, fields)
+        await self._ledger.flush()
+        await self._client.xack(self._stream, self._group, *(entry_id for entry_id, _ in entries))
+        self.recorded += len(entries)
+        return len(entries)
+
+
+def _to_ledger(ledger: Ledger, fields: dict[str, Any]) -> None:
+    row = {name: _text(value) for name, value in fields.items()}
+    job = Job(
+        command=row["command"],
+        args={},
+        user_id=int(row["user"]),
+        channel_id=0,
+        guild_id=int(row["guild"]) or None,
+        pool=row["pool"],
+        id=row["job"],
+    )
+    ledger.record(
+        job,
+        provider=row["provider"],
+        key_id=row["key_id"],
+        outcome=row["outcome"],
+        latency=float(row["latency"]),
+        tokens_in=int(row["tokens_in"]),
+        tokens_out=int(row["tokens_out"]),
+        images=int(row["images"]),
+        video_seconds=float(row["video_seconds"]),
+        at=float(row["at"]),
+    )
+
+
+def _lost_group(err: Exception) -> bool:
+    """Redis restarted without its data: the group must be made again."""
+    return isinstance(err, ResponseError) and "NOGROUP" in str(err)
+
+
+def _shown(key_id: str) -> str:
+    # Rows cross machines: should a caller pass a whole key by mistake, only its
+    # last four characters travel.
+    if "..." in key_id or len(key_id) <= 8:
+        return key_id
+    return "..." + key_id[-4:]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,248 @@
+"""The gateway's job transport in cluster mode: jobs go to their pool's Redis stream.
+
+`RedisQueue` implements `aibot.transport.JobQueue`. `submit` appends the job to
+its pool's `JobStream`; the worker processes take it from there. Everything the
+front asks before the defer (`loads`, `pools`, `wait_estimate`, `snapshots`) is
+answered from state a background task refreshes every `refresh` seconds (the
+live heartbeats and the streams' loads), never with I/O on the call. A pool no
+live process runs reads as `keys_down`, so the router overflows its jobs to the
+admin pool (the reference design's takeover) or refuses them with words.
+
+Redis away: the refresh notices within a second and `reachable` turns False;
+`ClusterGate` then refuses every command at once, privately ("temporarily
+unavailable"), before any defer, and a `submit` that fails after the defer
+raises `TemporarilyUnavailable`, which the deferred message says. Everything
+resumes by itself when the refresh reaches Redis again.
+
+Limited here: `jobs()` lists nothing, `cancel` finds nothing, and `pause` /
+`unpause` change nothing (the jobs run in other processes); the admin commands
+then say the pool's state did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from aibot.catalogue import POOLS
+from aibot.cluster.gate import SharedGate
+from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
+from aibot.cluster.runner import Runner
+from aibot.cluster.streams import JobStream, StreamLoad, stream_loads
+from aibot.cluster.views import merged_snapshots
+from aibot.jobs import Job, TemporarilyUnavailable
+from aibot.router import PoolLoad
+from aibot.settings import Settings
+from aibot.snapshots import PoolSnapshot
+
+__all__ = ["ClusterGate", "RedisQueue"]
+
+log = logging.getLogger("aibot.cluster.queue")
+
+# Seconds a call to Redis before the defer may take before the member is told.
+CALL_TIMEOUT = 1.0
+_SERVICE_ESTIMATE = 10.0  # seconds a job is assumed to take, for wait estimates
+_DOWN = PoolLoad(keys_down=True)
+
+
+class RedisQueue:
+    """`JobQueue` over Redis streams (see the module docstring). `runner`, when
+    given, runs this process's own pools (`AIBOT_POOLS`) from the same streams."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        *,
+        runner: Runner | None = None,
+        shards: Callable[[], Sequence[int]] = tuple,
+        refresh: float = 0.5,
+        beat_every: float = 1.0,
+        closers: Sequence[Callable[[], Awaitable[object]]] = (),
+    ) -> None:
+        cluster = settings.cluster
+        assert cluster is not None, "RedisQueue is cluster mode's"
+        self.redis = redis
+        self.settings = settings
+        self.prefix = cluster.prefix
+        self.node = cluster.node
+        self.runner = runner
+        self.refresh = refresh
+        self.streams = {
+            pool: JobStream(redis, pool, prefix=self.prefix, lease=cluster.lease_seconds)
+            for pool in POOLS
+        }
+        self._shards = shards
+        self._closers = tuple(closers)  # what the runner's worker holds open
+        self._started_at = time.time()
+        self.heartbeat = Heartbeat(redis, self.node_info, prefix=self.prefix, ttl=5.0)
+        self._beat_every = beat_every
+        self.reachable = False
+        self._nodes: list[NodeInfo] = []
+        self._loads: dict[str, StreamLoad] = {}
+        self._views: dict[str, PoolSnapshot] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------- answered from memory
+
+    def pools(self) -> tuple[str, ...]:
+        """The pools some live process runs."""
+        served = {pool for node in self._nodes for pool in node.pools}
+        return tuple(pool for pool in POOLS if pool in served)
+
+    def loads(self) -> Mapping[str, PoolLoad]:
+        served = self.pools()
+        return {pool: self._load(pool) if pool in served else _DOWN for pool in POOLS}
+
+    def _load(self, pool: str) -> PoolLoad:
+        stream = self._loads.get(pool)
+        nodes = sum(pool in node.pools for node in self._nodes)
+        capacity = self.settings.pools[pool].queue_size * max(1, nodes)
+        return PoolLoad(full=stream is not None and stream.waiting >= capacity)
+
+    def wait_estimate(self, pool: str) -> float:
+        view = self._views.get(pool)
+        stream = self._loads.get(pool)
+        workers = view.workers_total if view is not None else 0
+        service = view.p50_ms / 1000 if view is not None and view.p50_ms else _SERVICE_ESTIMATE
+        waiting = stream.waiting if stream is not None else 0
+        return service * max(1, waiting) / max(1, workers)
+
+    def snapshots(self) -> list[PoolSnapshot]:
+        return [self._views[pool] for pool in POOLS if pool in self._views]
+
+    def jobs(self) -> list[tuple[str, Job, str]]:
+        return []  # the jobs are in other processes
+
+    # ---------------------------------------------------------------- jobs
+
+    async def submit(self, job: Job) -> int:
+        """Append `job` to its pool's stream; its place in line, estimated from the
+        stream's load. `TemporarilyUnavailable` when Redis cannot take it."""
+        if not self.reachable:
+            raise TemporarilyUnavailable("redis unreachable")
+        stream = self.streams[job.pool]
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await stream.add(job)
+        except (RedisError, TimeoutError) as error:
+            log.warning("job %s: not queued, Redis away (%r)", job.id, error)
+            raise TemporarilyUnavailable("redis unreachable") from None
+        return self._place(job.pool)
+
+    def _place(self, pool: str) -> int:
+        stream, view = self._loads.get(pool), self._views.get(pool)
+        if stream is None or view is None:
+            return 1
+        free = view.workers_total - stream.pending
+        return 1 if stream.waiting < free else stream.waiting - free + 2
+
+    async def cancel(self, job_id: str) -> bool:
+        return False
+
+    async def pause(self, pool: str) -> None:
+        log.info("pause %s: not available in cluster mode", pool)
+
+    async def unpause(self, pool: str) -> None:
+        log.info("unpause %s: not available in cluster mode", pool)
+
+    # ------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        """Start refreshing (the first refresh done before it returns, if Redis
+        answers) and this process's own pools."""
+        await self._refresh_once()
+        self._task = asyncio.create_task(self._refresh_forever(), name="aibot-cluster-refresh")
+        if self.runner is not None:
+            await self.runner.start()
+
+    async def drain(self, timeout: float) -> None:
+        if self.runner is not None:
+            await self.runner.drain(timeout)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.heartbeat.stop()
+        if self.runner is not None:
+            await self.runner.worker.aclose()
+        for close in self._closers:
+            await close()
+        await self.redis.aclose()
+
+    # ------------------------------------------------------------ refresh
+
+    def node_info(self) -> NodeInfo:
+        shards = tuple(self._shards())
+        if self.runner is not None:
+            return self.runner.node_info(shards)
+        return NodeInfo(self.node, shards=shards, started_at=self._started_at)
+
+    async def _refresh_forever(self) -> None:
+        last_beat = 0.0
+        while True:
+            await asyncio.sleep(self.refresh)
+            await self._refresh_once()
+            now = time.monotonic()
+            if self.reachable and now - last_beat >= self._beat_every:
+                last_beat = now
+                with contextlib.suppress(RedisError, TimeoutError):
+                    async with asyncio.timeout(CALL_TIMEOUT):
+                        await self.heartbeat.beat()
+
+    async def _refresh_once(self) -> None:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                nodes = await live_nodes(self.redis, prefix=self.prefix)
+                loads = await stream_loads(self.redis, POOLS, prefix=self.prefix)
+        except (RedisError, TimeoutError, OSError) as error:
+            if self.reachable or not self._nodes:
+                log.warning("Redis unreachable (%r): commands are refused for now", error)
+            self.reachable = False
+            self._nodes = []
+            return
+        if not self.reachable:
+            log.info("Redis reachable: taking commands")
+        self.reachable = True
+        self._nodes, self._loads = nodes, loads
+        self._views = {view.name: view for view in merged_snapshots(nodes)}
+
+    def problem(self) -> str | None:
+        """What `/health` reports: Redis unreachable, or nothing."""
+        return None if self.reachable else "redis unreachable"
+
+
+class ClusterGate:
+    """The gate before the defer in cluster mode: `SharedGate`, failing closed.
+    With Redis unreachable (as `reachable()` last saw it, or this very call), every
+    command is refused at once with `TemporarilyUnavailable`: no defer without
+    a durable job behind it."""
+
+    def __init__(self, gate: SharedGate, reachable: Callable[[], bool] = lambda: True) -> None:
+        self.gate = gate
+        self.reachable = reachable
+
+    async def take(self, job: Job) -> None:
+        if not self.reachable():
+            raise TemporarilyUnavailable("redis unreachable")
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await self.gate.take(job)
+        except (RedisError, TimeoutError):
+            raise TemporarilyUnavailable("redis unreachable") from None
+
+    async def refund(self, job: Job) -> bool:
+        try:
+            return await self.gate.refund(job)
+        except RedisError as error:
+            log.info("job %s: use not given back, Redis away (%r)", job.id, error)
+            return False

@@ -1,0 +1,400 @@
+"""A key ring whose budgets every process shares through Redis: `SharedKeyRing`.
+
+`aibot.keys.KeyRing`'s public surface (the pools and `with_keys` use it
+unchanged) on `aibot.cluster.budget.SharedBudgets`, whose module doc says how
+a key's pace, cooling and health live in Redis (by fingerprint, never the key).
+
+A call. `acquire` passes `reserve` the keys this process may use now (not
+disabled, not known to be cooling, below this process's concurrency cap) and
+sleeps the wait it answers: one round trip per call. `try_acquire` is always
+None (every start takes that round trip). Concurrency caps stay per process
+(the budget module says why): when every key is at its cap here, the caller
+looks again every `_STEP` seconds, in memory, with no round trip.
+
+Outcomes. The lease's reports are plain methods, as in `KeyRing`: each holds
+in this process at once (a 429 cools the key here, a 401/403 disables it,
+its reason cleared of the key) and is queued for Redis on the ring's
+`Sender`, which sends in order from a task that exists only while reports
+wait. A report Redis refuses is tried again twice (0.2 s, 1 s), then dropped
+with a warning: this process still honours it, and another process meets
+the same provider answer at worst once itself. At most `reports` wait; past
+that the oldest goes (`reports_dropped`).
+
+Other processes' news comes from Redis: a key disabled elsewhere is learned
+when `reserve` says every offered key is disabled; `refresh()` (one round
+trip, for the status beat) reads every key's shared state. `ready_in` and
+`snapshot` answer from what this process knows. Redis unreachable while
+reserving is `Unavailable`: the pools try the next provider or tell the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aibot.cluster.budget import Reservation, SharedBudgets, pace
+from aibot.cluster.sender import FAILURES, Sender
+from aibot.jobs import NoKeyAvailable, Unavailable
+from aibot.rate_headers import requests_left
+from aibot.secrets import fingerprint, redact, scrub
+from aibot.snapshots import KeyRingSnapshot, KeySnapshot
+
+__all__ = ["SharedKeyRing", "SharedLease", "shared_rings"]
+
+log = logging.getLogger("aibot.cluster.ring")
+
+# A key held only by this process's concurrency cap is looked at again after this long.
+_STEP = 0.05
+# Backoff after a 429 that gave no retry-after, as this process guesses it until
+# Redis answers with the shared one: 1 s, 2 s, 4 s, ... up to this.
+_MAX_BACKOFF = 60.0
+_ELSEWHERE = "disabled by another process"
+
+
+@dataclass(eq=False)
+class _Key:
+    """One key as this process knows it. Times are `loop.time()` values."""
+
+    secret: str = field(repr=False)
+    key_id: str = ""
+    fingerprint: str = ""
+    inflight: int = 0
+    calls: int = 0
+    rate_limited: int = 0
+    failures: int = 0
+    strikes: int = 0
+    cooling_until: float = 0.0
+    free_at: float = 0.0  # when its next paced slot starts, as far as this process knows
+    reason: str = ""
+    disabled: bool = False
+
+
+class SharedLease:
+    """One key reserved for one call; `aibot.keys.Lease`'s surface. The lease
+    ends at the first outcome report, `release()`, or leaving `async with`."""
+
+    __slots__ = ("_key", "_released", "_ring", "fingerprint", "key", "key_id", "provider")
+
+    def __init__(self, ring: SharedKeyRing, key: _Key) -> None:
+        self._ring = ring
+        self._key = key
+        self._released = False
+        self.key = key.secret  # for the Authorization header and nothing else
+        self.key_id = key.key_id
+        self.fingerprint = key.fingerprint
+        self.provider = ring.provider
+
+    def ok(self, headers: Mapping[str, str] | None = None) -> None:
+        """The call succeeded; `headers` saying little is left tighten the key
+        for every process."""
+        self._key.strikes = 0
+        if headers:
+            self._ring._tighten(self._key, headers)
+        self.release()
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """429: the key cools for every process."""
+        self._ring._cool(self._key, retry_after)
+        self.release()
+
+    def bad_key(self, reason: str) -> None:
+        """401/403 or out of quota: the key is disabled for every process."""
+        self._ring._disable(self._key, reason)
+        self.release()
+
+    def failed(self) -> None:
+        """A transient failure not caused by the key's limits."""
+        self._key.failures += 1
+        self.release()
+
+    def release(self) -> None:
+        """Give the key's concurrency slot back; safe to call more than once."""
+        if not self._released:
+            self._released = True
+            self._key.inflight -= 1
+
+    async def __aenter__(self) -> SharedLease:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"SharedLease(provider={self.provider!r}, key={self.key_id!r})"
+
+    __str__ = __repr__
+
+
+class SharedKeyRing:
+    """The keys of one (pool, provider), paced, cooled and disabled for every
+    process through `budgets`; see the module docstring."""
+
+    def __init__(
+        self,
+        pool: str,
+        provider: str,
+        keys: Sequence[str],
+        *,
+        rpm: float,
+        concurrency: int,
+        budgets: SharedBudgets,
+        burst: float = 1.0,
+        reports: int = 1000,
+    ) -> None:
+        if rpm <= 0 or concurrency < 1:
+            raise ValueError("rpm must be above 0 and concurrency at least 1")
+        self.pool = pool
+        self.provider = provider
+        self.rpm = rpm
+        self.concurrency = concurrency
+        self.burst = burst
+        self._budgets = budgets
+        self._interval = 60.0 / pace(rpm, burst)[0]
+        self._keys = [
+            _Key(secret=secret, key_id=redact(secret), fingerprint=fingerprint(secret))
+            for secret in dict.fromkeys(keys)
+        ]
+        self._by_fingerprint = {key.fingerprint: key for key in self._keys}
+        self._healthy = len(self._keys)
+        self.all_down = not self._keys
+        self._reports = Sender(f"{pool}/{provider} key reports", limit=reports)
+
+    @property
+    def reports_dropped(self) -> int:
+        """Outcome reports that never reached Redis (queue full, or Redis failing)."""
+        return self._reports.dropped
+
+    def load(self) -> tuple[int, int]:
+        """(healthy, total): keys not disabled (as far as this process knows), and all."""
+        return self._healthy, len(self._keys)
+
+    def try_acquire(self, fingerprint: str | None = None) -> SharedLease | None:
+        """None: every start takes a round trip to Redis (`acquire`)."""
+        return None
+
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        fingerprint: str | None = None,
+    ) -> SharedLease:
+        """Lease the key that can start soonest across every process, waiting up
+        to `timeout` seconds (or until `deadline`, a loop time). `fingerprint`
+        pins one key. Raises `NoKeyAvailable` (with `retry_after`) when no key
+        can start in time, at once when every candidate is disabled, and
+        `Unavailable` when Redis cannot be reached."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if deadline is None:
+            if timeout is None:
+                raise TypeError("acquire() needs a timeout or a deadline")
+            deadline = now + timeout
+        while True:
+            usable = [k for k in self._keys if not k.disabled and _pinned(k, fingerprint)]
+            if not usable:
+                raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
+            free = [k for k in usable if k.inflight < self.concurrency and k.cooling_until <= now]
+            if not free:
+                start = min(self._local_start(k, now) for k in usable)
+                if start > deadline:
+                    raise self._busy(start - now)
+                await asyncio.sleep(start - now)
+                now = loop.time()
+                continue
+            reservation = await self._reserve(free, deadline - now)
+            now = loop.time()
+            if reservation.all_disabled:
+                for key in free:
+                    self._mark_disabled(key, _ELSEWHERE)
+                continue
+            if not reservation.reserved:
+                raise self._busy(reservation.wait)
+            key = self._by_fingerprint[reservation.fingerprint]  # type: ignore[index]
+            return await self._lease(key, now + reservation.wait, deadline)
+
+    def ready_in(self) -> float:
+        """Seconds until some key could start, as far as this process knows: 0
+        now, inf when every key is disabled. Other processes' use is not seen
+        here, so a reservation may still wait."""
+        now = asyncio.get_running_loop().time()
+        starts = [self._local_start(k, now) for k in self._keys if not k.disabled]
+        return max(0.0, min(starts) - now) if starts else math.inf
+
+    async def refresh(self) -> None:
+        """Read every key's shared state (one round trip): keys disabled or
+        cooling because of other processes, and keys enabled again."""
+        states = await self._budgets.states(
+            [k.fingerprint for k in self._keys], rpm=self.rpm, burst=self.burst
+        )
+        now = asyncio.get_running_loop().time()
+        for state in states:
+            key = self._by_fingerprint[state.fingerprint]
+            if state.state == "disabled":
+                self._mark_disabled(key, state.reason or _ELSEWHERE)
+                continue
+            if key.disabled:
+                key.disabled, key.reason = False, ""
+                self._healthy += 1
+                self.all_down = False
+            if state.state == "cooling":
+                key.cooling_until = max(key.cooling_until, now + state.cooling_for)
+                key.reason = state.reason
+            key.free_at = max(key.free_at, now + state.wait)
+
+    async def flush(self) -> None:
+        """Wait until the outcome reports made so far reached Redis (or were given up)."""
+        await self._reports.flush()
+
+    # -- reserving ----------------------------------------------------------
+
+    async def _reserve(self, keys: list[_Key], max_wait: float) -> Reservation:
+        try:
+            return await self._budgets.reserve(
+                [k.fingerprint for k in keys], rpm=self.rpm, burst=self.burst, max_wait=max_wait
+            )
+        except FAILURES as err:
+            # The type only: a connection error may name the server's address.
+            raise Unavailable(f"shared key budgets unreachable ({type(err).__name__})") from None
+
+    async def _lease(self, key: _Key, start: float, deadline: float) -> SharedLease:
+        """The lease on `key`, whose slot starting at `start` (loop time) is
+        reserved in Redis; sleeps until then. Should another call of this
+        process have taken the key's last concurrency slot meanwhile, waits in
+        memory for one (the reserved slot only gets later, never earlier)."""
+        loop = asyncio.get_running_loop()
+        while key.inflight >= self.concurrency:
+            if loop.time() + _STEP > deadline:
+                raise self._busy(_STEP)
+            await asyncio.sleep(_STEP)
+        key.inflight += 1
+        key.calls += 1
+        key.free_at = max(key.free_at, start + self._interval)
+        lease = SharedLease(self, key)
+        wait = start - loop.time()
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                lease.release()
+                raise
+        return lease
+
+    def _local_start(self, key: _Key, now: float) -> float:
+        start = max(now, key.cooling_until, key.free_at)
+        if key.inflight >= self.concurrency and start < now + _STEP:
+            start = now + _STEP  # a slot frees when one of this process's calls ends
+        return start
+
+    def _busy(self, wait: float) -> NoKeyAvailable:
+        return NoKeyAvailable(
+            f"every {self.provider} key of the {self.pool} pool is busy", retry_after=wait
+        )
+
+    # -- outcomes (from the lease) ------------------------------------------
+
+    def _cool(self, key: _Key, retry_after: float | None) -> None:
+        key.rate_limited += 1
+        key.strikes += 1
+        hold = retry_after if retry_after and retry_after > 0 else None
+        guess = hold if hold is not None else min(_MAX_BACKOFF, 2.0 ** (key.strikes - 1))
+        self._hold(key, guess, "rate limited")
+        log.info(
+            "%s/%s key %s rate limited, cooling %.1fs", self.pool, self.provider, key.key_id, guess
+        )
+        fp = key.fingerprint
+        self._reports.send(lambda: self._held(key, "rate limited", self._budgets.cool(fp, hold)))
+
+    def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
+        """`x-ratelimit-*` headers saying little is left (below twice the burst,
+        as `KeyRing`): hold the key for every process until they allow more."""
+        left = requests_left(headers)
+        if left is None or left[0] >= 2 * self.burst:
+            return
+        remaining, reset = left
+        self._hold(key, reset if remaining <= 0 else reset / (remaining + 1), "provider budget low")
+        fp = key.fingerprint
+        self._reports.send(
+            lambda: self._held(
+                key, "provider budget low", self._budgets.tighten(fp, remaining, reset)
+            )
+        )
+
+    def _disable(self, key: _Key, reason: str) -> None:
+        # Some providers echo the key in their error text.
+        text = scrub((reason or "rejected").replace(key.secret, key.key_id), key.secret)
+        self._mark_disabled(key, text)
+        log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, text)
+        fp = key.fingerprint
+        self._reports.send(lambda: self._budgets.disable(fp, text))
+
+    def _hold(self, key: _Key, seconds: float, reason: str) -> None:
+        until = asyncio.get_running_loop().time() + seconds
+        if until > key.cooling_until:
+            key.cooling_until, key.reason = until, reason
+
+    async def _held(self, key: _Key, reason: str, sent: Awaitable[float]) -> None:
+        """Await a cool/tighten report; the hold Redis answers (shared by every
+        process, e.g. a longer backoff) holds here too."""
+        left = await sent
+        self._hold(key, float(left), reason)
+
+    def _mark_disabled(self, key: _Key, reason: str) -> None:
+        if not key.disabled:
+            key.disabled = True
+            self._healthy -= 1
+            self.all_down = self._healthy == 0
+        key.reason = reason
+
+    # -- views ----------------------------------------------------------------
+
+    def _state(self, key: _Key, now: float) -> str:
+        if key.disabled:
+            return "disabled"
+        if key.cooling_until > now:
+            return "cooling"
+        if key.inflight >= self.concurrency or key.free_at > now:
+            return "busy"
+        return "ready"
+
+    def snapshot(self) -> KeyRingSnapshot:
+        """Plain data for the status panel, from what this process knows (see
+        `refresh`). `budget_left` is 1 when a key could start now, else 0."""
+        now = asyncio.get_running_loop().time()
+        keys = []
+        for key in self._keys:
+            state = self._state(key, now)
+            keys.append(
+                KeySnapshot(
+                    key_id=key.key_id,
+                    state=state,
+                    inflight=key.inflight,
+                    calls=key.calls,
+                    rate_limited=key.rate_limited,
+                    failures=key.failures,
+                    cooling_for=max(0.0, key.cooling_until - now),
+                    reason=key.reason if state in ("cooling", "disabled") else "",
+                    budget_left=1.0 if state == "ready" else 0.0,
+                    budget_limit=self.burst,
+                )
+            )
+        return KeyRingSnapshot(pool=self.pool, provider=self.provider, keys=tuple(keys))
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedKeyRing(pool={self.pool!r}, provider={self.provider!r}, keys={len(self._keys)})"
+        )
+
+
+def _pinned(key: _Key, pinned: str | None) -> bool:
+    return pinned is None or key.fingerprint == pinned
+
+
+def shared_rings(budgets: SharedBudgets, **options: float | int) -> Callable[..., SharedKeyRing]:
+    """A ring factory for `aibot.pools.build_pools(..., ring=...)`: made like a
+    `KeyRing` (pool, provider, keys, rpm=, concurrency=), shared through `budgets`."""
+    return functools.partial(SharedKeyRing, budgets=budgets, **options)

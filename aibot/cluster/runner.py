@@ -1,0 +1,294 @@
+"""A worker process's pools, fed from their job streams (cluster mode).
+
+For each pool it runs, the `Runner` takes as many jobs as the pool has free
+slots from the pool's `JobStream` (reclaiming a dead worker's jobs first:
+`JobStream.take` does), and hands each to the `Worker`, which runs it exactly
+as in one process. Meanwhile it renews the leases of the jobs it holds every
+lease/3; a job whose lease went to another worker is dropped (cancelled in its
+pool; its reply may not claim the delivery, so it says nothing). Once a job's
+outcome is known (the worker's `observe`, after the reply is finished), its
+entry is acknowledged and deleted, retried while Redis is away.
+
+A reclaimed video polls the provider task its first worker made (recorded by
+`RedisJournal`); a job delivered too often (every worker that took it died) is
+dead-lettered by the stream and its member told it could not be done.
+
+Redis away: every loop catches redis-py's errors, backs off and goes on; jobs
+held keep running and their acknowledgements wait for Redis to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from aibot.cluster.deliveries import StreamDeliveries
+from aibot.cluster.heartbeat import Heartbeat, NodeInfo
+from aibot.cluster.journal import RedisJournal
+from aibot.cluster.streams import Delivery, JobStream
+from aibot.cluster.views import snapshot_to_dict
+from aibot.jobs import AibotError, GaveUp, Job
+from aibot.pools.video import resume
+from aibot.ports import ReplyFactory
+from aibot.worker import Observer, Worker
+
+__all__ = ["VERSION", "Runner"]
+
+log = logging.getLogger("aibot.cluster.runner")
+
+T = TypeVar("T")
+VERSION = "0.1.0"  # the aibot version heartbeats show (pyproject's)
+_BACKOFF_MAX = 1.0
+
+
+@dataclass(slots=True)
+class _Held:
+    """A job this process runs: its pool and the delivery it came with."""
+
+    pool: str
+    delivery: Delivery
+
+
+class Runner:
+    """Feeds `worker`'s pools (`pools`) from their streams; see the module docstring.
+
+    `observe` must be the worker's observer (`Worker(observe=runner.observe)`):
+    it is how the runner learns a job's outcome. `beat`: keep this process's
+    heartbeat (a worker-only process); a gateway folds `node_info()` into its own.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        worker: Worker,
+        *,
+        replies: ReplyFactory,
+        deliveries: StreamDeliveries,
+        journal: RedisJournal,
+        node: str,
+        pools: Sequence[str],
+        prefix: str = "aibot",
+        lease: float = 3.0,
+        beat: bool = True,
+        observe: Observer | None = None,
+    ) -> None:
+        self.redis = redis
+        self.worker = worker
+        self.replies = replies
+        self.deliveries = deliveries
+        self.journal = journal
+        self.node = node
+        self.lease = lease
+        self.streams = {pool: JobStream(redis, pool, prefix=prefix, lease=lease) for pool in pools}
+        self.started_at = time.time()
+        self.heartbeat = (
+            Heartbeat(redis, self.node_info, prefix=prefix, interval=1.0, ttl=5.0) if beat else None
+        )
+        self._observe = observe
+        self._held: dict[str, _Held] = {}  # by job id
+        self._freed = {pool: asyncio.Event() for pool in pools}
+        self._loops: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------ start, stop
+
+    async def start(self) -> None:
+        """Begin taking jobs; the heartbeat's first beat before (raises when Redis
+        cannot be reached at start)."""
+        if self.heartbeat is not None:
+            await self.heartbeat.start()
+        for pool in self.streams:
+            self._loops.append(asyncio.create_task(self._take_forever(pool), name=f"take-{pool}"))
+        self._loops.append(asyncio.create_task(self._renew_forever(), name="renew"))
+
+    async def drain(self, timeout: float) -> None:
+        """Take no more jobs; give the held ones `timeout` seconds; leave the rest
+        to be reclaimed by another worker (their replies say nothing here)."""
+        self._stopping = True
+        for task in self._loops[:-1]:  # the take loops; renewals go on meanwhile
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._unfinished() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for job_id in self._unfinished():
+            self._held.pop(job_id, None)
+            self.deliveries.release(job_id)
+            log.info("job %s: left to another worker", job_id)
+        await self.worker.drain(0)
+        if self._tasks:  # acknowledgements still being retried
+            await asyncio.wait(set(self._tasks), timeout=max(1.0, deadline - loop.time()))
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+
+    def _unfinished(self) -> list[str]:
+        """Held jobs whose delivery this process has not claimed."""
+        return [job_id for job_id in self._held if not self.deliveries.committed(job_id)]
+
+    # ------------------------------------------------------------ taking jobs
+
+    def free_slots(self, pool: str) -> int:
+        snapshot = self.worker.pools[pool].snapshot()
+        if snapshot.state != "running":
+            return 0
+        return max(0, snapshot.workers_total - snapshot.workers_busy - snapshot.queued)
+
+    async def _take_forever(self, pool: str) -> None:
+        stream, freed = self.streams[pool], self._freed[pool]
+        backoff, failing = 0.05, False
+        while not self._stopping:
+            free = self.free_slots(pool)
+            if free <= 0:
+                freed.clear()
+                await freed.wait()
+                continue
+            try:
+                deliveries = await stream.take(self.node, free)
+            except RedisError as error:
+                if not failing:
+                    log.warning("%s: cannot take jobs, Redis away (%r); retrying", pool, error)
+                failing = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            if failing:
+                log.info("%s: taking jobs again", pool)
+            backoff, failing = 0.05, False
+            for delivery in deliveries:
+                await self._start(pool, stream, delivery)
+
+    async def _start(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
+        job = delivery.job
+        if delivery.answered:
+            return  # an earlier delivery answered it; the stream finished the entry
+        if delivery.dead:
+            self.deliveries.hold(stream, delivery)
+            self._spawn(self._give_up(delivery))
+            return
+        held = self._held.get(job.id)
+        if held is not None:  # its own entry, reclaimed after a stall: still running here
+            held.delivery = delivery
+            self.deliveries.hold(stream, delivery)
+            return
+        self._held[job.id] = _Held(pool, delivery)
+        self.deliveries.hold(stream, delivery)
+        try:
+            if job.command == "video" and delivery.deliveries > 1:
+                job = await self._resumed(job)
+            await self.worker.submit(job)
+        except (AibotError, RedisError) as refused:
+            # Left pending: another worker (or this one) takes it after the lease.
+            log.info("job %s: not taken here (%r)", job.id, refused)
+            self._held.pop(job.id, None)
+            self.deliveries.release(job.id)
+
+    async def _resumed(self, job: Job) -> Job:
+        """A reclaimed video: the provider task its first worker made, if any."""
+        task = await self.journal.task_of(job.id)
+        if task is None:
+            return job
+        log.info("job %s: reclaimed, polling its task", job.id)
+        return resume(job, *task)
+
+    async def _give_up(self, delivery: Delivery) -> None:
+        """Tell the member of a dead-lettered job that it could not be done."""
+        log.warning("job %s: delivered %d times, given up", delivery.job.id, delivery.deliveries)
+        try:
+            await self.replies.make(delivery.job).fail(GaveUp())
+        finally:
+            self.deliveries.release(delivery.job.id)
+
+    # ---------------------------------------------------------------- outcomes
+
+    def observe(self, job: Job, error: AibotError | None, seconds: float) -> None:
+        """The worker's observer: the job's outcome is known and its reply
+        finished: acknowledge its entry (in a task: observers do not wait)."""
+        if self._observe is not None:
+            self._observe(job, error, seconds)
+        held = self._held.get(job.id)
+        if held is None:
+            return  # dropped (lease lost) or left to another worker
+        if not self.deliveries.committed(job.id):
+            # Its reply did not win the delivery: whoever did finishes the entry, or
+            # it is reclaimed and run again.
+            del self._held[job.id]
+            self.deliveries.release(job.id)
+            self._freed[held.pool].set()
+            return
+        self._spawn(self._finish(job.id, held))
+
+    async def _finish(self, job_id: str, held: _Held) -> None:
+        stream = self.streams[held.pool]
+        try:
+            await self._retrying(lambda: stream.finish(held.delivery.entry_id))
+        finally:
+            if self._held.get(job_id) is held:
+                del self._held[job_id]
+            self.deliveries.release(job_id)
+            self._freed[held.pool].set()
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        backoff = 0.05
+        while True:
+            try:
+                return await call()
+            except RedisError:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ leases
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            for pool, stream in self.streams.items():
+                await self._renew(pool, stream)
+
+    async def _renew(self, pool: str, stream: JobStream) -> None:
+        held = {h.delivery.entry_id: job_id for job_id, h in self._held.items() if h.pool == pool}
+        if not held:
+            return
+        try:
+            owned = await stream.renew(self.node, held)
+        except RedisError:
+            return  # Redis away (or restarted empty): keep running what is held
+        for entry_id, job_id in held.items():
+            if entry_id not in owned and not self.deliveries.committed(job_id):
+                self._drop(job_id)
+
+    def _drop(self, job_id: str) -> None:
+        """Another worker has the job now: stop it here, silently."""
+        self._held.pop(job_id, None)
+        self.deliveries.release(job_id)
+        log.info("job %s: lease lost, dropped", job_id)
+        self.worker.cancel(job_id)
+
+    # ------------------------------------------------------------------ status
+
+    def node_info(self, shards: Sequence[int] = ()) -> NodeInfo:
+        """This process as its heartbeat shows it."""
+        return NodeInfo(
+            node=self.node,
+            pools=tuple(self.streams),
+            free_slots={pool: self.free_slots(pool) for pool in self.streams},
+            version=VERSION,
+            shards=tuple(shards),
+            started_at=self.started_at,
+            snapshots=tuple(snapshot_to_dict(s) for s in self.worker.snapshots()),
+        )

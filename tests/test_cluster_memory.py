@@ -1,0 +1,142 @@
+"""Conversation memory in Redis (aibot/cluster/memory.py) against a real redis-server:
+the embedded store's rules, and a member's conversation followed across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibot.cluster.connection import connect
+from aibot.cluster.memory import SharedMemory
+from aibot.jobs import Job
+from aibot.store import Recall
+from tests.fixtures.redis_server import RedisServer
+
+_ROOT = Path(__file__).resolve().parents[1]
+_PREFIX = "bot"
+CHANNEL, MEMBER, OTHER = 700, 42, 43
+
+
+def chat(user: int = MEMBER, channel: int = CHANNEL) -> Job:
+    return Job(command="chat", args={}, user_id=user, channel_id=channel, guild_id=1, pool="chat")
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer):
+    client = connect(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def test_the_same_exchanges_give_the_same_memory_as_the_embedded_store(
+    client, store_opener
+) -> None:
+    budget = 60
+    store = await store_opener({"AIBOT_CHAT_HISTORY_TOKENS": str(budget)})
+    shared = SharedMemory(client, _PREFIX, budget)
+    exchanges = [
+        ("hello", "hi there"),
+        ("what is the tallest mountain?", "Everest, at 8,849 metres above sea level."),
+        ("안녕하세요, 오늘 날씨 어때요?", "맑고 따뜻해요. 산책하기 좋은 날이에요."),
+        ("and the deepest trench?", "The Mariana Trench, nearly 11 km deep."),
+        ("thanks", "any time"),
+    ]
+    for prompt, answer in exchanges:
+        job = chat()
+        assert await shared.remember(job, prompt, answer) == await store.memory.remember(
+            job, prompt, answer
+        )
+        expected = await store.memory.recall(chat())
+        got = await shared.recall(chat())
+        assert got == expected
+    assert (await store.memory.recall(chat())).dropped == 0  # told once only
+    assert (await shared.recall(chat())).dropped == 0
+
+
+async def test_forgotten_turns_are_told_once_and_reset_forgets_only_that_conversation(
+    client,
+) -> None:
+    shared = SharedMemory(client, _PREFIX, budget=40)
+    for n in range(6):
+        await shared.remember(chat(), f"question {n} " * 3, f"answer {n} " * 3)
+    await shared.remember(chat(OTHER), "mine", "yours")
+    first = await shared.recall(chat())
+    assert first.dropped > 0
+    assert first.messages[-1] == {"role": "assistant", "content": "answer 5 " * 3}
+    assert (await shared.recall(chat())).dropped == 0
+
+    kept = len(first.messages) // 2
+    assert await shared.reset(CHANNEL, MEMBER) == kept
+    assert (await shared.recall(chat())).messages == []
+    assert len((await shared.recall(chat(OTHER))).messages) == 2
+
+
+async def test_a_turn_larger_than_the_budget_is_not_kept(client) -> None:
+    shared = SharedMemory(client, _PREFIX, budget=10)
+    assert await shared.remember(chat(), "x" * 200, "y" * 200) == 1
+    assert await shared.recall(chat()) == Recall([], 1)
+
+
+async def test_a_conversation_expires_when_left_alone(client) -> None:
+    shared = SharedMemory(client, _PREFIX, budget=100, ttl=60)
+    await shared.remember(chat(), "hello", "hi")
+    turns, meta = shared.keys(CHANNEL, MEMBER)
+    assert 0 < await client.ttl(turns) <= 60
+    assert 0 < await client.ttl(meta) <= 60
+
+
+async def test_memory_follows_a_member_across_processes(redis_server: RedisServer, client) -> None:
+    """A member chats through one process, then another: each answers with the
+    whole conversation so far."""
+    first = await _in_process(redis_server, "remember", "my name is Jiwoo", "Nice to meet you!")
+    assert first == {"recalled": [], "dropped": 0}
+
+    here = SharedMemory(client, _PREFIX, budget=1000)
+    recalled = await here.recall(chat())
+    assert [m["content"] for m in recalled.messages] == ["my name is Jiwoo", "Nice to meet you!"]
+    await here.remember(chat(), "what is my name?", "Your name is Jiwoo.")
+
+    second = await _in_process(redis_server, "recall")
+    assert [m["content"] for m in second["recalled"]] == [
+        "my name is Jiwoo",
+        "Nice to meet you!",
+        "what is my name?",
+        "Your name is Jiwoo.",
+    ]
+
+
+async def _in_process(server: RedisServer, *args: str) -> dict[str, Any]:
+    """Run `_child` in a process of its own: what it recalled for the member."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from tests.test_cluster_memory import _child; _child()",
+        server.url,
+        *args,
+        cwd=_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await child.communicate()
+    assert child.returncode == 0
+    return json.loads(out)
+
+
+def _child() -> None:
+    """Another process: recall the member's conversation, maybe add an exchange."""
+    url, action, *exchange = sys.argv[1:]
+
+    async def run() -> dict[str, Any]:
+        client = connect(url)
+        memory = SharedMemory(client, _PREFIX, budget=1000)
+        recalled = await memory.recall(chat())
+        if action == "remember":
+            await memory.remember(chat(), *exchange)
+        await client.aclose()
+        return {"recalled": recalled.messages, "dropped": recalled.dropped}
+
+    print(json.dumps(asyncio.run(run())))

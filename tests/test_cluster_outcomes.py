@@ -1,0 +1,163 @@
+"""Job outcomes from worker processes into the gateway's ledger (aibot/cluster/outcomes.py),
+against a real redis-server: each job counted once, whatever is delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from aibot.cluster.connection import connect
+from aibot.cluster.outcomes import OutcomeFollower, OutcomePublisher, outcomes_stream
+from aibot.jobs import Job
+from aibot.store import Store
+from tests.cluster_processes import eventually
+from tests.fixtures.redis_server import RedisServer, start_redis
+
+_ROOT = Path(__file__).resolve().parents[1]
+_PREFIX = "bot"
+GUILD = 2001
+
+
+def chat(user: int, job_id: str | None = None) -> Job:
+    job = Job(command="chat", args={}, user_id=user, channel_id=9, guild_id=GUILD, pool="chat")
+    job.token = "interaction-token-never-in-redis"
+    if job_id is not None:
+        job.id = job_id
+    return job
+
+
+async def jobs_counted(store: Store) -> int:
+    return sum(row.jobs for row in await store.ledger.stats(None, days=2))
+
+
+async def test_rows_from_two_worker_processes_are_recorded_once_each(
+    redis_server: RedisServer, store_opener
+) -> None:
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger)
+    await follower.step(block=False)  # the group exists before the workers publish
+
+    await asyncio.gather(_worker(redis_server, "a", 20), _worker(redis_server, "b", 15))
+    while await follower.step(block=False):
+        pass
+
+    assert await jobs_counted(store) == 35
+    [row] = await store.ledger.stats(GUILD, days=2)
+    assert (row.pool, row.provider, row.tokens_in, row.failed) == ("chat", "openai", 35 * 12, 0)
+    top = await store.ledger.top_members(GUILD, days=2)
+    assert {m.user_id: m.jobs for m in top} == {1: 20, 2: 15}
+    raw = json.dumps(await client.xrange(outcomes_stream(_PREFIX)))
+    assert "interaction-token" not in raw and "sk-whole" not in raw
+    assert await client.xpending(outcomes_stream(_PREFIX), "ledger") == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+    await client.aclose()
+
+
+async def test_a_job_reported_twice_or_delivered_twice_is_counted_once(
+    redis_server: RedisServer, store_opener
+) -> None:
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    stream = outcomes_stream(_PREFIX)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger)
+    await follower.step(block=False)
+
+    # A reclaimed job: the worker that died and the one that took it over both report.
+    for _ in range(2):
+        publisher = OutcomePublisher(client, _PREFIX)
+        publisher.record(
+            chat(1, "job-1"), provider="openai", key_id="sk-...abcd", outcome="ok", latency=1
+        )
+        await publisher.flush()
+    assert await follower.step(block=False) == 2
+    assert await jobs_counted(store) == 1
+
+    # The gateway wrote a row, then died before acknowledging it: read again at start.
+    publisher.record(
+        chat(2, "job-2"), provider="openai", key_id="sk-...abcd", outcome="ok", latency=1
+    )
+    await publisher.flush()
+    delivered = await client.xreadgroup("ledger", "gateway", {stream: ">"}, count=10)
+    assert len(delivered[0][1]) == 1
+    store.ledger.record(
+        chat(2, "job-2"), provider="openai", key_id="sk-...abcd", outcome="ok", latency=1
+    )
+    restarted = OutcomeFollower(client, _PREFIX, store.ledger)
+    assert await restarted.step(block=False) == 1  # its own pending row, again
+    assert await jobs_counted(store) == 2
+    assert (await client.xpending(stream, "ledger"))["pending"] == 0
+    await client.aclose()
+
+
+async def test_the_follower_resumes_by_itself_after_redis_restarts(
+    redis_server: RedisServer, store_opener, tmp_path: Path
+) -> None:
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    publisher = OutcomePublisher(client, _PREFIX)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger, block=0.2)
+    follower.start()
+    publisher.record(chat(1), provider="openai", key_id="k", outcome="ok", latency=1)
+
+    async def counted(n: int) -> bool:
+        return await jobs_counted(store) == n
+
+    await eventually(lambda: counted(1), what="the first row recorded")
+
+    redis_server.stop()
+    publisher.record(chat(2), provider="openai", key_id="k", outcome="ok", latency=1)
+    await asyncio.sleep(0.5)  # the follower and the publisher meet Redis down
+    again = start_redis(tmp_path, port=redis_server.port)  # empty: no persistence
+    try:
+        await eventually(lambda: counted(2), what="the row sent while Redis was down")
+        publisher.record(chat(3), provider="openai", key_id="k", outcome="ok", latency=1)
+        await eventually(lambda: counted(3), what="a row after the restart")
+    finally:
+        await follower.stop()
+        await client.aclose()
+        again.stop()
+    assert publisher.dropped == 0
+
+
+async def _worker(server: RedisServer, name: str, rows: int) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from tests.test_cluster_outcomes import _child; _child()",
+        server.url,
+        name,
+        str(rows),
+        cwd=_ROOT,
+    )
+    assert await child.wait() == 0
+
+
+def _child() -> None:
+    """A worker process recording `rows` outcomes of one member's jobs."""
+    url, name, rows = sys.argv[1:]
+    user = 1 if name == "a" else 2
+
+    async def run() -> None:
+        client = connect(url)
+        ledger = OutcomePublisher(client, _PREFIX)
+        for n in range(int(rows)):
+            ledger.record(
+                chat(user, f"{name}-{n}"),
+                provider="openai",
+                key_id="sk-wholeKEYpassedbymistake1234",
+                outcome="ok",
+                latency=0.5,
+                tokens_in=12,
+            )
+        await ledger.flush()
+        await client.aclose()
+
+    asyncio.run(run())
