@@ -155,7 +155,9 @@ def main(args: argparse.Namespace) -> int:
         screen = StatusPanel(source, console=console, enabled=not args.no_panel)
         logs = setup_logging(
             Settings.from_env({"LOG_LEVEL": "WARNING"}),
-            console=console if screen.active else None,
+            # On the console even without the panel: rich fits each line to the
+            # terminal's width, as the transcript's are.
+            console=console,
             extra_handlers=[bot.events.handler],
         )
         screen.start()

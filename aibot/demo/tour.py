@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import simcord
 
+from aibot.alerts import FOLD_WINDOW
 from aibot.demo.stage import ALERT_CHANNEL, Stage
 from aibot.discord.reply import EditBudget
 from aibot.sandbox.media import png
@@ -213,8 +214,8 @@ async def alert(stage: Stage) -> None:
     stage.out.result(await stage.slash("priya", "채팅방-2", "chat", prompt=prompt))
     posted = await _posted(channel, seen_before)
     stage.out.note(
-        f"the bot took that key out of service and posted in #{ALERT_CHANNEL} "
-        "(more of one kind and pool within minutes are folded into one count):",
+        f"the bot took that key out of service and posted in #{ALERT_CHANNEL} (more "
+        f"alerts of one kind and pool within {FOLD_WINDOW / 60:.0f} min fold into one count):",
         aside=True,
     )
     for message in posted or ["(nothing posted)"]:
