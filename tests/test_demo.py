@@ -27,6 +27,12 @@ MARKERS = {
         "so that clients can be tested end to end.",
     ),
     "an image": ("Your image", "[image.png,"),
+    "an image made from an attached picture": (
+        'picture:"scene.png"',
+        "Your image — Provider stability · Model",
+        "the fake Stability got it at",
+        "image/png, 426 bytes, the very bytes attached, with mode image-to-image and strength 0.4.",
+    ),
     "a video delivered": ("🎬 Here is your video", "[video.mp4, 32 KB]"),
     "a wrong-channel redirect": ("privately: `/이미지` 명령은 #이미지생성-1, #갤러리에서",),
     "a cooldown": ("privately: ⏱️ Slow down a little: try again in 1 s.",),
@@ -37,6 +43,11 @@ MARKERS = {
     "a restart that resumes a video": (
         "restarted: a new bot, the same data folder.",
         "new provider tasks after the restart: 0",
+    ),
+    "an alert in the alert channel": (
+        "posted in #🚨-알림-채널",
+        "🚨 🔑 A `openai` key of the `chat` pool was disabled: `sk-...ch-",
+        "Replace it in the settings and restart.",
     ),
     "the way to run it for real": (
         "cp .env.multi.example .env.multi",

@@ -21,6 +21,7 @@ from aibot.demo.tour import STEPS, Step
 from aibot.demo.transcript import Transcript
 from aibot.discord.bot import AibotBot
 from aibot.sandbox import FakeProviders
+from aibot.sandbox.cdn import LoopbackCdn
 from aibot.snapshots import SourceFunctions, StatusSource
 
 __all__ = ["FOR_REAL", "DemoSummary", "main", "run_demo"]
@@ -68,33 +69,40 @@ async def run_demo(
     """
     out = Transcript(say, width)
     with (
-        tempfile.TemporaryDirectory(prefix="aibot-demo-") as data,
+        tempfile.TemporaryDirectory(prefix="aibot-demo-") as folder,
         FakeProviders(video_polls=2, chunk_delay=0.01) as fake,
     ):
-        settings = {
-            **DEMO_ENV,
-            **fake.env(),
-            "AIBOT_DATA_DIR": data,
-            "AIBOT_BACKUP_DIR": f"{data}/backups",
-            **(env or {}),
-        }
+        # The daily backup goes beside the data folder by default: both stay inside
+        # the demo's own folder, so demos running side by side never share one.
+        folders = {"AIBOT_DATA_DIR": f"{folder}/data", "AIBOT_BACKUP_DIR": f"{folder}/backups"}
+        settings = {**DEMO_ENV, **fake.env(), **folders, **(env or {})}
         first = create_bot(settings)
         async with simcord.run(first, shard_count=2, settle_timeout=SETTLE_SECONDS) as world:
-            stage = Stage(world, first, fake, settings, out)
-            source = SourceFunctions(
-                lambda: stage.bot.bot_info(),
-                lambda: stage.bot.pool_snapshots(),
-                first.events.events,
-            )
-            try:
-                with on_bot(first, source) if on_bot else contextlib.nullcontext():
-                    await _play(stage, rounds, pause, steps)
-                await stage.bot.close()
-            finally:
-                # Ctrl-C (a cancellation) skips the close: let go of the clients anyway,
-                # so no HTTP session is left unclosed.
-                await stage.bot.release()
+            # The members' attachments, where the bot's worker can download them.
+            with LoopbackCdn(world) as cdn:
+                stage = Stage(world, first, fake, cdn, settings, out)
+                await _run_stage(stage, rounds, pause, steps, on_bot)
     return DemoSummary(stage.commands, stage.answered, stage.private)
+
+
+async def _run_stage(
+    stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...], on_bot: OnBot | None
+) -> None:
+    """Play the demo on `stage` (inside `on_bot`), then close whichever bot runs then."""
+    first = stage.bot
+    source = SourceFunctions(
+        lambda: stage.bot.bot_info(),
+        lambda: stage.bot.pool_snapshots(),
+        first.events.events,
+    )
+    try:
+        with on_bot(first, source) if on_bot else contextlib.nullcontext():
+            await _play(stage, rounds, pause, steps)
+        await stage.bot.close()
+    finally:
+        # Ctrl-C (a cancellation) skips the close: let go of the clients anyway,
+        # so no HTTP session is left unclosed.
+        await stage.bot.release()
 
 
 async def _play(stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...]) -> None:
@@ -147,7 +155,9 @@ def main(args: argparse.Namespace) -> int:
         screen = StatusPanel(source, console=console, enabled=not args.no_panel)
         logs = setup_logging(
             Settings.from_env({"LOG_LEVEL": "WARNING"}),
-            console=console if screen.active else None,
+            # On the console even without the panel: rich fits each line to the
+            # terminal's width, as the transcript's are.
+            console=console,
             extra_handlers=[bot.events.handler],
         )
         screen.start()

@@ -20,8 +20,9 @@ from aibot.app import create_bot
 from aibot.demo.transcript import Transcript
 from aibot.discord.bot import AibotBot
 from aibot.sandbox import FakeProviders
+from aibot.sandbox.cdn import LoopbackCdn
 
-__all__ = ["CHANNELS", "DEMO_ENV", "MEMBERS", "Stage", "demo_key"]
+__all__ = ["ALERT_CHANNEL", "CHANNELS", "DEMO_ENV", "MEMBERS", "Stage", "demo_key"]
 
 
 _KEY_PREFIX = {"openai": "sk", "minimax": "mm", "stability": "st"}
@@ -61,6 +62,9 @@ DEMO_ENV: Mapping[str, str] = {
     "AIBOT_BURST_GAP_MS": "0",
 }
 
+# Where the bot posts what an operator must act on (AIBOT_ALERT_CHANNEL's default
+# pattern `*알림-채널` finds it), as in the reference design.
+ALERT_CHANNEL = "🚨-알림-채널"
 CHANNELS = (
     "채팅방-1",
     "채팅방-2",
@@ -70,6 +74,7 @@ CHANNELS = (
     "비디오생성-1",
     "비디오-갤러리",
     "general",
+    ALERT_CHANNEL,
 )
 # (name, client locale)
 MEMBERS = (
@@ -87,11 +92,13 @@ MEMBERS = (
 @dataclass
 class Stage:
     """The running demo: the simulated Discord, the bot (a new one after a
-    restart), the fakes, the server, and the transcript."""
+    restart), the fakes, the members' attachments served over loopback, the
+    server, and the transcript."""
 
     world: simcord.Env
     bot: AibotBot
     fake: FakeProviders
+    cdn: LoopbackCdn
     settings: Mapping[str, str]
     out: Transcript
     channels: dict[str, ChannelHandle] = field(default_factory=dict)

@@ -2,24 +2,29 @@
 
 `STEPS` is the list the demo plays, in order. To show a new capability, write an
 `async def step(stage)` that runs the members' commands through `stage.slash` and
-prints through `stage.out`, and add a `Step` for it here (an image transformed
-from an attachment and an alert are the next ones, issue 14).
+prints through `stage.out`, and add a `Step` for it here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import simcord
 
-from aibot.demo.stage import Stage
+from aibot.alerts import FOLD_WINDOW
+from aibot.demo.stage import ALERT_CHANNEL, Stage
 from aibot.discord.reply import EditBudget
+from aibot.sandbox.media import png
 
 __all__ = ["STEPS", "Step"]
 
 # Simulated seconds the tour lets pass, at most, for a video to arrive.
 _VIDEO_PATIENCE = 60
+# Real seconds the tour waits, at most, for the alert room to post.
+_ALERT_PATIENCE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,35 @@ async def image(stage: Stage) -> None:
     prompt = "a red fox in the snow, watercolor"
     stage.out.command("alex", "이미지생성-1", "image", prompt=prompt)
     stage.out.result(await stage.slash("alex", "이미지생성-1", "image", prompt=prompt))
+
+
+async def image_from_picture(stage: Stage) -> None:
+    picture = png(48, 32, (40, 120, 200))
+    options = {"prompt": "the same scene as a pencil sketch", "strength": 0.4}
+    options["provider"] = "stability"  # the image pool's provider that takes a strength
+    stage.out.command("sam", "이미지생성-1", "image", **options, picture="scene.png")
+    before = len(stage.fake.counters.bodies("stability", "image"))
+    result = await stage.slash(
+        "sam", "이미지생성-1", "image", **options, picture=("scene.png", picture)
+    )
+    stage.out.result(result)
+    sent = stage.fake.counters.bodies("stability", "image")[before:]
+    upload = sent[-1].body.get("image") if sent else None
+    if upload is None:
+        stage.out.note("the fake Stability got no picture.", aside=True)
+        return
+    same = (
+        "the very bytes"
+        if upload.sha256 == hashlib.sha256(picture).hexdigest()
+        else "other bytes than"
+    )
+    stage.out.note(
+        f"behind it: the worker downloaded the attached picture by its link (served over "
+        f"loopback here) and the fake Stability got it at {sent[-1].path}: "
+        f"{upload.kind}, {upload.size} bytes, {same} attached, with mode "
+        f"{sent[-1].body.get('mode')} and strength {sent[-1].body.get('strength')}.",
+        aside=True,
+    )
 
 
 async def video(stage: Stage) -> None:
@@ -167,9 +201,31 @@ async def restart(stage: Stage) -> None:
     stage.fake.video_polls = 2
 
 
+async def alert(stage: Stage) -> None:
+    channel = stage.channels[ALERT_CHANNEL]
+    seen_before = len(channel.history())
+    stage.out.note(
+        "The fake OpenAI now answers the next chat call with 401 invalid key, as for a "
+        "key revoked at the provider."
+    )
+    stage.fake.inject("openai", "invalid_key", endpoint="chat")
+    prompt = "What is a good name for a cat?"
+    stage.out.command("priya", "채팅방-2", "chat", prompt=prompt)
+    stage.out.result(await stage.slash("priya", "채팅방-2", "chat", prompt=prompt))
+    posted = await _posted(channel, seen_before)
+    stage.out.note(
+        f"the bot took that key out of service and posted in #{ALERT_CHANNEL} (more "
+        f"alerts of one kind and pool within {FOLD_WINDOW / 60:.0f} min fold into one count):",
+        aside=True,
+    )
+    for message in posted or ["(nothing posted)"]:
+        stage.out.answer(str(message), label="🚨 ")
+
+
 STEPS: tuple[Step, ...] = (
     Step("A chat answer, streamed", streamed_chat),
     Step("An image", image),
+    Step("An image made from an attached picture", image_from_picture),
     Step("A video, delivered", video),
     Step("The wrong channel", wrong_channel),
     Step("A cooldown", cooldown),
@@ -177,6 +233,7 @@ STEPS: tuple[Step, ...] = (
     Step("Overflow to the admin pool", overflow),
     Step("/status and /instances", status_tables),
     Step("A restart resumes a video", restart),
+    Step("An alert for the operators", alert),
 )
 
 
@@ -191,6 +248,16 @@ async def _until_delivered(stage: Stage, results: list[simcord.InteractionResult
         if all(_has_file(result) for result in results):
             return
         await stage.wait(2)
+
+
+async def _posted(channel: simcord.ChannelHandle, after: int) -> list[str]:
+    """The words of the messages posted in `channel` after its first `after`; the
+    alert room posts from its own task, so this waits a moment for them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _ALERT_PATIENCE
+    while len(channel.history()) <= after and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return [message.content for message in channel.history()[after:]]
 
 
 def _has_file(result: simcord.InteractionResult) -> bool:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import discord
 import simcord
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import discord  # the embeds it prints, for their type only
 
 __all__ = ["Transcript", "message_text", "seen"]
 

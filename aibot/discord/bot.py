@@ -25,7 +25,7 @@ from discord.ext import commands
 from aibot.catalogue import POOLS
 from aibot.discord.admin import AdminCog
 from aibot.discord.chat import ChatCog
-from aibot.discord.i18n import Translator, error_text, language
+from aibot.discord.i18n import Translator, command_name, error_text, language, text
 from aibot.discord.image import ImageCog
 from aibot.discord.intake import Intake
 from aibot.discord.manage import ManageCog
@@ -167,20 +167,23 @@ class AibotBot(commands.AutoShardedBot):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         """A command failed in a way nothing expected (a bug): log it, and tell the
-        member in one sentence; never a traceback, never "thinking..." forever."""
+        member in one sentence; never a traceback, never "thinking..." forever.
+
+        A command Discord still lists but this bot no longer has (its pool turned off
+        since the last `--sync`) is no bug: the member is told privately that it is
+        not served here now, and that an admin can update the list."""
+        lang = language(interaction.locale)
+        if isinstance(error, app_commands.CommandNotFound):
+            name = " ".join([*error.parents, error.name])
+            log.warning("/%s is listed on Discord but not served here: run --sync", name)
+            await _tell(interaction, text(lang, "not_synced", command=command_name(name, lang)))
+            return
         if _has_own_error_handler(interaction.command):
             return  # its cog (or the command) explains its own failures
         trace = "".join(traceback.format_exception(error))
         name = interaction.command.qualified_name if interaction.command else "?"
         log.error("/%s failed\n%s", name, trace.replace(interaction.token, "[token]"))
-        words = error_text(AibotError(), language(interaction.locale))
-        try:
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=words, embeds=[], attachments=[])
-            else:
-                await interaction.response.send_message(words, ephemeral=True)
-        except discord.HTTPException as failure:
-            log.warning("/%s: could not tell the member (HTTP %s)", name, failure.status)
+        await _tell(interaction, error_text(AibotError(), lang))
 
     # ------------------------------------------------------------------ status
 
@@ -208,6 +211,18 @@ class AibotBot(commands.AutoShardedBot):
     def status_source(self) -> StatusSource:
         """What the console panel, /health and /metrics read."""
         return self._source
+
+
+async def _tell(interaction: discord.Interaction, words: str) -> None:
+    """`words` for the member who ran the command: privately, or in place of the
+    answer already begun."""
+    try:
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=words, embeds=[], attachments=[])
+        else:
+            await interaction.response.send_message(words, ephemeral=True)
+    except discord.HTTPException as failure:
+        log.warning("could not tell the member (HTTP %s)", failure.status)
 
 
 def _has_own_error_handler(command: object) -> bool:

@@ -141,6 +141,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "redirect": "`/{command}` works in {channels}. Please use it there.",
                 "redirect_none": "`/{command}` does not work in this channel.",
                 "not_here": "`/{command}` is not served by this bot right now.",
+                "not_synced": (
+                    "`/{command}` is not served by this bot right now. An admin can update "
+                    "the command list with `python3 run.py --sync`."
+                ),
                 "queued": "⏳ In line: number {position}. Your answer comes as soon as it starts.",
                 "video_queued": "🎬 Your video is number {position} in line.",
                 "video_starting": "🎬 Starting your video…",
@@ -343,6 +347,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "redirect": "`/{command}` 명령은 {channels}에서 쓸 수 있어요. 그곳에서 써 주세요.",
                 "redirect_none": "`/{command}` 명령은 이 채널에서 쓸 수 없어요.",
                 "not_here": "`/{command}` 명령은 지금 이 봇에서 처리하지 않아요.",
+                "not_synced": (
+                    "`/{command}` 명령은 지금 이 봇에서 처리하지 않아요. 관리자가 "
+                    "`python3 run.py --sync`로 명령 목록을 새로 고칠 수 있어요."
+                ),
                 "queued": "⏳ 대기 순서: {position}번. 시작되면 바로 답이 나와요.",
                 "video_queued": "🎬 비디오 대기 순서: {position}번이에요.",
                 "video_starting": "🎬 비디오를 만들기 시작해요…",
