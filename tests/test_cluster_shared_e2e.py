@@ -97,3 +97,34 @@ async def test_a_gateway_whose_shards_another_holds_refuses_to_start(cluster: Cl
     assert process.returncode == 2, said
     assert "shard 0 held by gateway-a" in said
     await holder.release()
+
+
+async def test_a_hundred_simultaneous_chats_from_one_member_with_a_quota_of_ten(
+    cluster: Cluster,
+) -> None:
+    cluster.providers.chat_reply = "within quota"
+    cluster.worker("w1", pools="chat")
+    await cluster.serving("chat")
+    guild = cluster.fake.guilds[0].id
+    # What /admin quota sets in cluster mode: the limits every gateway reads.
+    assert cluster.bot.limits is not None
+    await cluster.bot.limits.set_limits(guild, "chat", cooldown=0, daily_quota=10)
+
+    sent = await asyncio.gather(
+        *(
+            cluster.fake.send_interaction("chat", {"prompt": f"q{i}"}, channel=CHANNEL)
+            for i in range(100)
+        )
+    )
+    callbacks = [
+        (await cluster.fake.wait_for("callback", interaction_id=s.id, timeout=WAIT))[0]
+        for s in sent
+    ]
+
+    accepted = [s for s, c in zip(sent, callbacks, strict=True) if c.callback_type == 5]
+    assert len(accepted) == 10, "exactly the quota deferred; the rest refused at once"
+    for s in accepted:
+        await cluster.fake.wait_until(_final(s, "within quota"), timeout=WAIT)
+    await asyncio.sleep(1.0)
+    answers = [r for r in cluster.fake.records if r.body.get("content") == "within quota"]
+    assert len(answers) == 10
