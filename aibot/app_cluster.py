@@ -7,30 +7,44 @@
   `AIBOT_POOLS=none`) from the same streams.
 - `create_worker(env)`: a worker-only process (`AIBOT_GATEWAY=off`) running
   `AIBOT_POOLS` from their streams, answering over HTTP with no gateway.
+
+What must hold for the whole bot lives in Redis for every process: the keys'
+budgets (`SharedKeyRing`), conversation memory (`SharedMemory`, which the
+gateway's `/reset` forgets too), the gate and `/admin quota` (`SharedGate`).
+The usage ledger stays in the gateway's SQLite file: worker processes publish
+their outcomes (`OutcomePublisher`) and the gateway's `OutcomeFollower` records
+them, once per job id, so `/stats` shows the whole bot. A gateway started with
+`AIBOT_SHARD_IDS` claims its shards in Redis before it connects
+(`ShardClaims`, renewed by its heartbeat) and identifies through `IdentifyLock`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
 
 from aibot.alerts import AlertHub
 from aibot.catalogue import POOLS
+from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.connection import connect
 from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.journal import RedisJournal
+from aibot.cluster.memory import SharedMemory
+from aibot.cluster.outcomes import OutcomeFollower, OutcomePublisher
 from aibot.cluster.queue import ClusterGate, RedisQueue
+from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
+from aibot.cluster.shards import IdentifyLock, ShardClaims
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.headless import HeadlessReplies
 from aibot.discord.intake import Intake
 from aibot.discord.reply import Replies
 from aibot.discord.rooms import Rooms
 from aibot.foreground import Foreground
-from aibot.ports import ReplyFactory
+from aibot.ports import Ledger, ReplyFactory
 from aibot.router import Router
 from aibot.settings import Settings
 from aibot.store import Store
@@ -42,7 +56,7 @@ __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
 
 def create_gateway(settings: Settings) -> AibotBot:
     """Cluster mode's gateway: every pool's commands (the pools run wherever a
-    worker runs them), jobs over Redis, the gate in Redis."""
+    worker runs them), jobs over Redis, the gate and memory in Redis."""
     cluster = settings.cluster
     assert cluster is not None
     # The front serves every pool; which ones are up, the heartbeats say.
@@ -50,18 +64,26 @@ def create_gateway(settings: Settings) -> AibotBot:
     router = Router(front)
     foreground = Foreground(gap=settings.burst_gap)
     bot = AibotBot(front, router=router, foreground=foreground)
-    # Memory and the ledger stay in each process's SQLite file for now (/stats,
-    # /reset read the gateway's): their Redis versions plug in here.
+    # The ledger (/stats) and the admin actions stay in the gateway's SQLite file.
     store = Store(settings, clock=discord_clock)
     redis = connect(cluster.redis_url)
+    memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
+    shared_gate = SharedGate(redis, cluster.prefix, settings, store.calendar)
     # The gateway's own notices (a job refused after its defer): no stream entry
     # stands behind such a job, so no other process can answer it.
     replies = Replies(bot, on_lost=bot.metrics.delivery_failed)
     # What operators must act on (keys disabled in this process's pools, pauses, ...).
     alerts = AlertHub(clock=discord_clock)
-    runner, closers = None, []
+    # Several gateways keep a ledger each: each reads every outcome (its own group).
+    group = f"ledger:{cluster.node}" if settings.shard_ids else "ledger"
+    follower = OutcomeFollower(redis, cluster.prefix, store.ledger, group=group)
+    starters: list[Callable[[], Awaitable[object]]] = [_started(follower.start)]
+    closers: list[Callable[[], Awaitable[object]]] = [follower.stop]
+    on_beat: list[Callable[[], Awaitable[object]]] = []
+    runner = None
     if settings.enabled_pools:
         worker_replies = Replies(bot, on_lost=bot.metrics.delivery_failed, every_job=True)
+        # Its own pools write the SQLite ledger directly (a job id counts once there).
         runner = _runner(
             settings,
             redis,
@@ -69,16 +91,32 @@ def create_gateway(settings: Settings) -> AibotBot:
             foreground.replies(worker_replies),
             bot.metrics.observe,
             beat=False,
+            ledger=store.ledger,
+            memory=memory,
         )
         worker_replies.delivery = runner.deliveries
         watch_rings(runner.worker.pools.values(), alerts)
-        closers.append(worker_replies.close)
+        closers += [lambda: _flush_rings(runner.worker), worker_replies.close]
+    if settings.shard_ids and settings.shard_count:
+        claims = ShardClaims(
+            redis, cluster.node, settings.shard_ids, settings.shard_count, prefix=cluster.prefix
+        )
+        starters.insert(0, claims.claim)
+        on_beat.append(claims.renew)
+        closers.append(claims.release)
+        bot.before_identify_hook = IdentifyLock(  # type: ignore[method-assign]
+            redis, prefix=cluster.prefix, holder=cluster.node
+        )
     queue = RedisQueue(
-        redis, settings, runner=runner, shards=lambda: bot.shard_ids or (), closers=closers
+        redis,
+        settings,
+        runner=runner,
+        shards=lambda: bot.shard_ids or (),
+        closers=closers,
+        starters=starters,
+        on_beat=on_beat,
     )
-    gate = ClusterGate(
-        SharedGate(redis, cluster.prefix, settings, store.calendar), lambda: queue.reachable
-    )
+    gate = ClusterGate(shared_gate, lambda: queue.reachable)
     intake = Intake(
         router=router,
         queue=queue,
@@ -88,9 +126,34 @@ def create_gateway(settings: Settings) -> AibotBot:
         foreground=foreground,
     )
     rooms = Rooms(bot, alerts)
-    bot.serve(store=store, replies=replies, queue=queue, intake=intake, rooms=rooms)
+    bot.serve(
+        store=store,
+        replies=replies,
+        queue=queue,
+        intake=intake,
+        rooms=rooms,
+        memory=memory,
+        limits=shared_gate,
+    )
     bot.health_checks.append(queue.problem)
     return bot
+
+
+def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """A synchronous start (it makes a task on the running loop) as a starter."""
+
+    async def begin() -> None:
+        start()
+
+    return begin
+
+
+async def _flush_rings(worker: Worker) -> None:
+    """Send the shared rings' last key reports (429s, disabled keys) to Redis."""
+    for context in worker.pools.contexts.values():
+        for ring in context.rings.values():
+            if isinstance(ring, SharedKeyRing):
+                await ring.flush()
 
 
 def _runner(
@@ -101,8 +164,11 @@ def _runner(
     observe: Observer | None,
     *,
     beat: bool,
+    ledger: Ledger,
+    memory: SharedMemory,
 ) -> Runner:
-    """A worker for `settings.enabled_pools` fed from their streams."""
+    """A worker for `settings.enabled_pools` fed from their streams, its keys'
+    budgets shared with every process through Redis."""
     cluster = settings.cluster
     assert cluster is not None
     runner: Runner | None = None
@@ -115,10 +181,11 @@ def _runner(
         settings,
         replies=replies,
         gate=ClusterGate(SharedGate(redis, cluster.prefix, settings, store.calendar)),
-        ledger=store.ledger,
+        ledger=ledger,
         journal=journal,
-        memory=store.memory,
+        memory=memory,
         observe=outcome,
+        ring=shared_rings(SharedBudgets(redis, cluster.prefix)),
     )
     runner = Runner(
         redis,
@@ -138,7 +205,8 @@ def _runner(
 
 class WorkerProcess:
     """A worker-only process (`AIBOT_GATEWAY=off`): its pools fed from Redis,
-    its replies over HTTP with no gateway. `start`, then `drain`, then `aclose`."""
+    its replies over HTTP with no gateway, its outcomes published for the
+    gateway's ledger. `start`, then `drain`, then `aclose`."""
 
     def __init__(
         self,
@@ -148,12 +216,14 @@ class WorkerProcess:
         redis: Redis,
         headless: HeadlessReplies,
         runner: Runner,
+        outcomes: OutcomePublisher,
     ) -> None:
         self.settings = settings
         self.store = store
         self.redis = redis
         self.headless = headless
         self.runner = runner
+        self.outcomes = outcomes
 
     async def start(self) -> None:
         await self.store.start()
@@ -166,6 +236,8 @@ class WorkerProcess:
     async def aclose(self) -> None:
         await self.runner.worker.aclose()
         await self.headless.close()
+        await _flush_rings(self.runner.worker)
+        await self.outcomes.flush()
         await self.store.close()
         await self.redis.aclose()
 
@@ -179,6 +251,12 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
     store = Store(settings, clock=discord_clock)
     redis = connect(cluster.redis_url)
     headless = HeadlessReplies(settings.discord_token or "")
-    runner = _runner(settings, redis, store, headless.replies, None, beat=True)
+    outcomes = OutcomePublisher(redis, cluster.prefix)
+    memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
+    runner = _runner(
+        settings, redis, store, headless.replies, None, beat=True, ledger=outcomes, memory=memory
+    )
     headless.replies.delivery = runner.deliveries
-    return WorkerProcess(settings, store=store, redis=redis, headless=headless, runner=runner)
+    return WorkerProcess(
+        settings, store=store, redis=redis, headless=headless, runner=runner, outcomes=outcomes
+    )

@@ -300,12 +300,25 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     error = None if running.cancelled() else running.exception()
     if stop.is_set() or error is None:  # asked to stop: whatever connecting was doing
         return EXIT_OK
+    if _shard_conflict(error, settings):
+        _say(f"this gateway may not start: {error}")
+        return EXIT_CONFIG
     failure = explain(error)
     if failure is None:
         _say(f"stopped: {type(error).__name__}: {error}")
         return EXIT_FAILED
     _say(failure.sentence)
     return EXIT_CONFIG if failure.config else EXIT_FAILED
+
+
+def _shard_conflict(error: BaseException, settings: Settings) -> bool:
+    """Another gateway holds this one's shards (cluster mode only: redis is
+    imported only then)."""
+    if settings.cluster is None:
+        return False
+    from aibot.cluster.shards import ShardConflict
+
+    return isinstance(error, ShardConflict)
 
 
 async def serve_worker(process: WorkerProcess, settings: Settings) -> int:

@@ -38,7 +38,8 @@ from aibot.jobs import (
     Result,
     ShuttingDown,
 )
-from aibot.pools import Pools, build_pools
+from aibot.keys import KeyRing
+from aibot.pools import Pools, RingFactory, build_pools
 from aibot.pools.base import Pool
 from aibot.pools.video import resume
 from aibot.ports import Gate, Journal, Ledger, Memory, ReplyFactory
@@ -77,7 +78,8 @@ Observer = Callable[[Job, AibotError | None, float], None]
 class Worker:
     """Runs accepted jobs in its pools; see the module docstring. Every port is
     optional, so a test or a benchmark builds a worker with only what it needs.
-    `clock` gives unix seconds on the clock of `Job.token_expires_at`."""
+    `clock` gives unix seconds on the clock of `Job.token_expires_at`; `ring`
+    makes the pools' key rings (cluster mode: rings shared through Redis)."""
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class Worker:
         memory: Memory | None = None,
         observe: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        ring: RingFactory = KeyRing,
     ) -> None:
         self.settings = settings
         self.pools: Pools = build_pools(
@@ -98,6 +101,7 @@ class Worker:
             journal=journal,
             on_outcome=self._outcome,
             handoff=self._handoff,
+            ring=ring,
         )
         self._router = Router(settings)
         self._replies = replies

@@ -53,7 +53,9 @@ _DOWN = PoolLoad(keys_down=True)
 
 class RedisQueue:
     """`JobQueue` over Redis streams (see the module docstring). `runner`, when
-    given, runs this process's own pools (`AIBOT_POOLS`) from the same streams."""
+    given, runs this process's own pools (`AIBOT_POOLS`) from the same streams.
+    `starters` run first at `start`, `closers` last at `aclose` (before Redis is
+    closed), `on_beat` after each heartbeat."""
 
     def __init__(
         self,
@@ -65,6 +67,8 @@ class RedisQueue:
         refresh: float = 0.5,
         beat_every: float = 1.0,
         closers: Sequence[Callable[[], Awaitable[object]]] = (),
+        starters: Sequence[Callable[[], Awaitable[object]]] = (),
+        on_beat: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         cluster = settings.cluster
         assert cluster is not None, "RedisQueue is cluster mode's"
@@ -80,8 +84,11 @@ class RedisQueue:
         }
         self._shards = shards
         self._closers = tuple(closers)  # what the runner's worker holds open
+        self._starters = tuple(starters)  # e.g. the shard claims: may refuse the start
         self._started_at = time.time()
-        self.heartbeat = Heartbeat(redis, self.node_info, prefix=self.prefix, ttl=5.0)
+        self.heartbeat = Heartbeat(
+            redis, self.node_info, prefix=self.prefix, ttl=5.0, on_beat=on_beat
+        )
         self._beat_every = beat_every
         self.reachable = False
         self._nodes: list[NodeInfo] = []
@@ -155,8 +162,11 @@ class RedisQueue:
     # ------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        """Start refreshing (the first refresh done before it returns, if Redis
-        answers) and this process's own pools."""
+        """Run the `starters` (their error stops the start), then start refreshing
+        (the first refresh done before it returns, if Redis answers) and this
+        process's own pools."""
+        for begin in self._starters:
+            await begin()
         await self._refresh_once()
         self._task = asyncio.create_task(self._refresh_forever(), name="aibot-cluster-refresh")
         if self.runner is not None:

@@ -28,7 +28,7 @@ from aibot.discord.chat import ChatCog
 from aibot.discord.i18n import Translator, command_name, error_text, language, text
 from aibot.discord.image import ImageCog
 from aibot.discord.intake import Intake
-from aibot.discord.manage import ManageCog
+from aibot.discord.manage import Conversations, ManageCog, QuotaLimits
 from aibot.discord.reply import Replies
 from aibot.discord.rooms import Rooms
 from aibot.discord.video import VideoCog
@@ -87,10 +87,22 @@ class AibotBot(commands.AutoShardedBot):
         self._started_at: float | None = None
 
     def serve(
-        self, *, store: Store, replies: Replies, queue: JobQueue, intake: Intake, rooms: Rooms
+        self,
+        *,
+        store: Store,
+        replies: Replies,
+        queue: JobQueue,
+        intake: Intake,
+        rooms: Rooms,
+        memory: Conversations | None = None,
+        limits: QuotaLimits | None = None,
     ) -> None:
-        """What the bot serves, built by `create_bot`: started in `setup_hook`."""
+        """What the bot serves, built by `create_bot`: started in `setup_hook`.
+        `memory` and `limits` (cluster mode: in Redis) are what `/reset` and
+        `/admin quota` use instead of the store's memory and gate."""
         self.store = store
+        self.memory = memory
+        self.limits = limits
         self.replies = replies
         self.queue = queue
         self.intake = intake

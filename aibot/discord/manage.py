@@ -33,9 +33,10 @@ from aibot.discord.rooms import Rooms
 from aibot.jobs import AibotError, Job
 from aibot.settings import Settings
 from aibot.store import Store, StoreError
+from aibot.store.gate import Gate, Limits
 from aibot.transport import JobQueue
 
-__all__ = ["Host", "ManageCog", "is_admin"]
+__all__ = ["Conversations", "Host", "ManageCog", "QuotaLimits", "StoreLimits", "is_admin"]
 
 log = logging.getLogger("aibot.discord.manage")
 
@@ -46,14 +47,68 @@ _POOL_CHOICES = [app_commands.Choice(name=p, value=p) for p in POOLS]
 _TOP_MEMBERS = 10
 
 
+class Conversations(Protocol):
+    """What `/reset` forgets: the store's memory, or cluster mode's in Redis."""
+
+    async def reset(self, channel_id: int, user_id: int) -> int: ...
+
+
+class QuotaLimits(Protocol):
+    """What `/admin quota` reads and sets: the store's gate (`StoreLimits`), or
+    cluster mode's shared one, which every gateway process reads."""
+
+    async def limits(self, guild_id: int | None, pool: str) -> Limits: ...
+
+    async def set_limits(
+        self,
+        guild_id: int,
+        pool: str,
+        *,
+        cooldown: float | None = None,
+        daily_quota: int | None = None,
+        daily_budget: int | None = None,
+    ) -> Limits: ...
+
+    async def clear_limits(self, guild_id: int, pool: str) -> Limits: ...
+
+
+class StoreLimits:
+    """The store's gate as `QuotaLimits` (its `limits` answers from memory)."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def limits(self, guild_id: int | None, pool: str) -> Limits:
+        return self.gate.limits(guild_id, pool)
+
+    async def set_limits(
+        self,
+        guild_id: int,
+        pool: str,
+        *,
+        cooldown: float | None = None,
+        daily_quota: int | None = None,
+        daily_budget: int | None = None,
+    ) -> Limits:
+        return await self.gate.set_limits(
+            guild_id, pool, cooldown=cooldown, daily_quota=daily_quota, daily_budget=daily_budget
+        )
+
+    async def clear_limits(self, guild_id: int, pool: str) -> Limits:
+        return await self.gate.clear_limits(guild_id, pool)
+
+
 class Host(Protocol):
     """What the cog reads from the bot (`AibotBot`), at the time of each command:
-    the store is open only once `setup_hook` has run."""
+    the store is open only once `setup_hook` has run. `memory` and `limits`,
+    when set (cluster mode), stand in for the store's memory and gate."""
 
     settings: Settings
     queue: JobQueue
     store: Store | None
     rooms: Rooms
+    memory: Conversations | None
+    limits: QuotaLimits | None
 
 
 def is_admin(interaction: discord.Interaction, admin_role: str | None) -> bool:
@@ -131,7 +186,7 @@ class ManageCog(commands.Cog, name="manage"):
         reset: bool = False,
     ) -> None:
         lang = language(interaction.locale)
-        gate = self._store().gate
+        gate = self._limits()
         guild_id = interaction.guild_id or 0
         values = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
         given = {name: value for name, value in values.items() if value is not None}
@@ -151,7 +206,7 @@ class ManageCog(commands.Cog, name="manage"):
         if not notes:
             self._record(interaction, "quota.show", pool or "all")
         shown = (pool,) if pool else _LIMITED_POOLS
-        limits = {name: gate.limits(guild_id, name) for name in shown}
+        limits = {name: await gate.limits(guild_id, name) for name in shown}
         await _private(interaction, "\n".join(notes) or None, embed=quota_embed(limits, lang))
 
     @admin.command(name="pause", description="Stop a pool taking new jobs; running ones finish")
@@ -269,7 +324,8 @@ class ManageCog(commands.Cog, name="manage"):
     async def reset(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
         channel_id = interaction.channel_id or 0
-        removed = await self._store().memory.reset(channel_id, interaction.user.id)
+        memory = self.host.memory or self._store().memory
+        removed = await memory.reset(channel_id, interaction.user.id)
         words = text(lang, "reset_done" if removed else "reset_empty")
         await _private(interaction, words)
 
@@ -297,6 +353,9 @@ class ManageCog(commands.Cog, name="manage"):
         if store is None:
             raise RuntimeError("the store is not open (the bot is not started)")
         return store
+
+    def _limits(self) -> QuotaLimits:
+        return self.host.limits or StoreLimits(self._store().gate)
 
     def _record(self, interaction: discord.Interaction, action: str, detail: str) -> None:
         self._store().ledger.record_admin(interaction.guild_id, interaction.user.id, action, detail)
