@@ -16,14 +16,36 @@ A key's budget (the bucket each key is paced by) is behind `aibot.keys.KeyRing`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from aibot.jobs import Job, Reply
 
-__all__ = ["Gate", "Journal", "Ledger", "Memory", "Recalled", "ReplyFactory", "Unfinished"]
+__all__ = [
+    "Conversations",
+    "Gate",
+    "Journal",
+    "Ledger",
+    "Limits",
+    "Memory",
+    "QuotaLimits",
+    "Recalled",
+    "ReplyFactory",
+    "Unfinished",
+]
 
 # A job left unfinished by an earlier run: (job, provider task id, key fingerprint).
 Unfinished = tuple[Job, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of one pool in one guild: seconds between a member's commands,
+    commands per member per day, commands per guild per day (0 = unlimited)."""
+
+    cooldown: float
+    daily_quota: int
+    daily_budget: int
 
 
 class Gate(Protocol):
@@ -92,3 +114,28 @@ class ReplyFactory(Protocol):
     process holding the job can answer it."""
 
     def make(self, job: Job) -> Reply: ...
+
+
+class Conversations(Protocol):
+    """What `/reset` forgets: the store's memory, or cluster mode's in Redis."""
+
+    async def reset(self, channel_id: int, user_id: int) -> int: ...
+
+
+class QuotaLimits(Protocol):
+    """What `/admin quota` reads and sets: the store's gate (`StoreLimits`), or
+    cluster mode's shared one, which every gateway process reads."""
+
+    async def limits(self, guild_id: int | None, pool: str) -> Limits: ...
+
+    async def set_limits(
+        self,
+        guild_id: int,
+        pool: str,
+        *,
+        cooldown: float | None = None,
+        daily_quota: int | None = None,
+        daily_budget: int | None = None,
+    ) -> Limits: ...
+
+    async def clear_limits(self, guild_id: int, pool: str) -> Limits: ...

@@ -34,9 +34,10 @@ from typing import Any
 import redis.asyncio as redis
 
 from aibot.jobs import Job, LimitReached
+from aibot.ports import Limits
 from aibot.settings import Settings
 from aibot.store.days import Calendar
-from aibot.store.gate import Limits, pool_of
+from aibot.store.gate import pool_of
 
 __all__ = ["SharedGate"]
 

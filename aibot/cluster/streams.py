@@ -60,99 +60,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, RECLAIM, RENEW
 from aibot.jobs import Job
 
 __all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "stream_loads"]
 
 GROUP = "workers"
-
-# Reclaim up to ARGV[4] entries idle for ARGV[3] ms; finish those whose delivery
-# was claimed already, dead-letter those delivered more than ARGV[5] times.
-# KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, count, max
-# deliveries, dead-letter length cap, prefix of delivery claim keys.
-# Returns {id, fields, deliveries, state} per entry; state 0 live, 1 dead, 2 answered.
-# (It reads claim keys it is not given in KEYS: fine on one Redis, with or without
-# Sentinel; Redis Cluster is not supported.)
-_RECLAIM = """
-local stream, dead = KEYS[1], KEYS[2]
-local group, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
-local count, most, cap, delivered = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local taken, cursor = {}, '0-0'
-repeat
-  local reply = redis.call('XAUTOCLAIM', stream, group, consumer, idle, cursor,
-                           'COUNT', count - #taken)
-  cursor = reply[1]
-  for _, entry in ipairs(reply[2]) do
-    if entry[2] then taken[#taken + 1] = entry end
-  end
-until cursor == '0-0' or #taken >= count
-local out = {}
-for _, entry in ipairs(taken) do
-  local id, fields = entry[1], entry[2]
-  local info = redis.call('XPENDING', stream, group, id, id, 1)[1]
-  local times = info and info[4] or 1
-  local job_id
-  for i = 1, #fields, 2 do
-    if fields[i] == 'id' then job_id = fields[i + 1] end
-  end
-  if job_id and redis.call('EXISTS', delivered .. job_id) == 1 then
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    out[#out + 1] = {id, fields, times, 2}
-  elseif times > most then
-    local copy = {'XADD', dead, 'MAXLEN', '~', cap, '*'}
-    for _, value in ipairs(fields) do copy[#copy + 1] = value end
-    for _, value in ipairs({'entry', id, 'deliveries', times, 'consumer', consumer}) do
-      copy[#copy + 1] = value
-    end
-    redis.call(unpack(copy))
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    out[#out + 1] = {id, fields, times, 1}
-  else
-    out[#out + 1] = {id, fields, times, 0}
-  end
-end
-return out
-"""
-
-# Renew the leases of the entries ARGV[3..] that consumer ARGV[2] still owns.
-# KEYS: stream. ARGV: group, consumer, entry ids. Returns the ids still owned.
-_RENEW = """
-local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local owned, claim = {}, {'XCLAIM', stream, group, consumer, 0}
-for i = 3, #ARGV do
-  local info = redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)[1]
-  if info and info[2] == consumer then
-    owned[#owned + 1] = ARGV[i]
-    claim[#claim + 1] = ARGV[i]
-  end
-end
-if #owned > 0 then
-  claim[#claim + 1] = 'JUSTID'
-  redis.call(unpack(claim))
-end
-return owned
-"""
-
-# Claim the delivery of a job for one delivery of it (ARGV[1]), and take its lease.
-# KEYS: delivered key, stream. ARGV: holder, expiry ms, group, consumer, entry id.
-# Returns 1 when this holder has the claim (now or already), else 0.
-_CLAIM_DELIVERY = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'JUSTID')
-  return 1
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
-"""
-
-# Acknowledge, then delete. KEYS: stream. ARGV: group, entry id. One command where
-# a MULTI/EXEC pipeline would be four: this runs once for every job.
-_FINISH = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
-"""
 
 
 def _text(value: Any) -> str:
@@ -234,10 +147,10 @@ class JobStream:
         self._next_reclaim = 0.0  # time.monotonic() of the next scan
         self.delivery_ttl = delivery_ttl
         self.dead_letters_kept = dead_letters_kept
-        self._reclaim = redis.register_script(_RECLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._claim_delivery = redis.register_script(_CLAIM_DELIVERY)
-        self._finish = redis.register_script(_FINISH)
+        self._reclaim = redis.register_script(RECLAIM)
+        self._renew = redis.register_script(RENEW)
+        self._claim_delivery = redis.register_script(CLAIM_DELIVERY)
+        self._finish = redis.register_script(FINISH)
         self._group_ready = False
 
     async def ensure_group(self) -> None:
@@ -252,7 +165,8 @@ class JobStream:
     async def add(self, job: Job) -> str:
         """Append `job`; returns its entry id."""
         # The id apart too: the reclaim script looks up the delivery claim by it.
-        fields = {"id": job.id, "job": json.dumps(job.to_dict())}
+        # Not ASCII-escaped: a Korean prompt costs 3 bytes a character, not 6.
+        fields = {"id": job.id, "job": json.dumps(job.to_dict(), ensure_ascii=False)}
         entry_id = await self.redis.xadd(self.key, fields)
         return _text(entry_id)
 

@@ -28,7 +28,7 @@ from aibot.discord.chat import ChatCog
 from aibot.discord.i18n import Translator, command_name, error_text, language, text
 from aibot.discord.image import ImageCog
 from aibot.discord.intake import Intake
-from aibot.discord.manage import Conversations, ManageCog, QuotaLimits
+from aibot.discord.manage import ManageCog
 from aibot.discord.reply import Replies
 from aibot.discord.rooms import Rooms
 from aibot.discord.video import VideoCog
@@ -36,6 +36,7 @@ from aibot.events import EventLog
 from aibot.foreground import Foreground
 from aibot.http import HttpServer, Metrics, start_http
 from aibot.jobs import AibotError
+from aibot.ports import Conversations, QuotaLimits
 from aibot.router import Router
 from aibot.settings import Settings
 from aibot.snapshots import BotInfo, PoolSnapshot, SourceFunctions, StatusSource

@@ -31,12 +31,13 @@ from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.discord.rooms import Rooms
 from aibot.jobs import AibotError, Job
+from aibot.ports import Conversations, QuotaLimits
 from aibot.settings import Settings
 from aibot.store import Store, StoreError
-from aibot.store.gate import Gate, Limits
+from aibot.store.gate import StoreLimits
 from aibot.transport import JobQueue
 
-__all__ = ["Conversations", "Host", "ManageCog", "QuotaLimits", "StoreLimits", "is_admin"]
+__all__ = ["Host", "ManageCog", "is_admin"]
 
 log = logging.getLogger("aibot.discord.manage")
 
@@ -45,57 +46,6 @@ _LIMITED_POOLS = tuple(dict.fromkeys(COMMAND_POOL.values()))
 _LIMITED_CHOICES = [app_commands.Choice(name=p, value=p) for p in _LIMITED_POOLS]
 _POOL_CHOICES = [app_commands.Choice(name=p, value=p) for p in POOLS]
 _TOP_MEMBERS = 10
-
-
-class Conversations(Protocol):
-    """What `/reset` forgets: the store's memory, or cluster mode's in Redis."""
-
-    async def reset(self, channel_id: int, user_id: int) -> int: ...
-
-
-class QuotaLimits(Protocol):
-    """What `/admin quota` reads and sets: the store's gate (`StoreLimits`), or
-    cluster mode's shared one, which every gateway process reads."""
-
-    async def limits(self, guild_id: int | None, pool: str) -> Limits: ...
-
-    async def set_limits(
-        self,
-        guild_id: int,
-        pool: str,
-        *,
-        cooldown: float | None = None,
-        daily_quota: int | None = None,
-        daily_budget: int | None = None,
-    ) -> Limits: ...
-
-    async def clear_limits(self, guild_id: int, pool: str) -> Limits: ...
-
-
-class StoreLimits:
-    """The store's gate as `QuotaLimits` (its `limits` answers from memory)."""
-
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
-
-    async def limits(self, guild_id: int | None, pool: str) -> Limits:
-        return self.gate.limits(guild_id, pool)
-
-    async def set_limits(
-        self,
-        guild_id: int,
-        pool: str,
-        *,
-        cooldown: float | None = None,
-        daily_quota: int | None = None,
-        daily_budget: int | None = None,
-    ) -> Limits:
-        return await self.gate.set_limits(
-            guild_id, pool, cooldown=cooldown, daily_quota=daily_quota, daily_budget=daily_budget
-        )
-
-    async def clear_limits(self, guild_id: int, pool: str) -> Limits:
-        return await self.gate.clear_limits(guild_id, pool)
 
 
 class Host(Protocol):

@@ -25,12 +25,13 @@ from dataclasses import dataclass, replace
 
 from aibot.catalogue import COMMAND_POOL
 from aibot.jobs import Job, LimitReached
+from aibot.ports import Limits
 from aibot.settings import Settings
 
 from .days import Calendar
 from .db import Database, transaction
 
-__all__ = ["Gate", "Limits"]
+__all__ = ["Gate", "Limits", "StoreLimits"]
 
 _EVERY_MEMBER = 0
 _EVERY_GUILD = -1
@@ -43,16 +44,6 @@ _UPSERT = (
     "INSERT INTO gate_counts (day, pool, guild_id, user_id, used) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (day, pool, guild_id, user_id) DO UPDATE SET used = excluded.used"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The limits of one pool in one guild: seconds between a member's commands,
-    commands per member per day, commands per guild per day (0 = unlimited)."""
-
-    cooldown: float
-    daily_quota: int
-    daily_budget: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,3 +252,29 @@ def _save_override(
 def _delete_override(conn: sqlite3.Connection, guild_id: int, pool: str) -> None:
     with transaction(conn):
         conn.execute("DELETE FROM guild_limits WHERE guild_id = ? AND pool = ?", (guild_id, pool))
+
+
+class StoreLimits:
+    """The store's gate as `QuotaLimits` (its `limits` answers from memory)."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def limits(self, guild_id: int | None, pool: str) -> Limits:
+        return self.gate.limits(guild_id, pool)
+
+    async def set_limits(
+        self,
+        guild_id: int,
+        pool: str,
+        *,
+        cooldown: float | None = None,
+        daily_quota: int | None = None,
+        daily_budget: int | None = None,
+    ) -> Limits:
+        return await self.gate.set_limits(
+            guild_id, pool, cooldown=cooldown, daily_quota=daily_quota, daily_budget=daily_budget
+        )
+
+    async def clear_limits(self, guild_id: int, pool: str) -> Limits:
+        return await self.gate.clear_limits(guild_id, pool)
