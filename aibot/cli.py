@@ -326,12 +326,15 @@ async def serve_worker(process: WorkerProcess, settings: Settings) -> int:
     until SIGTERM or Ctrl-C, then drain them (the jobs not finished in time are
     left to other workers) and close."""
     from aibot.logs import setup_logging
+    from aibot.systemd import Notifier
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     logs = setup_logging(settings)
+    # The worker unit (aibot@.service) is Type=notify with a watchdog, as the gateway's.
+    notifier = Notifier.from_env()
     try:
         try:
             await process.start()
@@ -340,9 +343,13 @@ async def serve_worker(process: WorkerProcess, settings: Settings) -> int:
             return EXIT_FAILED
         pools = ", ".join(settings.enabled_pools)
         print(f"aibot: worker {process.runner.node} serving {pools}", flush=True)
+        notifier.ready(f"worker serving {pools}")
+        notifier.start_watchdog(loop)
         await stop.wait()
+        notifier.stopping("draining the pools")
         await process.drain(settings.drain_seconds)
     finally:
+        notifier.stop_watchdog()
         await process.aclose()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
