@@ -93,6 +93,7 @@ class Lease:
     provider: str
 
     def __init__(self, ring: KeyRing, key: _Key) -> None:
+        # `ring` may also be cluster mode's SharedKeyRing: the same settling methods.
         self._ring = ring
         self._key = key
         self._released = False

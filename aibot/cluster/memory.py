@@ -23,7 +23,7 @@ import json
 import redis.asyncio as redis
 
 from aibot.jobs import Job
-from aibot.store.memory import Recall, estimate_tokens
+from aibot.store.memory import Recall, Turn, as_messages, estimate_tokens, fit
 
 __all__ = ["SharedMemory"]
 
@@ -52,8 +52,6 @@ end
 return dropped
 """
 
-Turn = tuple[str, str, int]  # (prompt, answer, tokens)
-
 
 class SharedMemory:
     """Conversations in Redis; implements `aibot.ports.Memory`, plus `reset`.
@@ -78,7 +76,7 @@ class SharedMemory:
     async def history(self, job: Job) -> list[dict[str, str]]:
         """The member's conversation in the job's channel, within the budget."""
         turns, _ = self.keys(job.channel_id, job.user_id)
-        return _messages(_fit(_decoded(await self._client.lrange(turns, 0, -1)), self.budget))
+        return as_messages(fit(_decoded(await self._client.lrange(turns, 0, -1)), self.budget))
 
     async def recall(self, job: Job) -> Recall:
         """Like `history`, plus the count of forgotten turns, which it then resets
@@ -89,7 +87,7 @@ class SharedMemory:
             pipe.hget(meta, "dropped")
             pipe.hdel(meta, "dropped")
             stored, dropped, _ = await pipe.execute()
-        return Recall(_messages(_fit(_decoded(stored), self.budget)), int(dropped or 0))
+        return Recall(as_messages(fit(_decoded(stored), self.budget)), int(dropped or 0))
 
     async def remember(self, job: Job, prompt: str, answer: str) -> int:
         """Add one exchange; returns how many old turns were forgotten to fit."""
@@ -135,21 +133,3 @@ def _decoded(stored: list[str | bytes]) -> list[Turn]:
         turn = json.loads(item)
         turns.append((turn["p"], turn["a"], int(turn["t"])))
     return turns
-
-
-def _fit(turns: list[Turn], budget: int) -> list[Turn]:
-    """The newest turns whose tokens add up to at most `budget` (the budget may
-    have been lowered since they were stored)."""
-    total, start = 0, len(turns)
-    while start > 0 and total + turns[start - 1][2] <= budget:
-        start -= 1
-        total += turns[start][2]
-    return turns[start:]
-
-
-def _messages(turns: list[Turn]) -> list[dict[str, str]]:
-    messages: list[dict[str, str]] = []
-    for prompt, answer, _ in turns:
-        messages.append({"role": "user", "content": prompt})
-        messages.append({"role": "assistant", "content": answer})
-    return messages

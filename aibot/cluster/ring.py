@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from aibot.cluster.budget import Reservation, SharedBudgets, pace
 from aibot.cluster.sender import FAILURES, Sender
 from aibot.jobs import NoKeyAvailable, Unavailable
+from aibot.keys import Lease
 from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact, scrub
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["SharedKeyRing", "SharedLease", "shared_rings"]
+__all__ = ["SharedKeyRing", "shared_rings"]
 
 log = logging.getLogger("aibot.cluster.ring")
 
@@ -71,62 +72,6 @@ class _Key:
     free_at: float = 0.0  # when its next paced slot starts, as far as this process knows
     reason: str = ""
     disabled: bool = False
-
-
-class SharedLease:
-    """One key reserved for one call; `aibot.keys.Lease`'s surface. The lease
-    ends at the first outcome report, `release()`, or leaving `async with`."""
-
-    __slots__ = ("_key", "_released", "_ring", "fingerprint", "key", "key_id", "provider")
-
-    def __init__(self, ring: SharedKeyRing, key: _Key) -> None:
-        self._ring = ring
-        self._key = key
-        self._released = False
-        self.key = key.secret  # for the Authorization header and nothing else
-        self.key_id = key.key_id
-        self.fingerprint = key.fingerprint
-        self.provider = ring.provider
-
-    def ok(self, headers: Mapping[str, str] | None = None) -> None:
-        """The call succeeded; `headers` saying little is left tighten the key
-        for every process."""
-        self._key.strikes = 0
-        if headers:
-            self._ring._tighten(self._key, headers)
-        self.release()
-
-    def rate_limited(self, retry_after: float | None) -> None:
-        """429: the key cools for every process."""
-        self._ring._cool(self._key, retry_after)
-        self.release()
-
-    def bad_key(self, reason: str) -> None:
-        """401/403 or out of quota: the key is disabled for every process."""
-        self._ring._disable(self._key, reason)
-        self.release()
-
-    def failed(self) -> None:
-        """A transient failure not caused by the key's limits."""
-        self._key.failures += 1
-        self.release()
-
-    def release(self) -> None:
-        """Give the key's concurrency slot back; safe to call more than once."""
-        if not self._released:
-            self._released = True
-            self._key.inflight -= 1
-
-    async def __aenter__(self) -> SharedLease:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"SharedLease(provider={self.provider!r}, key={self.key_id!r})"
-
-    __str__ = __repr__
 
 
 class SharedKeyRing:
@@ -172,7 +117,7 @@ class SharedKeyRing:
         """(healthy, total): keys not disabled (as far as this process knows), and all."""
         return self._healthy, len(self._keys)
 
-    def try_acquire(self, fingerprint: str | None = None) -> SharedLease | None:
+    def try_acquire(self, fingerprint: str | None = None) -> Lease | None:
         """None: every start takes a round trip to Redis (`acquire`)."""
         return None
 
@@ -182,7 +127,7 @@ class SharedKeyRing:
         timeout: float | None = None,
         deadline: float | None = None,
         fingerprint: str | None = None,
-    ) -> SharedLease:
+    ) -> Lease:
         """Lease the key that can start soonest across every process, waiting up
         to `timeout` seconds (or until `deadline`, a loop time). `fingerprint`
         pins one key. Raises `NoKeyAvailable` (with `retry_after`) when no key
@@ -261,7 +206,7 @@ class SharedKeyRing:
             # The type only: a connection error may name the server's address.
             raise Unavailable(f"shared key budgets unreachable ({type(err).__name__})") from None
 
-    async def _lease(self, key: _Key, start: float, deadline: float) -> SharedLease:
+    async def _lease(self, key: _Key, start: float, deadline: float) -> Lease:
         """The lease on `key`, whose slot starting at `start` (loop time) is
         reserved in Redis; sleeps until then. Should another call of this
         process have taken the key's last concurrency slot meanwhile, waits in
@@ -274,7 +219,7 @@ class SharedKeyRing:
         key.inflight += 1
         key.calls += 1
         key.free_at = max(key.free_at, start + self._interval)
-        lease = SharedLease(self, key)
+        lease = Lease(self, key)
         wait = start - loop.time()
         if wait > 0:
             try:

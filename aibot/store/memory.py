@@ -23,7 +23,7 @@ from aibot.jobs import Job
 from .days import Calendar
 from .db import Database, transaction
 
-__all__ = ["Memory", "Recall", "estimate_tokens"]
+__all__ = ["Memory", "Recall", "Turn", "as_messages", "estimate_tokens", "fit"]
 
 _PER_MESSAGE = 4
 
@@ -54,13 +54,13 @@ class Memory:
     async def history(self, job: Job) -> list[dict[str, str]]:
         """The member's conversation in the job's channel, within the budget."""
         turns = await self._db.run(lambda conn: _turns(conn, job.channel_id, job.user_id))
-        return _messages(_fit(turns, self.budget))
+        return as_messages(fit(turns, self.budget))
 
     async def recall(self, job: Job) -> Recall:
         """Like `history`, plus the count of forgotten turns, which it then resets
         (the caller tells the member once)."""
         turns, dropped = await self._db.run(lambda conn: _recall(conn, job.channel_id, job.user_id))
-        return Recall(_messages(_fit(turns, self.budget)), dropped)
+        return Recall(as_messages(fit(turns, self.budget)), dropped)
 
     async def remember(self, job: Job, prompt: str, answer: str) -> int:
         """Add one exchange; returns how many old turns were forgotten to fit."""
@@ -83,7 +83,7 @@ def _turns(conn: sqlite3.Connection, channel_id: int, user_id: int) -> list[Turn
     ).fetchall()
 
 
-def _fit(turns: list[Turn], budget: int) -> list[Turn]:
+def fit(turns: list[Turn], budget: int) -> list[Turn]:
     """The newest turns whose tokens add up to at most `budget`."""
     total, start = 0, len(turns)
     while start > 0 and total + turns[start - 1][2] <= budget:
@@ -92,7 +92,8 @@ def _fit(turns: list[Turn], budget: int) -> list[Turn]:
     return turns[start:]
 
 
-def _messages(turns: list[Turn]) -> list[dict[str, str]]:
+def as_messages(turns: list[Turn]) -> list[dict[str, str]]:
+    """The turns as OpenAI-style chat messages, oldest first."""
     messages: list[dict[str, str]] = []
     for prompt, answer, _ in turns:
         messages.append({"role": "user", "content": prompt})
