@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-__all__ = ["Process", "events", "eventually", "spawn"]
+__all__ = ["Process", "events", "eventually", "run_together", "spawn"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,3 +116,36 @@ async def eventually(
 async def events(redis: Redis, prefix: str, what: str) -> list[dict[str, Any]]:
     """What the worker processes recorded under `{prefix}:test:{what}`."""
     return [json.loads(item) for item in await redis.lrange(f"{prefix}:test:{what}", 0, -1)]
+
+
+async def run_together(module: str, specs: Sequence[dict[str, Any]], *, lead: float) -> list[Any]:
+    """One process per spec, running `module`'s `_child()`: each reads its spec,
+    says ready, waits for the common start (`lead` seconds after all are ready),
+    works and prints its result as JSON. Their results, in spec order."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            f"from {module} import _child; _child()",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in specs
+    ]
+    for child, spec in zip(children, specs, strict=True):
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(json.dumps(spec).encode() + b"\n")
+        await child.stdin.drain()
+        assert json.loads(await child.stdout.readline()) == {"ready": True}
+    start = time.time() + lead
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(json.dumps({"start": start}).encode() + b"\n")
+        await child.stdin.drain()
+    results = []
+    for child in children:
+        out, _ = await child.communicate()
+        assert child.returncode == 0
+        results.append(json.loads(out))
+    return results

@@ -24,6 +24,7 @@ import redis.asyncio as redis
 from aibot.cluster.budget import SharedBudgets, pace
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint, redact
+from tests.cluster_processes import run_together
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -203,35 +204,8 @@ def _spec(
 
 
 async def _run_together(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Start one worker process per spec; once all are connected, start them
-    together (a windowed load starts 0.3 s later); return their results."""
-    children = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from tests.test_cluster_budget import _child; _child()",
-            cwd=_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in specs
-    ]
-    for child, spec in zip(children, specs, strict=True):
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps(spec).encode() + b"\n")
-        await child.stdin.drain()
-        assert json.loads(await child.stdout.readline()) == {"ready": True}
-    start = time.time() + 0.3
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(json.dumps({"start": start}).encode() + b"\n")
-        await child.stdin.drain()
-    results = []
-    for child in children:
-        out, _ = await child.communicate()
-        assert child.returncode == 0
-        results.append(json.loads(out))
-    return results
+    """One worker process per spec, started together 0.3 s after all are ready."""
+    return await run_together("tests.test_cluster_budget", specs, lead=0.3)
 
 
 async def _assert_no_key_in_redis(server: RedisServer, keys: list[str]) -> None:

@@ -24,6 +24,7 @@ from aibot.jobs import Job, LimitReached
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from aibot.store.gate import Limits
+from tests.cluster_processes import run_together
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -109,34 +110,8 @@ async def _run_together(
 ) -> list[dict[str, Any]]:
     """One process per entry of `takes`, each firing that many simultaneous
     takes from the same member once every process is connected."""
-    children = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from tests.test_cluster_gate import _child; _child()",
-            cwd=_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in takes
-    ]
-    for child, count in zip(children, takes, strict=True):
-        assert child.stdin is not None and child.stdout is not None
-        spec = {"redis": server.url, "env": env, "takes": count}
-        child.stdin.write(json.dumps(spec).encode() + b"\n")
-        await child.stdin.drain()
-        assert json.loads(await child.stdout.readline()) == {"ready": True}
-    start = time.time() + 0.2
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(json.dumps({"start": start}).encode() + b"\n")
-        await child.stdin.drain()
-    results = []
-    for child in children:
-        out, _ = await child.communicate()
-        assert child.returncode == 0
-        results.append(json.loads(out))
-    return results
+    specs = [{"redis": server.url, "env": env, "takes": count} for count in takes]
+    return await run_together("tests.test_cluster_gate", specs, lead=0.2)
 
 
 def _child() -> None:

@@ -31,6 +31,7 @@ from aibot.providers.retry import with_keys
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint
 from aibot.settings import Settings
+from tests.cluster_processes import run_together
 from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_budget import _assert_no_key_in_redis
 
@@ -179,35 +180,8 @@ def _spec(
 
 
 async def _run_together(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One worker process per spec; once all are connected, start them together
-    (0.3 s later); their results."""
-    children = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from tests.test_cluster_ring import _child; _child()",
-            cwd=_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in specs
-    ]
-    for child, spec in zip(children, specs, strict=True):
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps(spec).encode() + b"\n")
-        await child.stdin.drain()
-        assert json.loads(await child.stdout.readline()) == {"ready": True}
-    start = time.time() + 0.3
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(json.dumps({"start": start}).encode() + b"\n")
-        await child.stdin.drain()
-    results = []
-    for child in children:
-        out, _ = await child.communicate()
-        assert child.returncode == 0
-        results.append(json.loads(out))
-    return results
+    """One worker process per spec, started together 0.3 s after all are ready."""
+    return await run_together("tests.test_cluster_ring", specs, lead=0.3)
 
 
 # -- the worker process ---------------------------------------------------------
