@@ -143,6 +143,9 @@ async def cluster(
             "AIBOT_REDIS_URL": redis_server.url,
             "AIBOT_REDIS_PREFIX": PREFIX,
             "AIBOT_VIDEO_POLL_SECONDS": "1",
+            # Each poll takes the key's budget: MiniMax's 5 a minute would make a
+            # video take 40 s here.
+            "AIBOT_VIDEO_RPM_MINIMAX": "600",
             "AIBOT_DRAIN_SECONDS": "5",
         }
     )

@@ -28,6 +28,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aibot.cluster.tasks import stop_tasks
+
 __all__ = ["Heartbeat", "NodeInfo", "live_nodes", "pool_served"]
 
 log = logging.getLogger(__name__)
@@ -139,9 +141,7 @@ class Heartbeat:
     async def stop(self) -> None:
         """Stop beating and remove this process's key, so readers see it gone at once."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         node = self.info().node
         with contextlib.suppress(RedisError):

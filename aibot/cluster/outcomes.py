@@ -38,6 +38,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from aibot.cluster.sender import FAILURES, Sender
+from aibot.cluster.tasks import stop_tasks
 from aibot.jobs import Job
 from aibot.store.gate import pool_of
 from aibot.store.ledger import Ledger
@@ -154,8 +155,7 @@ class OutcomeFollower:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
 
     async def run(self) -> None:

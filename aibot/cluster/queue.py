@@ -35,6 +35,7 @@ from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
 from aibot.cluster.runner import Runner
 from aibot.cluster.streams import JobStream, StreamLoad, stream_loads
+from aibot.cluster.tasks import stop_tasks
 from aibot.cluster.views import merged_snapshots
 from aibot.jobs import Job, TemporarilyUnavailable
 from aibot.router import PoolLoad
@@ -178,9 +179,7 @@ class RedisQueue:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         await self.heartbeat.stop()
         if self.runner is not None:

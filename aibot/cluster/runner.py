@@ -33,6 +33,7 @@ from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo
 from aibot.cluster.journal import RedisJournal
 from aibot.cluster.streams import Delivery, JobStream
+from aibot.cluster.tasks import stop_tasks
 from aibot.cluster.views import snapshot_to_dict
 from aibot.jobs import AibotError, GaveUp, Job
 from aibot.pools.video import resume
@@ -126,9 +127,7 @@ class Runner:
         await self.worker.drain(0)
         if self._tasks:  # acknowledgements still being retried
             await asyncio.wait(set(self._tasks), timeout=max(1.0, deadline - loop.time()))
-        for task in [*self._loops, *self._tasks]:
-            task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await stop_tasks([*self._loops, *self._tasks])
         if self.heartbeat is not None:
             await self.heartbeat.stop()
 

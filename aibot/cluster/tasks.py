@@ -1,0 +1,30 @@
+"""Stopping the cluster's background loops for certain.
+
+redis-py's asyncio client can swallow a task's cancellation when it arrives
+at the wrong moment inside a command (redis/redis-py#2028, #2551): the loop
+then goes on as if nothing happened and `await task` waits forever (seen
+here as a gateway taking 60 s to close). `stop_tasks` cancels again until
+the tasks are done, so a lost cancel costs one `every` interval, not a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from typing import Any
+
+__all__ = ["stop_tasks"]
+
+
+async def stop_tasks(tasks: Collection[asyncio.Task[Any]], *, every: float = 0.5) -> None:
+    """Cancel `tasks` and wait until each is done, cancelling again every
+    `every` seconds one that is still running. Their results and errors are
+    dropped (they are loops being stopped)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" warning
