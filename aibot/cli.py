@@ -5,6 +5,7 @@ only setting itself up in `.venv` on a fresh clone).
     aibot --sync     register the slash commands with Discord, then exit
     aibot --check    validate the configuration and show it, then exit
     aibot --demo     the real bot against a simulated Discord and fake providers
+    aibot --demo --cluster   the same over Redis: a gateway, two workers, one killed
 
 Exit status: 0 after a clean stop (SIGTERM or Ctrl-C, at any moment; a running bot
 drains its pools first), 2 when the configuration is unusable (every problem is
@@ -116,6 +117,12 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "aibot") -> argpar
         "no keys (installs the demo extra on first use from run.py)",
     )
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="with --demo: cluster mode instead, a gateway and two worker processes over a "
+        "throwaway Redis (needs redis-server); one worker is killed in the middle of a job",
+    )
+    parser.add_argument(
         "--demo-rounds",
         type=int,
         default=12,
@@ -146,6 +153,11 @@ def run(argv: Sequence[str] | None = None, *, prog: str = "aibot", home: Path | 
 
 
 def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
+    if args.cluster and not args.demo:
+        _say(f"--cluster goes with --demo: {_command(prog)} --demo --cluster")
+        return EXIT_CONFIG
+    if args.demo and args.cluster:
+        return int(_module("aibot.demo.cluster", extra="demo").main(args))
     if args.demo:
         return int(_module("aibot.demo", extra="demo").main(args))
     try:
