@@ -7,6 +7,11 @@ capability, each with what the member saw, then a crowd of members.
 - `crowd`: the scripted crowd (`--demo-rounds`);
 - `transcript`: what is printed, at the terminal's width;
 - `run`: `run_demo` and the command line's `main`.
+
+`--demo --cluster` is `cluster` (the script, `run_cluster_demo`, its `main`),
+`cluster_world` (Redis, the wire-level fake Discord, the gateway, the worker
+processes) and `worker_node` (a worker process). They are not imported here:
+they import redis, which the plain demo never needs.
 """
 
 from aibot.demo.crowd import Scene, script

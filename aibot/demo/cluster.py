@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aibot.demo.cluster_world import PREFIX, ClusterWorld, DemoStuck
+from aibot.demo.cluster_world import PREFIX, WAIT, ClusterWorld, DemoStuck
 from aibot.demo.transcript import Transcript
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import Record, SentInteraction
@@ -34,7 +34,7 @@ from aibot.sandbox.redis_server import (
     throwaway_redis,
 )
 
-__all__ = ["ANSWER", "ClusterSummary", "main", "run_cluster_demo"]
+__all__ = ["ClusterSummary", "main", "run_cluster_demo"]
 
 WORKERS = ("worker-a", "worker-b")
 PROMPT = "tell me a long story, slowly"
@@ -131,12 +131,16 @@ async def _kill_mid_answer(world: ClusterWorld, out: Transcript) -> tuple[SentIn
     out.command("alex", "채팅방-1", "chat", prompt=PROMPT)
     fake = world.fake
     sent = await fake.send_interaction("chat", {"prompt": PROMPT}, channel="채팅방-1")
-    await fake.wait_for("callback", interaction_id=sent.id, timeout=60)
+    await world.within(
+        fake.wait_for("callback", interaction_id=sent.id, timeout=WAIT), "the deferral"
+    )
     out.note(
         f"the gateway deferred it at once and put the job on Redis ({PREFIX}:jobs:chat).",
         aside=True,
     )
-    [partial] = await fake.wait_until(_streaming(sent), timeout=60)
+    [partial] = await world.within(
+        fake.wait_until(_streaming(sent), timeout=WAIT), "a worker streaming"
+    )
     held = await world.holder("chat")
     if held is None:
         raise DemoStuck("the job was answered before the demo could kill its worker")
@@ -178,14 +182,14 @@ async def _reclaimed(
     )
     fake = world.fake
     try:
-        await fake.wait_until(_final(sent), timeout=60)
+        await fake.wait_until(_final(sent), timeout=WAIT)
     except TimeoutError:
-        out.note("no answer arrived within 60 s.")
+        out.note(f"no answer arrived within {WAIT:.0f} s.")
     await asyncio.sleep(_SETTLE)
     answers = _answers(world, sent)
     if answers:
         out.answer(ANSWER, label="alex sees: ")
-    calls = world.providers.counters.requests("openai", "chat")
+    calls = world.providers.counters.requests(endpoint="chat")
     out.note(
         f"the fake Discord received: {len(fake.records_of('callback', sent.id))} deferral, "
         f"{answers} whole answer, {len(fake.records_of('message', sent.id))} channel messages; "

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import aibot
 from aibot.app import create_bot
@@ -36,7 +36,9 @@ from aibot.sandbox.redis_server import RedisServer
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["PREFIX", "ClusterWorld", "DemoStuck", "Node"]
+__all__ = ["PREFIX", "WAIT", "ClusterWorld", "DemoStuck", "Node"]
+
+T = TypeVar("T")
 
 PREFIX = "aibot-demo"
 # Generous: processes start in seconds, and the machine may be busy.
@@ -111,7 +113,7 @@ class ClusterWorld:
                 world = cls(server, redis, fake, providers, bot, env, folder)
                 run = asyncio.create_task(bot.start(fake.token))
                 try:
-                    await _within(fake.wait_ready(WAIT), "the gateway connecting to Discord")
+                    await world.within(fake.wait_ready(WAIT), "the gateway connecting to Discord")
                     yield world
                 finally:
                     await asyncio.gather(*(asyncio.to_thread(n.stop) for n in world.nodes))
@@ -191,6 +193,13 @@ class ClusterWorld:
                 raise DemoStuck(f"no sign of {what} within {WAIT:.0f} s{self._logs()}")
             await asyncio.sleep(0.05)
 
+    async def within(self, waiting: Awaitable[T], what: str) -> T:
+        """`waiting`'s result; `DemoStuck` if it takes more than `WAIT` seconds."""
+        try:
+            return await asyncio.wait_for(waiting, WAIT)
+        except TimeoutError:
+            raise DemoStuck(f"no sign of {what} within {WAIT:.0f} s{self._logs()}") from None
+
     def _crashed(self) -> list[Node]:
         """The workers that failed: exited with an error (the demo's kill is a signal,
         and a worker stopped by a terminal's Ctrl-C exits with 0)."""
@@ -215,10 +224,3 @@ def _cluster_env(server: RedisServer, providers: FakeProviders, folder: Path) ->
         }
     )
     return env
-
-
-async def _within(waiting: Awaitable[None], what: str) -> None:
-    try:
-        await asyncio.wait_for(waiting, WAIT)
-    except TimeoutError:
-        raise DemoStuck(f"no sign of {what} within {WAIT:.0f} s") from None
