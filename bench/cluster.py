@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from aibot.cluster.connection import connect
+from aibot.sandbox.redis_server import start_redis
 from bench import cluster_transport, cluster_world
 from bench.cluster_budget import shared_budget
 from bench.cluster_gate import gate
-from tests.fixtures.redis_server import start_redis
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Scale", "main", "run"]
 

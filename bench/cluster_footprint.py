@@ -56,10 +56,10 @@ from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo
 from aibot.cluster.streams import Delivery, JobStream
 from aibot.jobs import Job
+from aibot.sandbox.redis_server import start_redis
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from bench.world import percentile
-from tests.fixtures.redis_server import start_redis
 
 __all__ = ["footprint", "main", "sample_job"]
 

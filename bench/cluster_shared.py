@@ -3,7 +3,7 @@
     python -m bench.cluster_shared [--quick]
 
 Prints one JSON line per scenario on stdout (progress goes to stderr). It
-starts its own redis-server (`tests.fixtures.redis_server.start_redis`);
+starts its own redis-server (`aibot.sandbox.redis_server.start_redis`);
 `python -m bench.cluster` calls `shared_budget` and `gate` the same way.
 Every worker is a process of its own (`python -m bench.cluster_world`), and
 all start at the same moment once every one is connected. The scenarios live
@@ -67,7 +67,7 @@ __all__ = ["FULL", "QUICK", "Scale", "gate", "main", "run", "shared_budget"]
 
 async def run(scale: Scale) -> list[dict[str, Any]]:
     """Every scenario of this module against a redis-server of its own."""
-    from tests.fixtures.redis_server import start_redis
+    from aibot.sandbox.redis_server import start_redis
 
     with tempfile.TemporaryDirectory(prefix="aibot-bench-redis-") as folder:
         server = start_redis(Path(folder))

@@ -51,9 +51,9 @@ from redis.asyncio import Redis
 from aibot.cluster.connection import connect
 from aibot.cluster.streams import JobStream
 from aibot.jobs import Job
+from aibot.sandbox.redis_server import start_redis
 from bench.world import percentile
 from tests.cluster_processes import Process, spawn
-from tests.fixtures.redis_server import start_redis
 
 __all__ = ["FULL", "QUICK", "Scale", "main", "reclaim", "run", "scaling", "transport"]
 

@@ -81,10 +81,24 @@ PROMPTS = {
 }
 
 
-class CountingReply:
-    """A job's reply that counts its answers (finish or fail) and keeps nothing else."""
+class Tally:
+    """Answers counted as they happen, with nothing kept per job: a soak that kept
+    an object per job would itself grow (and pin the allocator's pages) as it ran."""
 
-    def __init__(self, tally: dict[str, int]) -> None:
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.answered = 0  # jobs answered at least once
+        self.twice = 0  # jobs answered more than once
+        self.outcomes: dict[str, int] = {}
+
+    def settled(self) -> bool:
+        return self.answered >= self.accepted
+
+
+class CountingReply:
+    """A job's reply that counts its answers (finish or fail) into the `Tally`."""
+
+    def __init__(self, tally: Tally) -> None:
         self.tally = tally
         self.answers = 0
 
@@ -102,21 +116,22 @@ class CountingReply:
 
     def _answered(self, outcome: str) -> None:
         self.answers += 1
-        self.tally[outcome] = self.tally.get(outcome, 0) + 1
+        tally = self.tally
+        tally.outcomes[outcome] = tally.outcomes.get(outcome, 0) + 1
+        if self.answers == 1:
+            tally.answered += 1
+        elif self.answers == 2:
+            tally.twice += 1
 
 
 class CountingReplies:
-    """The reply factory: one `CountingReply` per job id, kept to be counted."""
+    """The reply factory: a `CountingReply` per job, held only by the worker."""
 
     def __init__(self) -> None:
-        self.replies: dict[str, CountingReply] = {}
-        self.outcomes: dict[str, int] = {}
+        self.tally = Tally()
 
     def make(self, job: Job) -> CountingReply:
-        reply = self.replies.get(job.id)
-        if reply is None:
-            reply = self.replies[job.id] = CountingReply(self.outcomes)
-        return reply
+        return CountingReply(self.tally)
 
 
 def soak_env(fake_env: Mapping[str, str], data_dir: str) -> dict[str, str]:
@@ -166,7 +181,6 @@ class Soak:
         self.fake = fake
         self.commands = 0
         self.refused = 0
-        self.accepted: list[str] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._users = itertools.cycle(range(1, MEMBERS + 1))
 
@@ -194,7 +208,7 @@ class Soak:
         except AibotError:
             self.refused += 1
             return
-        self.accepted.append(job.id)
+        self.replies.tally.accepted += 1
 
     async def load(self, seconds: float) -> None:
         """Arrivals at `rates()` and a fault every `FAULT_EVERY` s, for `seconds`."""
@@ -218,17 +232,15 @@ class Soak:
         """Until every accepted job is answered (or `timeout` s)."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
-            if not self._pending and all(
-                self.replies.replies[job_id].answers for job_id in self.accepted
-            ):
+            if not self._pending and self.replies.tally.settled():
                 return
             await asyncio.sleep(0.5)
 
     def counted(self) -> tuple[int, int]:
         """(answered exactly once, lost: never answered or answered more than once)."""
-        answers = [self.replies.replies[job_id].answers for job_id in self.accepted]
-        once = sum(1 for n in answers if n == 1)
-        return once, len(answers) - once
+        tally = self.replies.tally
+        once = tally.answered - tally.twice
+        return once, tally.accepted - once
 
 
 async def soak(minutes: float) -> dict[str, Any]:
@@ -262,7 +274,7 @@ async def soak(minutes: float) -> dict[str, Any]:
                 await worker.aclose()
                 await store.close()
     once, lost = run.counted()
-    _log(f"outcomes: {replies.outcomes}; journal entries left unfinished: {unfinished}")
+    _log(f"outcomes: {replies.tally.outcomes}; journal entries left unfinished: {unfinished}")
     return {
         "scenario": "soak",
         "minutes": minutes,
