@@ -30,7 +30,7 @@ from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed
 from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.discord.rooms import Rooms
-from aibot.jobs import AibotError, Job
+from aibot.jobs import AibotError, Job, TemporarilyUnavailable
 from aibot.ports import Conversations, QuotaLimits
 from aibot.settings import Settings
 from aibot.store import Store, StoreError
@@ -185,7 +185,7 @@ class ManageCog(commands.Cog, name="manage"):
         cancel: app_commands.Range[str, 1, 64] | None = None,
     ) -> None:
         lang = language(interaction.locale)
-        held = _jobs_by_pool(self.host.queue, interaction.guild_id, pool)
+        held = await _jobs_by_pool(self.host.queue, interaction.guild_id, pool)
         if cancel is None:
             self._record(interaction, "jobs", pool or "all")
             await _private(interaction, embed=jobs_embed(held, lang))
@@ -285,8 +285,11 @@ class ManageCog(commands.Cog, name="manage"):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         lang = language(interaction.locale)
+        original = getattr(error, "original", None)
         if isinstance(error, app_commands.CheckFailure):
             words = text(lang, "admin_refused")
+        elif isinstance(original, TemporarilyUnavailable):  # cluster mode: Redis away
+            words = error_text(original, lang)
         else:
             name = interaction.command.qualified_name if interaction.command else "?"
             log.error("/%s failed", name, exc_info=error)
@@ -340,14 +343,14 @@ def _state_of(queue: JobQueue, pool: str) -> str | None:
     return next((s.state for s in queue.snapshots() if s.name == pool), None)
 
 
-def _jobs_by_pool(
+async def _jobs_by_pool(
     queue: JobQueue, guild_id: int | None, only: str | None
 ) -> dict[str, list[tuple[Job, str]]]:
     """This server's jobs per pool (every pool that runs, or `only`)."""
     held: dict[str, list[tuple[Job, str]]] = {
         name: [] for name in queue.pools() if only in (None, name)
     }
-    for name, job, state in queue.jobs():
+    for name, job, state in await queue.list_jobs():
         if name in held and job.guild_id == guild_id:
             held[name].append((job, state))
     return held
