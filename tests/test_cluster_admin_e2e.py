@@ -143,6 +143,7 @@ async def test_a_paused_pool_takes_nothing_new_until_resumed(cluster: Cluster) -
 
     assert paused["content"] == text("en", "admin_paused", pool="chat")
     assert _state(cluster, "chat") == "paused"
+    assert text("en", "state_paused") in await _status_of(cluster, "chat")
     refused = await cluster.fake.send_interaction("chat", {"prompt": "third"}, channel=CHANNEL)
     [callback] = await cluster.fake.wait_for("callback", interaction_id=refused.id, timeout=WAIT)
     assert callback.callback_type == 4, "refused at once, as one process does"
@@ -163,3 +164,11 @@ async def test_a_paused_pool_takes_nothing_new_until_resumed(cluster: Cluster) -
 
 def _state(world: Cluster, pool: str) -> str:
     return next(s.state for s in world.bot.queue.snapshots() if s.name == pool)
+
+
+async def _status_of(world: Cluster, pool: str) -> str:
+    """`pool`'s line in `/status`, as a member sees it."""
+    sent = await world.fake.send_interaction("status", channel="general")
+    [callback] = await world.fake.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
+    [embed] = callback.body["data"]["embeds"]
+    return next(f["value"] for f in embed["fields"] if f["name"] == pool)

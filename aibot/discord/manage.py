@@ -11,8 +11,9 @@ own `/stats` and `/reset` (ko: `/관리`, `/통계`, `/초기화`).
 - `/reset`: forgets the member's /chat conversation in this channel.
 
 Every answer is private (ephemeral) and immediate: nothing here becomes a job.
-Pausing a pool and key health are about this process, so they span every server
-the bot is in; jobs are listed and cancelled only within the admin's own server.
+Pausing a pool and key health are about this process (a pause, in cluster mode,
+about every process), so they span every server the bot is in; jobs are listed
+and cancelled only within the admin's own server, wherever they run.
 """
 
 from __future__ import annotations
