@@ -45,6 +45,10 @@ class JobQueue(Protocol):
     def jobs(self) -> list[tuple[str, Job, str]]:
         """(pool, job, running or queued) of every job held."""
 
+    async def list_jobs(self) -> list[tuple[str, Job, str]]:
+        """The same, wherever the jobs run: what `/admin jobs` lists (cluster mode
+        reads it from Redis)."""
+
     async def cancel(self, job_id: str) -> bool: ...
 
     async def pause(self, pool: str) -> None: ...
@@ -87,6 +91,9 @@ class LocalQueue:
         return self.worker.snapshots()
 
     def jobs(self) -> list[tuple[str, Job, str]]:
+        return self.worker.jobs()
+
+    async def list_jobs(self) -> list[tuple[str, Job, str]]:
         return self.worker.jobs()
 
     async def cancel(self, job_id: str) -> bool:

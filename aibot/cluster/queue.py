@@ -14,15 +14,20 @@ unavailable"), before any defer, and a `submit` that fails after the defer
 raises `TemporarilyUnavailable`, which the deferred message says. Everything
 resumes by itself when the refresh reaches Redis again.
 
-Limited here: `jobs()` lists nothing, `cancel` finds nothing, and `pause` /
-`unpause` change nothing (the jobs run in other processes); the admin commands
-then say the pool's state did not change.
+The admin's controls act on every process through Redis (`aibot.cluster.controls`):
+`list_jobs` reads the streams (jobs held by any worker, then the ones waiting);
+`cancel` records a request for a job that is there to cancel, which the worker
+holding it (or one taking it out of the stream) carries out; `pause` / `unpause`
+set a flag every worker's take loop honours. A paused pool's commands are
+refused before the defer, as in one process, and `/status` shows it paused.
+The synchronous `jobs()` lists nothing: the jobs are in other processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -31,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aibot.catalogue import POOLS
+from aibot.cluster.controls import Controls, ListedJob
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
 from aibot.cluster.runner import Runner
@@ -96,6 +102,9 @@ class RedisQueue:
         self._loads: dict[str, StreamLoad] = {}
         self._views: dict[str, PoolSnapshot] = {}
         self._task: asyncio.Task[None] | None = None
+        self.controls = Controls(redis, self.prefix, lease=cluster.lease_seconds)
+        self._paused: frozenset[str] = frozenset()  # pools an admin paused
+        self._listed: dict[str, ListedJob] = {}  # by job id, as `list_jobs` last read them
 
     # ------------------------------------------------- answered from memory
 
@@ -105,8 +114,11 @@ class RedisQueue:
         return tuple(pool for pool in POOLS if pool in served)
 
     def loads(self) -> Mapping[str, PoolLoad]:
-        served = self.pools()
-        return {pool: self._load(pool) if pool in served else _DOWN for pool in POOLS}
+        served, paused = self.pools(), self._paused
+        loads = {pool: self._load(pool) if pool in served else _DOWN for pool in POOLS}
+        for pool in paused:
+            loads[pool] = dataclasses.replace(loads[pool], paused=True)
+        return loads
 
     def _load(self, pool: str) -> PoolLoad:
         stream = self._loads.get(pool)
@@ -123,10 +135,18 @@ class RedisQueue:
         return service * max(1, waiting) / max(1, workers)
 
     def snapshots(self) -> list[PoolSnapshot]:
-        return [self._views[pool] for pool in POOLS if pool in self._views]
+        return [self._shown(self._views[pool]) for pool in POOLS if pool in self._views]
+
+    def _shown(self, view: PoolSnapshot) -> PoolSnapshot:
+        """The pool as the pause flag says at once (heartbeats follow within a beat)."""
+        if view.name in self._paused and view.state == "running":
+            return dataclasses.replace(view, state="paused")
+        if view.name not in self._paused and view.state == "paused":
+            return dataclasses.replace(view, state="running")
+        return view
 
     def jobs(self) -> list[tuple[str, Job, str]]:
-        return []  # the jobs are in other processes
+        return []  # the jobs are in other processes: `list_jobs` reads them
 
     # ---------------------------------------------------------------- jobs
 
@@ -151,14 +171,53 @@ class RedisQueue:
         free = view.workers_total - stream.pending
         return 1 if stream.waiting < free else stream.waiting - free + 2
 
+    async def list_jobs(self) -> list[tuple[str, Job, str]]:
+        """(pool, job, running or queued) of every job in the streams, whichever
+        worker holds it: running first, per pool."""
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                listed = await self.controls.jobs(POOLS)
+        except (RedisError, TimeoutError):
+            raise TemporarilyUnavailable("redis unreachable") from None
+        self._listed = {entry.job.id: entry for entry in listed}
+        return [(entry.pool, entry.job, entry.state) for entry in listed]
+
     async def cancel(self, job_id: str) -> bool:
-        return False
+        """Ask the cluster to cancel `job_id`: True when it is there to cancel
+        (running or waiting); the worker that holds or takes it tells its member."""
+        if job_id not in self._listed:
+            await self.list_jobs()
+        listed = self._listed.get(job_id)
+        if listed is None:
+            return False
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                asked = await self.controls.request_cancel(listed.pool, listed.entry_id, job_id)
+        except (RedisError, TimeoutError):
+            raise TemporarilyUnavailable("redis unreachable") from None
+        if asked:
+            log.info("job %s: cancel asked of the %s pool's workers", job_id, listed.pool)
+        return asked
 
     async def pause(self, pool: str) -> None:
-        log.info("pause %s: not available in cluster mode", pool)
+        await self._switch(pool, pause=True)
 
     async def unpause(self, pool: str) -> None:
-        log.info("unpause %s: not available in cluster mode", pool)
+        await self._switch(pool, pause=False)
+
+    async def _switch(self, pool: str, *, pause: bool) -> None:
+        """Set or clear the pool's pause flag for every process; this gateway's
+        intake and views follow at once, the workers within a poll."""
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                if pause:
+                    await self.controls.pause(pool, by=self.node)
+                else:
+                    await self.controls.unpause(pool)
+        except (RedisError, TimeoutError):
+            raise TemporarilyUnavailable("redis unreachable") from None
+        self._paused = self._paused | {pool} if pause else self._paused - {pool}
+        log.info("%s: %s for every process", pool, "paused" if pause else "resumed")
 
     # ------------------------------------------------------ start and stop
 
@@ -213,6 +272,7 @@ class RedisQueue:
             async with asyncio.timeout(CALL_TIMEOUT):
                 nodes = await live_nodes(self.redis, prefix=self.prefix)
                 loads = await stream_loads(self.redis, POOLS, prefix=self.prefix)
+                paused = await self.controls.paused(POOLS)
         except (RedisError, TimeoutError, OSError) as error:
             if self.reachable or not self._nodes:
                 log.warning("Redis unreachable (%r): commands are refused for now", error)
@@ -222,7 +282,7 @@ class RedisQueue:
         if not self.reachable:
             log.info("Redis reachable: taking commands")
         self.reachable = True
-        self._nodes, self._loads = nodes, loads
+        self._nodes, self._loads, self._paused = nodes, loads, paused
         self._views = {view.name: view for view in merged_snapshots(nodes)}
 
     def problem(self) -> str | None:

@@ -13,6 +13,12 @@ A reclaimed video polls the provider task its first worker made (recorded by
 `RedisJournal`); a job delivered too often (every worker that took it died) is
 dead-lettered by the stream and its member told it could not be done.
 
+The admin's controls (`aibot.cluster.controls`), read every `control_every`
+seconds: a paused pool takes no new jobs (the ones running finish); a job an
+admin cancelled is cancelled in its pool if held here, as in one process (its
+member told once, its outcome recorded), and one that no worker took yet is
+taken out of its stream by one worker, which tells its member (nothing runs).
+
 Redis away: every loop catches redis-py's errors, backs off and goes on; jobs
 held keep running and their acknowledgements wait for Redis to come back.
 """
@@ -20,24 +26,27 @@ held keep running and their acknowledgements wait for Redis to come back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aibot.cluster.controls import CancelRequest, Controls
 from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo
 from aibot.cluster.journal import RedisJournal
 from aibot.cluster.streams import Delivery, JobStream
 from aibot.cluster.tasks import stop_tasks
 from aibot.cluster.views import snapshot_to_dict
-from aibot.jobs import AibotError, GaveUp, Job
+from aibot.jobs import AibotError, Cancelled, GaveUp, Job
 from aibot.pools.video import resume
 from aibot.ports import ReplyFactory
+from aibot.snapshots import PoolSnapshot
 from aibot.worker import Observer, Worker
 
 __all__ = ["VERSION", "Runner"]
@@ -79,6 +88,7 @@ class Runner:
         lease: float = 3.0,
         beat: bool = True,
         observe: Observer | None = None,
+        control_every: float = 0.25,
     ) -> None:
         self.redis = redis
         self.worker = worker
@@ -98,6 +108,11 @@ class Runner:
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.controls = Controls(redis, prefix, lease=lease)
+        self.control_every = control_every
+        self._paused: frozenset[str] = frozenset()  # as the last control poll saw them
+        self._cancels: Mapping[str, CancelRequest] = {}
+        self._control: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ start, stop
 
@@ -106,6 +121,8 @@ class Runner:
         cannot be reached at start)."""
         if self.heartbeat is not None:
             await self.heartbeat.start()
+        await self._control_once()  # a paused pool takes nothing, from the start
+        self._control = asyncio.create_task(self._control_forever(), name="controls")
         for pool in self.streams:
             self._loops.append(asyncio.create_task(self._take_forever(pool), name=f"take-{pool}"))
         self._loops.append(asyncio.create_task(self._renew_forever(), name="renew"))
@@ -127,7 +144,7 @@ class Runner:
         await self.worker.drain(0)
         if self._tasks:  # acknowledgements still being retried
             await asyncio.wait(set(self._tasks), timeout=max(1.0, deadline - loop.time()))
-        await stop_tasks([*self._loops, *self._tasks])
+        await stop_tasks([*self._loops, *self._tasks, *filter(None, [self._control])])
         if self.heartbeat is not None:
             await self.heartbeat.stop()
 
@@ -138,6 +155,8 @@ class Runner:
     # ------------------------------------------------------------ taking jobs
 
     def free_slots(self, pool: str) -> int:
+        if pool in self._paused:
+            return 0
         snapshot = self.worker.pools[pool].snapshot()
         if snapshot.state != "running":
             return 0
@@ -179,6 +198,9 @@ class Runner:
         if held is not None:  # its own entry, reclaimed after a stall: still running here
             held.delivery = delivery
             self.deliveries.hold(stream, delivery)
+            return
+        if job.id in self._cancels:
+            self._spawn(self._tell_cancelled(pool, stream, delivery))
             return
         self._held[job.id] = _Held(pool, delivery)
         self.deliveries.hold(stream, delivery)
@@ -289,5 +311,63 @@ class Runner:
             version=VERSION,
             shards=tuple(shards),
             started_at=self.started_at,
-            snapshots=tuple(snapshot_to_dict(s) for s in self.worker.snapshots()),
+            snapshots=tuple(snapshot_to_dict(self._shown(s)) for s in self.worker.snapshots()),
         )
+
+    def _shown(self, snapshot: PoolSnapshot) -> PoolSnapshot:
+        """A pool an admin paused shows as paused (its pool here runs on: the take
+        loop is what stops)."""
+        if snapshot.name in self._paused and snapshot.state == "running":
+            return dataclasses.replace(snapshot, state="paused")
+        return snapshot
+
+    # ---------------------------------------------------------------- controls
+
+    async def _control_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.control_every)
+            await self._control_once()
+
+    async def _control_once(self) -> None:
+        """Read the admin's controls and act on them; Redis away: keep the last ones."""
+        try:
+            state = await self.controls.poll(self.streams)
+        except RedisError:
+            return
+        for pool in self._paused - state.paused:
+            log.info("%s: resumed by an admin", pool)
+            self._freed[pool].set()  # its take loop waits for a free slot
+        for pool in state.paused - self._paused:
+            log.info("%s: paused by an admin; taking no new jobs", pool)
+        self._paused, self._cancels = state.paused, state.cancels
+        for request in state.cancels.values():
+            if request.pool not in self.streams:
+                continue
+            if request.job_id in self._held:
+                self.worker.cancel(request.job_id)  # told and recorded as in one process
+                continue
+            try:
+                job = await self.controls.drop_waiting(request)
+            except RedisError:
+                return
+            if job is not None:
+                delivery = Delivery(request.entry_id, job, 1, self.node)
+                self._spawn(
+                    self._tell_cancelled(request.pool, self.streams[request.pool], delivery)
+                )
+
+    async def _tell_cancelled(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
+        """An admin cancelled the job before it ran here: tell its member (once: the
+        reply claims the delivery) and finish its entry. Nothing runs."""
+        job = delivery.job
+        log.info("job %s: cancelled by an admin before it ran", job.id)
+        self.deliveries.hold(stream, delivery)
+        try:
+            await self.replies.make(job).fail(Cancelled())
+        finally:
+            if self.deliveries.committed(job.id):
+                await self._finish(job.id, _Held(pool, delivery))
+            else:
+                self.deliveries.release(job.id)
+        if self._observe is not None:
+            self._observe(job, Cancelled(), 0.0)

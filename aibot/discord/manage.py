@@ -11,8 +11,9 @@ own `/stats` and `/reset` (ko: `/관리`, `/통계`, `/초기화`).
 - `/reset`: forgets the member's /chat conversation in this channel.
 
 Every answer is private (ephemeral) and immediate: nothing here becomes a job.
-Pausing a pool and key health are about this process, so they span every server
-the bot is in; jobs are listed and cancelled only within the admin's own server.
+Pausing a pool and key health are about this process (a pause, in cluster mode,
+about every process), so they span every server the bot is in; jobs are listed
+and cancelled only within the admin's own server, wherever they run.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed
 from aibot.discord.i18n import error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.discord.rooms import Rooms
-from aibot.jobs import AibotError, Job
+from aibot.jobs import AibotError, Job, TemporarilyUnavailable
 from aibot.ports import Conversations, QuotaLimits
 from aibot.settings import Settings
 from aibot.store import Store, StoreError
@@ -185,7 +186,7 @@ class ManageCog(commands.Cog, name="manage"):
         cancel: app_commands.Range[str, 1, 64] | None = None,
     ) -> None:
         lang = language(interaction.locale)
-        held = _jobs_by_pool(self.host.queue, interaction.guild_id, pool)
+        held = await _jobs_by_pool(self.host.queue, interaction.guild_id, pool)
         if cancel is None:
             self._record(interaction, "jobs", pool or "all")
             await _private(interaction, embed=jobs_embed(held, lang))
@@ -285,8 +286,11 @@ class ManageCog(commands.Cog, name="manage"):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         lang = language(interaction.locale)
+        original = getattr(error, "original", None)
         if isinstance(error, app_commands.CheckFailure):
             words = text(lang, "admin_refused")
+        elif isinstance(original, TemporarilyUnavailable):  # cluster mode: Redis away
+            words = error_text(original, lang)
         else:
             name = interaction.command.qualified_name if interaction.command else "?"
             log.error("/%s failed", name, exc_info=error)
@@ -340,14 +344,14 @@ def _state_of(queue: JobQueue, pool: str) -> str | None:
     return next((s.state for s in queue.snapshots() if s.name == pool), None)
 
 
-def _jobs_by_pool(
+async def _jobs_by_pool(
     queue: JobQueue, guild_id: int | None, only: str | None
 ) -> dict[str, list[tuple[Job, str]]]:
     """This server's jobs per pool (every pool that runs, or `only`)."""
     held: dict[str, list[tuple[Job, str]]] = {
         name: [] for name in queue.pools() if only in (None, name)
     }
-    for name, job, state in queue.jobs():
+    for name, job, state in await queue.list_jobs():
         if name in held and job.guild_id == guild_id:
             held[name].append((job, state))
     return held
