@@ -38,12 +38,14 @@ from aibot.cluster.queue import ClusterGate, RedisQueue
 from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
 from aibot.cluster.shards import IdentifyLock, ShardClaims
+from aibot.cluster.worker_status import WorkerStatus
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.headless import HeadlessReplies
 from aibot.discord.intake import Intake
 from aibot.discord.reply import Replies
 from aibot.discord.rooms import Rooms
 from aibot.foreground import Foreground
+from aibot.http import HttpServer, Metrics, start_http
 from aibot.ports import Ledger, ReplyFactory
 from aibot.router import Router
 from aibot.settings import Settings
@@ -206,7 +208,8 @@ def _runner(
 class WorkerProcess:
     """A worker-only process (`AIBOT_GATEWAY=off`): its pools fed from Redis,
     its replies over HTTP with no gateway, its outcomes published for the
-    gateway's ledger. `start`, then `drain`, then `aclose`."""
+    gateway's ledger, its own `/health` and `/metrics` on `AIBOT_HTTP` (unless
+    off). `start`, then `drain`, then `aclose`."""
 
     def __init__(
         self,
@@ -217,6 +220,8 @@ class WorkerProcess:
         headless: HeadlessReplies,
         runner: Runner,
         outcomes: OutcomePublisher,
+        status: WorkerStatus | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -224,16 +229,34 @@ class WorkerProcess:
         self.headless = headless
         self.runner = runner
         self.outcomes = outcomes
+        self.status = status if status is not None else WorkerStatus(runner, redis)
+        self.metrics = metrics if metrics is not None else Metrics(self.status)
+        self.http_server: HttpServer | None = None
 
     async def start(self) -> None:
         await self.store.start()
         await self.headless.open()
         await self.runner.start()
+        if self.settings.http is not None:
+            host, port = self.settings.http
+            status = self.status
+            await status.probe()
+            self.http_server = await start_http(
+                status,
+                host,
+                port,
+                metrics=self.metrics,
+                checks=[status.problem],
+                probe=status.probe,
+            )
 
     async def drain(self, timeout: float) -> None:
         await self.runner.drain(timeout)
 
     async def aclose(self) -> None:
+        if self.http_server is not None:
+            await self.http_server.stop()
+            self.http_server = None
         await self.runner.worker.aclose()
         await self.headless.close()
         await _flush_rings(self.runner.worker)
@@ -253,10 +276,27 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
     headless = HeadlessReplies(settings.discord_token or "")
     outcomes = OutcomePublisher(redis, cluster.prefix)
     memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
+    # Each job's seconds go to the process's /metrics (`metrics` is made just below).
     runner = _runner(
-        settings, redis, store, headless.replies, None, beat=True, ledger=outcomes, memory=memory
+        settings,
+        redis,
+        store,
+        headless.replies,
+        lambda *outcome: metrics.observe(*outcome),
+        beat=True,
+        ledger=outcomes,
+        memory=memory,
     )
     headless.replies.delivery = runner.deliveries
+    status = WorkerStatus(runner, redis)
+    metrics = Metrics(status)
     return WorkerProcess(
-        settings, store=store, redis=redis, headless=headless, runner=runner, outcomes=outcomes
+        settings,
+        store=store,
+        redis=redis,
+        headless=headless,
+        runner=runner,
+        outcomes=outcomes,
+        status=status,
+        metrics=metrics,
     )
