@@ -21,6 +21,7 @@ them, once per job id, so `/stats` shows the whole bot. A gateway started with
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
@@ -54,6 +55,8 @@ from aibot.watch import watch_rings
 from aibot.worker import Observer, Worker
 
 __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
+
+log = logging.getLogger("aibot.cluster.worker")
 
 
 def create_gateway(settings: Settings) -> AibotBot:
@@ -238,9 +241,15 @@ class WorkerProcess:
         await self.headless.open()
         await self.runner.start()
         if self.settings.http is not None:
-            host, port = self.settings.http
-            status = self.status
-            await status.probe()
+            await self._serve_http(*self.settings.http)
+
+    async def _serve_http(self, host: str, port: int) -> None:
+        """`/health` and `/metrics`. A port another process holds (a worker beside
+        the gateway, both on the default 8001) is logged, not fatal: the pools
+        matter more than their health page."""
+        status = self.status
+        await status.probe()
+        try:
             self.http_server = await start_http(
                 status,
                 host,
@@ -248,6 +257,13 @@ class WorkerProcess:
                 metrics=self.metrics,
                 checks=[status.problem],
                 probe=status.probe,
+            )
+        except OSError as error:
+            log.warning(
+                "no /health or /metrics on %s:%d (%s): give this worker its own AIBOT_HTTP",
+                host,
+                port,
+                error.strerror or error,
             )
 
     async def drain(self, timeout: float) -> None:

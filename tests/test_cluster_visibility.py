@@ -11,18 +11,23 @@ in this process, worker processes stopped by their PID.
 from __future__ import annotations
 
 import re
+import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aibot.app_cluster import create_worker
 from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import text
+from aibot.sandbox.fake_discord import FakeDiscord, pointed_at
 from aibot.snapshots import NodeSnapshot
 from tests.cluster_processes import eventually
 from tests.fixtures.discord import DISCORD_ENV
+from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_e2e import WAIT, Cluster, Node, _restarted, _true, cluster
 
 __all__ = ["cluster"]
@@ -191,3 +196,56 @@ def test_status_embed_in_cluster_mode_says_no_live_node_runs_a_missing_pool() ->
     assert fields["image"] == text("en", "status_nowhere")
     assert "video (0 free), admin (8 free)" in fields["🖥 w-video"]
     assert "version ?" in fields["🖥 w-video"], "a node that did not say its version"
+
+
+# ------------------------------------------------- a worker process, in this process
+
+
+@pytest.fixture
+async def worker_env(
+    aibot_env: dict[str, str], redis_server: RedisServer
+) -> AsyncIterator[dict[str, str]]:
+    """A worker's settings, with discord.py pointed at a fake Discord meanwhile."""
+    fake = FakeDiscord(shard_count=1, guilds=1, token=aibot_env["DISCORD_TOKEN"])
+    async with fake.running():
+        with pointed_at(fake):
+            yield {
+                **aibot_env,
+                "AIBOT_REDIS_URL": redis_server.url,
+                "AIBOT_GATEWAY": "off",
+                "AIBOT_NODE": "w-here",
+                "AIBOT_POOLS": "chat",
+            }
+
+
+async def test_a_drained_worker_says_503_no_pool_loop_running(worker_env: dict[str, str]) -> None:
+    process = create_worker({**worker_env, "AIBOT_HTTP": "127.0.0.1:0"})
+    await process.start()
+    try:
+        assert process.http_server is not None
+        url = process.http_server.url
+        code, body = await _health(url)
+        assert code == 200, body
+        await process.drain(0)
+        code, body = await _health(url)
+        assert code == 503 and "no pool loop running" in body["problems"]
+    finally:
+        await process.aclose()
+
+
+async def test_a_worker_whose_port_is_taken_runs_without_health(
+    worker_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = create_worker({**worker_env, "AIBOT_HTTP": f"127.0.0.1:{port}"})
+        await process.start()
+        try:
+            assert process.http_server is None
+            assert process.runner.taking() == ("chat",), "its pool runs all the same"
+            assert "give this worker its own AIBOT_HTTP" in caplog.text
+        finally:
+            await process.drain(0)
+            await process.aclose()
