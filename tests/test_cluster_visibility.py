@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aibot import create_bot
 from aibot.app_cluster import create_worker
 from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import text
@@ -249,3 +250,13 @@ async def test_a_worker_whose_port_is_taken_runs_without_health(
         finally:
             await process.drain(0)
             await process.aclose()
+
+
+async def test_in_embedded_mode_the_queue_is_one_node_and_the_views_show_none(
+    aibot_env: dict[str, str],
+) -> None:
+    bot = create_bot(aibot_env)
+    [node] = bot.queue.nodes()
+    assert node.here and node.pools == ("chat", "image", "video", "admin")
+    assert node.free_slots["chat"] > 0 and node.shards == ()
+    assert bot.status_source().nodes() == [], "embedded views: no node rows"
