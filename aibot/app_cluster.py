@@ -21,6 +21,7 @@ them, once per job id, so `/stats` shows the whole bot. A gateway started with
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
@@ -38,12 +39,14 @@ from aibot.cluster.queue import ClusterGate, RedisQueue
 from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
 from aibot.cluster.shards import IdentifyLock, ShardClaims
+from aibot.cluster.worker_status import WorkerStatus
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.headless import HeadlessReplies
 from aibot.discord.intake import Intake
 from aibot.discord.reply import Replies
 from aibot.discord.rooms import Rooms
 from aibot.foreground import Foreground
+from aibot.http import HttpServer, Metrics, start_http
 from aibot.ports import Ledger, ReplyFactory
 from aibot.router import Router
 from aibot.settings import Settings
@@ -52,6 +55,8 @@ from aibot.watch import watch_rings
 from aibot.worker import Observer, Worker
 
 __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
+
+log = logging.getLogger("aibot.cluster.worker")
 
 
 def create_gateway(settings: Settings) -> AibotBot:
@@ -206,7 +211,8 @@ def _runner(
 class WorkerProcess:
     """A worker-only process (`AIBOT_GATEWAY=off`): its pools fed from Redis,
     its replies over HTTP with no gateway, its outcomes published for the
-    gateway's ledger. `start`, then `drain`, then `aclose`."""
+    gateway's ledger, its own `/health` and `/metrics` on `AIBOT_HTTP` (unless
+    off). `start`, then `drain`, then `aclose`."""
 
     def __init__(
         self,
@@ -217,6 +223,8 @@ class WorkerProcess:
         headless: HeadlessReplies,
         runner: Runner,
         outcomes: OutcomePublisher,
+        status: WorkerStatus | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -224,16 +232,47 @@ class WorkerProcess:
         self.headless = headless
         self.runner = runner
         self.outcomes = outcomes
+        self.status = status if status is not None else WorkerStatus(runner, redis)
+        self.metrics = metrics if metrics is not None else Metrics(self.status)
+        self.http_server: HttpServer | None = None
 
     async def start(self) -> None:
         await self.store.start()
         await self.headless.open()
         await self.runner.start()
+        if self.settings.http is not None:
+            await self._serve_http(*self.settings.http)
+
+    async def _serve_http(self, host: str, port: int) -> None:
+        """`/health` and `/metrics`. A port another process holds (a worker beside
+        the gateway, both on the default 8001) is logged, not fatal: the pools
+        matter more than their health page."""
+        status = self.status
+        await status.probe()
+        try:
+            self.http_server = await start_http(
+                status,
+                host,
+                port,
+                metrics=self.metrics,
+                checks=[status.problem],
+                probe=status.probe,
+            )
+        except OSError as error:
+            log.warning(
+                "no /health or /metrics on %s:%d (%s): give this worker its own AIBOT_HTTP",
+                host,
+                port,
+                error.strerror or error,
+            )
 
     async def drain(self, timeout: float) -> None:
         await self.runner.drain(timeout)
 
     async def aclose(self) -> None:
+        if self.http_server is not None:
+            await self.http_server.stop()
+            self.http_server = None
         await self.runner.worker.aclose()
         await self.headless.close()
         await _flush_rings(self.runner.worker)
@@ -253,10 +292,27 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
     headless = HeadlessReplies(settings.discord_token or "")
     outcomes = OutcomePublisher(redis, cluster.prefix)
     memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
+    # Each job's seconds go to the process's /metrics (`metrics` is made just below).
     runner = _runner(
-        settings, redis, store, headless.replies, None, beat=True, ledger=outcomes, memory=memory
+        settings,
+        redis,
+        store,
+        headless.replies,
+        lambda *outcome: metrics.observe(*outcome),
+        beat=True,
+        ledger=outcomes,
+        memory=memory,
     )
     headless.replies.delivery = runner.deliveries
+    status = WorkerStatus(runner, redis)
+    metrics = Metrics(status)
     return WorkerProcess(
-        settings, store=store, redis=redis, headless=headless, runner=runner, outcomes=outcomes
+        settings,
+        store=store,
+        redis=redis,
+        headless=headless,
+        runner=runner,
+        outcomes=outcomes,
+        status=status,
+        metrics=metrics,
     )

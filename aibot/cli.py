@@ -354,7 +354,9 @@ async def serve_worker(process: WorkerProcess, settings: Settings) -> int:
             _say(f"the worker could not start: {type(error).__name__}: {error}")
             return EXIT_FAILED
         pools = ", ".join(settings.enabled_pools)
-        print(f"aibot: worker {process.runner.node} serving {pools}", flush=True)
+        served = process.http_server
+        health = f"; /health and /metrics on {served.url}" if served is not None else ""
+        print(f"aibot: worker {process.runner.node} serving {pools}{health}", flush=True)
         notifier.ready(f"worker serving {pools}")
         notifier.start_watchdog(loop)
         await stop.wait()

@@ -2,7 +2,11 @@
 
 Both read the same `StatusSource` as the console panel, at request time, on
 the event loop. `/health` answers 200 when the gateway is up and every pool
-that runs here has a usable key, 503 otherwise, with the reasons listed.
+that runs here has a usable key, 503 otherwise, with the reasons listed. In
+cluster mode both list every live process (node) with its pools and free
+slots; a worker-only process (no gateway) serves them too, for its own pools,
+with Redis's reachability (`probe`, awaited before each answer) instead of the
+gateway's state.
 `/metrics` is the Prometheus text format from a `CollectorRegistry` of the
 app's own (tests build many worlds in one process, so never the global one):
 a collector turns snapshots into metric families at scrape time, and a
@@ -14,7 +18,7 @@ counter by the replies for each answer no way to Discord delivered
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,18 +34,20 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from aibot.catalogue import POOLS
-from aibot.snapshots import PoolSnapshot, StatusSource
+from aibot.snapshots import BotInfo, NodeSnapshot, PoolSnapshot, StatusSource
 
 if TYPE_CHECKING:
     from aibot.jobs import AibotError, Job
 
-__all__ = ["Check", "HttpServer", "Metrics", "build_app", "health", "start_http"]
+__all__ = ["Check", "HttpServer", "Metrics", "Probe", "build_app", "health", "start_http"]
 
 KEY_STATES = ("ready", "busy", "cooling", "disabled")
 POOL_STATES = ("running", "paused", "draining", "stopped")
 # From a quick chat answer to a long video render, in seconds.
 # A further health check: the problem it finds, in words, or None.
 Check = Callable[[], "str | None"]
+# Brings a source's readings up to date before an answer (a worker's Redis PING).
+Probe = Callable[[], Awaitable[object]]
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
 
 
@@ -51,22 +57,46 @@ def health(source: StatusSource, checks: Sequence[Check] = ()) -> tuple[int, dic
     (cluster mode: Redis unreachable); `problems` says which."""
     info = source.bot_info()
     pools = source.pools()
-    problems = [] if info.gateway_up else ["gateway down"]
+    problems = [] if info.gateway_up or not info.gateway else ["gateway down"]
+    problems += [] if info.redis_up is not False else ["redis unreachable"]
     problems += [problem for check in checks if (problem := check()) is not None]
     problems += [f"pool {p.name}: no usable key" for p in pools if p.keys_healthy == 0]
-    body = {
+    body: dict[str, Any] = {
         "status": "degraded" if problems else "ok",
         "problems": problems,
         "name": info.name,
         "pid": os.getpid(),
         "mode": info.mode,
         "uptime_s": round(info.uptime_s, 1),
-        "gateway": "up" if info.gateway_up else "down",
+        "gateway": _gateway(info.gateway, info.gateway_up),
         "guilds": info.guilds,
         "shards": [{"id": sid, "latency_ms": ms} for sid, ms in info.shards],
         "pools": {pool.name: _pool_health(pool) for pool in pools},
     }
+    if info.redis_up is not None:
+        body["redis"] = "reachable" if info.redis_up else "unreachable"
+    nodes = source.nodes()
+    if nodes:
+        body["nodes"] = [_node_health(node) for node in nodes]
     return (503 if problems else 200), body
+
+
+def _gateway(held: bool, up: bool) -> str:
+    if not held:
+        return "none"  # a worker-only process
+    return "up" if up else "down"
+
+
+def _node_health(node: NodeSnapshot) -> dict[str, Any]:
+    return {
+        "node": node.name,
+        "here": node.here,
+        "pools": list(node.pools),
+        "free_slots": dict(node.free_slots),
+        "shards": list(node.shards),
+        "version": node.version,
+        "age_s": round(node.age(), 1),
+    }
 
 
 def _pool_health(pool: PoolSnapshot) -> dict[str, Any]:
@@ -94,18 +124,50 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         info = self.source.bot_info()
-        yield _gauge(
-            "aibot_gateway_up", "1 when the gateway is connected.", [], [([], info.gateway_up)]
-        )
+        if info.gateway:
+            yield from _gateway_metrics(info)
         yield _gauge("aibot_uptime_seconds", "Seconds since start.", [], [([], info.uptime_s)])
-        yield _gauge("aibot_guilds", "Guilds the bot is in.", [], [([], info.guilds)])
-        yield _gauge(
-            "aibot_shard_latency_seconds",
-            "Gateway heartbeat latency per connected shard.",
-            ["shard"],
-            [([str(sid)], ms / 1000) for sid, ms in info.shards if ms is not None],
-        )
+        if info.redis_up is not None:
+            yield _gauge("aibot_redis_up", "1 when Redis answers.", [], [([], info.redis_up)])
         yield from _pool_metrics(self.source.pools())
+        nodes = self.source.nodes()
+        if nodes:
+            yield from _node_metrics(nodes)
+
+
+def _gateway_metrics(info: BotInfo) -> Iterator[Metric]:
+    yield _gauge(
+        "aibot_gateway_up", "1 when the gateway is connected.", [], [([], info.gateway_up)]
+    )
+    yield _gauge("aibot_guilds", "Guilds the bot is in.", [], [([], info.guilds)])
+    yield _gauge(
+        "aibot_shard_latency_seconds",
+        "Gateway heartbeat latency per connected shard.",
+        ["shard"],
+        [([str(sid)], ms / 1000) for sid, ms in info.shards if ms is not None],
+    )
+
+
+def _node_metrics(nodes: list[NodeSnapshot]) -> Iterator[Metric]:
+    """Every live process (cluster mode): one series per node, per pool it runs."""
+    yield _gauge(
+        "aibot_node_up",
+        "1 for each live process of the bot (its heartbeat has not expired).",
+        ["node", "version"],
+        [([n.name, n.version], 1) for n in nodes],
+    )
+    yield _gauge(
+        "aibot_node_free_slots",
+        "Jobs a live process could start at once, per pool it runs.",
+        ["node", "pool"],
+        [([n.name, pool], n.free_slots.get(pool, 0)) for n in nodes for pool in n.pools],
+    )
+    yield _gauge(
+        "aibot_node_shards",
+        "Gateway shards a live process holds.",
+        ["node"],
+        [([n.name], len(n.shards)) for n in nodes],
+    )
 
 
 def _pool_metrics(pools: list[PoolSnapshot]) -> Iterator[Metric]:
@@ -226,27 +288,41 @@ class Metrics:
 _SOURCE = web.AppKey("source", StatusSource)
 _METRICS = web.AppKey("metrics", Metrics)
 _CHECKS = web.AppKey("checks", Sequence)
+_PROBE = web.AppKey("probe", object)
 
 
 def build_app(
-    source: StatusSource, metrics: Metrics | None = None, checks: Sequence[Check] = ()
+    source: StatusSource,
+    metrics: Metrics | None = None,
+    checks: Sequence[Check] = (),
+    probe: Probe | None = None,
 ) -> web.Application:
-    """The web app with `/health` and `/metrics`."""
+    """The web app with `/health` and `/metrics`; `probe`, when given, is awaited
+    before each answer."""
     app = web.Application()
     app[_SOURCE] = source
     app[_METRICS] = metrics if metrics is not None else Metrics(source)
     app[_CHECKS] = checks
+    app[_PROBE] = probe
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     return app
 
 
+async def _probed(app: web.Application) -> None:
+    probe = app[_PROBE]
+    if probe is not None:
+        await probe()  # type: ignore[operator]
+
+
 async def _health(request: web.Request) -> web.Response:
+    await _probed(request.app)
     status, body = health(request.app[_SOURCE], request.app[_CHECKS])
     return web.json_response(body, status=status)
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    await _probed(request.app)
     body = request.app[_METRICS].text()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -274,11 +350,13 @@ async def start_http(
     *,
     metrics: Metrics | None = None,
     checks: Sequence[Check] = (),
+    probe: Probe | None = None,
 ) -> HttpServer:
     """Serve `/health` and `/metrics` on host:port (port 0: any free port);
-    `checks` are further reasons for `/health` to answer 503."""
+    `checks` are further reasons for `/health` to answer 503; `probe` is awaited
+    before each answer."""
     # No access log: a scrape every few seconds would drown the useful lines.
-    runner = web.AppRunner(build_app(source, metrics, checks), access_log=None)
+    runner = web.AppRunner(build_app(source, metrics, checks, probe), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -1,11 +1,12 @@
 """Read-only, plain-data views of the bot for the status panel, `/health`,
-`/metrics` and the `/status` command (`PoolSnapshot`, `BotInfo`, `Event`), and the
-`StatusSource` they are read from. Built on demand; never hold a key."""
+`/metrics` and the `/status` command (`PoolSnapshot`, `BotInfo`, `NodeSnapshot`,
+`Event`), and the `StatusSource` they are read from. Built on demand; never hold
+a key."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -15,6 +16,7 @@ __all__ = [
     "Event",
     "KeyRingSnapshot",
     "KeySnapshot",
+    "NodeSnapshot",
     "PoolSnapshot",
     "SourceFunctions",
     "StatusSource",
@@ -102,6 +104,30 @@ class BotInfo:
     # Seconds spent connecting so far, from the start until the first READY
     # (the panel says "connecting… 12s"); None once connected.
     connecting_s: float | None = None
+    # False for a worker-only process (cluster mode, AIBOT_GATEWAY=off): it has no
+    # gateway to be down. `redis_up`: None where there is no Redis (embedded mode).
+    gateway: bool = True
+    redis_up: bool | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class NodeSnapshot:
+    """One live process of the bot, as its heartbeat shows it (cluster mode):
+    `pools` it runs and their `free_slots`, the gateway `shards` it holds (none
+    for a worker), the aibot `version`, when it started (`started_at`, unix
+    seconds), and whether it is the process that reads it (`here`)."""
+
+    name: str
+    pools: tuple[str, ...] = ()
+    free_slots: Mapping[str, int] = field(default_factory=dict)
+    shards: tuple[int, ...] = ()
+    version: str = ""
+    started_at: float = 0.0
+    here: bool = False
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since it started (`now`: unix seconds, default the present)."""
+        return max(0.0, (time.time() if now is None else now) - self.started_at)
 
 
 @dataclass(slots=True, frozen=True)
@@ -125,16 +151,21 @@ class StatusSource(Protocol):
 
     def events(self) -> list[Event]: ...
 
+    def nodes(self) -> list[NodeSnapshot]:
+        """Every live process of the bot in cluster mode; none in embedded mode
+        (the whole bot is this process)."""
+
 
 @dataclass(slots=True)
 class SourceFunctions:
-    """A `StatusSource` made of three callables, for the composition root:
+    """A `StatusSource` made of callables, for the composition root:
     `SourceFunctions(bot_info=..., pools=lambda: [p.snapshot() for p in ...],
-    events=event_log.events)`."""
+    events=event_log.events, nodes=queue.nodes)`."""
 
     bot_info: Callable[[], BotInfo]
     pools: Callable[[], list[PoolSnapshot]]
     events: Callable[[], list[Event]] = list
+    nodes: Callable[[], list[NodeSnapshot]] = list
 
 
 @dataclass(slots=True)
@@ -164,3 +195,6 @@ class Connecting:
 
     def events(self) -> list[Event]:
         return self.source.events()
+
+    def nodes(self) -> list[NodeSnapshot]:
+        return self.source.nodes()

@@ -2,7 +2,9 @@
 
 Everything shown comes from a `StatusSource` (`aibot.snapshots`): plain
 snapshots of the bot (`BotInfo`), the pools (`PoolSnapshot`) and the recent
-events (`Event`, kept by an `aibot.events.EventLog` that listens to logging). `render(source)`
+events (`Event`, kept by an `aibot.events.EventLog` that listens to logging), and
+in cluster mode every live process (`NodeSnapshot`: a row per node with its
+pools, free slots, shards, version and age). `render(source)`
 turns one reading into a rich renderable laid out for the width it is drawn
 at (80 columns and up); `StatusPanel`
 redraws it with `rich.live.Live` at most twice a second, only on a terminal.
@@ -25,7 +27,15 @@ from rich.table import Table
 from rich.text import Text
 
 from aibot.secrets import redact
-from aibot.snapshots import BotInfo, Event, KeyRingSnapshot, KeySnapshot, PoolSnapshot, StatusSource
+from aibot.snapshots import (
+    BotInfo,
+    Event,
+    KeyRingSnapshot,
+    KeySnapshot,
+    NodeSnapshot,
+    PoolSnapshot,
+    StatusSource,
+)
 
 __all__ = ["StatusPanel", "render"]
 
@@ -43,11 +53,12 @@ _LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
 def render(source: StatusSource, *, events: int = 8) -> RenderableType:
-    """One reading of `source` as a panel: the bot line, a row per pool, key
-    health per ring, and the last `events` events. The reading is taken now;
-    the layout follows the width it is drawn at (80 columns and up)."""
+    """One reading of `source` as a panel: the bot line, a row per pool, a row
+    per live node (cluster mode), key health per ring, and the last `events`
+    events. The reading is taken now; the layout follows the width it is drawn
+    at (80 columns and up)."""
     recent = source.events()[-events:] if events else []
-    return _Screen(source.bot_info(), source.pools(), recent)
+    return _Screen(source.bot_info(), source.pools(), recent, source.nodes())
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,6 +70,7 @@ class _Screen:
     info: BotInfo
     pools: list[PoolSnapshot]
     events: list[Event]
+    nodes: list[NodeSnapshot] = field(default_factory=list)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = options.max_width >= _WIDE
@@ -69,6 +81,9 @@ class _Screen:
             parts.append(Text("no pools yet: they start once the bot has logged in", "dim"))
         if any(pool.budget_limit > 0 for pool in self.pools):
             parts.append(Text(_BURST_LEGEND, "dim"))
+        if self.nodes:
+            parts += [Text(""), Text(f"nodes ({len(self.nodes)} live)", "bold dim")]
+            parts.append(_node_table(self.nodes))
         rings = [ring for pool in self.pools for ring in pool.rings]
         if rings:
             parts += [Text(""), Text("keys", "bold dim"), _key_table(rings)]
@@ -174,6 +189,33 @@ def _burst(pool: PoolSnapshot) -> str:
     if pool.budget_limit <= 0:
         return "-"
     return f"{_count(pool.budget_left)}/{_count(pool.budget_limit)}"
+
+
+def _node_table(nodes: list[NodeSnapshot]) -> Table:
+    """A row per live process, this one first: pools with their free slots."""
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    table.add_column("node", no_wrap=True, style="bold")
+    table.add_column("pools (free)", overflow="fold")
+    table.add_column("shards", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("up", no_wrap=True, justify="right")
+    now = time.time()
+    for node in sorted(nodes, key=lambda node: (not node.here, node.name)):
+        pools = " ".join(f"{pool}({node.free_slots.get(pool, 0)})" for pool in node.pools)
+        table.add_row(
+            node.name + (" (here)" if node.here else ""),
+            pools or "-",
+            _shard_ids(node.shards),
+            node.version or "?",
+            _duration(node.age(now)),
+        )
+    return table
+
+
+def _shard_ids(shards: tuple[int, ...]) -> str:
+    if len(shards) > 4:
+        return f"{shards[0]}…{shards[-1]} ({len(shards)})"
+    return ",".join(map(str, shards)) or "-"
 
 
 def _key_table(rings: list[KeyRingSnapshot]) -> Table:

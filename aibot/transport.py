@@ -13,15 +13,20 @@ of commands is deferred before any of the pools' work runs.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from aibot.jobs import Job
 from aibot.router import PoolLoad
-from aibot.snapshots import PoolSnapshot
+from aibot.snapshots import NodeSnapshot, PoolSnapshot
 from aibot.worker import Worker
 
-__all__ = ["JobQueue", "LocalQueue"]
+__all__ = ["JobQueue", "LocalQueue", "free_slots"]
 
 
 class JobQueue(Protocol):
@@ -49,6 +54,14 @@ class JobQueue(Protocol):
         """The same, wherever the jobs run: what `/admin jobs` lists (cluster mode
         reads it from Redis)."""
 
+    def nodes(self) -> list[NodeSnapshot]:
+        """Every live process with its pools, free slots and shards, for status
+        views: this process alone in embedded mode. No I/O."""
+
+    async def round_trip(self) -> float | None:
+        """Seconds one call to the shared store (Redis) takes now, `math.inf` when
+        it does not answer; None when there is none (embedded mode)."""
+
     async def cancel(self, job_id: str) -> bool: ...
 
     async def pause(self, pool: str) -> None: ...
@@ -72,6 +85,12 @@ class LocalQueue:
     def __init__(self, worker: Worker, *, turn: Callable[[], Awaitable[None]] | None = None):
         self.worker = worker
         self._turn = turn
+        self._node = NodeSnapshot(
+            name=f"{socket.gethostname()}-{os.getpid()}",
+            version=_version(),
+            started_at=time.time(),
+            here=True,
+        )
 
     def pools(self) -> tuple[str, ...]:
         return tuple(self.worker.pools)
@@ -96,6 +115,13 @@ class LocalQueue:
     async def list_jobs(self) -> list[tuple[str, Job, str]]:
         return self.worker.jobs()
 
+    def nodes(self) -> list[NodeSnapshot]:
+        free = {snap.name: free_slots(snap) for snap in self.worker.snapshots()}
+        return [replace(self._node, pools=tuple(free), free_slots=free)]
+
+    async def round_trip(self) -> float | None:
+        return None
+
     async def cancel(self, job_id: str) -> bool:
         return self.worker.cancel(job_id)
 
@@ -113,3 +139,18 @@ class LocalQueue:
 
     async def aclose(self) -> None:
         await self.worker.aclose()
+
+
+def free_slots(snapshot: PoolSnapshot) -> int:
+    """Jobs a pool could start at once: none unless it is running."""
+    if snapshot.state != "running":
+        return 0
+    return max(0, snapshot.workers_total - snapshot.workers_busy - snapshot.queued)
+
+
+def _version() -> str:
+    """aibot's installed version ("" when it runs from a tree not installed)."""
+    try:
+        return importlib.metadata.version("aibot")
+    except importlib.metadata.PackageNotFoundError:
+        return ""

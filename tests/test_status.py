@@ -20,6 +20,7 @@ from aibot.snapshots import (
     Connecting,
     Event,
     KeyRingSnapshot,
+    NodeSnapshot,
     PoolSnapshot,
     SourceFunctions,
 )
@@ -88,6 +89,40 @@ def test_latencies_show_once_jobs_finished_even_at_zero_seconds() -> None:
     rows = {line.split()[1]: line for line in text.splitlines() if len(line.split()) > 2}
     assert rows["chat"].count("<1ms") == 2
     assert "<1ms" not in rows["image"] and " - " in rows["image"]
+
+
+def _cluster_source() -> SourceFunctions:
+    """The fixtures' bot and pools, seen from a gateway with three live nodes."""
+    now = time.time()
+    nodes = [
+        NodeSnapshot("gateway-1", shards=(0, 1), version="0.1.0", started_at=now - 3725, here=True),
+        NodeSnapshot("worker-chat", ("chat", "image"), {"chat": 20, "image": 0}, (), "0.1.0", now),
+        NodeSnapshot("worker-video", ("video",), {"video": 3}, (), "0.1.0", now - 125),
+    ]
+    base = fixtures.source()
+    return SourceFunctions(base.bot_info, base.pools, base.events, lambda: nodes)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_in_cluster_mode_each_live_node_has_its_row(width: int) -> None:
+    text = shown(_cluster_source(), width=width)
+    assert "nodes (3 live)" in text
+    rows = {
+        line.strip("│ ").split()[0]: line for line in text.splitlines() if line.strip("│ ").strip()
+    }
+    assert "(here)" in rows["gateway-1"] and "0,1" in rows["gateway-1"]
+    assert "1h02m" in rows["gateway-1"] and "0.1.0" in rows["gateway-1"]
+    assert "chat(20) image(0)" in rows["worker-chat"]
+    assert "video(3)" in rows["worker-video"] and "2m05s" in rows["worker-video"]
+    lines = text.splitlines()
+    assert lines.index(next(ln for ln in lines if "gateway-1" in ln)) < lines.index(
+        next(ln for ln in lines if "worker-chat" in ln)
+    ), "this process first"
+    assert max(len(line) for line in lines) <= width
+
+
+def test_in_embedded_mode_there_is_no_nodes_section() -> None:
+    assert "nodes (" not in shown(fixtures.source())
 
 
 def test_on_a_24_line_terminal_the_latest_events_that_fit_are_shown() -> None:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -39,14 +40,14 @@ from aibot.catalogue import POOLS
 from aibot.cluster.controls import Controls, ListedJob
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
-from aibot.cluster.runner import Runner
+from aibot.cluster.runner import VERSION, Runner
 from aibot.cluster.streams import JobStream, StreamLoad, stream_loads
 from aibot.cluster.tasks import stop_tasks
-from aibot.cluster.views import merged_snapshots
+from aibot.cluster.views import merged_snapshots, node_snapshot
 from aibot.jobs import Job, TemporarilyUnavailable
 from aibot.router import PoolLoad
 from aibot.settings import Settings
-from aibot.snapshots import PoolSnapshot
+from aibot.snapshots import NodeSnapshot, PoolSnapshot
 
 __all__ = ["ClusterGate", "RedisQueue"]
 
@@ -253,7 +254,7 @@ class RedisQueue:
         shards = tuple(self._shards())
         if self.runner is not None:
             return self.runner.node_info(shards)
-        return NodeInfo(self.node, shards=shards, started_at=self._started_at)
+        return NodeInfo(self.node, version=VERSION, shards=shards, started_at=self._started_at)
 
     async def _refresh_forever(self) -> None:
         last_beat = 0.0
@@ -288,6 +289,27 @@ class RedisQueue:
     def problem(self) -> str | None:
         """What `/health` reports: Redis unreachable, or nothing."""
         return None if self.reachable else "redis unreachable"
+
+    # ------------------------------------------------------------ status views
+
+    def nodes(self) -> list[NodeSnapshot]:
+        """Every live process as the last refresh saw it (this one always: also
+        while Redis is away, when no heartbeat can be read)."""
+        nodes = [node_snapshot(info, here=self.node) for info in self._nodes]
+        if not any(node.here for node in nodes):
+            nodes.insert(0, node_snapshot(self.node_info(), here=self.node))
+        return nodes
+
+    async def round_trip(self) -> float | None:
+        """Seconds a PING to Redis takes now; `math.inf` when it does not answer
+        within `CALL_TIMEOUT`."""
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await self.redis.ping()
+        except (RedisError, TimeoutError, OSError):
+            return math.inf
+        return time.perf_counter() - start
 
 
 class ClusterGate:

@@ -154,6 +154,12 @@ class Runner:
 
     # ------------------------------------------------------------ taking jobs
 
+    def taking(self) -> tuple[str, ...]:
+        """The pools whose take loop runs (none before `start` or after `drain`)."""
+        # The take loops are started first, one per stream, in the streams' order.
+        loops = zip(self.streams, self._loops, strict=False)  # no loops before `start`
+        return tuple(pool for pool, task in loops if not task.done())
+
     def free_slots(self, pool: str) -> int:
         if pool in self._paused:
             return 0

@@ -1,5 +1,6 @@
 """Pool status across processes: `PoolSnapshot`s as plain mappings in heartbeats,
-and one snapshot per pool for the gateway's views, summed over every live node.
+and one snapshot per pool for the gateway's views, summed over every live node;
+each live node itself as a `NodeSnapshot` (`node_snapshot`).
 
 A worker process puts its pools' snapshots in its heartbeat (`NodeInfo.snapshots`);
 the gateway reads every live heartbeat and shows each pool once, as the sum of
@@ -14,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aibot.cluster.heartbeat import NodeInfo
-from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
+from aibot.snapshots import KeyRingSnapshot, KeySnapshot, NodeSnapshot, PoolSnapshot
 
-__all__ = ["merged_snapshots", "snapshot_from_dict", "snapshot_to_dict"]
+__all__ = ["merged_snapshots", "node_snapshot", "snapshot_from_dict", "snapshot_to_dict"]
 
 _STATES = ("running", "paused", "draining", "stopped")  # the first one any node has wins
 
@@ -67,4 +68,17 @@ def _merge(name: str, parts: list[PoolSnapshot]) -> PoolSnapshot:
         p95_ms=max(p.p95_ms for p in parts),
         p99_ms=max(p.p99_ms for p in parts),
         rings=tuple(ring for p in parts for ring in p.rings),
+    )
+
+
+def node_snapshot(info: NodeInfo, *, here: str = "") -> NodeSnapshot:
+    """A heartbeat as the status views show it; `here` names the reading process."""
+    return NodeSnapshot(
+        name=info.node,
+        pools=info.pools,
+        free_slots=dict(info.free_slots),
+        shards=info.shards,
+        version=info.version,
+        started_at=info.started_at,
+        here=info.node == here,
     )

@@ -1,9 +1,14 @@
 """The admin pool's commands: `/ping`, `/status`, `/instances` (ko: `/핑` `/상태`
 `/인스턴스`). They read snapshots and answer at once; they never become jobs, so
-they answer whichever pools are off (a pool with no key), the admin pool too."""
+they answer whichever pools are off (a pool with no key), the admin pool too.
+
+In cluster mode they show every live process (node), not only this one: `/ping`
+counts them and times a round trip to Redis, `/status` and `/instances` add a
+field per node (its pools and free slots, shards, version, time up)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import discord
@@ -12,10 +17,11 @@ from discord.ext import commands
 
 from aibot.catalogue import POOLS
 from aibot.discord.embeds import instances_embed, status_embed
-from aibot.discord.i18n import language
+from aibot.discord.i18n import language, text
 from aibot.discord.render import ping_text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.router import Router
+from aibot.snapshots import NodeSnapshot
 from aibot.transport import JobQueue
 
 __all__ = ["AdminCog"]
@@ -31,11 +37,13 @@ class AdminCog(commands.Cog, name="admin"):
         router: Router,
         *,
         off: Sequence[str] = (),
+        cluster: bool = False,
     ) -> None:
         self.client = client
         self.queue = queue
         self.router = router
         self.off = tuple(off)  # pools with no key: /status and /instances say so
+        self.cluster = cluster  # several processes: show each live node
 
     @app_commands.command(
         name="ping", description="Gateway latency per shard, and the pools running here"
@@ -43,6 +51,8 @@ class AdminCog(commands.Cog, name="admin"):
     async def ping(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
         content = ping_text(self.client.latencies, self.queue.pools(), lang)
+        if self.cluster:
+            content += "\n" + await self._cluster_line(lang)
         await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(
@@ -54,7 +64,7 @@ class AdminCog(commands.Cog, name="admin"):
         snapshots = self.queue.snapshots()
         here = self.queue.pools()
         missing = [name for name in POOLS if name not in here and name not in self.off]
-        embed = status_embed(snapshots, missing, lang, off=self.off)
+        embed = status_embed(snapshots, missing, lang, off=self.off, nodes=self._nodes())
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(
@@ -63,5 +73,20 @@ class AdminCog(commands.Cog, name="admin"):
     )
     async def instances(self, interaction: discord.Interaction) -> None:
         lang = language(interaction.locale)
-        embed = instances_embed(self.router.routes(), self.queue.pools(), lang, off=self.off)
+        embed = instances_embed(
+            self.router.routes(), self.queue.pools(), lang, off=self.off, nodes=self._nodes()
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    def _nodes(self) -> list[NodeSnapshot] | None:
+        """Every live node in cluster mode; None in embedded mode (one process)."""
+        return self.queue.nodes() if self.cluster else None
+
+    async def _cluster_line(self, lang: str) -> str:
+        """Live nodes and Redis's round trip, for `/ping` in cluster mode."""
+        seconds = await self.queue.round_trip()
+        if seconds is None or math.isinf(seconds):
+            redis = text(lang, "redis_unreachable")
+        else:
+            redis = f"{seconds * 1000:.1f} ms"
+        return text(lang, "ping_cluster", nodes=len(self.queue.nodes()), redis=redis)

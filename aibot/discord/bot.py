@@ -39,7 +39,7 @@ from aibot.jobs import AibotError
 from aibot.ports import Conversations, QuotaLimits
 from aibot.router import Router
 from aibot.settings import Settings
-from aibot.snapshots import BotInfo, PoolSnapshot, SourceFunctions, StatusSource
+from aibot.snapshots import BotInfo, NodeSnapshot, PoolSnapshot, SourceFunctions, StatusSource
 from aibot.store import Store
 from aibot.transport import JobQueue
 
@@ -77,7 +77,9 @@ class AibotBot(commands.AutoShardedBot):
         self.foreground = foreground
         self.events = EventLog()  # what the status panel lists; run.py feeds it the logs
         # (not `self.status`: discord.Client uses that name for its presence)
-        self._source = SourceFunctions(self.bot_info, self.pool_snapshots, self.events.events)
+        self._source = SourceFunctions(
+            self.bot_info, self.pool_snapshots, self.events.events, self.node_snapshots
+        )
         self.metrics = Metrics(self._source)
         self.http_server: HttpServer | None = None
         # More reasons for /health to say 503 (cluster mode: Redis unreachable).
@@ -138,7 +140,10 @@ class AibotBot(commands.AutoShardedBot):
         if "video" in enabled:
             await self.add_cog(VideoCog(self.intake, max_bytes=limit))
         # Always: /ping, /status, /instances answer also when the admin pool is off.
-        await self.add_cog(AdminCog(self, self.queue, self.router, off=self.settings.off_pools))
+        cluster = self.settings.cluster is not None
+        await self.add_cog(
+            AdminCog(self, self.queue, self.router, off=self.settings.off_pools, cluster=cluster)
+        )
         await self.add_cog(ManageCog(self))
 
     async def sync_commands(self) -> list[discord.app_commands.AppCommand]:
@@ -220,6 +225,10 @@ class AibotBot(commands.AutoShardedBot):
 
     def pool_snapshots(self) -> list[PoolSnapshot]:
         return self.queue.snapshots()
+
+    def node_snapshots(self) -> list[NodeSnapshot]:
+        """Every live process in cluster mode; none in embedded mode."""
+        return self.queue.nodes() if self.settings.cluster is not None else []
 
     def status_source(self) -> StatusSource:
         """What the console panel, /health and /metrics read."""

@@ -15,7 +15,7 @@ from aibot.catalogue import POOLS
 from aibot.discord.i18n import duration, text
 from aibot.jobs import Job, Result
 from aibot.secrets import redact
-from aibot.snapshots import KeyRingSnapshot, PoolSnapshot
+from aibot.snapshots import KeyRingSnapshot, NodeSnapshot, PoolSnapshot
 from aibot.store import DaySummary, DayUsage, Limits, MemberUsage
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "instances_embed",
     "jobs_embed",
     "keys_embed",
+    "node_line",
     "quota_embed",
     "stats_embed",
     "status_embed",
@@ -35,6 +36,7 @@ _EMBED_DESCRIPTION_LIMIT = 4096
 _FIELD_LIMIT = 1024
 _EMBED_LIMIT = 5800  # Discord's 6,000 characters per message's embeds, with room to spare
 _LIST_LIMIT = 15  # jobs shown per pool; an embed field holds 1,024 characters
+_NODE_LIMIT = 20  # node fields: with the four pools', within Discord's 25 per embed
 _KEYS_PER_RING = 10
 _KEY_ORDER = {"disabled": 0, "cooling": 1, "busy": 2, "ready": 3}  # trouble first
 
@@ -67,16 +69,21 @@ def status_embed(
     lang: str,
     *,
     off: Sequence[str] = (),
+    nodes: Sequence[NodeSnapshot] | None = None,
 ) -> discord.Embed:
     """`/status`: one field per pool from its snapshot; pools not run here say so,
-    and so do the pools that are `off` (no key)."""
+    and so do the pools that are `off` (no key). Cluster mode (`nodes` given):
+    the pools summed over every live node, then a field per node."""
     embed = discord.Embed(title=text(lang, "status_title"), colour=discord.Colour.green())
     values = {snap.name: _status_line(snap, lang) for snap in snapshots}
-    values.update((name, text(lang, "status_missing")) for name in missing)
+    nowhere = "status_missing" if nodes is None else "status_nowhere"
+    values.update((name, text(lang, nowhere)) for name in missing)
     values.update((name, text(lang, "status_off")) for name in off)
     order = {name: index for index, name in enumerate(POOLS)}
     for name in sorted(values, key=lambda name: order.get(name, len(order))):
         embed.add_field(name=name, value=values[name], inline=False)
+    if nodes is not None:
+        _add_nodes(embed, nodes, lang)
     return embed
 
 
@@ -106,9 +113,11 @@ def instances_embed(
     lang: str,
     *,
     off: Sequence[str] = (),
+    nodes: Sequence[NodeSnapshot] | None = None,
 ) -> discord.Embed:
     """`/instances`: for each pool, its commands, channel patterns and where it runs
-    (nowhere, for the pools that are `off`)."""
+    (nowhere, for the pools that are `off`). Cluster mode (`nodes` given): the
+    live nodes that run each pool, then a field per node."""
     embed = discord.Embed(title=text(lang, "instances_title"), colour=discord.Colour.blurple())
     for pool, patterns, commands in routes:
         value = text(
@@ -116,16 +125,57 @@ def instances_embed(
             "instances_line",
             commands=", ".join(f"/{c}" for c in commands) or text(lang, "none"),
             channels=_clip(", ".join(f"`{p}`" for p in patterns), 600) or text(lang, "none"),
-            where=text(lang, _where(pool, here, off)),
+            where=_where(pool, here, off, nodes, lang),
         )
         embed.add_field(name=pool, value=value, inline=False)
+    if nodes is not None:
+        _add_nodes(embed, nodes, lang)
     return embed
 
 
-def _where(pool: str, here: Sequence[str], off: Sequence[str]) -> str:
+def _where(
+    pool: str,
+    here: Sequence[str],
+    off: Sequence[str],
+    nodes: Sequence[NodeSnapshot] | None,
+    lang: str,
+) -> str:
     if pool in off:
-        return "status_off"
-    return "here" if pool in here else "elsewhere"
+        return text(lang, "status_off")
+    if nodes is not None:
+        names = [node.name for node in nodes if pool in node.pools]
+        return _clip(", ".join(names), 300) if names else text(lang, "nowhere")
+    return text(lang, "here" if pool in here else "elsewhere")
+
+
+def _add_nodes(embed: discord.Embed, nodes: Sequence[NodeSnapshot], lang: str) -> None:
+    """A field per live node (this process first): its pools with their free
+    slots, its shards, version and age; the rest counted in the footer."""
+    ordered = sorted(nodes, key=lambda node: (not node.here, node.name))
+    for shown, node in enumerate(ordered):
+        name = text(lang, "node_name_here" if node.here else "node_name", name=node.name)
+        value = node_line(node, lang)
+        if shown >= _NODE_LIMIT or len(embed) + len(name) + len(value) > _EMBED_LIMIT:
+            embed.set_footer(text=text(lang, "node_more", count=len(ordered) - shown))
+            break
+        embed.add_field(name=name, value=value, inline=False)
+
+
+def node_line(node: NodeSnapshot, lang: str, *, now: float | None = None) -> str:
+    """One node in words: pools (free slots), shards, version, time up."""
+    pools = ", ".join(
+        text(lang, "node_pool", pool=pool, free=node.free_slots.get(pool, 0)) for pool in node.pools
+    )
+    return _clip(
+        text(
+            lang,
+            "node_line",
+            pools=pools or text(lang, "none"),
+            shards=", ".join(map(str, node.shards)) or "-",
+            version=node.version or "?",
+            age=duration(node.age(now), lang),
+        )
+    )
 
 
 def keys_embed(
