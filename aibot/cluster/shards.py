@@ -151,13 +151,24 @@ class ShardClaims:
     def _args(self) -> list[object]:
         return [self.node, self.shard_count, int(self.ttl * 1000)]
 
-    async def claim(self, *, wait: bool = False, poll: float = 1.0) -> None:
+    async def claim(
+        self,
+        *,
+        wait: bool = False,
+        poll: float = 1.0,
+        waiting: Callable[[ShardConflict], object] | None = None,
+    ) -> None:
         """Claim every shard id, or raise `ShardConflict` naming the holder.
-        With `wait` (a standby), wait instead until the holder's claims expire;
-        a count mismatch still raises."""
+        With `wait` (a standby), wait instead until the holder's claims end (it
+        stopped cleanly, or they expired), trying every `poll` seconds; who holds
+        them is logged once (again only if that changes), and `waiting` is told
+        at every try. A count mismatch still raises."""
+        said = ""
         while True:
             reply = [_text(v) for v in await self._claim(keys=self._claim_keys, args=self._args)]
             if reply[0] == "ok":
+                if said:
+                    log.warning("took over shards %s", ", ".join(map(str, self.shard_ids)))
                 return
             if reply[0] == "count":
                 raise ShardConflict(
@@ -169,8 +180,19 @@ class ShardClaims:
             conflict = self._held_conflict(reply[1:])
             if not wait:
                 raise conflict
-            log.info("standing by: %s", conflict)
+            if str(conflict) != said:
+                said = str(conflict)
+                log.warning("standing by: %s", self._standby_sentence(reply[1:]))
+            if waiting is not None:
+                waiting(conflict)
             await asyncio.sleep(poll)
+
+    def _standby_sentence(self, pairs: list[str]) -> str:
+        holders = sorted(set(pairs[1::2]))
+        return (
+            f"shards {', '.join(map(str, self.shard_ids))} are held by {', '.join(holders)}; "
+            f"taking them over when its claims end (a clean stop, or {self.ttl:g} s after it dies)"
+        )
 
     @property
     def _claim_keys(self) -> list[str]:
