@@ -41,7 +41,7 @@ from aibot.cluster.outcomes import OutcomeFollower, OutcomePublisher
 from aibot.cluster.queue import ClusterGate, RedisQueue
 from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
-from aibot.cluster.shards import IdentifyLock, ShardClaims
+from aibot.cluster.shards import IdentifyLock, ShardClaims, shard_words
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.headless import HeadlessReplies
 from aibot.discord.intake import Intake
@@ -186,16 +186,15 @@ class _GatewayShards:
     def lost(self, shards: tuple[int, ...]) -> None:
         """A renewal found shards held by another gateway (this one stalled past
         its claims and a standby took over): stop serving them. The bot closes
-        (draining what it accepted) and dispatches `shards_lost`, so the command
-        line exits with a failure and systemd restarts it."""
+        (draining what it accepted) and dispatches `shards_lost` (the shards, in
+        words), so the command line exits with a failure and systemd restarts it."""
         if self.closing is not None:
             return
         log.error(
-            "shards %s are served by another gateway now (this one stalled past its "
-            "claims' expiry): closing",
-            ", ".join(map(str, shards)),
+            "another gateway took over %s (this one stalled past its claims' expiry): closing",
+            shard_words(shards),
         )
-        self.bot.dispatch("shards_lost", shards)
+        self.bot.dispatch("shards_lost", shard_words(shards))
         self.closing = asyncio.create_task(self.bot.close(), name="aibot-shards-lost")
 
 

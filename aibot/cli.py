@@ -280,7 +280,7 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.queue.pools())}")
 
     bot.add_listener(on_ready, "on_ready")
-    lost: list[tuple[int, ...]] = []
+    lost: list[str] = []
     _watch_shards(bot, notifier, lost)
     screen.start()
     notifier.start_watchdog(loop)
@@ -305,8 +305,7 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         logs.close()
     error = None if running.cancelled() else running.exception()
     if lost and not stop.is_set():
-        shards = ", ".join(map(str, lost[0]))
-        _say(f"stopped: shards {shards} are served by another gateway now (this one stalled)")
+        _say(f"stopped: another gateway took over {lost[0]} (this one stalled past its claims)")
         return EXIT_FAILED
     if stop.is_set() or error is None:  # asked to stop: whatever connecting was doing
         return EXIT_OK
@@ -321,7 +320,7 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     return EXIT_CONFIG if failure.config else EXIT_FAILED
 
 
-def _watch_shards(bot: AibotBot, notifier: Notifier, lost: list[tuple[int, ...]]) -> None:
+def _watch_shards(bot: AibotBot, notifier: Notifier, lost: list[str]) -> None:
     """Cluster gateways with `AIBOT_SHARD_IDS`: while a standby waits for its
     shards, systemd's start job goes on (READY=1 comes with Discord's READY, once
     it holds them) and `systemctl status` says whom it waits for; shards taken
@@ -334,8 +333,8 @@ def _watch_shards(bot: AibotBot, notifier: Notifier, lost: list[tuple[int, ...]]
             f"STATUS=standing by: {' '.join(conflict.split())}",
         )
 
-    async def on_shards_lost(shards: tuple[int, ...]) -> None:
-        lost.append(shards)
+    async def on_shards_lost(words: str) -> None:
+        lost.append(words)
 
     bot.add_listener(on_standing_by, "on_standing_by")
     bot.add_listener(on_shards_lost, "on_shards_lost")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-__all__ = ["IdentifyLock", "ShardClaims", "ShardConflict"]
+__all__ = ["IdentifyLock", "ShardClaims", "ShardConflict", "shard_words"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,11 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return {0, redis.call('PTTL', KEYS[1])}
 """
+
+
+def shard_words(ids: Sequence[int]) -> str:
+    """`shard 1`, `shards 0, 1`: shard ids in a sentence."""
+    return f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
 
 
 def _text(value: object) -> str:
@@ -168,7 +173,7 @@ class ShardClaims:
             reply = [_text(v) for v in await self._claim(keys=self._claim_keys, args=self._args)]
             if reply[0] == "ok":
                 if said:
-                    log.warning("took over shards %s", ", ".join(map(str, self.shard_ids)))
+                    log.warning("took over %s", shard_words(self.shard_ids))
                 return
             if reply[0] == "count":
                 raise ShardConflict(
@@ -190,7 +195,7 @@ class ShardClaims:
     def _standby_sentence(self, pairs: list[str]) -> str:
         holders = sorted(set(pairs[1::2]))
         return (
-            f"shards {', '.join(map(str, self.shard_ids))} are held by {', '.join(holders)}; "
+            f"{shard_words(self.shard_ids)} held by {', '.join(holders)}; "
             f"taking them over when its claims end (a clean stop, or {self.ttl:g} s after it dies)"
         )
 
@@ -202,10 +207,7 @@ class ShardClaims:
         holders: dict[str, list[int]] = {}
         for i in range(0, len(pairs), 2):
             holders.setdefault(pairs[i + 1], []).append(self.shard_ids[int(pairs[i])])
-        said = "; ".join(
-            f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} held by {holder}"
-            for holder, ids in holders.items()
-        )
+        said = "; ".join(f"{shard_words(ids)} held by {holder}" for holder, ids in holders.items())
         return ShardConflict(
             f"{said}: give this gateway other AIBOT_SHARD_IDS, stop that process, or "
             f"start this one as its standby (its claims expire {self.ttl:g} s after it stops)",
