@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,13 +219,53 @@ async def test_a_standby_takes_over_the_shards_of_a_killed_gateway_when_its_clai
     assert standby.popen.poll() is None
 
 
+class Systemd:
+    """What a process sends to `$NOTIFY_SOCKET` (an abstract unix socket here)."""
+
+    def __init__(self) -> None:
+        self.name = f"@aibot-test-{secrets.token_hex(6)}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.name[1:])
+        self.sock.setblocking(False)
+        self.fields: list[str] = []
+
+    def received(self) -> list[str]:
+        while True:
+            try:
+                self.fields += self.sock.recv(4096).decode().split("\n")
+            except BlockingIOError:
+                return self.fields
+
+    async def wait_for(self, field: str) -> None:
+        async def sent() -> bool:
+            return field in self.received()
+
+        await eventually(sent, timeout=WAIT, what=f"{field} in {self.fields}")
+
+
+@pytest.fixture
+def systemd() -> Iterator[Systemd]:
+    listening = Systemd()
+    with listening.sock:
+        yield listening
+
+
 async def test_a_standby_takes_over_at_once_from_a_gateway_stopped_cleanly(
-    gateways: Gateways,
+    gateways: Gateways, systemd: Systemd
 ) -> None:
     active = gateways.start("gateway-a", "0,1")
     await gateways.connected(identifies=2)
-    standby = gateways.start("gateway-b", "0,1", role="standby")
+    watchdog = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "400000"}
+    standby = gateways.start("gateway-b", "0,1", role="standby", **watchdog)
     await standby.wait_said("standing by")
+    # Waiting is no failed start: systemd's start timeout is pushed on, the
+    # watchdog fed, READY=1 not sent (it comes once the shards are served).
+    await systemd.wait_for("EXTEND_TIMEOUT_USEC=30000000")
+    await systemd.wait_for("WATCHDOG=1")
+    assert any(
+        f.startswith("STATUS=standing by: shards 0, 1 held by gateway-a") for f in systemd.fields
+    )
+    assert "READY=1" not in systemd.received()
 
     assert await active.stop() == 0
     # Its claims had up to 15 s left: a clean stop released them.
@@ -232,6 +274,7 @@ async def test_a_standby_takes_over_at_once_from_a_gateway_stopped_cleanly(
     await gateways.connected(identifies=4)
     assert await gateways.holders() == ["gateway-b", "gateway-b"]
     await _ping_answered(gateways.fake, gateways.fake.guilds[0].id)
+    await systemd.wait_for("READY=1")
 
 
 async def test_a_gateway_whose_shards_were_taken_over_closes_and_exits_with_a_failure(
