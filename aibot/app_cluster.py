@@ -164,11 +164,13 @@ class _GatewayShards:
     async def claim(self) -> None:
         """Claim the shards before the gateway connects: refuse (`ShardConflict`)
         when another holds them, or as a standby wait for their claims to end.
-        A standby dispatches `standing_by` at each try (the command line tells
-        systemd the start goes on) and starts nothing else until it holds them."""
+        A standby dispatches `standing_by` (whom it waits for) at each try (the
+        command line tells systemd the start goes on) and starts nothing else
+        until it holds them."""
+        ids = shard_words(self.claims.shard_ids)
         await self.claims.claim(
             wait=self.standby,
-            waiting=lambda conflict: self.bot.dispatch("standing_by", str(conflict)),
+            waiting=lambda held: self.bot.dispatch("standing_by", f"{ids} held by {held.holder}"),
         )
 
     async def learn_concurrency(self) -> None:

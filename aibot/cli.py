@@ -326,11 +326,11 @@ def _watch_shards(bot: AibotBot, notifier: Notifier, lost: list[str]) -> None:
     it holds them) and `systemctl status` says whom it waits for; shards taken
     over by another gateway are noted in `lost` (the exit is then a failure)."""
 
-    async def on_standing_by(conflict: str) -> None:
+    async def on_standing_by(held: str) -> None:
         # Each try pushes the start timeout on: a standby may wait for days.
         notifier.notify(
             f"EXTEND_TIMEOUT_USEC={STANDBY_EXTEND_SECONDS * 1_000_000}",
-            f"STATUS=standing by: {' '.join(conflict.split())}",
+            f"STATUS=standing by: {' '.join(held.split())}",
         )
 
     async def on_shards_lost(words: str) -> None:
