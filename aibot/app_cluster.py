@@ -15,11 +15,14 @@ The usage ledger stays in the gateway's SQLite file: worker processes publish
 their outcomes (`OutcomePublisher`) and the gateway's `OutcomeFollower` records
 them, once per job id, so `/stats` shows the whole bot. A gateway started with
 `AIBOT_SHARD_IDS` claims its shards in Redis before it connects
-(`ShardClaims`, renewed by its heartbeat) and identifies through `IdentifyLock`.
+(`ShardClaims`, renewed by its heartbeat; with `AIBOT_GATEWAY=standby` it waits
+for them) and identifies through `IdentifyLock`, its buckets Discord's
+`max_concurrency`. A gateway that finds its shards taken over closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,7 +41,7 @@ from aibot.cluster.outcomes import OutcomeFollower, OutcomePublisher
 from aibot.cluster.queue import ClusterGate, RedisQueue
 from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
-from aibot.cluster.shards import IdentifyLock, ShardClaims
+from aibot.cluster.shards import IdentifyLock, ShardClaims, shard_words
 from aibot.cluster.worker_status import WorkerStatus
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.headless import HeadlessReplies
@@ -56,7 +59,7 @@ from aibot.worker import Observer, Worker
 
 __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
 
-log = logging.getLogger("aibot.cluster.worker")
+log = logging.getLogger("aibot.cluster")
 
 
 def create_gateway(settings: Settings) -> AibotBot:
@@ -103,15 +106,10 @@ def create_gateway(settings: Settings) -> AibotBot:
         watch_rings(runner.worker.pools.values(), alerts)
         closers += [lambda: _flush_rings(runner.worker), worker_replies.close]
     if settings.shard_ids and settings.shard_count:
-        claims = ShardClaims(
-            redis, cluster.node, settings.shard_ids, settings.shard_count, prefix=cluster.prefix
-        )
-        starters.insert(0, claims.claim)
-        on_beat.append(claims.renew)
-        closers.append(claims.release)
-        bot.before_identify_hook = IdentifyLock(  # type: ignore[method-assign]
-            redis, prefix=cluster.prefix, holder=cluster.node
-        )
+        shards = _GatewayShards(bot, redis, settings)
+        starters[:0] = [shards.claim, shards.learn_concurrency]
+        on_beat.append(shards.claims.renew)
+        closers.append(shards.claims.release)
     queue = RedisQueue(
         redis,
         settings,
@@ -142,6 +140,66 @@ def create_gateway(settings: Settings) -> AibotBot:
     )
     bot.health_checks.append(queue.problem)
     return bot
+
+
+class _GatewayShards:
+    """The shards of one gateway process: its claims in Redis (waited for as a
+    standby), and the IDENTIFY lock it connects through."""
+
+    def __init__(self, bot: AibotBot, redis: Redis, settings: Settings) -> None:
+        cluster = settings.cluster
+        assert cluster is not None and settings.shard_ids and settings.shard_count
+        self.bot = bot
+        self.standby = cluster.standby
+        self.claims = ShardClaims(
+            redis,
+            cluster.node,
+            settings.shard_ids,
+            settings.shard_count,
+            prefix=cluster.prefix,
+            on_lost=self.lost,
+        )
+        self.lock = IdentifyLock(redis, prefix=cluster.prefix, holder=cluster.node)
+        bot.before_identify_hook = self.lock  # type: ignore[method-assign]
+        self.closing: asyncio.Task[None] | None = None
+
+    async def claim(self) -> None:
+        """Claim the shards before the gateway connects: refuse (`ShardConflict`)
+        when another holds them, or as a standby wait for their claims to end.
+        A standby dispatches `standing_by` (whom it waits for) at each try (the
+        command line tells systemd the start goes on) and starts nothing else
+        until it holds them."""
+        ids = shard_words(self.claims.shard_ids)
+        await self.claims.claim(
+            wait=self.standby,
+            waiting=lambda held: self.bot.dispatch("standing_by", f"{ids} held by {held.holder}"),
+        )
+
+    async def learn_concurrency(self) -> None:
+        """Discord's IDENTIFY concurrency for this bot (`GET /gateway/bot`'s
+        `session_start_limit.max_concurrency`, through discord.py's public
+        `fetch_session_start_limits`) sets the lock's buckets. If Discord does not
+        say, 1 bucket: always allowed, only slower for a big bot."""
+        try:
+            limits = await self.bot.fetch_session_start_limits()
+        except Exception as error:  # any failure: 1 is never wrong
+            log.warning("IDENTIFY concurrency unknown (%s): one IDENTIFY at a time", error)
+            return
+        self.lock.max_concurrency = max(1, limits.max_concurrency)
+
+    def lost(self, shards: tuple[int, ...]) -> None:
+        """A renewal found shards held by another gateway (this one stalled past
+        its claims and a standby took over): stop serving them. The bot closes
+        (draining what it accepted) and dispatches `shards_lost` (the shards, in
+        words), so the command line exits with a failure and systemd restarts it."""
+        if self.closing is not None:
+            return
+        log.error(
+            "another gateway took over %s (this one stalled past its claims' expiry): closing",
+            shard_words(shards),
+        )
+        self.bot.dispatch("shards_lost", shard_words(shards))
+        self.closing = asyncio.create_task(self.bot.close(), name="aibot-shards-lost")
 
 
 def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:

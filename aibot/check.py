@@ -164,6 +164,9 @@ def report(settings: Settings, console: Console) -> None:
     cluster = settings.cluster
     if cluster is not None:  # never the URL: it may hold a password
         role = "gateway" if cluster.gateway else "worker (no gateway)"
+        if cluster.standby:  # settings refuse a standby without AIBOT_SHARD_IDS
+            ids = ", ".join(map(str, settings.shard_ids or ()))
+            role = f"standby gateway for shards {ids} (takes them over when their claims end)"
         pools = ", ".join(settings.enabled_pools) or "none"
         console.print(
             f"cluster mode: node {cluster.node}, {role}, pools here: {pools}, "

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from aibot.app_cluster import WorkerProcess
     from aibot.discord.bot import AibotBot
     from aibot.settings import Settings
+    from aibot.systemd import Notifier
 
 __all__ = [
     "EXIT_CONFIG",
@@ -57,6 +58,9 @@ SYNC_TIMEOUT = 60.0
 # After the pools drained, seconds the gateway gets to close before it is cut
 # (a connection attempt to a Discord that does not answer would hold it 30 s).
 CLOSE_GRACE = 5.0
+# A standby gateway pushes systemd's start timeout this far ahead at each try
+# for its shards (every second), so a long wait is not a failed start.
+STANDBY_EXTEND_SECONDS = 30
 
 
 class MissingDependency(Exception):
@@ -288,6 +292,8 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.queue.pools())}")
 
     bot.add_listener(on_ready, "on_ready")
+    lost: list[str] = []
+    _watch_shards(bot, notifier, lost)
     screen.start()
     notifier.start_watchdog(loop)
     running = asyncio.create_task(bot.start(settings.discord_token or ""))
@@ -310,6 +316,9 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         screen.stop()
         logs.close()
     error = None if running.cancelled() else running.exception()
+    if lost and not stop.is_set():
+        _say(f"stopped: another gateway took over {lost[0]} (this one stalled past its claims)")
+        return EXIT_FAILED
     if stop.is_set() or error is None:  # asked to stop: whatever connecting was doing
         return EXIT_OK
     if _shard_conflict(error, settings):
@@ -321,6 +330,26 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         return EXIT_FAILED
     _say(failure.sentence)
     return EXIT_CONFIG if failure.config else EXIT_FAILED
+
+
+def _watch_shards(bot: AibotBot, notifier: Notifier, lost: list[str]) -> None:
+    """Cluster gateways with `AIBOT_SHARD_IDS`: while a standby waits for its
+    shards, systemd's start job goes on (READY=1 comes with Discord's READY, once
+    it holds them) and `systemctl status` says whom it waits for; shards taken
+    over by another gateway are noted in `lost` (the exit is then a failure)."""
+
+    async def on_standing_by(held: str) -> None:
+        # Each try pushes the start timeout on: a standby may wait for days.
+        notifier.notify(
+            f"EXTEND_TIMEOUT_USEC={STANDBY_EXTEND_SECONDS * 1_000_000}",
+            f"STATUS=standing by: {' '.join(held.split())}",
+        )
+
+    async def on_shards_lost(words: str) -> None:
+        lost.append(words)
+
+    bot.add_listener(on_standing_by, "on_standing_by")
+    bot.add_listener(on_shards_lost, "on_shards_lost")
 
 
 def _shard_conflict(error: BaseException, settings: Settings) -> bool:

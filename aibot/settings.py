@@ -107,6 +107,7 @@ class ClusterSettings:
     node: str
     gateway: bool
     lease_seconds: float
+    standby: bool = False  # AIBOT_GATEWAY=standby: waits for its shards' claims to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,11 @@ class Settings:
 
 
 T = TypeVar("T")
+
+
+def _gateway_role(value: str) -> str:
+    """AIBOT_GATEWAY: `on` (or any true flag), `off` (any false flag) or `standby`."""
+    return "standby" if value.lower() == "standby" else "on" if values.flag(value) else "off"
 
 
 class _Reader:
@@ -275,24 +281,29 @@ class _Reader:
             }
         )
 
-    def cluster(self) -> ClusterSettings | None:
+    def cluster(self, shard_ids: tuple[int, ...] | None) -> ClusterSettings | None:
         """Cluster mode's settings, or None without `AIBOT_REDIS_URL`."""
         url = self.raw("AIBOT_REDIS_URL")
-        gateway = self.get("AIBOT_GATEWAY", True, values.flag, "on or off")
+        role = self.get("AIBOT_GATEWAY", "on", _gateway_role, "on, off or standby")
         if not url:
-            if not gateway:
-                self.problems.append(
-                    "AIBOT_GATEWAY: off (a worker process) needs AIBOT_REDIS_URL as well"
-                )
+            if role != "on":
+                what = "off (a worker process)" if role == "off" else "standby"
+                self.problems.append(f"AIBOT_GATEWAY: {what} needs AIBOT_REDIS_URL as well")
             return None
+        if role == "standby" and not shard_ids:
+            self.problems.append(
+                "AIBOT_GATEWAY: standby needs AIBOT_SHARD_IDS (the shards it stands by for, "
+                "the same as the gateway it backs up) and AIBOT_SHARD_COUNT"
+            )
         if not url.startswith(("redis://", "rediss://", "unix://")):
             self.problems.append("AIBOT_REDIS_URL: a redis://, rediss:// or unix:// URL")
         return ClusterSettings(
             redis_url=url,
             prefix=self.raw("AIBOT_REDIS_PREFIX") or "aibot",
             node=self.raw("AIBOT_NODE") or f"{socket.gethostname()}-{os.getpid()}",
-            gateway=gateway,
+            gateway=role != "off",
             lease_seconds=self.get("AIBOT_LEASE_SECONDS", 3.0, values.positive_float, values.SECS),
+            standby=role == "standby",
         )
 
     def settings(self) -> Settings:
@@ -377,7 +388,7 @@ class _Reader:
                 )
                 * 1024**2
             ),
-            cluster=self.cluster(),
+            cluster=self.cluster(shard_ids),
             rooms=read_room_settings(self, data_dir),
             off_pools=off,
         )

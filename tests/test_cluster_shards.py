@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import discord
 import pytest
@@ -16,8 +17,10 @@ from redis.asyncio import Redis
 from aibot.cluster.connection import connect
 from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict
 from aibot.sandbox.fake_discord import FakeDiscord
+from aibot.settings import Settings, SettingsError
 from tests.cluster_processes import Process, eventually, spawn
 from tests.fixtures.redis_server import RedisServer
+from tests.test_cluster_modes import check
 
 PREFIX = "t"
 
@@ -205,3 +208,76 @@ async def test_real_discord_py_gateways_identify_through_the_lock_a_window_apart
         finally:
             for process in gateways:
                 await asyncio.to_thread(process.stop)
+
+
+async def test_a_standby_is_told_at_every_try_and_claims_once_the_holder_releases(
+    redis: Redis,
+) -> None:
+    holder = claims(redis, "gateway-a", [0, 1])
+    await holder.claim()
+    tries: list[str] = []
+    standby = claims(redis, "gateway-b", [0, 1])
+    waiting = asyncio.create_task(
+        standby.claim(wait=True, poll=0.05, waiting=lambda c: tries.append(str(c)))
+    )
+
+    async def told_twice() -> bool:
+        return len(tries) >= 2
+
+    await eventually(told_twice, what="the standby trying")
+    assert not waiting.done()
+    assert "shards 0, 1 held by gateway-a" in tries[0]
+    await holder.release()
+    await asyncio.wait_for(waiting, 10)
+    assert await redis.mget(f"{PREFIX}:shard:0", f"{PREFIX}:shard:1") == ["gateway-b"] * 2
+
+
+async def test_a_standby_with_another_shard_count_is_refused_not_kept_waiting(
+    redis: Redis,
+) -> None:
+    await claims(redis, "gateway-a", [0, 1], count=4).claim()
+    with pytest.raises(ShardConflict, match="AIBOT_SHARD_COUNT=2"):
+        await claims(redis, "gateway-b", [0, 1], count=2).claim(wait=True, poll=0.05)
+
+
+# The setting: AIBOT_GATEWAY=standby, checked by --check.
+
+
+def test_check_accepts_a_standby_gateway_and_says_which_shards_it_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    status, out = check(
+        tmp_path,
+        f"AIBOT_HTTP=off\nAIBOT_REDIS_URL={redis_server.url}\nAIBOT_GATEWAY=standby\n"
+        "AIBOT_SHARD_IDS=0,1\nAIBOT_SHARD_COUNT=4\nAIBOT_NODE=gateway-b\n",
+        monkeypatch,
+    )
+    assert status == 0, out
+    assert "standby gateway for shards 0, 1" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("AIBOT_GATEWAY=standby\n", "AIBOT_GATEWAY: standby needs AIBOT_SHARD_IDS"),
+        ("AIBOT_GATEWAY=maybe\n", "AIBOT_GATEWAY: on, off or standby (got 'maybe')"),
+    ],
+)
+def test_check_refuses_a_standby_without_shard_ids_and_unknown_roles(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server: RedisServer,
+    text: str,
+    problem: str,
+) -> None:
+    settings = f"AIBOT_HTTP=off\nAIBOT_REDIS_URL={redis_server.url}\n{text}"
+    status, out = check(tmp_path, settings, monkeypatch)
+    assert status == 2
+    assert problem in out
+
+
+def test_a_standby_needs_redis() -> None:
+    with pytest.raises(SettingsError, match="AIBOT_GATEWAY: standby needs AIBOT_REDIS_URL"):
+        Settings.from_env(
+            {"AIBOT_GATEWAY": "standby", "AIBOT_SHARD_IDS": "0", "AIBOT_SHARD_COUNT": "1"}
+        )

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-__all__ = ["IdentifyLock", "ShardClaims", "ShardConflict"]
+__all__ = ["IdentifyLock", "ShardClaims", "ShardConflict", "shard_words"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,11 @@ return {0, redis.call('PTTL', KEYS[1])}
 """
 
 
+def shard_words(ids: Sequence[int]) -> str:
+    """`shard 1`, `shards 0, 1`: shard ids in a sentence."""
+    return f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -151,13 +156,24 @@ class ShardClaims:
     def _args(self) -> list[object]:
         return [self.node, self.shard_count, int(self.ttl * 1000)]
 
-    async def claim(self, *, wait: bool = False, poll: float = 1.0) -> None:
+    async def claim(
+        self,
+        *,
+        wait: bool = False,
+        poll: float = 1.0,
+        waiting: Callable[[ShardConflict], object] | None = None,
+    ) -> None:
         """Claim every shard id, or raise `ShardConflict` naming the holder.
-        With `wait` (a standby), wait instead until the holder's claims expire;
-        a count mismatch still raises."""
+        With `wait` (a standby), wait instead until the holder's claims end (it
+        stopped cleanly, or they expired), trying every `poll` seconds; who holds
+        them is logged once (again only if that changes), and `waiting` is told
+        at every try. A count mismatch still raises."""
+        said = ""
         while True:
             reply = [_text(v) for v in await self._claim(keys=self._claim_keys, args=self._args)]
             if reply[0] == "ok":
+                if said:
+                    log.warning("took over %s", shard_words(self.shard_ids))
                 return
             if reply[0] == "count":
                 raise ShardConflict(
@@ -169,8 +185,19 @@ class ShardClaims:
             conflict = self._held_conflict(reply[1:])
             if not wait:
                 raise conflict
-            log.info("standing by: %s", conflict)
+            if str(conflict) != said:
+                said = str(conflict)
+                log.warning("standing by: %s", self._standby_sentence(reply[1:]))
+            if waiting is not None:
+                waiting(conflict)
             await asyncio.sleep(poll)
+
+    def _standby_sentence(self, pairs: list[str]) -> str:
+        holders = sorted(set(pairs[1::2]))
+        return (
+            f"{shard_words(self.shard_ids)} held by {', '.join(holders)}; "
+            f"taking them over when its claims end (a clean stop, or {self.ttl:g} s after it dies)"
+        )
 
     @property
     def _claim_keys(self) -> list[str]:
@@ -180,10 +207,7 @@ class ShardClaims:
         holders: dict[str, list[int]] = {}
         for i in range(0, len(pairs), 2):
             holders.setdefault(pairs[i + 1], []).append(self.shard_ids[int(pairs[i])])
-        said = "; ".join(
-            f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} held by {holder}"
-            for holder, ids in holders.items()
-        )
+        said = "; ".join(f"{shard_words(ids)} held by {holder}" for holder, ids in holders.items())
         return ShardConflict(
             f"{said}: give this gateway other AIBOT_SHARD_IDS, stop that process, or "
             f"start this one as its standby (its claims expire {self.ttl:g} s after it stops)",

@@ -67,7 +67,12 @@ class RestApi:
         if not self._authorized(request):
             return error_response(401, "401: Unauthorized")
         fake.record("gateway_bot")
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 86_400_000, "max_concurrency": 1}
+        limit = {
+            "total": 1000,
+            "remaining": 1000,
+            "reset_after": 86_400_000,
+            "max_concurrency": fake.max_concurrency,
+        }
         return json_response(
             {"url": fake.ws_url, "shards": fake.shard_count, "session_start_limit": limit}
         )

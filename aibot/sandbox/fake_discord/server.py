@@ -51,9 +51,11 @@ class FakeDiscord(Recorder):
         port: int = 0,
         heartbeat_interval_ms: int = 41_250,
         response_deadline: float = RESPONSE_DEADLINE,
+        max_concurrency: int = 1,
     ) -> None:
         super().__init__()
         self.shard_count = shard_count
+        self.max_concurrency = max_concurrency  # IDENTIFYs per 5 s, as /gateway/bot says
         self.token = token
         self.port = port
         self.response_deadline = response_deadline
