@@ -23,8 +23,9 @@ Prints one JSON line::
 exactly once; `lost` the accepted ones never answered (or answered twice) once
 the load stops and the pools had `SETTLE` seconds to finish. `rss_start_mb`,
 `open_fds_start` and `tasks_start` are taken after the first minute (warm:
-connections open, caches full); the `_end` ones after the load stopped and the
-jobs settled. Target: 0 lost, RSS growth <= 10%, fds and tasks flat.
+connections open, caches full, and every member's conversation filled to the
+history budget before the load starts, as on a bot up for days); the `_end` ones
+after the load stopped and the jobs settled. Target: 0 lost, RSS growth <= 10%, fds and tasks flat.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aibot.jobs import AibotError, Job, Progress, Result
+from aibot.sandbox.config import FakeConfig
 from aibot.settings import Settings
 from aibot.store import Store
+from aibot.store.memory import Memory
 from aibot.worker import Worker
 from bench.fakes import FakeProcess
 from bench.world import bench_keys, engine_env
@@ -134,6 +137,32 @@ class CountingReplies:
         return CountingReply(self.tally)
 
 
+def member_job(command: str, user: int, number: int) -> Job:
+    """The job of a member's `number`th command (each member chats in one channel)."""
+    return Job(
+        command=command,
+        args={"prompt": PROMPTS[command]},
+        user_id=user,
+        channel_id=100 + user % 7,
+        guild_id=1,
+        token=f"soak-token-{number}",
+        token_expires_at=time.time() + 900,
+        pool=command,
+    )
+
+
+async def fill_conversations(memory: Memory) -> None:
+    """Every member's conversation filled to the history budget, as on a bot that
+    has been up for days. Left empty, they would grow for the first minutes, and
+    with them each chat's request and the memory it takes: RSS growth that is the
+    load warming up, not a leak (seen: +18% between minutes 1 and 4, flat after)."""
+    answer = FakeConfig().reply_for(PROMPTS["chat"])
+    for user in range(1, MEMBERS + 1):
+        job = member_job("chat", user, 0)
+        while not await memory.remember(job, PROMPTS["chat"], answer):
+            pass  # until the oldest turn is forgotten to fit: the budget is full
+
+
 def soak_env(fake_env: Mapping[str, str], data_dir: str) -> dict[str, str]:
     """Settings: each pool's keys and RPM, no member limits, queues deep enough."""
     variables: dict[str, object] = {"AIBOT_DATA_DIR": data_dir, "AIBOT_VIDEO_POLL_SECONDS": 2}
@@ -187,17 +216,7 @@ class Soak:
     def arrive(self, command: str) -> None:
         """One member's command, handed to the worker as the front would."""
         self.commands += 1
-        user = next(self._users)
-        job = Job(
-            command=command,
-            args={"prompt": PROMPTS[command]},
-            user_id=user,
-            channel_id=100 + user % 7,
-            guild_id=1,
-            token=f"soak-token-{self.commands}",
-            token_expires_at=time.time() + 900,
-            pool=command,
-        )
+        job = member_job(command, next(self._users), self.commands)
         task = asyncio.get_running_loop().create_task(self._submit(job))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -251,6 +270,7 @@ async def soak(minutes: float) -> dict[str, Any]:
             settings = Settings.from_env(soak_env(fake.env, data_dir))
             store = Store(settings)
             await store.start()
+            await fill_conversations(store.memory)
             replies = CountingReplies()
             worker = Worker(
                 settings,
