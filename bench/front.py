@@ -1,6 +1,7 @@
 """Front benchmark: how fast the real bot defers, over a real socket.
 
 `python -m bench.front [--quick] [--scenario front|capacity ...]`
+`python -m bench.front --cluster [--quick]`
 
 Two scenarios, each printing one JSON line on stdout (details go to stderr). Without
 `--scenario`, a run does both (`front` then `capacity`, about five minutes), and
@@ -10,6 +11,9 @@ coarsely (about two minutes).
 - `front`: how fast one burst of 1,000 interactions in a second is deferred.
 - `capacity`: how many interactions a second the bot can take, a figure that does
   not swing with the machine's noise as a p99 at one rate does.
+- `front_cluster` (`--cluster`, alone): the `front` burst against a gateway-only
+  process in cluster mode, its jobs going over Redis to a worker process; see
+  bench/front_cluster.py. It needs `redis-server` on the PATH.
 
 The fake Discord (`aibot.sandbox.fake_discord`) runs in its own process; the
 bot runs in this one. The fake sends 1,000 slash commands (a mix of /chat,
@@ -77,10 +81,12 @@ import contextlib
 import gc
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aibot.sandbox.fake_discord import FakeDiscordProcess, pointed_at
+from bench import front_cluster
 from bench.capacity import CAPACITY_PRECISION, QUICK_PRECISION, capacity_of
 from bench.front_world import (
     GUILDS,
@@ -182,7 +188,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="only `front_cluster`: the burst against a gateway-only process whose jobs "
+        "go over Redis to a worker process (needs redis-server)",
+    )
     args = parser.parse_args(argv)
+    if args.cluster:
+        if args.scenario:
+            parser.error("--cluster runs its own scenario; leave out --scenario")
+        if front_cluster.redis_missing():
+            sys.exit(front_cluster.MISSING_REDIS)
+        size = front_cluster.QUICK if args.quick else front_cluster.FULL
+        print(json.dumps(asyncio.run(front_cluster.front_cluster(size))), flush=True)
+        return
     scenarios = args.scenario or (["front"] if args.quick else list(SCENARIOS))
     asyncio.run(_print_lines(quick=args.quick, scenarios=scenarios))
 

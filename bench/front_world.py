@@ -39,6 +39,7 @@ __all__ = [
     "WARMUP",
     "FloorBot",
     "aibot_builder",
+    "aibot_env",
     "cpus_apart",
     "fake_providers",
     "log",
@@ -127,20 +128,27 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 async def measure(
-    fake: FakeDiscordProcess, bot: commands.AutoShardedBot, *, rounds: int
+    fake: FakeDiscordProcess,
+    bot: commands.AutoShardedBot,
+    *,
+    rounds: int,
+    count: int = COUNT,
+    warmup: int = WARMUP,
 ) -> list[dict[str, Any]]:
-    """Start `bot` against the fake, warm it up, time `rounds` bursts, close it."""
-    async with started(fake, bot) as run_task:
+    """Start `bot` against the fake, warm it up (`warmup` interactions), time
+    `rounds` bursts of `count` in a second, close it."""
+    async with started(fake, bot, warmup=warmup) as run_task:
         return [
-            summary(await timed_burst(fake, run_task, COUNT, duration=1.0)) for _ in range(rounds)
+            summary(await timed_burst(fake, run_task, count, duration=1.0)) for _ in range(rounds)
         ]
 
 
 @contextlib.asynccontextmanager
 async def started(
-    fake: FakeDiscordProcess, bot: commands.AutoShardedBot
+    fake: FakeDiscordProcess, bot: commands.AutoShardedBot, *, warmup: int = WARMUP
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """`bot` connected to the fake and warmed up (its task); closed on the way out."""
+    """`bot` connected to the fake and warmed up by a burst of `warmup` interactions
+    (its task); closed on the way out."""
     await fake.reset()
     bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
     run_task = asyncio.create_task(bot.start(fake.token))
@@ -148,7 +156,7 @@ async def started(
         await asyncio.wait_for(fake.wait_ready(timeout=60), 70)
         # Opens the HTTP connections and runs every code path once, as a bot
         # that has been up for a while would have.
-        await _burst_and_wait(fake, WARMUP, run_task, duration=WARMUP / COUNT)
+        await _burst_and_wait(fake, warmup, run_task, duration=warmup / COUNT)
         freeze_startup_heap()  # as `python run.py` does once the bot is up
         yield run_task
     finally:
@@ -228,7 +236,7 @@ async def aibot_builder(
 ) -> AsyncIterator[Callable[[], commands.AutoShardedBot]]:
     """Builds the real aibot, pointed at the fake providers and a data folder of its own."""
     with tempfile.TemporaryDirectory(prefix="aibot-bench-") as data_dir:
-        env = _aibot_env(token, base_urls, data_dir)
+        env = aibot_env(token, base_urls, data_dir)
         yield lambda: create_bot(env)
 
 
@@ -291,7 +299,10 @@ async def fake_providers() -> AsyncIterator[dict[str, str]]:
             await asyncio.wait_for(process.communicate(), 10)
 
 
-def _aibot_env(token: str, base_urls: Mapping[str, str], data_dir: str) -> dict[str, str]:
+def aibot_env(token: str, base_urls: Mapping[str, str], data_dir: str) -> dict[str, str]:
+    """aibot's settings in the benchmark: the fakes' URLs, its own data folder, no
+    HTTP server, fair use off and room in every queue (see below), two keys per
+    provider and pool."""
     env = {
         "DISCORD_TOKEN": token,
         "AIBOT_DATA_DIR": data_dir,

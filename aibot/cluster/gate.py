@@ -32,7 +32,9 @@ import math
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import NoScriptError
 
+from aibot.cluster.batch import Batched
 from aibot.jobs import Job, LimitReached
 from aibot.ports import Limits
 from aibot.settings import Settings
@@ -108,6 +110,7 @@ class SharedGate:
             for name, pool in settings.pools.items()
         }
         self._take = client.register_script(_TAKE)
+        self._batched = Batched(client)
         self._refund = client.register_script(_REFUND)
         self._day, self._start, self._end = calendar.span(calendar.now())
 
@@ -120,25 +123,30 @@ class SharedGate:
         guild = job.guild_id or 0
         default = self._defaults[pool]
         refund_for = max(1, math.ceil(min(self._end - now, self._refund_window)))
-        answer = await self._take(
-            keys=[
-                self._used(pool),
-                f"{self._prefix}:gate:cool:{pool}:{guild}:{job.user_id}",
-                self._limits_key(guild, pool),
-                f"{self._prefix}:gate:taken:{job.id}",
-            ],
-            args=[
-                f"m:{guild}:{job.user_id}",
-                f"g:{guild}",
-                default.cooldown,
-                default.daily_quota,
-                default.daily_budget,
-                default.daily_budget,
-                math.ceil(self._end - now) + _USED_KEPT,
-                self._day,
-                refund_for,
-            ],
-        )
+        keys = [
+            self._used(pool),
+            f"{self._prefix}:gate:cool:{pool}:{guild}:{job.user_id}",
+            self._limits_key(guild, pool),
+            f"{self._prefix}:gate:taken:{job.id}",
+        ]
+        args = [
+            f"m:{guild}:{job.user_id}",
+            f"g:{guild}",
+            default.cooldown,
+            default.daily_quota,
+            default.daily_budget,
+            default.daily_budget,
+            math.ceil(self._end - now) + _USED_KEPT,
+            self._day,
+            refund_for,
+        ]
+        try:
+            # With the other takes of this turn of the loop, in one pipeline (each
+            # script still runs whole): a burst's takes cost a fraction of lone calls.
+            sha = self._take.sha
+            answer = await self._batched.call(lambda pipe: pipe.evalsha(sha, 4, *keys, *args))
+        except NoScriptError:  # Redis restarted empty: the script loads itself
+            answer = await self._take(keys=keys, args=args)
         verdict = int(answer[0])
         if verdict == 1:
             raise LimitReached("cooldown", retry_after=int(answer[1]) / 1000)

@@ -37,11 +37,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aibot.catalogue import POOLS
+from aibot.cluster.batch import Batched
 from aibot.cluster.controls import Controls, ListedJob
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
 from aibot.cluster.runner import VERSION, Runner
-from aibot.cluster.streams import JobStream, StreamLoad, stream_loads
+from aibot.cluster.streams import JobStream, StreamLoad, entry_fields, stream_loads
 from aibot.cluster.tasks import stop_tasks
 from aibot.cluster.views import merged_snapshots, node_snapshot
 from aibot.jobs import Job, TemporarilyUnavailable
@@ -90,6 +91,7 @@ class RedisQueue:
             pool: JobStream(redis, pool, prefix=self.prefix, lease=cluster.lease_seconds)
             for pool in POOLS
         }
+        self._batched = Batched(redis)
         self._shards = shards
         self._closers = tuple(closers)  # what the runner's worker holds open
         self._starters = tuple(starters)  # e.g. the shard claims: may refuse the start
@@ -156,10 +158,12 @@ class RedisQueue:
         stream's load. `TemporarilyUnavailable` when Redis cannot take it."""
         if not self.reachable:
             raise TemporarilyUnavailable("redis unreachable")
-        stream = self.streams[job.pool]
+        key, fields = self.streams[job.pool].key, entry_fields(job)
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
-                await stream.add(job)
+                # With the other jobs handed over in this turn of the loop, in one
+                # pipeline: a burst's XADDs cost a fraction of as many lone calls.
+                await self._batched.call(lambda pipe: pipe.xadd(key, fields))
         except (RedisError, TimeoutError) as error:
             log.warning("job %s: not queued, Redis away (%r)", job.id, error)
             raise TemporarilyUnavailable("redis unreachable") from None

@@ -63,7 +63,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, RECLAIM, RENEW
 from aibot.jobs import Job
 
-__all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "stream_loads"]
+__all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "entry_fields", "stream_loads"]
 
 GROUP = "workers"
 
@@ -164,10 +164,7 @@ class JobStream:
 
     async def add(self, job: Job) -> str:
         """Append `job`; returns its entry id."""
-        # The id apart too: the reclaim script looks up the delivery claim by it.
-        # Not ASCII-escaped: a Korean prompt costs 3 bytes a character, not 6.
-        fields = {"id": job.id, "job": json.dumps(job.to_dict(), ensure_ascii=False)}
-        entry_id = await self.redis.xadd(self.key, fields)
+        entry_id = await self.redis.xadd(self.key, entry_fields(job))
         return _text(entry_id)
 
     async def take(self, consumer: str, count: int) -> list[Delivery]:
@@ -307,6 +304,13 @@ async def stream_loads(
         pending = 0 if isinstance(pending, Exception) else int(pending["pending"])
         loads[pool] = StreamLoad(pool, length, pending)
     return loads
+
+
+def entry_fields(job: Job) -> dict[str, str]:
+    """A job's stream entry: its id apart too (the reclaim script looks up the
+    delivery claim by it) and the job as JSON, not ASCII-escaped (a Korean prompt
+    costs 3 bytes a character, not 6)."""
+    return {"id": job.id, "job": json.dumps(job.to_dict(), ensure_ascii=False)}
 
 
 def _job(fields: Any) -> Job:
