@@ -162,6 +162,7 @@ async def cluster(
             world = Cluster(redis, redis_server, fake, fake_providers, bot, env, tmp_path)
             try:
                 await fake.wait_ready(timeout=WAIT)
+                await asyncio.wait_for(bot.wait_until_ready(), WAIT)
                 yield world
             finally:
                 for node in world.nodes:

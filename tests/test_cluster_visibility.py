@@ -113,7 +113,7 @@ async def test_instances_status_ping_and_health_show_every_live_node(cluster: Cl
     assert cluster.bot.http_server is not None
     url = cluster.bot.http_server.url
     code, body = await _health(url)
-    assert code == 200
+    assert code == 200, body
     nodes = {node["node"]: node for node in body["nodes"]}
     assert set(nodes) == {"gateway", "w1", "w2"}
     assert nodes["w1"]["pools"] == ["chat", "image"] and nodes["w1"]["free_slots"]["chat"] > 0
