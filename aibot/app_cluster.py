@@ -118,6 +118,7 @@ def create_gateway(settings: Settings) -> AibotBot:
         closers=closers,
         starters=starters,
         on_beat=on_beat,
+        watch=connect(cluster.redis_url, max_connections=2),
     )
     gate = ClusterGate(shared_gate, lambda: queue.reachable)
     intake = Intake(

@@ -64,7 +64,10 @@ class RedisQueue:
     """`JobQueue` over Redis streams (see the module docstring). `runner`, when
     given, runs this process's own pools (`AIBOT_POOLS`) from the same streams.
     `starters` run first at `start`, `closers` last at `aclose` (before Redis is
-    closed), `on_beat` after each heartbeat."""
+    closed), `on_beat` after each heartbeat. `watch`, when given, is a client of
+    its own for the refresh and the heartbeat: a burst of commands holding every
+    connection of `redis` must not make this process think Redis unreachable
+    (and refuse everything) while it is only busy."""
 
     def __init__(
         self,
@@ -78,10 +81,12 @@ class RedisQueue:
         closers: Sequence[Callable[[], Awaitable[object]]] = (),
         starters: Sequence[Callable[[], Awaitable[object]]] = (),
         on_beat: Sequence[Callable[[], Awaitable[object]]] = (),
+        watch: Redis | None = None,
     ) -> None:
         cluster = settings.cluster
         assert cluster is not None, "RedisQueue is cluster mode's"
         self.redis = redis
+        self._watch = watch if watch is not None else redis
         self.settings = settings
         self.prefix = cluster.prefix
         self.node = cluster.node
@@ -97,7 +102,7 @@ class RedisQueue:
         self._starters = tuple(starters)  # e.g. the shard claims: may refuse the start
         self._started_at = time.time()
         self.heartbeat = Heartbeat(
-            redis, self.node_info, prefix=self.prefix, ttl=5.0, on_beat=on_beat
+            self._watch, self.node_info, prefix=self.prefix, ttl=5.0, on_beat=on_beat
         )
         self._beat_every = beat_every
         self.reachable = False
@@ -105,7 +110,7 @@ class RedisQueue:
         self._loads: dict[str, StreamLoad] = {}
         self._views: dict[str, PoolSnapshot] = {}
         self._task: asyncio.Task[None] | None = None
-        self.controls = Controls(redis, self.prefix, lease=cluster.lease_seconds)
+        self.controls = Controls(self._watch, self.prefix, lease=cluster.lease_seconds)
         self._paused: frozenset[str] = frozenset()  # pools an admin paused
         self._listed: dict[str, ListedJob] = {}  # by job id, as `list_jobs` last read them
 
@@ -251,6 +256,8 @@ class RedisQueue:
         for close in self._closers:
             await close()
         await self.redis.aclose()
+        if self._watch is not self.redis:
+            await self._watch.aclose()
 
     # ------------------------------------------------------------ refresh
 
@@ -275,8 +282,8 @@ class RedisQueue:
     async def _refresh_once(self) -> None:
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
-                nodes = await live_nodes(self.redis, prefix=self.prefix)
-                loads = await stream_loads(self.redis, POOLS, prefix=self.prefix)
+                nodes = await live_nodes(self._watch, prefix=self.prefix)
+                loads = await stream_loads(self._watch, POOLS, prefix=self.prefix)
                 paused = await self.controls.paused(POOLS)
         except (RedisError, TimeoutError, OSError) as error:
             if self.reachable or not self._nodes:
@@ -310,7 +317,7 @@ class RedisQueue:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
-                await self.redis.ping()
+                await self._watch.ping()
         except (RedisError, TimeoutError, OSError):
             return math.inf
         return time.perf_counter() - start
