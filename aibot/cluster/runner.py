@@ -152,6 +152,7 @@ class Runner:
                 freed.clear()
                 await freed.wait()
                 continue
+            asked = time.monotonic()  # the leases of what it takes start after this
             try:
                 deliveries = await stream.take(self.node, free)
             except RedisError as error:
@@ -165,23 +166,23 @@ class Runner:
                 log.info("%s: taking jobs again", pool)
             backoff, failing = 0.05, False
             for delivery in deliveries:
-                await self._start(pool, stream, delivery)
+                await self._start(pool, stream, delivery, asked)
 
-    async def _start(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
+    async def _start(self, pool: str, stream: JobStream, delivery: Delivery, asked: float) -> None:
         job = delivery.job
         if delivery.answered:
             return  # an earlier delivery answered it; the stream finished the entry
         if delivery.dead:
-            self.deliveries.hold(stream, delivery)
+            self.deliveries.hold(stream, delivery, since=asked)
             self._spawn(self._give_up(delivery))
             return
         held = self._held.get(job.id)
         if held is not None:  # its own entry, reclaimed after a stall: still running here
             held.delivery = delivery
-            self.deliveries.hold(stream, delivery)
+            self.deliveries.hold(stream, delivery, since=asked)
             return
         self._held[job.id] = _Held(pool, delivery)
-        self.deliveries.hold(stream, delivery)
+        self.deliveries.hold(stream, delivery, since=asked)
         try:
             if job.command == "video" and delivery.deliveries > 1:
                 job = await self._resumed(job)
@@ -263,12 +264,15 @@ class Runner:
         held = {h.delivery.entry_id: job_id for job_id, h in self._held.items() if h.pool == pool}
         if not held:
             return
+        asked = time.monotonic()
         try:
             owned = await stream.renew(self.node, held)
         except RedisError:
             return  # Redis away (or restarted empty): keep running what is held
         for entry_id, job_id in held.items():
-            if entry_id not in owned and not self.deliveries.committed(job_id):
+            if entry_id in owned:
+                self.deliveries.renewed(job_id, since=asked)
+            elif not self.deliveries.committed(job_id):
                 self._drop(job_id)
 
     def _drop(self, job_id: str) -> None:
