@@ -131,3 +131,30 @@ async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
     _ends_with(cluster, sent, _uploads(sent))
     assert counters.requests("minimax", "image") == 2, "the dead worker's call, the survivor's"
     assert await _drained(cluster, "image")
+
+
+async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
+    cluster: Cluster,
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    cluster.providers.chat_reply = answer
+    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
+    for name in ("w1", "w2"):
+        cluster.worker(name, pools="chat")
+    await cluster.serving("chat")
+
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+    await cluster.fake.wait_until(
+        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
+        timeout=WAIT,
+    )
+    holder = await cluster.holder("chat")
+    job_id = await _job_id(cluster, "chat")
+    cluster.node(holder).kill()
+    # What a worker leaves when it dies between claiming the delivery and sending
+    # the answer (JobStream.claim_delivery's key, naming its first delivery).
+    await cluster.redis.set(f"{PREFIX}:delivered:{job_id}", f"{holder}#1", px=3_600_000)
+
+    await _answered_once(cluster, sent, _final(sent, answer))
+    _ends_with(cluster, sent, _final(sent, answer))
+    assert await _drained(cluster, "chat")

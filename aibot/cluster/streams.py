@@ -16,10 +16,12 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    has been delivered; past `max_deliveries` the entry is dead-lettered
    (copied to `{prefix}:dead:{pool}`, acknowledged and deleted) and handed
    back with `dead=True`, so the member can be told instead of the job
-   crashing one worker after another. A reclaimed entry whose delivery was
-   already claimed (step 4: its worker died while answering, or after
-   answering but before step 5) is acknowledged and deleted, and handed back
-   with `answered=True`: running it again could send nothing.
+   crashing one worker after another. A reclaimed entry whose answer was
+   marked sent (step 4: its worker died after answering, before step 5) is
+   acknowledged and deleted, and handed back with `answered=True`. One whose
+   delivery was claimed but not marked sent lost its worker while it was
+   answering: the claim passes to the reclaiming delivery, which runs the job
+   again and answers (otherwise the member would never hear).
 3. `renew(consumer, entry_ids)`: while it works, the worker renews the
    leases of its jobs every lease/3 or so. A script checks each entry's
    owner in `XPENDING` and re-claims (`XCLAIM ... JUSTID`) only the ones it
@@ -35,7 +37,10 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    lease, so the winner's renewals hold and the other copy is dropped. A
    loser does not acknowledge: the winner does, once it has sent. The winner
    is committed: it finishes sending even if a renewal later finds the lease
-   lost (a reclaimer only acknowledges a claimed entry, see step 2).
+   lost. `mark_sent(delivery)` once the non-idempotent sends are out: a
+   reclaimer then finishes the entry instead of answering again (see step 2;
+   aibot's runner finishes the entry right after sending, and a job answered
+   again between the two re-edits its deferred message, which is idempotent).
 5. `finish(entry_id)`: `XACK` then `XDEL`, after the reply is finished. The
    stream is never trimmed with `MAXLEN`: since Redis 7.0, `XAUTOCLAIM`
    silently drops pending entries whose stream entry is gone, so trimming
@@ -60,7 +65,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, RECLAIM, RENEW
+from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, MARK_SENT, RECLAIM, RENEW
 from aibot.jobs import Job
 
 __all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "stream_loads"]
@@ -150,6 +155,7 @@ class JobStream:
         self._reclaim = redis.register_script(RECLAIM)
         self._renew = redis.register_script(RENEW)
         self._claim_delivery = redis.register_script(CLAIM_DELIVERY)
+        self._mark_sent = redis.register_script(MARK_SENT)
         self._finish = redis.register_script(FINISH)
         self._group_ready = False
 
@@ -268,6 +274,15 @@ class JobStream:
             ],
         )
         return bool(won)
+
+    async def mark_sent(self, delivery: Delivery) -> bool:
+        """`delivery`, which holds its job's claim, has sent what is not idempotent:
+        a reclaimer finishes the entry rather than answering again. False when
+        the claim is not this delivery's (it passed to a reclaimer)."""
+        marked = await self._mark_sent(
+            keys=[self.delivered_key(delivery.job.id)], args=[delivery.holder]
+        )
+        return bool(marked)
 
     def delivered_key(self, job_id: str) -> str:
         return f"{self.prefix}:delivered:{job_id}"
