@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from aibot.discord.i18n import text
 from aibot.sandbox.fake_discord import Record, SentInteraction
 from tests.cluster_processes import eventually
 from tests.test_cluster_e2e import PREFIX, WAIT, Cluster, _answered_once, _final, _uploads, cluster
@@ -35,14 +36,30 @@ def _shown(world: Cluster, sent: SentInteraction) -> list[Record]:
     ]
 
 
-def _ends_with(world: Cluster, sent: SentInteraction, wanted: Callable[[Record], bool]) -> None:
+def _streaming(content: str) -> bool:
+    return content.endswith("▌")
+
+
+def _video_progress(content: str) -> bool:
+    making = text("en", "video_progress", stage="", elapsed="").split(":")[0]
+    return content == text("en", "video_starting") or content.startswith(making)
+
+
+def _ends_with(
+    world: Cluster,
+    sent: SentInteraction,
+    wanted: Callable[[Record], bool],
+    *,
+    progress: Callable[[str], bool] = _streaming,
+) -> None:
     """What the member sees last is the answer: no "thinking…" (the defer alone), no
-    later write over it, no failure notice or traceback anywhere on the way."""
+    later write over it; before it only `progress` (no failure notice), and no
+    traceback anywhere."""
     shown = _shown(world, sent)
     assert shown and wanted(shown[-1]), [(r.kind, r.body.get("content")) for r in shown]
     assert not [r for r in shown if r.kind != "edit"], "one message: the deferred one"
     before = [str(r.body.get("content")) for r in shown[:-1]]
-    assert all(c.endswith("▌") for c in before), f"only a streaming answer before: {before}"
+    assert all(map(progress, before)), f"only progress before the answer: {before}"
     for record in shown:
         assert "Traceback" not in str(record.body)
 
@@ -158,3 +175,39 @@ async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_onc
     await _answered_once(cluster, sent, _final(sent, answer))
     _ends_with(cluster, sent, _final(sent, answer))
     assert await _drained(cluster, "chat")
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_one_upload(
+    cluster: Cluster,
+) -> None:
+    cluster.providers.video_seconds = 6.0
+    cluster.worker("w1", pools="video")
+    await cluster.serving("video")
+
+    sent = await cluster.fake.send_interaction("video", {"prompt": "waves"}, channel="비디오생성-1")
+
+    async def task_recorded() -> bool:
+        return bool(await cluster.redis.keys(f"{PREFIX}:task:*"))
+
+    await eventually(task_recorded, timeout=WAIT, what="the video task recorded")
+    assert await cluster.holder("video") == "w1"
+    job_id = await _job_id(cluster, "video")
+    stalled = cluster.node("w1")
+    os.kill(stalled.popen.pid, signal.SIGSTOP)
+    try:
+        cluster.worker("w2", pools="video")
+        await _answered_once(cluster, sent, _uploads(sent))
+    finally:
+        os.kill(stalled.popen.pid, signal.SIGCONT)
+
+    await eventually(
+        _said(cluster, "w1", f"job {job_id}", "dropped"),
+        timeout=WAIT,
+        what=f"w1 dropping the job it lost: {cluster.logs()}",
+    )
+    await _answered_once(cluster, sent, _uploads(sent))
+    _ends_with(cluster, sent, _uploads(sent), progress=_video_progress)
+    assert cluster.providers.counters.video_tasks == 1, "w2 polled w1's task"
+    assert await _drained(cluster, "video")
+    assert "Traceback" not in stalled.log.read_text()

@@ -222,6 +222,7 @@ class Runner:
         if not self.deliveries.committed(job.id):
             # Its reply did not win the delivery: whoever did finishes the entry, or
             # it is reclaimed and run again.
+            log.info("job %s: its delivery went to another worker, dropped", job.id)
             del self._held[job.id]
             self.deliveries.release(job.id)
             self._freed[held.pool].set()
