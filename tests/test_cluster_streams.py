@@ -197,6 +197,22 @@ async def test_a_job_whose_worker_died_while_answering_is_answered_by_the_reclai
     assert await jobs.mark_sent(again)
 
 
+async def test_a_late_finish_of_the_first_sender_keeps_the_reclaimer_from_sending(
+    redis: Redis,
+) -> None:
+    jobs = stream(redis, lease=0.1)
+    job = chat_job()
+    await jobs.add(job)
+    [answering] = await jobs.take("worker-a", 1)
+    assert await jobs.claim_delivery(answering)  # it sends, and Redis goes away
+    await idle_at_least(redis, 0.1)
+    [again] = await jobs.take("worker-b", 1)
+    await jobs.finish(answering.entry_id, sent=job.id)  # Redis back: its finish lands
+    assert not await jobs.claim_delivery(again)
+    load = await jobs.load()
+    assert (load.length, load.pending) == (0, 0)
+
+
 async def test_a_consumer_reclaiming_its_own_entry_is_another_delivery(redis: Redis) -> None:
     jobs = stream(redis, lease=0.1)
     await jobs.add(chat_job())

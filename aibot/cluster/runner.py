@@ -232,7 +232,7 @@ class Runner:
     async def _finish(self, job_id: str, held: _Held) -> None:
         stream = self.streams[held.pool]
         try:
-            await self._retrying(lambda: stream.finish(held.delivery.entry_id))
+            await self._retrying(lambda: stream.finish(held.delivery.entry_id, sent=job_id))
         finally:
             if self._held.get(job_id) is held:
                 del self._held[job_id]

@@ -106,7 +106,10 @@ return 0
 
 # Acknowledge, then delete. KEYS: stream. ARGV: group, entry id. One command where
 # a MULTI/EXEC pipeline would be four: this runs once for every job.
+# KEYS[2], when given: the job's delivery claim, marked sent (a reclaimer that took
+# the claim over while this answer was being sent then sends nothing).
 FINISH = """
+if KEYS[2] then redis.call('SET', KEYS[2], 'sent', 'XX', 'KEEPTTL') end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
 """

@@ -38,10 +38,11 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    loser does not acknowledge: the winner does, once it has sent. The winner
    is committed: it finishes sending even if a renewal later finds the lease
    lost. `mark_sent(delivery)` once the non-idempotent sends are out: a
-   reclaimer then finishes the entry instead of answering again (see step 2;
-   aibot's runner finishes the entry right after sending, and a job answered
-   again between the two re-edits its deferred message, which is idempotent).
-5. `finish(entry_id)`: `XACK` then `XDEL`, after the reply is finished. The
+   reclaimer then finishes the entry instead of answering again (see step 2).
+   aibot's runner only finishes the entry, right after sending (step 5); a
+   job run again in between re-edits its deferred message, idempotent.
+5. `finish(entry_id, sent=job_id)`: `XACK` then `XDEL`, after the reply is
+   finished, marking the claim sent in the same step (step 2). The
    stream is never trimmed with `MAXLEN`: since Redis 7.0, `XAUTOCLAIM`
    silently drops pending entries whose stream entry is gone, so trimming
    would lose jobs; and `XACK` alone frees no memory.
@@ -287,9 +288,13 @@ class JobStream:
     def delivered_key(self, job_id: str) -> str:
         return f"{self.prefix}:delivered:{job_id}"
 
-    async def finish(self, entry_id: str) -> None:
-        """Acknowledge and delete the entry, after the job's reply is finished."""
-        await self._finish(keys=[self.key], args=[GROUP, entry_id])
+    async def finish(self, entry_id: str, *, sent: str | None = None) -> None:
+        """Acknowledge and delete the entry, after the job's reply is finished.
+        `sent`: the id of the job whose answer this worker sent, to mark its
+        claim sent too in the same step (a worker that acknowledges late, after
+        Redis was away, keeps a reclaimer that took over meanwhile from sending)."""
+        keys = [self.key] if sent is None else [self.key, self.delivered_key(sent)]
+        await self._finish(keys=keys, args=[GROUP, entry_id])
 
     async def load(self) -> StreamLoad:
         """This pool's length and pending count."""
