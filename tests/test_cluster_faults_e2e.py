@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -78,7 +78,7 @@ async def _drained(world: Cluster, pool: str) -> bool:
     )
 
 
-def _said(world: Cluster, name: str, *words: str) -> Callable[[], object]:
+def _said(world: Cluster, name: str, *words: str) -> Callable[[], Awaitable[bool]]:
     async def said() -> bool:
         log = world.node(name).log.read_text()
         return any(all(w in line for w in words) for line in log.splitlines())
@@ -119,7 +119,9 @@ async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twic
     # w1 is awake and done with the job: whatever it wrote, the answer stands.
     await _answered_once(cluster, sent, _final(sent, answer))
     _ends_with(cluster, sent, _final(sent, answer))
-    assert await _drained(cluster, "chat"), "acknowledged and deleted"
+    await eventually(
+        lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
     assert cluster.providers.counters.requests("openai", "chat") == 2, "w1's call, w2's"
     assert "Traceback" not in stalled.log.read_text()
 
@@ -147,7 +149,9 @@ async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
     await _answered_once(cluster, sent, _uploads(sent))
     _ends_with(cluster, sent, _uploads(sent))
     assert counters.requests("minimax", "image") == 2, "the dead worker's call, the survivor's"
-    assert await _drained(cluster, "image")
+    await eventually(
+        lambda: _drained(cluster, "image"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
 
 
 async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
@@ -174,7 +178,9 @@ async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_onc
 
     await _answered_once(cluster, sent, _final(sent, answer))
     _ends_with(cluster, sent, _final(sent, answer))
-    assert await _drained(cluster, "chat")
+    await eventually(
+        lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
 
 
 @pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
@@ -209,5 +215,7 @@ async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_on
     await _answered_once(cluster, sent, _uploads(sent))
     _ends_with(cluster, sent, _uploads(sent), progress=_video_progress)
     assert cluster.providers.counters.video_tasks == 1, "w2 polled w1's task"
-    assert await _drained(cluster, "video")
+    await eventually(
+        lambda: _drained(cluster, "video"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
     assert "Traceback" not in stalled.log.read_text()

@@ -14,7 +14,8 @@ less than a lease since a take or renewal that Redis confirmed was sent). A
 worker stopped (SIGSTOP, a long pause) past its lease wakes up with edits it
 had prepared; sent, they would overwrite the answer the worker that reclaimed
 the job gave. The final answer and failure notices go through unfenced: the
-delivery claim guards them.
+delivery claim guards them. (While Redis is away renewals fail too: the edits
+pause, and the answer comes once the claim can be made.)
 """
 
 from __future__ import annotations

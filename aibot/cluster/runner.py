@@ -5,7 +5,10 @@ slots from the pool's `JobStream` (reclaiming a dead worker's jobs first:
 `JobStream.take` does), and hands each to the `Worker`, which runs it exactly
 as in one process. Meanwhile it renews the leases of the jobs it holds every
 lease/3; a job whose lease went to another worker is dropped (cancelled in its
-pool; its reply may not claim the delivery, so it says nothing). Once a job's
+pool; its reply may not claim the delivery, so it says nothing). Its progress
+and streaming edits stop as soon as its lease may have run out, before any
+renewal says so (`StreamDeliveries.current`): a worker woken from a stall must
+not write over the answer of the worker that reclaimed its job. Once a job's
 outcome is known (the worker's `observe`, after the reply is finished), its
 entry is acknowledged and deleted, retried while Redis is away.
 
