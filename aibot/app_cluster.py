@@ -241,6 +241,9 @@ def _runner(
         runner.observe(*args)  # type: ignore[union-attr, arg-type]
 
     journal = RedisJournal(redis, prefix=cluster.prefix)
+    deliveries = StreamDeliveries()
+    # No progress or streaming edit once a stall may have cost the job's lease.
+    replies = deliveries.fenced(replies)
     worker = Worker(
         settings,
         replies=replies,
@@ -255,7 +258,7 @@ def _runner(
         redis,
         worker,
         replies=replies,
-        deliveries=StreamDeliveries(),
+        deliveries=deliveries,
         journal=journal,
         node=cluster.node,
         pools=settings.enabled_pools,

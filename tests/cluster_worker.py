@@ -133,6 +133,8 @@ class Worker:
             # The answer itself is sent once: a retry could send it twice.
             with contextlib.suppress(*_TRANSIENT):
                 await self.stream.redis.rpush(f"{self.args.prefix}:test:answers", delivery.job.id)
+            # Sent: a reclaimer after a crash here finishes the entry, not answers again.
+            await self.retrying(lambda: self.stream.mark_sent(delivery))
         if self.args.crash_after_answer:
             os._exit(4)
         await self.retrying(lambda: self.stream.finish(delivery.entry_id))

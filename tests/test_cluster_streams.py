@@ -163,20 +163,54 @@ async def test_a_stalled_worker_that_claims_first_sends_and_the_other_copy_drops
     assert await jobs.renew("worker-a", [first.entry_id]) == {first.entry_id}
 
 
-async def test_a_reclaimed_job_whose_delivery_was_claimed_is_finished_not_run_again(
+async def test_a_reclaimed_job_whose_answer_was_sent_is_finished_not_run_again(
     redis: Redis,
 ) -> None:
     jobs = stream(redis, lease=0.1)
     job = chat_job()
     await jobs.add(job)
     [answering] = await jobs.take("worker-a", 1)
-    assert await jobs.claim_delivery(answering)  # then it dies before finishing
+    assert await jobs.claim_delivery(answering)
+    assert await jobs.mark_sent(answering)  # then it dies before finishing
     await idle_at_least(redis, 0.1)
     [again] = await jobs.take("worker-b", 1)
     assert (again.job, again.deliveries, again.answered, again.dead) == (job, 2, True, False)
     load = await jobs.load()
     assert (load.length, load.pending) == (0, 0)
     assert await jobs.dead_letters() == []
+
+
+async def test_a_job_whose_worker_died_while_answering_is_answered_by_the_reclaimer(
+    redis: Redis,
+) -> None:
+    jobs = stream(redis, lease=0.1)
+    job = chat_job()
+    await jobs.add(job)
+    [answering] = await jobs.take("worker-a", 1)
+    assert await jobs.claim_delivery(answering)  # then it dies before it has sent
+    await idle_at_least(redis, 0.1)
+    [again] = await jobs.take("worker-b", 1)
+    assert (again.job, again.deliveries, again.answered, again.dead) == (job, 2, False, False)
+    assert await jobs.claim_delivery(again), "the claim passed to the reclaimer"
+    assert not await jobs.claim_delivery(answering)
+    assert not await jobs.mark_sent(answering)
+    assert await jobs.mark_sent(again)
+
+
+async def test_a_late_finish_of_the_first_sender_keeps_the_reclaimer_from_sending(
+    redis: Redis,
+) -> None:
+    jobs = stream(redis, lease=0.1)
+    job = chat_job()
+    await jobs.add(job)
+    [answering] = await jobs.take("worker-a", 1)
+    assert await jobs.claim_delivery(answering)  # it sends, and Redis goes away
+    await idle_at_least(redis, 0.1)
+    [again] = await jobs.take("worker-b", 1)
+    await jobs.finish(answering.entry_id, sent=job.id)  # Redis back: its finish lands
+    assert not await jobs.claim_delivery(again)
+    load = await jobs.load()
+    assert (load.length, load.pending) == (0, 0)
 
 
 async def test_a_consumer_reclaiming_its_own_entry_is_another_delivery(redis: Redis) -> None:

@@ -7,16 +7,28 @@ in Redis (`JobStream.claim_delivery`). Only the process that holds the job's
 current delivery may claim: a job this process dropped (its lease was lost to
 another worker) or never held answers False, so its reply sends nothing. The
 claim is retried while Redis is away, for `patience` seconds.
+
+`fenced(factory)`: the same replies, whose progress and streaming edits are
+sent only while this process surely still holds the job's lease (`current`:
+less than a lease since a take or renewal that Redis confirmed was sent). A
+worker stopped (SIGSTOP, a long pause) past its lease wakes up with edits it
+had prepared; sent, they would overwrite the answer the worker that reclaimed
+the job gave. The final answer and failure notices go through unfenced: the
+delivery claim guards them. (While Redis is away renewals fail too: the edits
+pause, and the answer comes once the claim can be made.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from redis.exceptions import RedisError
 
 from aibot.cluster.streams import Delivery, JobStream
+from aibot.jobs import AibotError, Job, Progress, Reply, Result
+from aibot.ports import ReplyFactory
 
 __all__ = ["StreamDeliveries"]
 
@@ -30,15 +42,35 @@ class StreamDeliveries:
         self.patience = patience
         self._held: dict[str, tuple[JobStream, Delivery]] = {}
         self._committed: set[str] = set()
+        self._leased_until: dict[str, float] = {}  # time.monotonic(), by job id
 
-    def hold(self, stream: JobStream, delivery: Delivery) -> None:
-        """This process runs `delivery` of its job: its reply may claim."""
+    def hold(self, stream: JobStream, delivery: Delivery, *, since: float) -> None:
+        """This process runs `delivery` of its job: its reply may claim. `since`:
+        the `time.monotonic()` at which the take that delivered it was sent."""
         self._held[delivery.job.id] = (stream, delivery)
+        self._leased_until[delivery.job.id] = since + stream.lease
+
+    def renewed(self, job_id: str, *, since: float) -> None:
+        """A renewal sent at `since` (`time.monotonic()`) kept the job's lease."""
+        held = self._held.get(job_id)
+        if held is not None:
+            self._leased_until[job_id] = since + held[0].lease
+
+    def current(self, job_id: str) -> bool:
+        """Whether no other worker can have reclaimed the job yet: its lease,
+        renewed at the latest confirmed take or renewal, has not run out."""
+        return time.monotonic() < self._leased_until.get(job_id, 0.0)
 
     def release(self, job_id: str) -> None:
         """The job is done here, or lost: its reply may not claim any more."""
         self._held.pop(job_id, None)
         self._committed.discard(job_id)
+        self._leased_until.pop(job_id, None)
+
+    def fenced(self, factory: ReplyFactory) -> ReplyFactory:
+        """`factory`'s replies, with progress and streaming edits sent only while
+        `current` (see the module docstring)."""
+        return _FencedReplies(factory, self)
 
     def committed(self, job_id: str) -> bool:
         """Whether this process won the job's delivery claim (it is sending)."""
@@ -67,3 +99,42 @@ class StreamDeliveries:
         if won:
             self._committed.add(job_id)
         return bool(won)
+
+
+class _FencedReplies:
+    """A reply factory whose replies edit only while their job's lease is current."""
+
+    __slots__ = ("_deliveries", "_factory")
+
+    def __init__(self, factory: ReplyFactory, deliveries: StreamDeliveries) -> None:
+        self._factory = factory
+        self._deliveries = deliveries
+
+    def make(self, job: Job) -> Reply:
+        return _FencedReply(self._factory.make(job), job.id, self._deliveries)
+
+
+class _FencedReply:
+    """A `Reply` that drops progress and streaming edits once its lease may be gone
+    (the final answer catches up; a reclaimer answers a job that was lost)."""
+
+    __slots__ = ("_deliveries", "_job_id", "_reply")
+
+    def __init__(self, reply: Reply, job_id: str, deliveries: StreamDeliveries) -> None:
+        self._reply = reply
+        self._job_id = job_id
+        self._deliveries = deliveries
+
+    async def progress(self, update: Progress) -> None:
+        if self._deliveries.current(self._job_id):
+            await self._reply.progress(update)
+
+    async def stream(self, text: str) -> None:
+        if self._deliveries.current(self._job_id):
+            await self._reply.stream(text)
+
+    async def finish(self, result: Result) -> None:
+        await self._reply.finish(result)
+
+    async def fail(self, error: AibotError) -> None:
+        await self._reply.fail(error)

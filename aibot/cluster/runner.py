@@ -5,7 +5,10 @@ slots from the pool's `JobStream` (reclaiming a dead worker's jobs first:
 `JobStream.take` does), and hands each to the `Worker`, which runs it exactly
 as in one process. Meanwhile it renews the leases of the jobs it holds every
 lease/3; a job whose lease went to another worker is dropped (cancelled in its
-pool; its reply may not claim the delivery, so it says nothing). Once a job's
+pool; its reply may not claim the delivery, so it says nothing). Its progress
+and streaming edits stop as soon as its lease may have run out, before any
+renewal says so (`StreamDeliveries.current`): a worker woken from a stall must
+not write over the answer of the worker that reclaimed its job. Once a job's
 outcome is known (the worker's `observe`, after the reply is finished), its
 entry is acknowledged and deleted, retried while Redis is away.
 
@@ -177,6 +180,7 @@ class Runner:
                 freed.clear()
                 await freed.wait()
                 continue
+            asked = time.monotonic()  # the leases of what it takes start after this
             try:
                 deliveries = await stream.take(self.node, free)
             except RedisError as error:
@@ -190,26 +194,26 @@ class Runner:
                 log.info("%s: taking jobs again", pool)
             backoff, failing = 0.05, False
             for delivery in deliveries:
-                await self._start(pool, stream, delivery)
+                await self._start(pool, stream, delivery, asked)
 
-    async def _start(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
+    async def _start(self, pool: str, stream: JobStream, delivery: Delivery, asked: float) -> None:
         job = delivery.job
         if delivery.answered:
             return  # an earlier delivery answered it; the stream finished the entry
         if delivery.dead:
-            self.deliveries.hold(stream, delivery)
+            self.deliveries.hold(stream, delivery, since=asked)
             self._spawn(self._give_up(delivery))
             return
         held = self._held.get(job.id)
         if held is not None:  # its own entry, reclaimed after a stall: still running here
             held.delivery = delivery
-            self.deliveries.hold(stream, delivery)
+            self.deliveries.hold(stream, delivery, since=asked)
             return
         if job.id in self._cancels:
             self._spawn(self._tell_cancelled(pool, stream, delivery))
             return
         self._held[job.id] = _Held(pool, delivery)
-        self.deliveries.hold(stream, delivery)
+        self.deliveries.hold(stream, delivery, since=asked)
         try:
             if job.command == "video" and delivery.deliveries > 1:
                 job = await self._resumed(job)
@@ -249,6 +253,7 @@ class Runner:
         if not self.deliveries.committed(job.id):
             # Its reply did not win the delivery: whoever did finishes the entry, or
             # it is reclaimed and run again.
+            log.info("job %s: its delivery went to another worker, dropped", job.id)
             del self._held[job.id]
             self.deliveries.release(job.id)
             self._freed[held.pool].set()
@@ -258,7 +263,7 @@ class Runner:
     async def _finish(self, job_id: str, held: _Held) -> None:
         stream = self.streams[held.pool]
         try:
-            await self._retrying(lambda: stream.finish(held.delivery.entry_id))
+            await self._retrying(lambda: stream.finish(held.delivery.entry_id, sent=job_id))
         finally:
             if self._held.get(job_id) is held:
                 del self._held[job_id]
@@ -291,12 +296,15 @@ class Runner:
         held = {h.delivery.entry_id: job_id for job_id, h in self._held.items() if h.pool == pool}
         if not held:
             return
+        asked = time.monotonic()
         try:
             owned = await stream.renew(self.node, held)
         except RedisError:
             return  # Redis away (or restarted empty): keep running what is held
         for entry_id, job_id in held.items():
-            if entry_id not in owned and not self.deliveries.committed(job_id):
+            if entry_id in owned:
+                self.deliveries.renewed(job_id, since=asked)
+            elif not self.deliveries.committed(job_id):
                 self._drop(job_id)
 
     def _drop(self, job_id: str) -> None:

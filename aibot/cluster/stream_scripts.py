@@ -3,10 +3,12 @@ on Redis: reclaim, renew owned leases, claim a delivery, finish an entry."""
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_DELIVERY", "FINISH", "RECLAIM", "RENEW"]
+__all__ = ["CLAIM_DELIVERY", "FINISH", "MARK_SENT", "RECLAIM", "RENEW"]
 
-# Reclaim up to ARGV[4] entries idle for ARGV[3] ms; finish those whose delivery
-# was claimed already, dead-letter those delivered more than ARGV[5] times.
+# Reclaim up to ARGV[4] entries idle for ARGV[3] ms; finish those whose answer was
+# sent already, dead-letter those delivered more than ARGV[5] times. An entry whose
+# delivery was claimed but not marked sent lost its sender before it had sent (it
+# stopped renewing): the claim passes to this delivery, which runs the job again.
 # KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, count, max
 # deliveries, dead-letter length cap, prefix of delivery claim keys.
 # Returns {id, fields, deliveries, state} per entry; state 0 live, 1 dead, 2 answered.
@@ -34,22 +36,28 @@ for _, entry in ipairs(taken) do
   for i = 1, #fields, 2 do
     if fields[i] == 'id' then job_id = fields[i + 1] end
   end
-  if job_id and redis.call('EXISTS', delivered .. job_id) == 1 then
+  local claim = job_id and redis.call('GET', delivered .. job_id)
+  if claim == 'sent' then
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)
     out[#out + 1] = {id, fields, times, 2}
-  elseif times > most then
-    local copy = {'XADD', dead, 'MAXLEN', '~', cap, '*'}
-    for _, value in ipairs(fields) do copy[#copy + 1] = value end
-    for _, value in ipairs({'entry', id, 'deliveries', times, 'consumer', consumer}) do
-      copy[#copy + 1] = value
-    end
-    redis.call(unpack(copy))
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    out[#out + 1] = {id, fields, times, 1}
   else
-    out[#out + 1] = {id, fields, times, 0}
+    if claim then
+      redis.call('SET', delivered .. job_id, consumer .. '#' .. times, 'XX', 'KEEPTTL')
+    end
+    if times > most then
+      local copy = {'XADD', dead, 'MAXLEN', '~', cap, '*'}
+      for _, value in ipairs(fields) do copy[#copy + 1] = value end
+      for _, value in ipairs({'entry', id, 'deliveries', times, 'consumer', consumer}) do
+        copy[#copy + 1] = value
+      end
+      redis.call(unpack(copy))
+      redis.call('XACK', stream, group, id)
+      redis.call('XDEL', stream, id)
+      out[#out + 1] = {id, fields, times, 1}
+    else
+      out[#out + 1] = {id, fields, times, 0}
+    end
   end
 end
 return out
@@ -86,9 +94,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
 
+# The answer of the delivery ARGV[1] (the holder of the claim at KEYS[1]) is sent:
+# a reclaimer finishes the entry instead of running it again. Returns 1 when marked.
+MARK_SENT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], 'sent', 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+
 # Acknowledge, then delete. KEYS: stream. ARGV: group, entry id. One command where
 # a MULTI/EXEC pipeline would be four: this runs once for every job.
+# KEYS[2], when given: the job's delivery claim, marked sent (a reclaimer that took
+# the claim over while this answer was being sent then sends nothing).
 FINISH = """
+if KEYS[2] then redis.call('SET', KEYS[2], 'sent', 'XX', 'KEEPTTL') end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
 """

@@ -16,10 +16,12 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    has been delivered; past `max_deliveries` the entry is dead-lettered
    (copied to `{prefix}:dead:{pool}`, acknowledged and deleted) and handed
    back with `dead=True`, so the member can be told instead of the job
-   crashing one worker after another. A reclaimed entry whose delivery was
-   already claimed (step 4: its worker died while answering, or after
-   answering but before step 5) is acknowledged and deleted, and handed back
-   with `answered=True`: running it again could send nothing.
+   crashing one worker after another. A reclaimed entry whose answer was
+   marked sent (step 4: its worker died after answering, before step 5) is
+   acknowledged and deleted, and handed back with `answered=True`. One whose
+   delivery was claimed but not marked sent lost its worker while it was
+   answering: the claim passes to the reclaiming delivery, which runs the job
+   again and answers (otherwise the member would never hear).
 3. `renew(consumer, entry_ids)`: while it works, the worker renews the
    leases of its jobs every lease/3 or so. A script checks each entry's
    owner in `XPENDING` and re-claims (`XCLAIM ... JUSTID`) only the ones it
@@ -35,8 +37,12 @@ Every pool has one stream, `{prefix}:jobs:{pool}`, read by one consumer group
    lease, so the winner's renewals hold and the other copy is dropped. A
    loser does not acknowledge: the winner does, once it has sent. The winner
    is committed: it finishes sending even if a renewal later finds the lease
-   lost (a reclaimer only acknowledges a claimed entry, see step 2).
-5. `finish(entry_id)`: `XACK` then `XDEL`, after the reply is finished. The
+   lost. `mark_sent(delivery)` once the non-idempotent sends are out: a
+   reclaimer then finishes the entry instead of answering again (see step 2).
+   aibot's runner only finishes the entry, right after sending (step 5); a
+   job run again in between re-edits its deferred message, idempotent.
+5. `finish(entry_id, sent=job_id)`: `XACK` then `XDEL`, after the reply is
+   finished, marking the claim sent in the same step (step 2). The
    stream is never trimmed with `MAXLEN`: since Redis 7.0, `XAUTOCLAIM`
    silently drops pending entries whose stream entry is gone, so trimming
    would lose jobs; and `XACK` alone frees no memory.
@@ -60,7 +66,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, RECLAIM, RENEW
+from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, MARK_SENT, RECLAIM, RENEW
 from aibot.jobs import Job
 
 __all__ = ["GROUP", "Delivery", "JobStream", "StreamLoad", "entry_fields", "stream_loads"]
@@ -150,6 +156,7 @@ class JobStream:
         self._reclaim = redis.register_script(RECLAIM)
         self._renew = redis.register_script(RENEW)
         self._claim_delivery = redis.register_script(CLAIM_DELIVERY)
+        self._mark_sent = redis.register_script(MARK_SENT)
         self._finish = redis.register_script(FINISH)
         self._group_ready = False
 
@@ -266,12 +273,25 @@ class JobStream:
         )
         return bool(won)
 
+    async def mark_sent(self, delivery: Delivery) -> bool:
+        """`delivery`, which holds its job's claim, has sent what is not idempotent:
+        a reclaimer finishes the entry rather than answering again. False when
+        the claim is not this delivery's (it passed to a reclaimer)."""
+        marked = await self._mark_sent(
+            keys=[self.delivered_key(delivery.job.id)], args=[delivery.holder]
+        )
+        return bool(marked)
+
     def delivered_key(self, job_id: str) -> str:
         return f"{self.prefix}:delivered:{job_id}"
 
-    async def finish(self, entry_id: str) -> None:
-        """Acknowledge and delete the entry, after the job's reply is finished."""
-        await self._finish(keys=[self.key], args=[GROUP, entry_id])
+    async def finish(self, entry_id: str, *, sent: str | None = None) -> None:
+        """Acknowledge and delete the entry, after the job's reply is finished.
+        `sent`: the id of the job whose answer this worker sent, to mark its
+        claim sent too in the same step (a worker that acknowledges late, after
+        Redis was away, keeps a reclaimer that took over meanwhile from sending)."""
+        keys = [self.key] if sent is None else [self.key, self.delivered_key(sent)]
+        await self._finish(keys=keys, args=[GROUP, entry_id])
 
     async def load(self) -> StreamLoad:
         """This pool's length and pending count."""

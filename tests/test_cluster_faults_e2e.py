@@ -1,0 +1,221 @@
+"""Cluster faults end to end: workers stopped, killed and stalled mid-job.
+
+The same world as tests/test_cluster_e2e.py (its `cluster` fixture: a real
+Redis, the wire-level fake Discord, the gateway bot in this process and
+`python -m tests.cluster_node` worker subprocesses stopped by PID). Each test
+checks what the member sees in the end: one answer, no "thinking…" left, no
+failure notice and no traceback text; and what the provider saw.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from aibot.discord.i18n import text
+from aibot.sandbox.fake_discord import Record, SentInteraction
+from tests.cluster_processes import eventually
+from tests.test_cluster_e2e import PREFIX, WAIT, Cluster, _answered_once, _final, _uploads, cluster
+
+__all__ = ["cluster"]
+
+pytestmark = pytest.mark.slow
+
+LEASE = 2.0  # seconds: a stalled worker loses its job quickly
+
+
+def _shown(world: Cluster, sent: SentInteraction) -> list[Record]:
+    """Every message write of the interaction's answer, in order."""
+    return [
+        r
+        for r in world.fake.records
+        if r.interaction_id == sent.id and r.kind in ("edit", "followup", "message")
+    ]
+
+
+def _streaming(content: str) -> bool:
+    return content.endswith("▌")
+
+
+def _video_progress(content: str) -> bool:
+    making = text("en", "video_progress", stage="", elapsed="").split(":")[0]
+    return content == text("en", "video_starting") or content.startswith(making)
+
+
+def _ends_with(
+    world: Cluster,
+    sent: SentInteraction,
+    wanted: Callable[[Record], bool],
+    *,
+    progress: Callable[[str], bool] = _streaming,
+) -> None:
+    """What the member sees last is the answer: no "thinking…" (the defer alone), no
+    later write over it; before it only `progress` (no failure notice), and no
+    traceback anywhere."""
+    shown = _shown(world, sent)
+    assert shown and wanted(shown[-1]), [(r.kind, r.body.get("content")) for r in shown]
+    assert not [r for r in shown if r.kind != "edit"], "one message: the deferred one"
+    before = [str(r.body.get("content")) for r in shown[:-1]]
+    assert all(map(progress, before)), f"only progress before the answer: {before}"
+    for record in shown:
+        assert "Traceback" not in str(record.body)
+
+
+async def _job_id(world: Cluster, pool: str) -> str:
+    """The id of the one job in `pool`'s stream."""
+    [(_, fields)] = await world.redis.xrange(f"{PREFIX}:jobs:{pool}")
+    return str(fields["id"])
+
+
+async def _drained(world: Cluster, pool: str) -> bool:
+    """Nothing left in `pool`'s stream: every entry acknowledged and deleted."""
+    key = f"{PREFIX}:jobs:{pool}"
+    return not await world.redis.xlen(key) and not await world.redis.xpending_range(
+        key, "workers", "-", "+", 10
+    )
+
+
+def _said(world: Cluster, name: str, *words: str) -> Callable[[], Awaitable[bool]]:
+    async def said() -> bool:
+        log = world.node(name).log.read_text()
+        return any(all(w in line for w in words) for line in log.splitlines())
+
+    return said
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twice(
+    cluster: Cluster,
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    cluster.providers.chat_reply = answer
+    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
+    cluster.worker("w1", pools="chat")
+    await cluster.serving("chat")
+
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+    await cluster.fake.wait_until(
+        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
+        timeout=WAIT,
+    )
+    assert await cluster.holder("chat") == "w1"
+    job_id = await _job_id(cluster, "chat")
+    stalled = cluster.node("w1")
+    os.kill(stalled.popen.pid, signal.SIGSTOP)
+    try:
+        cluster.worker("w2", pools="chat")
+        await _answered_once(cluster, sent, _final(sent, answer))
+    finally:
+        os.kill(stalled.popen.pid, signal.SIGCONT)
+
+    await eventually(
+        _said(cluster, "w1", f"job {job_id}", "dropped"),
+        timeout=WAIT,
+        what=f"w1 dropping the job it lost: {cluster.logs()}",
+    )
+    # w1 is awake and done with the job: whatever it wrote, the answer stands.
+    await _answered_once(cluster, sent, _final(sent, answer))
+    _ends_with(cluster, sent, _final(sent, answer))
+    await eventually(
+        lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
+    assert cluster.providers.counters.requests("openai", "chat") == 2, "w1's call, w2's"
+    assert "Traceback" not in stalled.log.read_text()
+
+
+async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
+    cluster: Cluster,
+) -> None:
+    counters = cluster.providers.counters
+    cluster.providers.timeout_delay = 30.0
+    cluster.providers.inject("minimax", "timeout", endpoint="image")  # the first call hangs
+    for name in ("w1", "w2"):
+        cluster.worker(name, pools="image")
+    await cluster.serving("image")
+
+    sent = await cluster.fake.send_interaction(
+        "image", {"prompt": "a lighthouse"}, channel="이미지생성-1"
+    )
+
+    async def called() -> bool:
+        return counters.requests("minimax", "image") == 1
+
+    await eventually(called, timeout=WAIT, what="the first worker calling the provider")
+    cluster.node(await cluster.holder("image")).kill()
+
+    await _answered_once(cluster, sent, _uploads(sent))
+    _ends_with(cluster, sent, _uploads(sent))
+    assert counters.requests("minimax", "image") == 2, "the dead worker's call, the survivor's"
+    await eventually(
+        lambda: _drained(cluster, "image"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
+
+
+async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
+    cluster: Cluster,
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    cluster.providers.chat_reply = answer
+    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
+    for name in ("w1", "w2"):
+        cluster.worker(name, pools="chat")
+    await cluster.serving("chat")
+
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+    await cluster.fake.wait_until(
+        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
+        timeout=WAIT,
+    )
+    holder = await cluster.holder("chat")
+    job_id = await _job_id(cluster, "chat")
+    cluster.node(holder).kill()
+    # What a worker leaves when it dies between claiming the delivery and sending
+    # the answer (JobStream.claim_delivery's key, naming its first delivery).
+    await cluster.redis.set(f"{PREFIX}:delivered:{job_id}", f"{holder}#1", px=3_600_000)
+
+    await _answered_once(cluster, sent, _final(sent, answer))
+    _ends_with(cluster, sent, _final(sent, answer))
+    await eventually(
+        lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_one_upload(
+    cluster: Cluster,
+) -> None:
+    cluster.providers.video_seconds = 6.0
+    cluster.worker("w1", pools="video")
+    await cluster.serving("video")
+
+    sent = await cluster.fake.send_interaction("video", {"prompt": "waves"}, channel="비디오생성-1")
+
+    async def task_recorded() -> bool:
+        return bool(await cluster.redis.keys(f"{PREFIX}:task:*"))
+
+    await eventually(task_recorded, timeout=WAIT, what="the video task recorded")
+    assert await cluster.holder("video") == "w1"
+    job_id = await _job_id(cluster, "video")
+    stalled = cluster.node("w1")
+    os.kill(stalled.popen.pid, signal.SIGSTOP)
+    try:
+        cluster.worker("w2", pools="video")
+        await _answered_once(cluster, sent, _uploads(sent))
+    finally:
+        os.kill(stalled.popen.pid, signal.SIGCONT)
+
+    await eventually(
+        _said(cluster, "w1", f"job {job_id}", "dropped"),
+        timeout=WAIT,
+        what=f"w1 dropping the job it lost: {cluster.logs()}",
+    )
+    await _answered_once(cluster, sent, _uploads(sent))
+    _ends_with(cluster, sent, _uploads(sent), progress=_video_progress)
+    assert cluster.providers.counters.video_tasks == 1, "w2 polled w1's task"
+    await eventually(
+        lambda: _drained(cluster, "video"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
+    assert "Traceback" not in stalled.log.read_text()
