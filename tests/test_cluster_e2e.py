@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +22,12 @@ from redis.asyncio import Redis
 
 from aibot import create_bot
 from aibot.cluster.connection import connect
+from aibot.demo.cluster_world import Node
 from aibot.discord.bot import AibotBot
 from aibot.discord.i18n import text
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, Record, SentInteraction, pointed_at
-from tests.cluster_processes import ROOT, eventually
+from tests.cluster_processes import eventually
 from tests.fixtures.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -40,28 +38,6 @@ PREFIX = "aibot"
 
 async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
     return None
-
-
-@dataclass
-class Node:
-    """A worker subprocess, its log in a file (a pipe nobody reads could fill up)."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def kill(self) -> None:
-        """kill -9, by PID."""
-        self.popen.kill()
-        self.popen.wait()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass
@@ -86,16 +62,8 @@ class Cluster:
             "AIBOT_POOLS": pools,
             "AIBOT_DATA_DIR": str(self.folder / name),
         }
-        log = self.folder / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "tests.cluster_node", self.fake.base_url, self.fake.ws_url],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        node = Node(name, popen, log)
+        args = ["-m", "tests.cluster_node", self.fake.base_url, self.fake.ws_url]
+        node = Node.start(name, args, env, self.folder / f"{name}.log")
         self.nodes.append(node)
         return node
 

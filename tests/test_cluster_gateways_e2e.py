@@ -17,7 +17,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,10 @@ from redis.asyncio import Redis
 from aibot import create_bot
 from aibot.cluster.connection import connect
 from aibot.cluster.shards import IdentifyLock
+from aibot.demo.cluster_world import Node
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, SentInteraction, pointed_at
-from tests.cluster_processes import ROOT, eventually
+from tests.cluster_processes import eventually
 from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_e2e import _final
 
@@ -116,16 +116,9 @@ class Gateways:
             "AIBOT_DATA_DIR": str(self.folder / name),
             **more,
         }
-        log = self.folder / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "tests.cluster_node", self.fake.base_url, self.fake.ws_url],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        gateway = Gateway(name, popen, log)
+        args = ["-m", "tests.cluster_node", self.fake.base_url, self.fake.ws_url]
+        node = Node.start(name, args, env, self.folder / f"{name}.log")
+        gateway = Gateway(name, node.popen, node.log)
         self.processes.append(gateway)
         return gateway
 

@@ -375,7 +375,7 @@ class Runner:
         reply claims the delivery) and finish its entry. Nothing runs."""
         job = delivery.job
         log.info("job %s: cancelled by an admin before it ran", job.id)
-        self.deliveries.hold(stream, delivery)
+        self.deliveries.hold(stream, delivery, since=time.monotonic())
         try:
             await self.replies.make(job).fail(Cancelled())
         finally:

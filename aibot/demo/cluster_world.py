@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -59,6 +59,20 @@ class Node:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+
+    @classmethod
+    def start(cls, name: str, args: Sequence[str], env: Mapping[str, str], log: Path) -> Node:
+        """`python args...` from the project's root as process `name`, its output
+        (stdout and stderr) in the file `log`."""
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=_ROOT,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(name, popen, log)
 
     @property
     def pid(self) -> int:
@@ -133,18 +147,9 @@ class ClusterWorld:
             "AIBOT_POOLS": pools,
             "AIBOT_DATA_DIR": str(self.folder / name),
         }
-        log = self.folder / f"{name}.log"
-        command = [sys.executable, "-m", "aibot.demo.worker_node"]
         urls = [self.fake.base_url, self.fake.ws_url]
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [*command, *urls, "--env-file", str(settings_file)],
-                cwd=_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        node = Node(name, popen, log)
+        args = ["-m", "aibot.demo.worker_node", *urls, "--env-file", str(settings_file)]
+        node = Node.start(name, args, env, self.folder / f"{name}.log")
         self.nodes.append(node)
         return node
 
