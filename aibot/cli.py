@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file
 
 if TYPE_CHECKING:
-    from aibot.app_cluster import WorkerProcess
     from aibot.discord.bot import AibotBot
     from aibot.settings import Settings
     from aibot.systemd import Notifier
@@ -46,8 +45,8 @@ __all__ = [
     "main",
     "parse_args",
     "run",
+    "say",
     "serve",
-    "serve_worker",
     "sync",
 ]
 
@@ -141,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(argv)
     except MissingDependency as missing:
-        _say(f"{missing}; install it with: pip install '{missing.requirement}'")
+        say(f"{missing}; install it with: pip install '{missing.requirement}'")
         return EXIT_CONFIG
 
 
@@ -158,7 +157,7 @@ def run(argv: Sequence[str] | None = None, *, prog: str = "aibot", home: Path | 
 
 def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
     if args.cluster and not args.demo:
-        _say(f"--cluster goes with --demo: {_command(prog)} --demo --cluster")
+        say(f"--cluster goes with --demo: {_command(prog)} --demo --cluster")
         return EXIT_CONFIG
     if args.demo and args.cluster:
         return int(_module("aibot.demo.cluster", extra="demo").main(args))
@@ -167,7 +166,7 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
     try:
         found = find_settings_file(args.env_file, beside=home)
     except SettingsFileError as error:
-        _say(f"{error}.")
+        say(f"{error}.")
         return EXIT_CONFIG
     if args.check:
         return int(_module("aibot.check").main(args, settings_file=found))
@@ -186,7 +185,7 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     try:
         settings = Settings.from_env(env)
     except SettingsError as error:
-        _say(str(error))
+        say(str(error))
         print(f"({found.describe()})", file=sys.stderr)
         print("Fix the variables above (see .env.multi.example), then try again.", file=sys.stderr)
         return EXIT_CONFIG
@@ -195,6 +194,7 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
         return EXIT_CONFIG
     if settings.cluster is not None and not settings.cluster.gateway and not args.sync:
         from aibot.app_cluster import create_worker
+        from aibot.cli_worker import serve_worker
 
         return asyncio.run(serve_worker(create_worker(env), settings))
     bot = app.create_bot(env)
@@ -218,7 +218,8 @@ def _command(prog: str) -> str:
     return f"python3 {prog}" if prog.endswith(".py") else prog
 
 
-def _say(sentence: str) -> None:
+def say(sentence: str) -> None:
+    """One sentence for the person at the terminal (stderr), never a traceback."""
     print(f"aibot: {sentence}", file=sys.stderr)
 
 
@@ -254,7 +255,7 @@ async def sync(bot: AibotBot, settings: Settings) -> int:
         failure = explain(error, dev_guild=settings.dev_guild)
         if failure is None:
             raise
-        _say(failure.sentence)
+        say(failure.sentence)
         return EXIT_CONFIG if failure.config else EXIT_FAILED
     where = f"guild {settings.dev_guild}" if settings.dev_guild else "every guild (global)"
     names = ", ".join(f"/{command.name}" for command in synced)
@@ -317,18 +318,18 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         logs.close()
     error = None if running.cancelled() else running.exception()
     if lost and not stop.is_set():
-        _say(f"stopped: another gateway took over {lost[0]} (this one stalled past its claims)")
+        say(f"stopped: another gateway took over {lost[0]} (this one stalled past its claims)")
         return EXIT_FAILED
     if stop.is_set() or error is None:  # asked to stop: whatever connecting was doing
         return EXIT_OK
     if _shard_conflict(error, settings):
-        _say(f"this gateway may not start: {error}")
+        say(f"this gateway may not start: {error}")
         return EXIT_CONFIG
     failure = explain(error)
     if failure is None:
-        _say(f"stopped: {type(error).__name__}: {error}")
+        say(f"stopped: {type(error).__name__}: {error}")
         return EXIT_FAILED
-    _say(failure.sentence)
+    say(failure.sentence)
     return EXIT_CONFIG if failure.config else EXIT_FAILED
 
 
@@ -360,44 +361,6 @@ def _shard_conflict(error: BaseException, settings: Settings) -> bool:
     from aibot.cluster.shards import ShardConflict
 
     return isinstance(error, ShardConflict)
-
-
-async def serve_worker(process: WorkerProcess, settings: Settings) -> int:
-    """A worker-only process (cluster mode, `AIBOT_GATEWAY=off`): run its pools
-    until SIGTERM or Ctrl-C, then drain them (the jobs not finished in time are
-    left to other workers) and close."""
-    from aibot.logs import setup_logging
-    from aibot.systemd import Notifier
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    logs = setup_logging(settings)
-    # The worker unit (aibot@.service) is Type=notify with a watchdog, as the gateway's.
-    notifier = Notifier.from_env()
-    try:
-        try:
-            await process.start()
-        except Exception as error:
-            _say(f"the worker could not start: {type(error).__name__}: {error}")
-            return EXIT_FAILED
-        pools = ", ".join(settings.enabled_pools)
-        served = process.http_server
-        health = f"; /health and /metrics on {served.url}" if served is not None else ""
-        print(f"aibot: worker {process.runner.node} serving {pools}{health}", flush=True)
-        notifier.ready(f"worker serving {pools}")
-        notifier.start_watchdog(loop)
-        await stop.wait()
-        notifier.stopping("draining the pools")
-        await process.drain(settings.drain_seconds)
-    finally:
-        notifier.stop_watchdog()
-        await process.aclose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        logs.close()
-    return EXIT_OK
 
 
 async def _settle(task: asyncio.Task[None], grace: float) -> None:
