@@ -84,7 +84,9 @@ def create_gateway(settings: Settings) -> AibotBot:
     alerts = AlertHub(clock=discord_clock)
     # Several gateways keep a ledger each: each reads every outcome (its own group).
     group = f"ledger:{cluster.node}" if settings.shard_ids else "ledger"
-    follower = OutcomeFollower(redis, cluster.prefix, store.ledger, group=group)
+    follower = OutcomeFollower(
+        redis, cluster.prefix, store.ledger, group=group, turn=foreground.turn
+    )
     starters: list[Callable[[], Awaitable[object]]] = [_started(follower.start)]
     closers: list[Callable[[], Awaitable[object]]] = [follower.stop]
     on_beat: list[Callable[[], Awaitable[object]]] = []

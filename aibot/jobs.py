@@ -75,7 +75,11 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field by name, for JSON (`args` copied, its values shared: unlike
+        `dataclasses.asdict`, no deep copy on the gateway's path)."""
+        data = {name: getattr(self, name) for name in _JOB_FIELDS}
+        data["args"] = dict(self.args)
+        return data
 
     def trace(self, error: BaseException) -> str:
         """`error`'s traceback for the log, without this job's interaction token."""
@@ -86,6 +90,9 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 
 
 @dataclass(slots=True, frozen=True)

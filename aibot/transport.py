@@ -58,9 +58,10 @@ class JobQueue(Protocol):
         """Every live process with its pools, free slots and shards, for status
         views: this process alone in embedded mode. No I/O."""
 
-    async def round_trip(self) -> float | None:
-        """Seconds one call to the shared store (Redis) takes now, `math.inf` when
-        it does not answer; None when there is none (embedded mode)."""
+    def round_trip(self) -> float | None:
+        """Seconds one call to the shared store (Redis) took when last measured
+        (about a second ago at most), `math.inf` when it did not answer; None when
+        there is none (embedded mode). No I/O."""
 
     async def cancel(self, job_id: str) -> bool: ...
 
@@ -119,7 +120,7 @@ class LocalQueue:
         free = {snap.name: free_slots(snap) for snap in self.worker.snapshots()}
         return [replace(self._node, pools=tuple(free), free_slots=free)]
 
-    async def round_trip(self) -> float | None:
+    def round_trip(self) -> float | None:
         return None
 
     async def cancel(self, job_id: str) -> bool:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
@@ -137,8 +137,11 @@ class OutcomeFollower:
         consumer: str = "gateway",
         count: int = 200,
         block: float = 0.5,
+        turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
+        # Members first: each batch waits for the background's turn (aibot.foreground).
+        self._turn = turn
         self._stream = outcomes_stream(prefix)
         self._ledger = ledger
         self._group = group
@@ -214,6 +217,8 @@ class OutcomeFollower:
         """Into the ledger, into the file, then acknowledged."""
         if not entries:
             return 0
+        if self._turn is not None:
+            await self._turn()
         for _, fields in entries:
             _to_ledger(self._ledger, fields)
         await self._ledger.flush()

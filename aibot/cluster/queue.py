@@ -106,6 +106,7 @@ class RedisQueue:
         )
         self._beat_every = beat_every
         self.reachable = False
+        self._round_trip: float | None = None  # seconds, as the last refresh measured
         self._nodes: list[NodeInfo] = []
         self._loads: dict[str, StreamLoad] = {}
         self._views: dict[str, PoolSnapshot] = {}
@@ -280,12 +281,16 @@ class RedisQueue:
                         await self.heartbeat.beat()
 
     async def _refresh_once(self) -> None:
+        start = time.perf_counter()
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
+                await self._watch.ping()
+                self._round_trip = time.perf_counter() - start
                 nodes = await live_nodes(self._watch, prefix=self.prefix)
                 loads = await stream_loads(self._watch, POOLS, prefix=self.prefix)
                 paused = await self.controls.paused(POOLS)
         except (RedisError, TimeoutError, OSError) as error:
+            self._round_trip = math.inf
             if self.reachable or not self._nodes:
                 log.warning("Redis unreachable (%r): commands are refused for now", error)
             self.reachable = False
@@ -311,16 +316,11 @@ class RedisQueue:
             nodes.insert(0, node_snapshot(self.node_info(), here=self.node))
         return nodes
 
-    async def round_trip(self) -> float | None:
-        """Seconds a PING to Redis takes now; `math.inf` when it does not answer
-        within `CALL_TIMEOUT`."""
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                await self._watch.ping()
-        except (RedisError, TimeoutError, OSError):
-            return math.inf
-        return time.perf_counter() - start
+    def round_trip(self) -> float | None:
+        """Seconds the last refresh's PING to Redis took; `math.inf` when it did not
+        answer within `CALL_TIMEOUT` (None before the first). A burst of `/ping`s
+        costs Redis nothing."""
+        return self._round_trip
 
 
 class ClusterGate:

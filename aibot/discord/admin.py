@@ -3,8 +3,9 @@
 they answer whichever pools are off (a pool with no key), the admin pool too.
 
 In cluster mode they show every live process (node), not only this one: `/ping`
-counts them and times a round trip to Redis, `/status` and `/instances` add a
-field per node (its pools and free slots, shards, version, time up)."""
+counts them and shows Redis's round trip as last measured (every half second),
+`/status` and `/instances` add a field per node (its pools and free slots, shards,
+version, time up)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class AdminCog(commands.Cog, name="admin"):
         lang = language(interaction.locale)
         content = ping_text(self.client.latencies, self.queue.pools(), lang)
         if self.cluster:
-            content += "\n" + await self._cluster_line(lang)
+            content += "\n" + self._cluster_line(lang)
         await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(
@@ -82,9 +83,10 @@ class AdminCog(commands.Cog, name="admin"):
         """Every live node in cluster mode; None in embedded mode (one process)."""
         return self.queue.nodes() if self.cluster else None
 
-    async def _cluster_line(self, lang: str) -> str:
-        """Live nodes and Redis's round trip, for `/ping` in cluster mode."""
-        seconds = await self.queue.round_trip()
+    def _cluster_line(self, lang: str) -> str:
+        """Live nodes and Redis's round trip (as last measured), for `/ping` in
+        cluster mode."""
+        seconds = self.queue.round_trip()
         if seconds is None or math.isinf(seconds):
             redis = text(lang, "redis_unreachable")
         else:
