@@ -266,8 +266,8 @@ async def sync(bot: AibotBot, settings: Settings) -> int:
 async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     """Run until SIGTERM or Ctrl-C (at any moment, also while connecting) or until
     the gateway fails; then drain the pools and close."""
+    from aibot.app import freeze_startup_heap
     from aibot.discord.failures import explain
-    from aibot.heap import IdleCollections
     from aibot.logs import setup_logging
     from aibot.snapshots import Connecting
     from aibot.status import StatusPanel
@@ -285,13 +285,11 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
         extra_handlers=[bot.events.handler],
     )
     notifier = Notifier.from_env()
-    # Full garbage collections wait for a quiet moment (see aibot.heap).
-    collections = IdleCollections(bot.foreground.idle_for)
 
     async def on_ready() -> None:
         if not connecting.connected:  # the first time only: later READYs are reconnections
             connecting.connected = True
-            collections.start()
+            freeze_startup_heap()
         notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.queue.pools())}")
 
     bot.add_listener(on_ready, "on_ready")
@@ -315,7 +313,6 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await collections.stop()
         notifier.stop_watchdog()
         screen.stop()
         logs.close()

@@ -87,12 +87,6 @@ class Foreground:
         """Commands being answered now."""
         return len(self._front)
 
-    def idle_for(self) -> float:
-        """Seconds since the latest command came in; 0 while one is being answered."""
-        if self._front:
-            return 0.0
-        return asyncio.get_running_loop().time() - self._last
-
     @property
     def waiting(self) -> int:
         """Background steps waiting for their turn."""

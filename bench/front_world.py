@@ -23,7 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from aibot import create_bot
-from aibot.heap import IdleCollections, freeze_startup_heap
+from aibot.app import freeze_startup_heap
 from aibot.sandbox.fake_discord import FakeDiscordProcess
 
 __all__ = [
@@ -152,24 +152,14 @@ async def started(
     await fake.reset()
     bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
     run_task = asyncio.create_task(bot.start(fake.token))
-    collections = None
     try:
         await asyncio.wait_for(fake.wait_ready(timeout=60), 70)
         # Opens the HTTP connections and runs every code path once, as a bot
         # that has been up for a while would have.
         await _burst_and_wait(fake, warmup, run_task, duration=warmup / COUNT)
-        # As `python run.py` does once the bot is up; the floor is a bare
-        # discord.py bot, which only has its start-up heap frozen.
-        foreground = getattr(bot, "foreground", None)
-        collections = IdleCollections(foreground.idle_for) if foreground else None
-        if collections is not None:
-            collections.start()
-        else:
-            freeze_startup_heap()
+        freeze_startup_heap()  # as `python run.py` does once the bot is up
         yield run_task
     finally:
-        if collections is not None:
-            await collections.stop()
         await asyncio.wait_for(bot.close(), CLOSE_TIMEOUT)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(run_task, CLOSE_TIMEOUT)

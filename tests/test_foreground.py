@@ -137,15 +137,3 @@ async def test_the_local_queue_hands_no_job_over_while_a_command_is_being_answer
     assert asyncio.get_running_loop().time() == 1.0
     await worker.drain(0)
     await worker.aclose()
-
-
-@on_virtual_clock
-async def test_idle_for_counts_from_the_latest_command_and_is_zero_while_one_runs() -> None:
-    foreground = Foreground(gap=0.002)
-    command = asyncio.create_task(_command(foreground, 1.0, served_after=0.5))
-    await asyncio.sleep(0.25)
-    assert foreground.idle_for() == 0.0  # being answered
-    await command
-    await asyncio.sleep(2.0)
-    # The command came in at 0, three seconds ago (answered at 0.5, over at 1.0).
-    assert foreground.idle_for() == 3.0
