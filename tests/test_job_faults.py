@@ -157,7 +157,10 @@ ROWS = {
 }
 
 
-@pytest.mark.simcord(settle_timeout=20)
+# SimCord's default settle deadline (5 s): it waits for every real-time timer due
+# before the deadline, and aiohttp arms one 15 s ahead for an idle keep-alive
+# connection (the MiniMax and Stability clients'): with a 20 s deadline, each row
+# calling them waited 15 s for that timer.
 @pytest.mark.parametrize("row", ROWS.values(), ids=ROWS.keys())
 async def test_a_provider_fault_gets_one_clear_answer(world: World, row: Row) -> None:
     world.fake.chat_reply = "You said: hi"
