@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from aibot.alerts import AlertHub
 from aibot.catalogue import POOLS
+from aibot.cluster.batch import Batched
 from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.connection import connect
 from aibot.cluster.deliveries import StreamDeliveries
@@ -76,7 +77,9 @@ def create_gateway(settings: Settings) -> AibotBot:
     store = Store(settings, clock=discord_clock)
     redis = connect(cluster.redis_url)
     memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
-    shared_gate = SharedGate(redis, cluster.prefix, settings, store.calendar)
+    # A turn of the loop's gate takes and job appends go to Redis as one pipeline.
+    batched = Batched(redis)
+    shared_gate = SharedGate(redis, cluster.prefix, settings, store.calendar, batched=batched)
     # The gateway's own notices (a job refused after its defer): no stream entry
     # stands behind such a job, so no other process can answer it.
     replies = Replies(bot, on_lost=bot.metrics.delivery_failed)
@@ -121,6 +124,7 @@ def create_gateway(settings: Settings) -> AibotBot:
         starters=starters,
         on_beat=on_beat,
         watch=connect(cluster.redis_url, max_connections=2),
+        batched=batched,
     )
     gate = ClusterGate(shared_gate, lambda: queue.reachable)
     intake = Intake(

@@ -10,6 +10,8 @@ go in one pipeline (measured with `bench.front --cluster`'s profile and a
 in one turn of the loop go to Redis as one pipeline, not a transaction: each runs
 on its own, in the order queued (a script still runs whole), and each caller gets
 its own reply or error. A call waits at most one turn of the loop for company.
+One `Batched` serves several callers: the gateway's gate and job queue share one,
+so a turn's takes and appends leave together.
 A caller that gave up (cancelled, timed out) before its batch left is left out of
 it; once sent, a command's outcome is as unknown to a caller that gave up as a
 lone call's.

@@ -100,6 +100,7 @@ class SharedGate:
         calendar: Calendar,
         *,
         refund_window: float = 3600.0,
+        batched: Batched | None = None,
     ) -> None:
         self._client = client
         self._prefix = prefix
@@ -110,7 +111,9 @@ class SharedGate:
             for name, pool in settings.pools.items()
         }
         self._take = client.register_script(_TAKE)
-        self._batched = Batched(client)
+        # Shared with the job queue's, when given: a turn's takes and appends go
+        # to Redis as one pipeline.
+        self._batched = batched if batched is not None else Batched(client)
         self._refund = client.register_script(_REFUND)
         self._day, self._start, self._end = calendar.span(calendar.now())
 

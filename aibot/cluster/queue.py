@@ -82,6 +82,7 @@ class RedisQueue:
         starters: Sequence[Callable[[], Awaitable[object]]] = (),
         on_beat: Sequence[Callable[[], Awaitable[object]]] = (),
         watch: Redis | None = None,
+        batched: Batched | None = None,
     ) -> None:
         cluster = settings.cluster
         assert cluster is not None, "RedisQueue is cluster mode's"
@@ -96,7 +97,7 @@ class RedisQueue:
             pool: JobStream(redis, pool, prefix=self.prefix, lease=cluster.lease_seconds)
             for pool in POOLS
         }
-        self._batched = Batched(redis)
+        self._batched = batched if batched is not None else Batched(redis)
         self._shards = shards
         self._closers = tuple(closers)  # what the runner's worker holds open
         self._starters = tuple(starters)  # e.g. the shard claims: may refuse the start
