@@ -1,14 +1,13 @@
 """Cluster transport benchmark: jobs over Redis Streams between processes.
 
-    python -m bench.cluster_transport [--quick] [--scenario transport|reclaim|scaling ...]
-
-Starts its own `redis-server` (no persistence, a free loopback port) and
+Three of `python -m bench.cluster`'s scenarios (it starts the `redis-server`,
+no persistence, a free loopback port, and prints the lines). Starts its own
 worker processes (`tests/cluster_worker.py`: the stream primitives of
 `aibot.cluster.streams` with a worker loop like aibot's: take as many jobs as
 there are free slots, reclaim first, renew leases every lease/3, claim the
 delivery before answering, then acknowledge and delete). Everything runs on
-this machine, so the figures are floors for a real deployment. Prints one
-JSON line per scenario on stdout; details go to stderr.
+this machine, so the figures are floors for a real deployment. Each scenario
+returns its JSON line(s); details go to stderr.
 
 - `transport`: 2 workers (64 slots each, jobs that do nothing) while this
   process offers 1,000 jobs/s, open loop, each `XADD` its own task. A job's
@@ -27,35 +26,30 @@ JSON line per scenario on stdout; details go to stderr.
   once; `jobs_per_s` from the first `XADD` to the last finish; `speedup`
   against 1 worker.
 
-`--quick` (under 90 s) offers 3 s in `transport` and fewer jobs elsewhere.
+`bench.cluster --quick` offers 3 s in `transport` and fewer jobs elsewhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import math
-import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from aibot.cluster.connection import connect
 from aibot.cluster.streams import JobStream
 from aibot.jobs import Job
-from aibot.sandbox.redis_server import start_redis
 from bench.world import percentile
 from tests.cluster_processes import Process, spawn
 
-__all__ = ["FULL", "QUICK", "Scale", "main", "reclaim", "run", "scaling", "transport"]
+__all__ = ["FULL", "QUICK", "SCENARIOS", "Bench", "Scale", "reclaim", "scaling", "transport"]
 
 log = logging.getLogger("bench.cluster_transport")
 
@@ -286,39 +280,3 @@ SCENARIOS: dict[str, Callable[[Bench, Scale], Awaitable[dict[str, Any] | list[di
     "reclaim": reclaim,
     "scaling": scaling,
 }
-
-
-async def run(scale: Scale, names: Sequence[str]) -> list[dict[str, Any]]:
-    """Run the named scenarios against a throwaway redis-server, printing each
-    JSON line as it comes; returns them all."""
-    lines: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="aibot-bench-cluster-") as folder:
-        server = start_redis(Path(folder))
-        redis = connect(server.url)
-        try:
-            bench = Bench(server.url, redis, Path(folder))
-            for name in names:
-                started = time.perf_counter()
-                result = await SCENARIOS[name](bench, scale)
-                for line in result if isinstance(result, list) else [result]:
-                    print(json.dumps(line), flush=True)
-                    lines.append(line)
-                log.info("%s: done in %.1f s", name, time.perf_counter() - started)
-        finally:
-            await redis.aclose()
-            server.stop()
-    return lines
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cluster_transport", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs (under 90 s)")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="only these")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-    asyncio.run(run(QUICK if args.quick else FULL, args.scenario or list(SCENARIOS)))
-
-
-if __name__ == "__main__":
-    main()
