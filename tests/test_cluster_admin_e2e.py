@@ -17,7 +17,15 @@ from aibot.discord.i18n import text
 from aibot.sandbox.fake_discord import Record, SentInteraction
 from aibot.sandbox.fake_discord.payloads import option
 from tests.cluster_processes import eventually
-from tests.test_cluster_e2e import PREFIX, WAIT, Cluster, _answered_once, _final, cluster
+from tests.test_cluster_e2e import (
+    LONG_ANSWER,
+    PREFIX,
+    WAIT,
+    Cluster,
+    _answered_once,
+    _final,
+    cluster,
+)
 
 __all__ = ["cluster"]
 
@@ -25,7 +33,6 @@ pytestmark = pytest.mark.slow
 
 CHANNEL = "채팅방-1"
 CANCELLED = text("en", "error_cancelled")
-LONG = " ".join(f"word{i}" for i in range(60))  # streamed over seconds (0.1 s a chunk)
 
 
 async def _admin(world: Cluster, subcommand: str, **options: Any) -> dict[str, Any]:
@@ -56,13 +63,6 @@ def _cancel_notice(sent: SentInteraction) -> Any:
     return wanted
 
 
-async def _streaming(world: Cluster, sent: SentInteraction) -> None:
-    await world.fake.wait_until(
-        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
-        timeout=WAIT,
-    )
-
-
 async def _stream_empty(world: Cluster) -> None:
     async def empty() -> bool:
         jobs = await world.redis.xlen(f"{PREFIX}:jobs:chat")
@@ -72,12 +72,9 @@ async def _stream_empty(world: Cluster) -> None:
 
 
 async def test_an_admin_cancels_a_chat_running_on_a_worker(cluster: Cluster) -> None:
-    cluster.providers.chat_reply = LONG
-    cluster.providers.chunk_delay = 0.1
     cluster.worker("w1", pools="chat")
     await cluster.serving("chat")
-    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel=CHANNEL)
-    await _streaming(cluster, sent)
+    sent = await cluster.chat_streaming()
 
     [(job_id, state, command)] = await _listed(cluster)
     assert (state, command) == ("running", "chat")
@@ -86,7 +83,7 @@ async def test_an_admin_cancels_a_chat_running_on_a_worker(cluster: Cluster) -> 
     words = text("en", "admin_cancelled", id=job_id, command="chat", user=sent.user_id)
     assert answer["content"] == words
     await _answered_once(cluster, sent, _cancel_notice(sent))
-    assert not any(r.body.get("content") == LONG for r in cluster.fake.records), "cut short"
+    assert not any(r.body.get("content") == LONG_ANSWER for r in cluster.fake.records), "cut short"
     again = await _admin(cluster, "jobs", cancel=job_id)
     assert again["content"] == text("en", "admin_cancel_unknown", id=job_id)
     assert await _listed(cluster) == []
@@ -101,14 +98,14 @@ async def test_a_cancelled_job_no_worker_took_yet_is_told_and_never_runs(
 
     def reply(prompt: str) -> str:
         asked.append(prompt)
-        return LONG if "first" in prompt else "second answer"
+        return LONG_ANSWER if "first" in prompt else "second answer"
 
     cluster.providers.chat_reply = reply
     cluster.providers.chunk_delay = 0.1
     cluster.worker("w1", pools="chat")
     await cluster.serving("chat")
     first = await cluster.fake.send_interaction("chat", {"prompt": "first"}, channel=CHANNEL)
-    await _streaming(cluster, first)
+    await cluster.streaming(first)
     second = await cluster.fake.send_interaction("chat", {"prompt": "second"}, channel=CHANNEL)
     await cluster.fake.wait_for("callback", interaction_id=second.id, timeout=WAIT)
 
@@ -123,19 +120,21 @@ async def test_a_cancelled_job_no_worker_took_yet_is_told_and_never_runs(
     words = text("en", "admin_cancelled", id=waiting, command="chat", user=second.user_id)
     assert answer["content"] == words
     await _answered_once(cluster, second, _final(second, CANCELLED))
-    await _answered_once(cluster, first, _final(first, LONG))
+    await _answered_once(cluster, first, _final(first, LONG_ANSWER))
     assert not any("second" in prompt for prompt in asked), "never sent to the provider"
     await _stream_empty(cluster)
 
 
 @pytest.mark.aibot_env(AIBOT_CHAT_WORKERS="1")
 async def test_a_paused_pool_takes_nothing_new_until_resumed(cluster: Cluster) -> None:
-    cluster.providers.chat_reply = lambda prompt: LONG if "first" in prompt else "after resume"
+    cluster.providers.chat_reply = lambda prompt: (
+        LONG_ANSWER if "first" in prompt else "after resume"
+    )
     cluster.providers.chunk_delay = 0.05
     cluster.worker("w1", pools="chat")
     await cluster.serving("chat")
     first = await cluster.fake.send_interaction("chat", {"prompt": "first"}, channel=CHANNEL)
-    await _streaming(cluster, first)
+    await cluster.streaming(first)
     waiting = await cluster.fake.send_interaction("chat", {"prompt": "second"}, channel=CHANNEL)
     await cluster.fake.wait_for("callback", interaction_id=waiting.id, timeout=WAIT)
 
@@ -148,7 +147,7 @@ async def test_a_paused_pool_takes_nothing_new_until_resumed(cluster: Cluster) -
     [callback] = await cluster.fake.wait_for("callback", interaction_id=refused.id, timeout=WAIT)
     assert callback.callback_type == 4, "refused at once, as one process does"
     assert callback.body["data"]["content"] == text("en", "error_paused", command="chat")
-    await _answered_once(cluster, first, _final(first, LONG))  # the running job finishes
+    await _answered_once(cluster, first, _final(first, LONG_ANSWER))  # the running job finishes
     await asyncio.sleep(2.0)  # the worker has a free slot now, and takes nothing
     key = f"{PREFIX}:jobs:chat"
     assert (await cluster.redis.xpending(key, "workers"))["pending"] == 0, "not taken"

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 WAIT = 60.0  # generous: the machine is shared
 PREFIX = "aibot"
+LONG_ANSWER = " ".join(f"word{i}" for i in range(80))
 
 
 async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
@@ -92,6 +93,21 @@ class Cluster:
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+    async def streaming(self, sent: SentInteraction) -> None:
+        """Until the answer to `sent` is streaming into its message."""
+        await self.fake.wait_until(
+            lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
+            timeout=WAIT,
+        )
+
+    async def chat_streaming(self) -> SentInteraction:
+        """A /chat whose answer (`LONG_ANSWER`, several seconds of streaming) has begun."""
+        self.providers.chat_reply = LONG_ANSWER
+        self.providers.chunk_delay = 0.1
+        sent = await self.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+        await self.streaming(sent)
+        return sent
 
 
 async def _true(value: bool) -> bool:
@@ -216,21 +232,14 @@ async def test_a_pool_with_no_live_worker_overflows_to_admin(cluster: Cluster) -
 async def test_a_worker_killed_during_a_chat_stream_is_replaced_and_answered_once(
     cluster: Cluster,
 ) -> None:
-    answer = " ".join(f"word{i}" for i in range(80))
-    cluster.providers.chat_reply = answer
-    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
     for name in ("w1", "w2"):
         cluster.worker(name, pools="chat")
     await cluster.serving("chat")
 
-    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
-    await cluster.fake.wait_until(
-        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
-        timeout=WAIT,
-    )
+    sent = await cluster.chat_streaming()
     cluster.node(await cluster.holder("chat")).kill()
 
-    await _answered_once(cluster, sent, _final(sent, answer))
+    await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
 
 
 async def test_a_worker_killed_during_a_video_is_replaced_with_no_second_task(

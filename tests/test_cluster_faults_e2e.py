@@ -18,7 +18,16 @@ import pytest
 from aibot.discord.i18n import text
 from aibot.sandbox.fake_discord import Record, SentInteraction
 from tests.cluster_processes import eventually
-from tests.test_cluster_e2e import PREFIX, WAIT, Cluster, _answered_once, _final, _uploads, cluster
+from tests.test_cluster_e2e import (
+    LONG_ANSWER,
+    PREFIX,
+    WAIT,
+    Cluster,
+    _answered_once,
+    _final,
+    _uploads,
+    cluster,
+)
 
 __all__ = ["cluster"]
 
@@ -90,24 +99,17 @@ def _said(world: Cluster, name: str, *words: str) -> Callable[[], Awaitable[bool
 async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twice(
     cluster: Cluster,
 ) -> None:
-    answer = " ".join(f"word{i}" for i in range(80))
-    cluster.providers.chat_reply = answer
-    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
     cluster.worker("w1", pools="chat")
     await cluster.serving("chat")
 
-    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
-    await cluster.fake.wait_until(
-        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
-        timeout=WAIT,
-    )
+    sent = await cluster.chat_streaming()
     assert await cluster.holder("chat") == "w1"
     job_id = await _job_id(cluster, "chat")
     stalled = cluster.node("w1")
     os.kill(stalled.popen.pid, signal.SIGSTOP)
     try:
         cluster.worker("w2", pools="chat")
-        await _answered_once(cluster, sent, _final(sent, answer))
+        await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
     finally:
         os.kill(stalled.popen.pid, signal.SIGCONT)
 
@@ -117,8 +119,8 @@ async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twic
         what=f"w1 dropping the job it lost: {cluster.logs()}",
     )
     # w1 is awake and done with the job: whatever it wrote, the answer stands.
-    await _answered_once(cluster, sent, _final(sent, answer))
-    _ends_with(cluster, sent, _final(sent, answer))
+    await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
+    _ends_with(cluster, sent, _final(sent, LONG_ANSWER))
     await eventually(
         lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
     )
@@ -157,18 +159,11 @@ async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
 async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
     cluster: Cluster,
 ) -> None:
-    answer = " ".join(f"word{i}" for i in range(80))
-    cluster.providers.chat_reply = answer
-    cluster.providers.chunk_delay = 0.1  # several seconds of streaming
     for name in ("w1", "w2"):
         cluster.worker(name, pools="chat")
     await cluster.serving("chat")
 
-    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
-    await cluster.fake.wait_until(
-        lambda r: r.interaction_id == sent.id and str(r.body.get("content", "")).endswith("▌"),
-        timeout=WAIT,
-    )
+    sent = await cluster.chat_streaming()
     holder = await cluster.holder("chat")
     job_id = await _job_id(cluster, "chat")
     cluster.node(holder).kill()
@@ -176,8 +171,8 @@ async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_onc
     # the answer (JobStream.claim_delivery's key, naming its first delivery).
     await cluster.redis.set(f"{PREFIX}:delivered:{job_id}", f"{holder}#1", px=3_600_000)
 
-    await _answered_once(cluster, sent, _final(sent, answer))
-    _ends_with(cluster, sent, _final(sent, answer))
+    await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
+    _ends_with(cluster, sent, _final(sent, LONG_ANSWER))
     await eventually(
         lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
     )
