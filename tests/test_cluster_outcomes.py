@@ -161,3 +161,32 @@ def _child() -> None:
         await client.aclose()
 
     asyncio.run(run())
+
+
+async def test_rows_wait_for_the_backgrounds_turn_while_members_are_answered(
+    redis_server: RedisServer, store_opener
+) -> None:
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    asked, members_done = asyncio.Event(), asyncio.Event()
+
+    async def turn() -> None:  # members first: the background goes once they are done
+        asked.set()
+        await members_done.wait()
+
+    follower = OutcomeFollower(client, _PREFIX, store.ledger, turn=turn)
+    await follower.step(block=False)
+    publisher = OutcomePublisher(client, _PREFIX)
+    publisher.record(
+        chat(1, "job-1"), provider="openai", key_id="sk-...abcd", outcome="ok", latency=1
+    )
+    await publisher.flush()
+
+    stepping = asyncio.create_task(follower.step(block=False))
+    await asyncio.wait_for(asked.wait(), 5)
+    assert not stepping.done() and follower.recorded == 0
+    assert await jobs_counted(store) == 0
+    members_done.set()
+    assert await stepping == 1
+    assert await jobs_counted(store) == 1
+    await client.aclose()
