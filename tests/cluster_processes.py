@@ -118,6 +118,22 @@ async def events(redis: Redis, prefix: str, what: str) -> list[dict[str, Any]]:
     return [json.loads(item) for item in await redis.lrange(f"{prefix}:test:{what}", 0, -1)]
 
 
+def child_main(work: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+    """A `run_together` child: read its spec, run `work(spec)` (which calls
+    `ready_then_start` once set up), print the result as JSON."""
+    spec = json.loads(sys.stdin.readline())
+    print(json.dumps(asyncio.run(work(spec))), flush=True)
+
+
+async def ready_then_start() -> float:
+    """In a `run_together` child: say ready, then wait for the common start (unix
+    seconds, also returned)."""
+    print(json.dumps({"ready": True}), flush=True)
+    start = json.loads(await asyncio.to_thread(sys.stdin.readline))["start"]
+    await asyncio.sleep(max(0.0, start - time.time()))
+    return start
+
+
 async def run_together(module: str, specs: Sequence[dict[str, Any]], *, lead: float) -> list[Any]:
     """One process per spec, running `module`'s `_child()`: each reads its spec,
     says ready, waits for the common start (`lead` seconds after all are ready),

@@ -10,8 +10,6 @@ report a 429 (`cool`) or a 401 (`disable`) for every process.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +22,7 @@ import redis.asyncio as redis
 from aibot.cluster.budget import SharedBudgets, pace
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint, redact
-from tests.cluster_processes import run_together
+from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -234,8 +232,7 @@ async def _assert_no_key_in_redis(server: RedisServer, keys: list[str]) -> None:
 
 def _child() -> None:
     """A worker process: read a spec, say ready, wait for the start, work, report."""
-    spec = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(_work(spec))), flush=True)
+    child_main(_work)
 
 
 async def _work(spec: dict[str, Any]) -> dict[str, Any]:
@@ -243,9 +240,7 @@ async def _work(spec: dict[str, Any]) -> dict[str, Any]:
     budgets = SharedBudgets(client, _PREFIX)
     by_fingerprint = {fingerprint(key): key for key in spec["keys"]}
     await client.ping()
-    print(json.dumps({"ready": True}), flush=True)
-    start = json.loads(await asyncio.to_thread(sys.stdin.readline))["start"]
-    await asyncio.sleep(max(0.0, start - time.time()))
+    start = await ready_then_start()
     tally: dict[str, Any] = Counter()
     async with aiohttp.ClientSession() as http:
         worker = _Worker(spec, budgets, by_fingerprint, http, tally)

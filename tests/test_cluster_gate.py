@@ -8,9 +8,6 @@ connected, as members' commands arriving through several gateways would.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from aibot.jobs import Job, LimitReached
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from aibot.store.gate import Limits
-from tests.cluster_processes import run_together
+from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -116,17 +113,14 @@ async def _run_together(
 
 def _child() -> None:
     """A gateway process: read a spec, say ready, wait for the start, take, report."""
-    spec = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(_takes(spec))), flush=True)
+    child_main(_takes)
 
 
 async def _takes(spec: dict[str, Any]) -> dict[str, Any]:
     client = _client(spec["redis"])
     gate = _gate(client, spec["env"])
     await client.ping()
-    print(json.dumps({"ready": True}), flush=True)
-    start = json.loads(await asyncio.to_thread(sys.stdin.readline))["start"]
-    await asyncio.sleep(max(0.0, start - time.time()))
+    await ready_then_start()
     answers = await asyncio.gather(*(_take(gate) for _ in range(spec["takes"])))
     limits = await gate.limits(_GUILD, "chat")
     await client.aclose()

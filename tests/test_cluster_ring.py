@@ -10,8 +10,6 @@ real 429s.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,7 +29,7 @@ from aibot.providers.retry import with_keys
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint
 from aibot.settings import Settings
-from tests.cluster_processes import run_together
+from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_budget import _assert_no_key_in_redis
 
@@ -189,8 +187,7 @@ async def _run_together(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _child() -> None:
     """A worker process: read a spec, say ready, wait for the start, work, report."""
-    spec = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(_work(spec))), flush=True)
+    child_main(_work)
 
 
 async def _work(spec: dict[str, Any]) -> dict[str, Any]:
@@ -201,9 +198,7 @@ async def _work(spec: dict[str, Any]) -> dict[str, Any]:
     )
     images = OpenAIImages(spec["base_url"], "gpt-image-1", timeout=10)
     await client.ping()
-    print(json.dumps({"ready": True}), flush=True)
-    start = json.loads(await asyncio.to_thread(sys.stdin.readline))["start"]
-    await asyncio.sleep(max(0.0, start - time.time()))
+    start = await ready_then_start()
     caller = _Caller(ring, images)
     if spec["window"]:
         end = start + spec["window"]
