@@ -100,9 +100,9 @@ async def _run_stage(
             await _play(stage, rounds, pause, steps)
         await stage.bot.close()
     finally:
-        # Ctrl-C (a cancellation) skips the close: let go of the clients anyway,
-        # so no HTTP session is left unclosed.
-        await stage.bot.release()
+        # Ctrl-C (a cancellation) skips the close: stop the jobs and let go of the
+        # clients anyway, so no HTTP session is left unclosed.
+        await stage.bot.stop_at_once()
 
 
 async def _play(stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...]) -> None:
