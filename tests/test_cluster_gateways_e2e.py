@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +49,8 @@ async def _explained(waiting: Awaitable[None], *processes: Gateway) -> None:
         raise AssertionError(f"{failed}\n{said}") from None
 
 
-@dataclass
-class Gateway:
+class Gateway(Node):
     """One gateway process, its output in a file (a pipe nobody reads could fill up)."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
 
     def said(self) -> str:
         return self.log.read_text(errors="replace")
@@ -76,13 +70,9 @@ class Gateway:
         await _explained(eventually(gone, timeout=WAIT, what=f"{self.name} exiting"), self)
         return self.popen.returncode
 
-    def kill(self) -> None:
-        """kill -9, by PID: no clean-up of any kind."""
-        self.popen.kill()
-        self.popen.wait()
-
-    async def stop(self) -> int:
-        """SIGTERM, waiting without blocking the loop (the fake answers its close)."""
+    async def stopped(self) -> int:
+        """SIGTERM, then its exit status, waiting without blocking the loop (the fake
+        answers its close)."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -117,8 +107,7 @@ class Gateways:
             **more,
         }
         args = ["-m", "tests.cluster_node", self.fake.base_url, self.fake.ws_url]
-        node = Node.start(name, args, env, self.folder / f"{name}.log")
-        gateway = Gateway(name, node.popen, node.log)
+        gateway = Gateway.start(name, args, env, self.folder / f"{name}.log")
         self.processes.append(gateway)
         return gateway
 
@@ -175,7 +164,7 @@ async def gateways(
         try:
             yield world
         finally:
-            await asyncio.gather(*(g.stop() for g in world.processes))
+            await asyncio.gather(*(g.stopped() for g in world.processes))
             await redis.aclose()
 
 
@@ -260,7 +249,7 @@ async def test_a_standby_takes_over_at_once_from_a_gateway_stopped_cleanly(
     )
     assert "READY=1" not in systemd.received()
 
-    assert await active.stop() == 0
+    assert await active.stopped() == 0
     # Its claims had up to 15 s left: a clean stop released them.
     assert "gateway-a" not in await gateways.holders()
 

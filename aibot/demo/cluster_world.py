@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import aibot
 from aibot.app import create_bot
@@ -61,7 +61,7 @@ class Node:
     log: Path
 
     @classmethod
-    def start(cls, name: str, args: Sequence[str], env: Mapping[str, str], log: Path) -> Node:
+    def start(cls, name: str, args: Sequence[str], env: Mapping[str, str], log: Path) -> Self:
         """`python args...` from the project's root as process `name`, its output
         (stdout and stderr) in the file `log`."""
         with log.open("wb") as out:

@@ -167,10 +167,11 @@ class AibotBot(commands.AutoShardedBot):
         """As `close()` with no time for running jobs, and the gateway left alone:
         Ctrl-C in the demo. The jobs are cancelled (their members told) before the
         clients are let go, so none opens an HTTP session after they are closed."""
-        if not self.draining:
-            self.draining = True
-            await self._drain(0)
-        await self.release()
+        if self.draining:  # `close()` ran (or runs): let go of what it may not have yet
+            await self.release()
+            return
+        self.draining = True
+        await self._drain(0)
 
     async def _drain(self, timeout: float) -> None:
         await self.intake.settle(timeout)  # deferred jobs on their way to a pool
