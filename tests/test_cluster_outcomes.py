@@ -190,3 +190,36 @@ async def test_rows_wait_for_the_backgrounds_turn_while_members_are_answered(
     assert await stepping == 1
     assert await jobs_counted(store) == 1
     await client.aclose()
+
+
+async def test_rows_that_come_one_by_one_are_recorded_together(
+    redis_server: RedisServer, store_opener
+) -> None:
+    """After a batch the follower lingers, so the rows of jobs ending one by one
+    cost one read, one write and one acknowledgement together (a turn asked each)."""
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    batches = 0
+
+    async def turn() -> None:  # asked once per batch
+        nonlocal batches
+        batches += 1
+
+    follower = OutcomeFollower(client, _PREFIX, store.ledger, linger=2.0, turn=turn)
+    publisher = OutcomePublisher(client, _PREFIX)
+    follower.start()
+    try:
+        publisher.record(chat(1), provider="openai", key_id="k", outcome="ok", latency=1)
+        await eventually(lambda: _counted(store, 1), what="the first row recorded")
+        for user in range(2, 7):  # while the follower lingers, one at a time
+            publisher.record(chat(user), provider="openai", key_id="k", outcome="ok", latency=1)
+            await publisher.flush()
+        await eventually(lambda: _counted(store, 6), what="the five rows after it")
+    finally:
+        await follower.stop()
+        await client.aclose()
+    assert batches == 2, "the first row alone, then the five that came meanwhile together"
+
+
+async def _counted(store: Store, jobs: int) -> bool:
+    return await jobs_counted(store) == jobs

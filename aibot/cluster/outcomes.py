@@ -14,7 +14,10 @@ makes the cost), waits until the rows are in the file, and only then
 acknowledges them. A crash between the write and the acknowledgement
 delivers the rows again (the follower reads its own pending entries first
 when it starts); the ledger counts a job id once, so a reclaimed job
-answered once, or a row delivered twice, is counted once.
+answered once, or a row delivered twice, is counted once. While rows come
+one by one (the jobs of a burst end one by one), the follower reads at most
+every half second (`linger`): a row each time would cost the gateway a read,
+a write to the file and an acknowledgement per job.
 
 Redis down: the publisher keeps rows (up to its limit, then drops the oldest,
 counted and logged) and sends them when Redis is back; the follower logs,
@@ -125,7 +128,10 @@ class OutcomeFollower:
     """The gateway's reader of the outcomes stream into its SQLite `ledger`.
 
     `run()` follows until cancelled (or `start()` / `stop()` a task doing so);
-    `step()` handles what is there once, for tests."""
+    `step()` handles what is there once, for tests. `count` rows are read at
+    most at once; a read waits `block` seconds at most for a first row, and
+    after a batch of fewer than `count`, `run` waits `linger` seconds before
+    reading again."""
 
     def __init__(
         self,
@@ -137,6 +143,7 @@ class OutcomeFollower:
         consumer: str = "gateway",
         count: int = 200,
         block: float = 0.5,
+        linger: float = 0.5,
         turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
@@ -148,6 +155,7 @@ class OutcomeFollower:
         self._consumer = consumer
         self._count = count
         self._block_ms = max(1, round(block * 1000))
+        self._linger = linger
         self._ready = False  # the group exists and our own pending rows were read
         self.recorded = 0  # rows handed to the ledger (a repeat is ignored there)
         self._task: asyncio.Task[None] | None = None
@@ -166,8 +174,13 @@ class OutcomeFollower:
         pause = 0.2
         while True:
             try:
-                await self.step()
+                recorded = await self.step()
                 pause = 0.2
+                if 0 < recorded < self._count:
+                    # Rows are not urgent: let the next ones gather, so that a burst's
+                    # rows cost one read, one write and one acknowledgement, not one
+                    # each (the jobs of a burst end one by one).
+                    await asyncio.sleep(self._linger)
             except FAILURES as err:
                 if _lost_group(err):
                     self._ready = False
