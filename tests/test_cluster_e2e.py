@@ -210,12 +210,14 @@ async def test_every_command_type_is_answered_once_by_a_worker_process(cluster: 
 
 @pytest.mark.aibot_env(AIBOT_POOLS="chat")
 async def test_a_gateway_runs_its_own_pools_from_the_same_streams(cluster: Cluster) -> None:
-    cluster.providers.chat_reply = "the gateway answers"
     await cluster.serving("chat")
 
-    chat = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+    chat = await cluster.chat_streaming()
+    [(pool, job, state)] = cluster.bot.queue.jobs()  # its own pools' jobs, as in one process
+    assert (pool, job.interaction_id, state) == ("chat", chat.id, "running")
 
-    await _answered_once(cluster, chat, _final(chat, "the gateway answers"))
+    await _answered_once(cluster, chat, _final(chat, LONG_ANSWER))
+    await eventually(lambda: _true(cluster.bot.queue.jobs() == []), what="the job let go")
 
 
 async def test_a_pool_with_no_live_worker_overflows_to_admin(cluster: Cluster) -> None:

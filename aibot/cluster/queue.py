@@ -20,7 +20,7 @@ The admin's controls act on every process through Redis (`aibot.cluster.controls
 holding it (or one taking it out of the stream) carries out; `pause` / `unpause`
 set a flag every worker's take loop honours. A paused pool's commands are
 refused before the defer, as in one process, and `/status` shows it paused.
-The synchronous `jobs()` lists nothing: the jobs are in other processes.
+The synchronous `jobs()` lists only the jobs this process's own pools hold.
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ class RedisQueue:
         return view
 
     def jobs(self) -> list[tuple[str, Job, str]]:
-        return []  # the jobs are in other processes: `list_jobs` reads them
+        """The jobs this process's own pools hold (`AIBOT_POOLS`), none for a
+        gateway alone: `list_jobs` reads every process's from Redis."""
+        return self.runner.worker.jobs() if self.runner is not None else []
 
     # ---------------------------------------------------------------- jobs
 
