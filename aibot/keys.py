@@ -46,7 +46,7 @@ from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["KeyRing", "Lease", "OnDisable"]
+__all__ = ["KeyRing", "KeyState", "Lease", "OnDisable"]
 
 log = logging.getLogger("aibot.keys")
 
@@ -61,21 +61,66 @@ _MAX_BACKOFF = 60.0
 
 
 @dataclass(eq=False)
-class _Key:
-    """One key's state inside its ring. Times are `loop.time()` values."""
+class KeyState:
+    """One key's health and counts inside its ring: a `KeyRing`'s, or cluster mode's
+    `SharedKeyRing`, which adds what it knows of the key's shared pace. Times are
+    `loop.time()` values."""
 
     secret: str = field(repr=False)
-    bucket: KeyBucket = field(repr=False)
-    key_id: str = ""
+    key_id: str = ""  # redacted (`sk-...abcd`), the only form ever shown
     fingerprint: str = ""
     inflight: int = 0
     calls: int = 0
     rate_limited: int = 0
     failures: int = 0
     strikes: int = 0  # 429s in a row, for the backoff
-    cooling_until: float = 0.0  # after a 429 or headers saying nothing is left
+    cooling_until: float = 0.0  # after a 429 or headers saying little is left
     reason: str = ""
     disabled: bool = False
+
+    def backoff(self, retry_after: float | None) -> float:
+        """Count a 429 and return how long to cool: the provider's `retry_after`
+        when it gave one, else 1 s, 2 s, 4 s, ... (429s in a row) up to a minute."""
+        self.rate_limited += 1
+        self.strikes += 1
+        if retry_after is not None and retry_after > 0:
+            return retry_after
+        return min(_MAX_BACKOFF, 2.0 ** (self.strikes - 1))
+
+    def hold(self, until: float, reason: str) -> None:
+        """Cool until `until` (loop time) for `reason`, unless already held longer."""
+        if until > self.cooling_until:
+            self.cooling_until, self.reason = until, reason
+
+    def state(self, now: float, *, busy: bool) -> str:
+        """ready, busy (its ring says it cannot start now), cooling or disabled."""
+        if self.disabled:
+            return "disabled"
+        if self.cooling_until > now:
+            return "cooling"
+        return "busy" if busy else "ready"
+
+    def snapshot(self, state: str, now: float, *, room: float, burst: float) -> KeySnapshot:
+        """Plain data for the status views; `room` of `burst`: calls it could start now."""
+        return KeySnapshot(
+            key_id=self.key_id,
+            state=state,
+            inflight=self.inflight,
+            calls=self.calls,
+            rate_limited=self.rate_limited,
+            failures=self.failures,
+            cooling_for=max(0.0, self.cooling_until - now),
+            reason=self.reason if state in ("cooling", "disabled") else "",
+            budget_left=room,
+            budget_limit=burst,
+        )
+
+
+@dataclass(eq=False)
+class _Key(KeyState):
+    """A key of a `KeyRing`: its own bucket paces it."""
+
+    bucket: KeyBucket = field(kw_only=True, repr=False)
     last_used: int = 0  # order of the last lease, to spread ties
 
 
@@ -92,7 +137,7 @@ class Lease:
     fingerprint: str
     provider: str
 
-    def __init__(self, ring: KeyRing, key: _Key) -> None:
+    def __init__(self, ring: KeyRing, key: KeyState) -> None:
         # `ring` may also be cluster mode's SharedKeyRing: the same settling methods.
         self._ring = ring
         self._key = key
@@ -278,19 +323,15 @@ class KeyRing:
         return Lease(self, key)
 
     def _cool(self, key: _Key, retry_after: float | None) -> None:
-        key.rate_limited += 1
-        key.strikes += 1
-        if retry_after is None or retry_after <= 0:
-            retry_after = min(_MAX_BACKOFF, 2.0 ** (key.strikes - 1))
-        now = asyncio.get_running_loop().time()
-        key.cooling_until = max(key.cooling_until, now + retry_after)
+        cooling = key.backoff(retry_after)
+        key.cooling_until = max(key.cooling_until, asyncio.get_running_loop().time() + cooling)
         key.reason = "rate limited"
         log.info(
             "%s/%s key %s rate limited, cooling %.1fs",
             self.pool,
             self.provider,
             key.key_id,
-            retry_after,
+            cooling,
         )
 
     def _disable(self, key: _Key, reason: str) -> None:
@@ -315,20 +356,8 @@ class KeyRing:
         remaining, reset = left
         if remaining >= 2 * self.burst:
             return
-        now = asyncio.get_running_loop().time()
         wait = reset if remaining <= 0 else reset / (remaining + 1)
-        if now + wait > key.cooling_until:
-            key.cooling_until = now + wait
-            key.reason = "provider budget low"
-
-    def _state(self, key: _Key, now: float) -> str:
-        if key.disabled:
-            return "disabled"
-        if key.cooling_until > now:
-            return "cooling"
-        if key.inflight >= self.concurrency or key.bucket.wait(now) > 0:
-            return "busy"
-        return "ready"
+        key.hold(asyncio.get_running_loop().time() + wait, "provider budget low")
 
     def snapshot(self) -> KeyRingSnapshot:
         """Plain data for the status panel. `budget_left` / `budget_limit` are
@@ -337,21 +366,9 @@ class KeyRing:
         now = asyncio.get_running_loop().time()
         keys = []
         for key in self._keys:
-            state = self._state(key, now)
-            keys.append(
-                KeySnapshot(
-                    key_id=key.key_id,
-                    state=state,
-                    inflight=key.inflight,
-                    calls=key.calls,
-                    rate_limited=key.rate_limited,
-                    failures=key.failures,
-                    cooling_for=max(0.0, key.cooling_until - now),
-                    reason=key.reason if state in ("cooling", "disabled") else "",
-                    budget_left=key.bucket.room(now),
-                    budget_limit=self.burst,
-                )
-            )
+            busy = key.inflight >= self.concurrency or key.bucket.wait(now) > 0
+            state = key.state(now, busy=busy)
+            keys.append(key.snapshot(state, now, room=key.bucket.room(now), burst=self.burst))
         return KeyRingSnapshot(pool=self.pool, provider=self.provider, keys=tuple(keys))
 
     def __repr__(self) -> str:

@@ -34,15 +34,15 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aibot.cluster.budget import Reservation, SharedBudgets, pace
 from aibot.cluster.sender import FAILURES, Sender
 from aibot.jobs import NoKeyAvailable, Unavailable
-from aibot.keys import Lease
+from aibot.keys import KeyState, Lease
 from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact, scrub
-from aibot.snapshots import KeyRingSnapshot, KeySnapshot
+from aibot.snapshots import KeyRingSnapshot
 
 __all__ = ["SharedKeyRing", "shared_rings"]
 
@@ -50,28 +50,14 @@ log = logging.getLogger("aibot.cluster.ring")
 
 # A key held only by this process's concurrency cap is looked at again after this long.
 _STEP = 0.05
-# Backoff after a 429 that gave no retry-after, as this process guesses it until
-# Redis answers with the shared one: 1 s, 2 s, 4 s, ... up to this.
-_MAX_BACKOFF = 60.0
 _ELSEWHERE = "disabled by another process"
 
 
 @dataclass(eq=False)
-class _Key:
-    """One key as this process knows it. Times are `loop.time()` values."""
+class _Key(KeyState):
+    """A key as this process knows it."""
 
-    secret: str = field(repr=False)
-    key_id: str = ""
-    fingerprint: str = ""
-    inflight: int = 0
-    calls: int = 0
-    rate_limited: int = 0
-    failures: int = 0
-    strikes: int = 0
-    cooling_until: float = 0.0
     free_at: float = 0.0  # when its next paced slot starts, as far as this process knows
-    reason: str = ""
-    disabled: bool = False
 
 
 class SharedKeyRing:
@@ -243,16 +229,13 @@ class SharedKeyRing:
     # -- outcomes (from the lease) ------------------------------------------
 
     def _cool(self, key: _Key, retry_after: float | None) -> None:
-        key.rate_limited += 1
-        key.strikes += 1
-        hold = retry_after if retry_after and retry_after > 0 else None
-        guess = hold if hold is not None else min(_MAX_BACKOFF, 2.0 ** (key.strikes - 1))
+        guess = key.backoff(retry_after)  # until Redis answers with the shared backoff
         self._hold(key, guess, "rate limited")
         log.info(
             "%s/%s key %s rate limited, cooling %.1fs", self.pool, self.provider, key.key_id, guess
         )
-        fp = key.fingerprint
-        self._reports.send(lambda: self._held(key, "rate limited", self._budgets.cool(fp, hold)))
+        fp, given = key.fingerprint, retry_after if retry_after and retry_after > 0 else None
+        self._reports.send(lambda: self._held(key, "rate limited", self._budgets.cool(fp, given)))
 
     def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
         """`x-ratelimit-*` headers saying little is left (below twice the burst,
@@ -278,9 +261,7 @@ class SharedKeyRing:
         self._reports.send(lambda: self._budgets.disable(fp, text))
 
     def _hold(self, key: _Key, seconds: float, reason: str) -> None:
-        until = asyncio.get_running_loop().time() + seconds
-        if until > key.cooling_until:
-            key.cooling_until, key.reason = until, reason
+        key.hold(asyncio.get_running_loop().time() + seconds, reason)
 
     async def _held(self, key: _Key, reason: str, sent: Awaitable[float]) -> None:
         """Await a cool/tighten report; the hold Redis answers (shared by every
@@ -297,36 +278,15 @@ class SharedKeyRing:
 
     # -- views ----------------------------------------------------------------
 
-    def _state(self, key: _Key, now: float) -> str:
-        if key.disabled:
-            return "disabled"
-        if key.cooling_until > now:
-            return "cooling"
-        if key.inflight >= self.concurrency or key.free_at > now:
-            return "busy"
-        return "ready"
-
     def snapshot(self) -> KeyRingSnapshot:
         """Plain data for the status panel, from what this process knows (see
         `refresh`). `budget_left` is 1 when a key could start now, else 0."""
         now = asyncio.get_running_loop().time()
         keys = []
         for key in self._keys:
-            state = self._state(key, now)
-            keys.append(
-                KeySnapshot(
-                    key_id=key.key_id,
-                    state=state,
-                    inflight=key.inflight,
-                    calls=key.calls,
-                    rate_limited=key.rate_limited,
-                    failures=key.failures,
-                    cooling_for=max(0.0, key.cooling_until - now),
-                    reason=key.reason if state in ("cooling", "disabled") else "",
-                    budget_left=1.0 if state == "ready" else 0.0,
-                    budget_limit=self.burst,
-                )
-            )
+            state = key.state(now, busy=key.inflight >= self.concurrency or key.free_at > now)
+            room = 1.0 if state == "ready" else 0.0
+            keys.append(key.snapshot(state, now, room=room, burst=self.burst))
         return KeyRingSnapshot(pool=self.pool, provider=self.provider, keys=tuple(keys))
 
     def __repr__(self) -> str:
