@@ -324,8 +324,7 @@ class KeyRing:
 
     def _cool(self, key: _Key, retry_after: float | None) -> None:
         cooling = key.backoff(retry_after)
-        key.cooling_until = max(key.cooling_until, asyncio.get_running_loop().time() + cooling)
-        key.reason = "rate limited"
+        key.hold(asyncio.get_running_loop().time() + cooling, "rate limited")
         log.info(
             "%s/%s key %s rate limited, cooling %.1fs",
             self.pool,

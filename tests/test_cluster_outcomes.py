@@ -33,6 +33,10 @@ async def jobs_counted(store: Store) -> int:
     return sum(row.jobs for row in await store.ledger.stats(None, days=2))
 
 
+async def _counted(store: Store, jobs: int) -> bool:
+    return await jobs_counted(store) == jobs
+
+
 async def test_rows_from_two_worker_processes_are_recorded_once_each(
     redis_server: RedisServer, store_opener
 ) -> None:
@@ -107,19 +111,16 @@ async def test_the_follower_resumes_by_itself_after_redis_restarts(
     follower.start()
     publisher.record(chat(1), provider="openai", key_id="k", outcome="ok", latency=1)
 
-    async def counted(n: int) -> bool:
-        return await jobs_counted(store) == n
-
-    await eventually(lambda: counted(1), what="the first row recorded")
+    await eventually(lambda: _counted(store, 1), what="the first row recorded")
 
     redis_server.stop()
     publisher.record(chat(2), provider="openai", key_id="k", outcome="ok", latency=1)
     await asyncio.sleep(0.5)  # the follower and the publisher meet Redis down
     again = start_redis(tmp_path, port=redis_server.port)  # empty: no persistence
     try:
-        await eventually(lambda: counted(2), what="the row sent while Redis was down")
+        await eventually(lambda: _counted(store, 2), what="the row sent while Redis was down")
         publisher.record(chat(3), provider="openai", key_id="k", outcome="ok", latency=1)
-        await eventually(lambda: counted(3), what="a row after the restart")
+        await eventually(lambda: _counted(store, 3), what="a row after the restart")
     finally:
         await follower.stop()
         await client.aclose()
@@ -219,7 +220,3 @@ async def test_rows_that_come_one_by_one_are_recorded_together(
         await follower.stop()
         await client.aclose()
     assert batches == 2, "the first row alone, then the five that came meanwhile together"
-
-
-async def _counted(store: Store, jobs: int) -> bool:
-    return await jobs_counted(store) == jobs
