@@ -266,7 +266,7 @@ async def sync(bot: AibotBot, settings: Settings) -> int:
 async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     """Run until SIGTERM or Ctrl-C (at any moment, also while connecting) or until
     the gateway fails; then drain the pools and close."""
-    from aibot.app import freeze_startup_heap
+    from aibot.app import tune_gc_for_serving
     from aibot.discord.failures import explain
     from aibot.logs import setup_logging
     from aibot.snapshots import Connecting
@@ -289,7 +289,7 @@ async def serve(bot: AibotBot, settings: Settings, *, panel: bool) -> int:
     async def on_ready() -> None:
         if not connecting.connected:  # the first time only: later READYs are reconnections
             connecting.connected = True
-            freeze_startup_heap()
+            tune_gc_for_serving()
         notifier.ready(f"serving {len(bot.guilds)} guild(s), pools: {', '.join(bot.queue.pools())}")
 
     bot.add_listener(on_ready, "on_ready")

@@ -124,7 +124,7 @@ class _Fresh:
     async def close(self) -> None:
         self._running = None
         await self._stack.aclose()
-        # Let go of the closed bot: `freeze_startup_heap` kept what it held.
+        # Let go of the closed bot: `tune_gc_for_serving` kept what it held.
         gc.unfreeze()
         gc.collect()
 

@@ -23,7 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from aibot import create_bot
-from aibot.app import freeze_startup_heap
+from aibot.app import tune_gc_for_serving
 from aibot.sandbox.fake_discord import FakeDiscordProcess
 
 __all__ = [
@@ -157,7 +157,7 @@ async def started(
         # Opens the HTTP connections and runs every code path once, as a bot
         # that has been up for a while would have.
         await _burst_and_wait(fake, warmup, run_task, duration=warmup / COUNT)
-        freeze_startup_heap()  # as `python run.py` does once the bot is up
+        tune_gc_for_serving()  # as `python run.py` does once the bot is up
         yield run_task
     finally:
         await asyncio.wait_for(bot.close(), CLOSE_TIMEOUT)

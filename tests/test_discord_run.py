@@ -4,6 +4,7 @@ streaming kept to Discord's pace."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 import simcord
 
 from aibot import cli, create_bot
+from aibot.app import SERVING_GC_THRESHOLDS, tune_gc_for_serving
 from aibot.sandbox.fake_discord import FakeDiscord, pointed_at
 from tests.fixtures.discord import World
 from tests.fixtures.run_py import run_py
@@ -112,3 +114,15 @@ async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]
             assert await asyncio.wait_for(serving, 15) == 0
     assert bot.draining and bot.is_closed()
     assert all(pool.snapshot().state == "stopped" for pool in bot.queue.worker.pools.values())
+
+
+def test_serving_freezes_the_startup_heap_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_serving()
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+        assert all(now > then for now, then in zip(SERVING_GC_THRESHOLDS, before, strict=True))
+        assert gc.get_freeze_count() > 0  # what is alive now is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
