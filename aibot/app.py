@@ -30,10 +30,11 @@ from aibot.transport import LocalQueue
 from aibot.watch import WatchedGate, WatchedLedger, watch_rings
 from aibot.worker import Worker
 
-__all__ = ["SERVING_GC_THRESHOLDS", "create_bot", "tune_gc_for_serving"]
+__all__ = ["SERVING_GC_THRESHOLD", "create_bot", "tune_gc_for_serving"]
 
-# The garbage collector's thresholds while the bot serves (see `tune_gc_for_serving`).
-SERVING_GC_THRESHOLDS = (20_000, 20, 20)
+# New objects between two collections of the youngest generation while the bot
+# serves (CPython's default: 700; see `tune_gc_for_serving`).
+SERVING_GC_THRESHOLD = 5_000
 
 
 def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
@@ -90,24 +91,24 @@ def tune_gc_for_serving() -> None:
       settings, caches) out of its sight for good. A full collection otherwise walks
       them all again, some 80 ms on a small machine with every thread stopped, long
       enough to make the commands arriving meanwhile miss their few milliseconds;
-    - collect less often (`SERVING_GC_THRESHOLDS`: the youngest objects after 20,000
-      new ones instead of CPython's 700, each older generation after 20 collections
-      of the one below instead of 10). A command's objects (the interaction, its
-      job, the defer's request) live a few turns of the loop; collected every 700
-      allocations, a burst's are caught alive again and again, walked, and moved to
-      the older generations, which then need collecting too. The more commands
-      arrive, the more are alive at once, so past some rate the collector takes
-      the time the commands need, they pile up, and it takes more.
+    - collect the youngest objects after `SERVING_GC_THRESHOLD` new ones, not
+      CPython's 700. A command's objects (the interaction, its job, the defer's
+      request) live a few turns of the loop; collected every 700 allocations, a
+      burst's are caught alive again and again, walked, and moved to the older
+      generations, which then need collecting too. The more commands arrive, the
+      more are alive at once, so past some rate the collector takes the time the
+      commands need, they pile up, and it takes more.
 
-    Measured with `bench.front`'s bursts, 2 s each at a fixed rate (how many of 8
-    held the capacity scenario's bar): at 1,800 commands a second 0 and 3 with
-    CPython's thresholds, 5 and 7 with 10,000; at 2,300 a second, 4 and 6 with these,
-    3 and 0 with 50,000 for the youngest (a larger young generation is slower to
-    walk). The collector's time in a 2 s burst at 1,500 a second fell from 55-200 ms
-    to 30-50 ms.
+    Measured with `bench.front`'s bursts, 2 s each at a fixed rate: at 500 commands
+    a second, 13-15 ms in the collector instead of 26, its longest pause no longer
+    (2-4 ms; 20,000 made it 7-13 ms, which showed in the defer p99); of 8 bursts at
+    1,800 a second, 0 and 3 held the capacity scenario's bar with CPython's
+    threshold, 5 and 7 with 10,000; at 2,100 a second, 5 and 6 with 5,000, 6 and 6
+    with 20,000.
 
     Process-wide and for serving only: tests build many bots in one process and
     would keep each one's objects forever."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(SERVING_GC_THRESHOLD, older, oldest)

@@ -40,8 +40,10 @@ stderr include `fake_late_send_ms`, how far behind schedule the fake sent.
      "floor_defer_p99_ms", "defer_p99_ratio", "peak_rss_mb"}
 
 Each bot first answers a warm-up burst (its HTTP connections open, every code
-path has run once, as in a bot that has been up a while, and the start-up heap
-frozen as `python run.py` does); then `--quick` times one burst, a full run three
+path has run once, as in a bot that has been up a while, and the garbage
+collector set for serving as `python run.py` does, `aibot.app.tune_gc_for_serving`:
+both bots get it, so that the two differ only in their code); then `--quick` times
+one burst, a full run three
 (a second apart) and reports the one with the median p99, since a shared 2-core
 machine makes single bursts noisy. aibot runs with its default settings but for
 fair use (no cooldown or daily quota) and room in its queues for every burst's
