@@ -73,3 +73,16 @@ async def test_a_close_writes_what_waits_out_the_linger(tmp_path):
     async with asyncio.timeout(10):
         await db.close()
     assert _rows(tmp_path) == [1, 2]
+
+
+async def test_an_urgent_write_does_not_wait_out_the_linger(tmp_path):
+    db, _commits = await _opened(tmp_path, linger=LONG_LINGER)
+    db.later("INSERT INTO t (n) VALUES (?)", (1,))
+    await db.flush()
+    db.later("INSERT INTO t (n) VALUES (?)", (2,))  # would wait out the linger
+    db.later("INSERT INTO t (n) VALUES (?)", (3,), urgent=True)  # a job accepted
+    async with asyncio.timeout(10):  # far less than the linger
+        while len(_rows(tmp_path)) < 3:
+            await asyncio.sleep(0.01)
+    assert _rows(tmp_path) == [1, 2, 3]
+    await db.close()

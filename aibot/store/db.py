@@ -20,8 +20,10 @@ each. A transaction and a hand-over to the thread cost more than the rows in
 them: measured, the CPU the writes of one gated command cost fell from about
 0.12 ms to 0.05.
 `flush()` waits until it is written, without waiting out a writer's `linger`. A
-crash loses at most the last `linger`'s queued writes: the price of a gate that
-answers in microseconds.
+crash loses at most the last `linger`'s queued writes (counters, ledger rows):
+the price of a gate that answers in microseconds. An `urgent` write (the journal's:
+a job accepted, a job ended) does not wait out the `linger`, so a crash loses it
+only in the same instant as before.
 
 A `Database` is made closed (`Database(path)`) and opened by `await connect()`,
 so the bot can be built before anything runs; writes queued before that wait
@@ -115,13 +117,17 @@ class Database:
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: {err}") from err
 
-    def later(self, sql: str, params: Sequence[Any]) -> None:
+    def later(self, sql: str, params: Sequence[Any], *, urgent: bool = False) -> None:
         """Queue a write; it reaches the file shortly, in one batch with its neighbours.
-        Once the store is closed there is nowhere to write: the row is dropped."""
+        `urgent`: a record a crash must not lose (a job accepted): a writer waiting
+        out its `linger` writes now. Once the store is closed there is nowhere to
+        write: the row is dropped."""
         with self._lock:
             if self._closed:
                 return
             self._pending.append((sql, params))
+            if urgent:
+                self._hurry.set()
             if self._writing or self._conn is None:
                 return
             self._writing = True

@@ -58,9 +58,10 @@ class Journal:
 
     async def submitted(self, job: Job) -> None:
         """Journal a job accepted from the member, before any provider task exists
-        (written behind: this returns at once)."""
+        (written behind, without waiting for more writes to share its transaction: this
+        returns at once)."""
         now = self._calendar.now()
-        self._db.later(_SUBMITTED, (job.id, json.dumps(job.to_dict()), now, now))
+        self._db.later(_SUBMITTED, (job.id, json.dumps(job.to_dict()), now, now), urgent=True)
 
     async def accepted(self, job: Job, task_id: str, key_fingerprint: str) -> None:
         """The provider made a task for the job: keep its id and the key's fingerprint."""
@@ -76,9 +77,9 @@ class Journal:
 
     async def finished(self, job_id: str, outcome: str = "done") -> None:
         """The job ended (done, or an error kind): it will not be resumed, and its
-        interaction token is forgotten (written behind: this returns at once)."""
+        interaction token is forgotten (written behind like `submitted`)."""
         now = self._calendar.now()
-        self._db.later(_FINISHED, (job_id, now, now, now, outcome))
+        self._db.later(_FINISHED, (job_id, now, now, now, outcome), urgent=True)
 
     async def unfinished(self) -> list[tuple[Job, str | None, str | None]]:
         """(job, provider task id or None, key fingerprint or None) of every job
