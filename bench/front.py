@@ -43,11 +43,11 @@ Each bot first answers a warm-up burst (its HTTP connections open, every code
 path has run once, as in a bot that has been up a while, and the garbage
 collector set for serving as `python run.py` does, `aibot.app.tune_gc_for_serving`:
 both bots get it, so that the two differ only in their code); then `--quick` times
-one burst, a full run three
-(a second apart) and reports the one with the median p99, since a shared 2-core
-machine makes single bursts noisy. aibot runs with its default settings but for
-fair use (no cooldown or daily quota) and room in its queues for every burst's
-jobs, so that each burst is deferred, queued and worked on, not refused. An
+one burst, a full run three (a second apart) and reports the one with the median
+p99, since a shared 2-core machine makes single bursts noisy. aibot runs with its
+default settings but for fair use (no cooldown or daily quota) and room in its
+queues for every burst's jobs, so that each burst is deferred, queued and worked
+on, not refused. An
 unanswered interaction counts as infinitely late. `peak_rss_mb` is this
 process's `ru_maxrss` right after aibot's run (aibot runs first, so the
 floor's run does not count in it). Each burst's details go to stderr.
