@@ -47,10 +47,9 @@ one burst, a full run three (a second apart) and reports the one with the median
 p99, since a shared 2-core machine makes single bursts noisy. aibot runs with its
 default settings but for fair use (no cooldown or daily quota) and room in its
 queues for every burst's jobs, so that each burst is deferred, queued and worked
-on, not refused. An
-unanswered interaction counts as infinitely late. `peak_rss_mb` is this
-process's `ru_maxrss` right after aibot's run (aibot runs first, so the
-floor's run does not count in it). Each burst's details go to stderr.
+on, not refused. An unanswered interaction counts as infinitely late.
+`peak_rss_mb` is this process's `ru_maxrss` right after aibot's run (aibot runs
+first, so the floor's run does not count in it). Each burst's details go to stderr.
 
 `capacity` prints::
 
