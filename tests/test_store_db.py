@@ -39,19 +39,9 @@ async def test_writes_that_keep_coming_share_a_transaction(tmp_path):
     async with asyncio.timeout(10):  # a flush does not wait out the linger
         await db.flush()
     assert _rows(tmp_path) == list(range(20))
-    # The first write went at once; all the others waited for the flush together.
-    assert len(commits) <= 2
-    await db.close()
-
-
-async def test_without_a_linger_each_turns_writes_are_a_transaction(tmp_path):
-    db, commits = await _opened(tmp_path, linger=0)
-    for n in range(20):
-        db.later("INSERT INTO t (n) VALUES (?)", (n,))
-        await asyncio.sleep(0.005)
-    await db.flush()
-    assert _rows(tmp_path) == list(range(20))
-    assert len(commits) > 2
+    # The first write went at once (with any that came before the thread took it);
+    # all the others waited for the flush together. Without the linger: about 20.
+    assert 1 <= len(commits) <= 2
     await db.close()
 
 
