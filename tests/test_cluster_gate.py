@@ -8,6 +8,7 @@ connected, as members' commands arriving through several gateways would.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ class _Clock:
         return self.now
 
 
+def _stopped(env: dict[str, str], at: float) -> Calendar:
+    """The settings' calendar with its clock stopped at `at`."""
+    return Calendar(Settings.from_env(env).timezone, _Clock(at))
+
+
 # -- several processes ------------------------------------------------------
 
 
@@ -68,10 +74,12 @@ async def test_100_simultaneous_chats_from_one_member_through_two_processes_pass
     redis_server: RedisServer, client: redis.Redis
 ) -> None:
     env = {"AIBOT_CHAT_DAILY_QUOTA": "10", "AIBOT_CHAT_COOLDOWN": "0"}
-    results = await _run_together(redis_server, env, [50, 50])
+    at = time.time()
+    results = await _run_together(redis_server, env, [50, 50], at=at)
     outcomes = sum((Counter(r["outcomes"]) for r in results), Counter())
     assert outcomes == {"taken": 10, "quota": 90}
-    assert await _gate(client, env).usage(_GUILD, _MEMBER, "chat") == (10, 10)
+    # Read on the day the processes counted on, also when the test runs across midnight.
+    assert await _gate(client, env, _stopped(env, at)).usage(_GUILD, _MEMBER, "chat") == (10, 10)
 
 
 async def test_100_simultaneous_chats_through_two_processes_pass_the_cooldown_once(
@@ -103,11 +111,13 @@ async def test_a_guild_override_set_in_one_process_holds_in_the_others(
 
 
 async def _run_together(
-    server: RedisServer, env: dict[str, str], takes: list[int]
+    server: RedisServer, env: dict[str, str], takes: list[int], *, at: float | None = None
 ) -> list[dict[str, Any]]:
     """One process per entry of `takes`, each firing that many simultaneous
-    takes from the same member once every process is connected."""
-    specs = [{"redis": server.url, "env": env, "takes": count} for count in takes]
+    takes from the same member once every process is connected; their clocks stopped
+    at `at` (default: now), so that they all count on one day."""
+    at = time.time() if at is None else at
+    specs = [{"redis": server.url, "env": env, "takes": count, "at": at} for count in takes]
     return await run_together("tests.test_cluster_gate", specs, lead=0.2)
 
 
@@ -118,7 +128,7 @@ def _child() -> None:
 
 async def _takes(spec: dict[str, Any]) -> dict[str, Any]:
     client = _client(spec["redis"])
-    gate = _gate(client, spec["env"])
+    gate = _gate(client, spec["env"], _stopped(spec["env"], spec["at"]))
     await client.ping()
     await ready_then_start()
     answers = await asyncio.gather(*(_take(gate) for _ in range(spec["takes"])))
