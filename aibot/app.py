@@ -59,7 +59,8 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
     alerts = AlertHub(clock=discord_clock)
     worker = Worker(
         settings,
-        # Members first: the worker's replies and hand-overs wait for their turn.
+        # Members first: the worker's replies wait for their turn (and the intake
+        # hands jobs over in turn, below).
         replies=foreground.replies(replies),
         gate=store.gate,
         ledger=WatchedLedger(store.ledger, alerts, discord_clock),
@@ -69,7 +70,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         clock=discord_clock,
     )
     watch_rings(worker.pools.values(), alerts)
-    queue = LocalQueue(worker, turn=foreground.turn)
+    queue = LocalQueue(worker)
     intake = Intake(
         router=router,
         queue=queue,
@@ -77,6 +78,8 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         gate=WatchedGate(store.gate, store.gate, alerts, day=store.calendar.day, pool_of=pool_of),
         draining=lambda: bot.draining,
         foreground=foreground,
+        # Members first: the worker, on this loop, takes each job after the burst.
+        hand_over_in_turn=True,
     )
     rooms = Rooms(bot, alerts)
     bot.serve(store=store, replies=replies, queue=queue, intake=intake, rooms=rooms)

@@ -12,11 +12,12 @@ lets them go first:
   ends or calls `served()`: the intake does as its answer (a defer or a refusal)
   goes out, since the rest is Discord's round trip (tens of milliseconds, when
   the loop is free for other work);
-- background work awaits `turn()` before each step. It goes on at once when no
-  command is being answered and none came in the last `gap` seconds (in a burst
-  the next one is on its way); else as soon as that holds, or after `patience`
-  seconds at the latest, so a steady stream of commands slows the pools down but
-  never stops them. A foreground task's own steps never wait for it;
+- background work awaits `turn()` before each step, or is a call lined up by
+  `call_in_turn()`. It goes on at once when no command is being answered and none
+  came in the last `gap` seconds (in a burst the next one is on its way); else as
+  soon as that holds, or after `patience` seconds at the latest, so a steady
+  stream of commands slows the pools down but never stops them. A foreground
+  task's own steps never wait for it;
 - waiters go in the order they came, at most `batch` per turn of the loop, so the
   work let through at the end of a burst does not itself hold the next command up.
 
@@ -25,17 +26,22 @@ done or the gap ends, and a timer runs only while someone waits. Times are the e
 loop's.
 
 The background's work waits in two places, both set up by the composition root
-(`aibot.app`), so nothing below knows of it: the in-process transport hands a job to
-the worker in turn (`aibot.transport.LocalQueue`), and every reply the worker makes
-tells the member anything (progress, a piece of a streamed answer, the result) in
-turn (`Foreground.replies`). Measured with `bench.front`: without the second, the
-answers of the jobs taken early in a burst take the loop from the defers of the
-commands still arriving (defer p99 of 100 ms and more instead of a few).
+(`aibot.app`), so nothing below knows of it: the intake hands each deferred job to
+the in-process transport in turn (`call_in_turn`: a call waiting in line, not a task
+per job: a burst defers thousands of jobs, and thousands of waiting tasks are tens of
+thousands of objects for the garbage collector to walk again and again), and every
+reply the worker makes tells the member anything (progress, a piece of a streamed
+answer, the result) in turn (`Foreground.replies`). Measured with `bench.front`:
+without the second, the answers of the jobs taken early in a burst take the loop
+from the defers of the commands still arriving (defer p99 of 100 ms and more instead
+of a few).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -46,6 +52,8 @@ from aibot.ports import ReplyFactory
 __all__ = ["Foreground"]
 
 _Turn = Callable[[], Awaitable[None]]
+# A waiter in line: (when its patience runs out, what to call on its turn).
+_Waiter = tuple[float, Callable[[], object]]
 
 
 class Foreground:
@@ -57,8 +65,9 @@ class Foreground:
         self.batch = batch
         self._last = -math.inf  # when the latest command came in
         self._front: set[asyncio.Task[object]] = set()
-        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._wake: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._wake_at = math.inf  # when `_wake` is due
 
     # ---------------------------------------------------------------- the front
 
@@ -80,7 +89,7 @@ class Foreground:
     def _done(self, task: asyncio.Task[object]) -> None:
         self._front.discard(task)
         if not self._front and self._waiters:
-            self._rearm()
+            self._arm(asyncio.get_running_loop())
 
     @property
     def busy(self) -> int:
@@ -107,27 +116,42 @@ class Foreground:
         if asyncio.current_task() in self._front:
             return  # a member's own command never waits for itself
         future: asyncio.Future[None] = loop.create_future()
-        self._waiters.append((loop.time() + self.patience, future))
+        self._line_up(loop, functools.partial(_resolve, future))
+        await future  # cancelled: left in the line, skipped when its turn comes
+
+    def call_in_turn(self, callback: Callable[..., object], *args: object) -> None:
+        """Call `callback(*args)` when background work may go on, as `turn` would
+        return (at once when it may now), in the context of this call, like
+        `loop.call_soon`. What waits is the call alone. `callback` must not raise."""
+        loop = asyncio.get_running_loop()
+        if not self._waiters and self._quiet(loop.time()):
+            callback(*args)
+            return
+        self._line_up(loop, functools.partial(contextvars.copy_context().run, callback, *args))
+
+    def _line_up(self, loop: asyncio.AbstractEventLoop, call: Callable[[], object]) -> None:
+        self._waiters.append((loop.time() + self.patience, call))
         if self._wake is None:
             self._arm(loop)
-        await future  # cancelled: left in the line, skipped when its turn comes
 
     def _quiet(self, now: float) -> bool:
         """No command is being answered, and none came in the last `gap` seconds."""
         return not self._front and now - self._last >= self.gap
 
-    def _rearm(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
-        self._arm(asyncio.get_running_loop())
-
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake when the first waiter may go: now when quiet; else at the end of the
-        gap (no command is being answered) or when its patience runs out."""
+        gap (no command is being answered) or when its patience runs out. A wake due
+        no later stays: in a burst, each command's end would otherwise move it, twice
+        a command, where waking once a gap and finding the burst still on costs less."""
         now = loop.time()
         at = self._waiters[0][0]
         if not self._front:
             at = min(at, self._last + self.gap)
+        if self._wake is not None:
+            if self._wake_at <= at:
+                return
+            self._wake.cancel()
+        self._wake_at = at
         self._wake = loop.call_soon(self._release) if at <= now else loop.call_at(at, self._release)
 
     def _release(self) -> None:
@@ -139,18 +163,22 @@ class Foreground:
         released = 0
         waiters = self._waiters
         while waiters and released < self.batch:
-            deadline, future = waiters[0]
+            deadline, call = waiters[0]
             if not quiet and deadline > now:
                 break
             waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                released += 1
+            call()
+            released += 1
         if waiters:
             if released:
-                self._wake = loop.call_soon(self._release)
+                self._wake, self._wake_at = loop.call_soon(self._release), now
             else:
                 self._arm(loop)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None)
 
 
 class _RepliesInTurn:

@@ -17,7 +17,7 @@ import importlib.metadata
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -80,12 +80,11 @@ class JobQueue(Protocol):
 
 
 class LocalQueue:
-    """The embedded transport: the worker runs in this process, on this loop.
-    `turn`, when given, is awaited before each job is handed over (members first)."""
+    """The embedded transport: the worker runs in this process, on this loop (the
+    intake hands jobs over on the background's turn: see `aibot.foreground`)."""
 
-    def __init__(self, worker: Worker, *, turn: Callable[[], Awaitable[None]] | None = None):
+    def __init__(self, worker: Worker):
         self.worker = worker
-        self._turn = turn
         self._node = NodeSnapshot(
             name=f"{socket.gethostname()}-{os.getpid()}",
             version=_version(),
@@ -103,8 +102,6 @@ class LocalQueue:
         return self.worker.wait_estimate(pool)
 
     async def submit(self, job: Job) -> int:
-        if self._turn is not None:
-            await self._turn()
         return await self.worker.submit(job)
 
     def snapshots(self) -> list[PoolSnapshot]:

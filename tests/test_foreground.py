@@ -3,13 +3,12 @@ a short gap after one came in, but never longer than its patience. On a virtual
 clock (tests/fixtures/engine.py): the waits cost no real time and are exact."""
 
 import asyncio
+import contextvars
+
+import pytest
 
 from aibot.foreground import Foreground
-from aibot.sandbox.replies import RecordingReplies
-from aibot.settings import Settings
-from aibot.transport import LocalQueue
-from aibot.worker import Worker
-from tests.fixtures.engine import ENGINE_ENV, make_job, on_virtual_clock
+from tests.fixtures.engine import on_virtual_clock
 
 
 async def _background(foreground: Foreground, log: list[tuple[str, float]], name: str) -> None:
@@ -116,24 +115,56 @@ async def test_waiters_go_in_order_a_few_per_turn_of_the_loop() -> None:
     await asyncio.gather(*jobs)
 
 
+_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="")
+
+
 @on_virtual_clock
-async def test_the_local_queue_hands_no_job_over_while_a_command_is_being_answered() -> None:
+async def test_a_call_in_turn_waits_like_a_step_in_the_line_and_keeps_its_context() -> None:
     foreground = Foreground(gap=0.0, patience=100)
-    # No provider is reachable: the job fails at once when it runs, which is enough
-    # to see when it reached its pool.
-    settings = Settings.from_env({**ENGINE_ENV, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
-    replies = RecordingReplies()
-    worker = Worker(settings, replies=replies)
-    queue = LocalQueue(worker, turn=foreground.turn)
+    calls: list[tuple[str, str, float]] = []
+
+    def call(name: str) -> None:
+        calls.append((name, _TAG.get(), asyncio.get_running_loop().time()))
+
+    foreground.call_in_turn(call, "at once")  # nobody is being answered
     command = asyncio.create_task(_command(foreground, 1.0))
     await asyncio.sleep(0)
-    job = make_job(1)
-    job.pool = "chat"
-    handed = asyncio.create_task(queue.submit(job))
+    log: list[tuple[str, float]] = []
+    step = asyncio.create_task(_background(foreground, log, "step"))
+    await asyncio.sleep(0)
+    _TAG.set("job 7")
+    foreground.call_in_turn(call, "later")
+    _TAG.set("")
     await asyncio.sleep(0.5)
-    assert not handed.done() and replies.made == {} and worker.jobs() == []
-    await command
-    assert await handed == 1
-    assert asyncio.get_running_loop().time() == 1.0
-    await worker.drain(0)
-    await worker.aclose()
+    assert calls == [("at once", "", 0.0)] and foreground.waiting == 2
+    await asyncio.gather(command, step)
+    # In the order they came, once the command is over, each in its own context.
+    assert log == [("step", 1.0)] and calls[1:] == [("later", "job 7", 1.0)]
+
+
+@on_virtual_clock
+async def test_a_call_in_turn_goes_when_its_patience_runs_out() -> None:
+    foreground = Foreground(gap=0.0, patience=2.0)
+    calls: list[float] = []
+    stuck = asyncio.create_task(_command(foreground, 3600))
+    await asyncio.sleep(0)
+    foreground.call_in_turn(lambda: calls.append(asyncio.get_running_loop().time()))
+    await asyncio.sleep(5)
+    assert calls == [2.0]
+    stuck.cancel()
+
+
+@on_virtual_clock
+async def test_background_waits_out_a_burst_of_quick_commands_and_then_the_gap() -> None:
+    foreground = Foreground(gap=0.005, patience=100)
+    log: list[tuple[str, float]] = []
+    commands = [asyncio.create_task(_command(foreground, 0.0005))]
+    await asyncio.sleep(0)
+    job = asyncio.create_task(_background(foreground, log, "job"))
+    for _ in range(99):  # one every millisecond, each answered in half of it
+        await asyncio.sleep(0.001)
+        commands.append(asyncio.create_task(_command(foreground, 0.0005)))
+    await asyncio.gather(job, *commands)
+    # The last command came in at 0.099; nothing went before the gap after it.
+    [(_, at)] = log
+    assert at == pytest.approx(0.099 + 0.005)

@@ -9,9 +9,12 @@ Nothing between the interaction's arrival and the defer can wait: routing is pur
 the embedded gate counts in memory. The command is foreground work until the defer is
 out; the job is then handed to the job transport (`aibot.transport`) in a small task
 of its own: the command's task ends with the defer, and with it the interaction and
-all discord.py made of it. After the defer the worker owns the job and its reply; if
-the transport refuses the job after all (a rare full queue), the deferred message
-says why.
+all discord.py made of it. With `hand_over_in_turn` (the in-process transport, whose
+worker shares this loop) that task is made on the background's turn
+(`Foreground.call_in_turn`): in a burst the deferred jobs wait as plain data, and the
+worker starts on them once the burst's commands are answered. After the defer the
+worker owns the job and its reply; if the transport refuses the job after all (a
+rare full queue), the deferred message says why.
 
 A burst of commands is routed before any of its jobs reaches a pool, so the intake
 counts the jobs it accepted for each pool and has not handed over yet, and routes
@@ -87,6 +90,7 @@ class Intake:
         gate: Gate | None = None,
         draining: Callable[[], bool] = lambda: False,
         foreground: Foreground | None = None,
+        hand_over_in_turn: bool = False,
     ) -> None:
         self.router = router
         self.queue = queue
@@ -94,9 +98,14 @@ class Intake:
         self.gate = gate
         self.draining = draining
         self.foreground = foreground
+        self._in_turn = foreground.call_in_turn if foreground and hand_over_in_turn else None
         # Tasks holding a taken job not yet in its pool: commands being answered,
-        # and jobs waiting for their turn to be queued.
+        # and jobs being handed over.
         self._taking: set[asyncio.Task[Any]] = set()
+        # Deferred jobs waiting for their turn to be handed over (`hand_over_in_turn`),
+        # and a future done once none is left (made when `settle` needs one).
+        self._lined = 0
+        self._lined_out: asyncio.Future[None] | None = None
         # Per pool, the jobs accepted for it and not yet handed over (see the
         # module docstring); a pool with none has no entry.
         self._handing: dict[str, int] = {}
@@ -145,15 +154,29 @@ class Intake:
         # own, holding only the job: this command's task ends now, rather than keeping
         # the interaction and all discord.py made of it (some sixty objects, thousands
         # in a burst, for the garbage collector to walk) alive until then.
+        if self._in_turn is None:
+            self._hand_over(job)
+        else:
+            self._lined += 1
+            self._in_turn(self._hand_over_in_turn, job)
+
+    def _hand_over_in_turn(self, job: Job) -> None:
+        self._lined -= 1
+        if not self._lined and self._lined_out is not None:
+            self._lined_out.set_result(None)
+            self._lined_out = None
+        self._hand_over(job)
+
+    def _hand_over(self, job: Job) -> None:
         task = asyncio.create_task(self._start(job))
         self._taking.add(task)
         task.add_done_callback(self._taking.discard)
 
     @property
     def taking(self) -> int:
-        """Jobs taken but not yet in a pool: being deferred, or waiting for their
-        turn to be queued."""
-        return len(self._taking)
+        """Jobs taken but not yet in a pool: being deferred, waiting for their turn
+        to be handed over, or being handed over."""
+        return len(self._taking) + self._lined
 
     async def settle(self, timeout: float) -> None:
         """Until every job taken is in its pool (or its member was told why not),
@@ -161,8 +184,13 @@ class Intake:
         dropped between defer and queue."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._taking and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(set(self._taking), timeout=left)
+        while self.taking and (left := deadline - loop.time()) > 0:
+            waits: set[asyncio.Future[Any]] = set(self._taking)
+            if self._lined:
+                if self._lined_out is None:
+                    self._lined_out = loop.create_future()
+                waits.add(self._lined_out)
+            await asyncio.wait(waits, timeout=left)
 
     async def _start(self, job: Job) -> None:
         """Hand the deferred job to the worker. When it is refused after all (its pool
