@@ -4,11 +4,10 @@ with (see bench/front.py's docstring for the method)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import gc
 import json
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,7 +16,14 @@ from discord.ext import commands
 from aibot.sandbox.fake_discord import FakeDiscordProcess
 from bench.front_world import log, started, summary, timed_burst
 
-__all__ = ["CAPACITY_PRECISION", "QUICK_PRECISION", "capacity_of", "highest_rate"]
+__all__ = [
+    "CAPACITY_PRECISION",
+    "QUICK_PRECISION",
+    "Try",
+    "capacities",
+    "highest_rate",
+    "searched_in_turns",
+]
 
 # The capacity search: offered rates (interactions a second) between these two,
 # `CAPACITY_SECONDS` at each, to within `CAPACITY_PRECISION` (`QUICK_PRECISION` with
@@ -29,7 +35,10 @@ CAPACITY_SECONDS = 2.0
 CAPACITY_P99_MS = 250.0
 CAPACITY_PRECISION = 1.1
 QUICK_PRECISION = 1.5
-QUIET_SECONDS = 0.5
+
+# One try of a search: `count` interactions offered over `CAPACITY_SECONDS`; their
+# summary (bench.front_world.summary).
+Try = Callable[[int], Awaitable[dict[str, Any]]]
 
 
 async def highest_rate(
@@ -57,24 +66,38 @@ async def highest_rate(
     return held
 
 
-async def capacity_of(
+async def capacities(
     fake: FakeDiscordProcess,
-    build: Callable[[], commands.AutoShardedBot],
-    name: str,
+    builds: Mapping[str, Callable[[], commands.AutoShardedBot]],
     *,
     precision: float,
-) -> float:
-    """The capacity of the bots `build` makes: the highest offered rate (interactions
-    a second, for `CAPACITY_SECONDS` at each rate) with every interaction answered
-    and the defer p99 under `CAPACITY_P99_MS`. A rate fails only when two tries in a
-    row fail, so that one hiccup of a shared machine does not cut the figure short."""
-    bot = _Fresh(fake, build)
-    try:
+) -> dict[str, float]:
+    """The capacity of each bot `builds` makes (by name), searched in turns (see
+    `searched_in_turns`): the highest offered rate, for `CAPACITY_SECONDS` at each
+    rate, with every interaction answered and the defer p99 under `CAPACITY_P99_MS`.
+    Each try has a bot of its own, started and warmed up anew: one bot at a time is
+    connected to the fake."""
+    tries = {name: functools.partial(_try, fake, build) for name, build in builds.items()}
+    return await searched_in_turns(tries, precision=precision)
 
+
+async def searched_in_turns(tries: Mapping[str, Try], *, precision: float) -> dict[str, float]:
+    """Each named search's highest rate (`highest_rate`), where a rate holds when one
+    of two tries in a row holds: one hiccup of a shared machine does not cut a search
+    short. The searches take turns, try by try, so that a slow spell of the machine
+    falls on every bot alike rather than on whichever one's search ran then.
+    `tries[name](count)` offers `count` interactions over `CAPACITY_SECONDS`."""
+    # asyncio's lock is first come, first served: with every search waiting, they
+    # take turns.
+    turn = asyncio.Lock()
+
+    async def search(name: str, offer: Try) -> float:
         async def holds(rate: float) -> bool:
+            count = round(rate * CAPACITY_SECONDS)
             for attempt in (1, 2):
-                result = await bot.offer(rate)
-                ok = _within_capacity(result, round(rate * CAPACITY_SECONDS))
+                async with turn:
+                    result = await offer(count)
+                ok = _within_capacity(result, count)
                 verdict = "holds" if ok else "fails"
                 log(f"{name} at {rate:.0f}/s, try {attempt}: {verdict}: {json.dumps(result)}")
                 if ok:
@@ -82,8 +105,9 @@ async def capacity_of(
             return False
 
         return await highest_rate(holds, CAPACITY_LOW, CAPACITY_HIGH, precision)
-    finally:
-        await bot.close()
+
+    found = await asyncio.gather(*(search(name, offer) for name, offer in tries.items()))
+    return dict(zip(tries, found, strict=True))
 
 
 def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
@@ -94,55 +118,21 @@ def _within_capacity(result: Mapping[str, Any], count: int) -> bool:
     )
 
 
-class _Fresh:
-    """The bot under a capacity search, started (and warmed up) anew after a try that
-    failed: an overload leaves a bot with a backlog and thousands of connections,
-    which the next try, at a lower rate, should not inherit."""
-
-    def __init__(
-        self, fake: FakeDiscordProcess, build: Callable[[], commands.AutoShardedBot]
-    ) -> None:
-        self.fake = fake
-        self.build = build
-        self._running: tuple[commands.AutoShardedBot, asyncio.Task[None]] | None = None
-        self._stack = contextlib.AsyncExitStack()
-
-    async def offer(self, rate: float) -> dict[str, Any]:
-        """One try: `rate` interactions a second for `CAPACITY_SECONDS`; its summary."""
-        if self._running is None:
-            bot = self.build()
-            self._running = bot, await self._stack.enter_async_context(started(self.fake, bot))
-        bot, run_task = self._running
-        count = round(rate * CAPACITY_SECONDS)
-        result = summary(await timed_burst(self.fake, run_task, count, duration=CAPACITY_SECONDS))
-        if _within_capacity(result, count):
-            await _quiet(bot)
-        else:
-            await self.close()
-        return result
-
-    async def close(self) -> None:
-        self._running = None
-        await self._stack.aclose()
+async def _try(
+    fake: FakeDiscordProcess, build: Callable[[], commands.AutoShardedBot], count: int
+) -> dict[str, Any]:
+    """One try: a new bot, started and warmed up, sent `count` interactions over
+    `CAPACITY_SECONDS`; its summary. Once the defers are timed, the jobs left in
+    aibot's pools are cancelled (the floor has none) so that the bot closes at once."""
+    bot = build()
+    try:
+        async with started(fake, bot) as run_task:
+            burst = await timed_burst(fake, run_task, count, duration=CAPACITY_SECONDS)
+            queue = getattr(bot, "queue", None)  # aibot's job transport
+            for _pool, job, _state in queue.jobs() if queue is not None else ():
+                await queue.cancel(job.id)
+            return summary(burst)
+    finally:
         # Let go of the closed bot: `tune_gc_for_serving` kept what it held.
         gc.unfreeze()
         gc.collect()
-
-
-async def _quiet(bot: commands.AutoShardedBot, timeout: float = 60.0) -> None:
-    """Until `bot` is idle again after a capacity step: the jobs left in aibot's pools
-    cancelled (the floor has none; once the defers are timed, the rest of a step's work
-    is not the next step's load), and past an overload's backlog, this process using
-    under a tenth of a CPU over half a second."""
-    queue = getattr(bot, "queue", None)  # aibot's job transport; the floor has none
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        held = queue.jobs() if queue is not None else []
-        for _pool, job, _state in held:
-            await queue.cancel(job.id)
-        cpu = time.process_time()
-        await asyncio.sleep(QUIET_SECONDS)
-        if time.process_time() - cpu < QUIET_SECONDS / 10 and not (queue and queue.jobs()):
-            return
-    log(f"the bot was still busy {timeout:.0f} s after a capacity step")

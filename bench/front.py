@@ -62,13 +62,14 @@ doubles the rate until one fails, then bisects between the last rate that held a
 the first that failed until they are within 10% of each other (50% with `--quick`);
 the figure is the last that held (0 if 250 failed; 4,000 means at least that). A
 rate fails only when two tries in a row fail, so one hiccup of a shared machine does
-not cut the search short. Each try starts from a bot with nothing to do: after a try
-that held, the jobs left in aibot's pools are cancelled and the bot left to go idle;
-after one that failed, the bot is closed and a new one started and warmed up as in
-`front` (an overload leaves a backlog and thousands of connections behind, and the
-next try, at a lower rate, would inherit them). The timed part still has the pools
-working on that try's jobs, as in `front`. aibot's search runs first, then the
-floor's; `capacity_ratio` is aibot's over the floor's. Past its capacity a bot answers some
+not cut the search short. The two searches take turns, try by try (aibot's, then the
+floor's, and so on), so that a slow spell of the shared machine falls on both bots
+alike, not on whichever one's search ran then. Each try has a bot of its own,
+started and warmed up as in `front` (a try must not inherit the backlog and the
+thousands of connections an overload leaves behind), and closed once its defers are
+timed, its jobs cancelled: only one bot is connected to the fake at a time. The
+timed part still has the pools working on that try's jobs, as in `front`.
+`capacity_ratio` is aibot's over the floor's. Past its capacity a bot answers some
 interactions after Discord's 3 s: the fake refuses those (404) and the bot logs an
 error for each, so logging is muted (below CRITICAL) while this scenario runs. Each
 try's details go to stderr.
@@ -88,7 +89,7 @@ from typing import Any
 
 from aibot.sandbox.fake_discord import FakeDiscordProcess, pointed_at
 from bench import front_cluster
-from bench.capacity import CAPACITY_PRECISION, QUICK_PRECISION, capacity_of
+from bench.capacity import CAPACITY_PRECISION, QUICK_PRECISION, capacities
 from bench.front_world import (
     GUILDS,
     SHARDS,
@@ -156,16 +157,17 @@ async def _front(
 async def _capacity(
     fake: FakeDiscordProcess, base_urls: Mapping[str, str], *, precision: float
 ) -> dict[str, Any]:
-    """The `capacity` scenario: aibot's capacity, then the floor's. Well past its
-    capacity a bot answers late, after Discord's 3 s, and logs each refusal it then
-    gets; those logs are muted here (they come only at rates that fail anyway)."""
+    """The `capacity` scenario: aibot's capacity and the floor's, their searches
+    taking turns try by try. Well past its capacity a bot answers late, after
+    Discord's 3 s, and logs each refusal it then gets; those logs are muted here
+    (they come only at rates that fail anyway)."""
     logging.disable(logging.ERROR)
     try:
         async with aibot_builder(fake.token, base_urls) as build:
-            aibot = await capacity_of(fake, build, "aibot", precision=precision)
-        floor = await capacity_of(fake, FloorBot, "floor", precision=precision)
+            found = await capacities(fake, {"aibot": build, "floor": FloorBot}, precision=precision)
     finally:
         logging.disable(logging.NOTSET)
+    aibot, floor = found["aibot"], found["floor"]
     return {
         "scenario": "capacity",
         "aibot_per_s": round(aibot),
