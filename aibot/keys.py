@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 
 from aibot.jobs import NoKeyAvailable
 from aibot.pacing import KeyBucket
@@ -46,7 +47,7 @@ from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["KeyRing", "KeyState", "Lease", "OnDisable"]
+__all__ = ["KeyRing", "KeyState", "Lease", "LeaseRing", "OnDisable"]
 
 log = logging.getLogger("aibot.keys")
 
@@ -124,6 +125,19 @@ class _Key(KeyState):
     last_used: int = 0  # order of the last lease, to spread ties
 
 
+class LeaseRing(Protocol):
+    """What a `Lease` tells its ring about the call it made: `KeyRing`, or cluster
+    mode's `SharedKeyRing` (which tells every process through Redis)."""
+
+    provider: str
+
+    def tighten_key(self, key: KeyState, headers: Mapping[str, str]) -> None: ...
+
+    def cool_key(self, key: KeyState, retry_after: float | None) -> None: ...
+
+    def disable_key(self, key: KeyState, reason: str) -> None: ...
+
+
 class Lease:
     """One key reserved for one call. The lease ends (its concurrency slot is
     given back) at the first of: an outcome report (`ok`, `rate_limited`,
@@ -137,8 +151,7 @@ class Lease:
     fingerprint: str
     provider: str
 
-    def __init__(self, ring: KeyRing, key: KeyState) -> None:
-        # `ring` may also be cluster mode's SharedKeyRing: the same settling methods.
+    def __init__(self, ring: LeaseRing, key: KeyState) -> None:
         self._ring = ring
         self._key = key
         self._released = False
@@ -153,18 +166,18 @@ class Lease:
         """The call succeeded; `headers` (the response's) may tighten the pace."""
         self._key.strikes = 0
         if headers:
-            self._ring._tighten(self._key, headers)
+            self._ring.tighten_key(self._key, headers)
         self.release()
 
     def rate_limited(self, retry_after: float | None) -> None:
         """The provider said 429: cool this key for `retry_after` seconds, or an
         exponential backoff from 1 s when it did not say."""
-        self._ring._cool(self._key, retry_after)
+        self._ring.cool_key(self._key, retry_after)
         self.release()
 
     def bad_key(self, reason: str) -> None:
         """The key is invalid, forbidden or out of quota: never use it again."""
-        self._ring._disable(self._key, reason)
+        self._ring.disable_key(self._key, reason)
         self.release()
 
     def failed(self) -> None:
@@ -322,7 +335,10 @@ class KeyRing:
         key.last_used = next(self._order)
         return Lease(self, key)
 
-    def _cool(self, key: _Key, retry_after: float | None) -> None:
+    # -- outcomes (from a lease) --------------------------------------------
+
+    def cool_key(self, key: KeyState, retry_after: float | None) -> None:
+        """The provider said 429: hold `key` for `retry_after` or a backoff."""
         cooling = key.backoff(retry_after)
         key.hold(asyncio.get_running_loop().time() + cooling, "rate limited")
         log.info(
@@ -333,7 +349,8 @@ class KeyRing:
             cooling,
         )
 
-    def _disable(self, key: _Key, reason: str) -> None:
+    def disable_key(self, key: KeyState, reason: str) -> None:
+        """The provider rejected `key` for good: never lease it again."""
         newly = not key.disabled
         if newly:
             key.disabled = True
@@ -345,7 +362,7 @@ class KeyRing:
         if newly and self.on_disable is not None:
             self.on_disable(self, key.key_id, key.reason)
 
-    def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
+    def tighten_key(self, key: KeyState, headers: Mapping[str, str]) -> None:
         """Honour `x-ratelimit-remaining-requests` / `-reset-requests`: with
         nothing left, wait for the reset; with little left, spread what is left
         evenly over the time until the reset."""

@@ -226,9 +226,11 @@ class SharedKeyRing:
             f"every {self.provider} key of the {self.pool} pool is busy", retry_after=wait
         )
 
-    # -- outcomes (from the lease) ------------------------------------------
+    # -- outcomes (from a lease) --------------------------------------------
 
-    def _cool(self, key: _Key, retry_after: float | None) -> None:
+    def cool_key(self, key: KeyState, retry_after: float | None) -> None:
+        """The provider said 429: hold `key` here at once, and for every process
+        as Redis answers (a backoff shared by all of them)."""
         guess = key.backoff(retry_after)  # until Redis answers with the shared backoff
         self._hold(key, guess, "rate limited")
         log.info(
@@ -237,7 +239,7 @@ class SharedKeyRing:
         fp, given = key.fingerprint, retry_after if retry_after and retry_after > 0 else None
         self._reports.send(lambda: self._held(key, "rate limited", self._budgets.cool(fp, given)))
 
-    def _tighten(self, key: _Key, headers: Mapping[str, str]) -> None:
+    def tighten_key(self, key: KeyState, headers: Mapping[str, str]) -> None:
         """`x-ratelimit-*` headers saying little is left (below twice the burst,
         as `KeyRing`): hold the key for every process until they allow more."""
         left = requests_left(headers)
@@ -252,7 +254,8 @@ class SharedKeyRing:
             )
         )
 
-    def _disable(self, key: _Key, reason: str) -> None:
+    def disable_key(self, key: KeyState, reason: str) -> None:
+        """The provider rejected `key` for good, for every process."""
         # Some providers echo the key in their error text.
         text = scrub((reason or "rejected").replace(key.secret, key.key_id), key.secret)
         self._mark_disabled(key, text)
@@ -260,16 +263,16 @@ class SharedKeyRing:
         fp = key.fingerprint
         self._reports.send(lambda: self._budgets.disable(fp, text))
 
-    def _hold(self, key: _Key, seconds: float, reason: str) -> None:
+    def _hold(self, key: KeyState, seconds: float, reason: str) -> None:
         key.hold(asyncio.get_running_loop().time() + seconds, reason)
 
-    async def _held(self, key: _Key, reason: str, sent: Awaitable[float]) -> None:
+    async def _held(self, key: KeyState, reason: str, sent: Awaitable[float]) -> None:
         """Await a cool/tighten report; the hold Redis answers (shared by every
         process, e.g. a longer backoff) holds here too."""
         left = await sent
         self._hold(key, float(left), reason)
 
-    def _mark_disabled(self, key: _Key, reason: str) -> None:
+    def _mark_disabled(self, key: KeyState, reason: str) -> None:
         if not key.disabled:
             key.disabled = True
             self._healthy -= 1
