@@ -138,7 +138,7 @@ async def test_a_call_in_turn_waits_like_a_step_in_the_line_and_keeps_its_contex
     await asyncio.sleep(0.5)
     assert calls == [("at once", "", 0.0)] and foreground.waiting == 2
     await asyncio.gather(command, step)
-    # In the order they came, once the command is over, each in its own context.
+    # Both once the command is over; the call in the context it was lined up in.
     assert log == [("step", 1.0)] and calls[1:] == [("later", "job 7", 1.0)]
 
 
