@@ -16,6 +16,7 @@ A key's budget (the bucket each key is paced by) is behind `aibot.keys.KeyRing`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +33,7 @@ __all__ = [
     "Recalled",
     "ReplyFactory",
     "Unfinished",
+    "limits_given",
 ]
 
 # A job left unfinished by an earlier run: (job, provider task id, key fingerprint).
@@ -46,6 +48,34 @@ class Limits:
     cooldown: float
     daily_quota: int
     daily_budget: int
+
+    def overridden(
+        self, cooldown: float | None, daily_quota: int | None, daily_budget: int | None
+    ) -> Limits:
+        """These limits with a guild's overrides laid over them (None: not overridden)."""
+        return Limits(
+            self.cooldown if cooldown is None else cooldown,
+            self.daily_quota if daily_quota is None else daily_quota,
+            self.daily_budget if daily_budget is None else daily_budget,
+        )
+
+
+def limits_given(
+    pool: str,
+    pools: Collection[str],
+    cooldown: float | None,
+    daily_quota: int | None,
+    daily_budget: int | None,
+) -> dict[str, float]:
+    """The overrides a `set_limits` call gives (the fields not None), by field name;
+    ValueError for a pool not in `pools` or a value below 0."""
+    if pool not in pools:
+        raise ValueError(f"unknown pool {pool!r}")
+    fields = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
+    given = {name: value for name, value in fields.items() if value is not None}
+    if any(value < 0 for value in given.values()):
+        raise ValueError("limits must be 0 or more")
+    return given
 
 
 class Gate(Protocol):

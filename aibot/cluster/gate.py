@@ -36,7 +36,7 @@ from redis.exceptions import NoScriptError
 
 from aibot.cluster.batch import Batched
 from aibot.jobs import Job, LimitReached
-from aibot.ports import Limits
+from aibot.ports import Limits, limits_given
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from aibot.store.gate import pool_of
@@ -195,12 +195,7 @@ class SharedGate:
     ) -> Limits:
         """Override some of a guild's limits for a pool (None: leave as it is),
         for every process from the next take. Returns the new limits."""
-        if pool not in self._defaults:
-            raise ValueError(f"unknown pool {pool!r}")
-        fields = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
-        given = {name: value for name, value in fields.items() if value is not None}
-        if any(value < 0 for value in given.values()):
-            raise ValueError("limits must be 0 or more")
+        given = limits_given(pool, self._defaults, cooldown, daily_quota, daily_budget)
         key = self._limits_key(guild_id, pool)
         async with self._client.pipeline(transaction=True) as pipe:
             if given:
@@ -216,12 +211,9 @@ class SharedGate:
 
     def _merge(self, pool: str, override: list[Any]) -> Limits:
         """The pool's defaults with a guild's stored fields laid over them."""
-        default = self._defaults[pool]
         cooldown, quota, budget = (_number(value) for value in override)
-        return Limits(
-            default.cooldown if cooldown is None else cooldown,
-            default.daily_quota if quota is None else int(quota),
-            default.daily_budget if budget is None else int(budget),
+        return self._defaults[pool].overridden(
+            cooldown, None if quota is None else int(quota), None if budget is None else int(budget)
         )
 
     def _today(self) -> float:

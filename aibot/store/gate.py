@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from aibot.catalogue import COMMAND_POOL
 from aibot.jobs import Job, LimitReached
-from aibot.ports import Limits
+from aibot.ports import Limits, limits_given
 from aibot.settings import Settings
 
 from .days import Calendar
@@ -121,11 +121,7 @@ class Gate:
         override = self._overrides.get((guild_id or 0, pool))
         if override is None:
             return default
-        return Limits(
-            default.cooldown if override.cooldown is None else override.cooldown,
-            default.daily_quota if override.daily_quota is None else override.daily_quota,
-            default.daily_budget if override.daily_budget is None else override.daily_budget,
-        )
+        return default.overridden(override.cooldown, override.daily_quota, override.daily_budget)
 
     async def take(self, job: Job) -> None:
         """Count one use, or raise `LimitReached(scope, retry_after=seconds)`.
@@ -194,12 +190,7 @@ class Gate:
     ) -> Limits:
         """Override some of a guild's limits for a pool (None: leave as it is).
         Stored first, then in force for the next take. Returns the new limits."""
-        if pool not in self._defaults:
-            raise ValueError(f"unknown pool {pool!r}")
-        fields = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
-        given = {name: value for name, value in fields.items() if value is not None}
-        if any(value < 0 for value in given.values()):
-            raise ValueError("limits must be 0 or more")
+        given = limits_given(pool, self._defaults, cooldown, daily_quota, daily_budget)
         new = replace(self._overrides.get((guild_id, pool), _Override()), **given)
         now = self._calendar.now()
         await self._db.run(lambda conn: _save_override(conn, guild_id, pool, new, now))
