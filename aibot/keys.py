@@ -234,7 +234,7 @@ class KeyRing:
             raise ValueError("burst must be at least 1")
         self._keys = [self._new_key(secret) for secret in keys]
         self._healthy = len(self._keys)
-        # Every key is disabled (or there are none). Kept up to date by `_disable`:
+        # Every key is disabled (or there are none). Kept up to date by `disable_key`:
         # every job and every routing decision asks, and a plain attribute answers
         # without a pass over the keys, or even a call.
         self.all_down = not self._keys
