@@ -98,7 +98,7 @@ class Foreground:
 
     @property
     def waiting(self) -> int:
-        """Background steps waiting for their turn."""
+        """Background steps (and calls, `call_in_turn`) waiting for their turn."""
         return len(self._waiters)
 
     # ----------------------------------------------------------- the background
