@@ -218,6 +218,7 @@ def summary(results: Mapping[str, Any]) -> dict[str, Any]:
         "fake_late_send_ms": results["late_send_ms"],
         "bot_cpu_s": round(results["bot_cpu_s"], 2),
         "fake_cpu_s": round(results["fake_cpu_s"], 2),
+        "slowest": results.get("slowest", []),
     }
 
 

@@ -245,3 +245,8 @@ async def test_in_its_own_process_the_fake_times_a_burst_of_interactions() -> No
     assert results["sent"] == 20
     assert results["callback_types"] == {"5": 20}
     assert len(results["latencies_ms"]) == 20
+    # The slowest ten, slowest first: which command, when in the burst, how late.
+    slowest = results["slowest"]
+    assert len(slowest) == 10
+    assert [ms for *_, ms in slowest] == [round(ms, 2) for ms in results["latencies_ms"][:-11:-1]]
+    assert all(command == "chat" and 0.0 <= at <= 1000.0 for command, at, _ in slowest)

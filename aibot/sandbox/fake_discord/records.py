@@ -19,6 +19,8 @@ from .wire import Files
 
 __all__ = ["Record", "Recorder", "SentInteraction"]
 
+SLOWEST = 10  # interactions `results()` names as the slowest
+
 
 @dataclass(frozen=True, slots=True)
 class SentInteraction:
@@ -169,15 +171,23 @@ class Recorder:
         `callback_connections`: client connections that carried those callbacks;
         `late_send_ms`: how far behind its schedule a `burst` sent its latest
         interaction (the fake's own hiccups: the ones after it arrive together);
-        `cpu_seconds`: CPU time of this process so far (what the fake costs).
+        `cpu_seconds`: CPU time of this process so far (what the fake costs);
+        `slowest`: the `SLOWEST` slowest answered interactions, slowest first, as
+        [command, ms after the first one was sent, latency ms]: whether a burst's
+        tail is one command or one moment.
         """
         latencies = []
         types: dict[str, int] = {}
+        timed = []
+        first = min((sent.sent_at for sent in self._sent.values()), default=0.0)
         for sent in self._sent.values():
             record = self._answered.get(sent.id)
             if record is not None:
-                latencies.append((record.at - sent.sent_at) * 1000.0)
+                latency = (record.at - sent.sent_at) * 1000.0
+                latencies.append(latency)
+                timed.append((latency, sent.command, (sent.sent_at - first) * 1000.0))
                 types[str(record.callback_type)] = types.get(str(record.callback_type), 0) + 1
+        slowest = sorted(timed, reverse=True)[:SLOWEST]
         return {
             "sent": len(self._sent),
             "answered": len(latencies),
@@ -189,4 +199,5 @@ class Recorder:
             "callback_connections": len(self._callback_peers),
             "late_send_ms": round(self._late_ms, 2),
             "cpu_seconds": time.process_time(),
+            "slowest": [[command, round(at, 1), round(ms, 2)] for ms, command, at in slowest],
         }
