@@ -170,22 +170,27 @@ async def test_rows_wait_for_the_backgrounds_turn_while_members_are_answered(
     store = await store_opener(clock=time.time)
     client = connect(redis_server.url)
     asked, members_done = asyncio.Event(), asyncio.Event()
+    members_done.set()  # quiet at first
 
     async def turn() -> None:  # members first: the background goes once they are done
         asked.set()
         await members_done.wait()
 
     follower = OutcomeFollower(client, _PREFIX, store.ledger, turn=turn)
-    await follower.step(block=False)
+    await follower.step(block=False)  # the group exists
     publisher = OutcomePublisher(client, _PREFIX)
     publisher.record(
         chat(1, "job-1"), provider="openai", key_id="sk-...abcd", outcome="ok", latency=1
     )
     await publisher.flush()
 
+    members_done.clear()  # a burst of commands is being answered
+    asked.clear()
     stepping = asyncio.create_task(follower.step(block=False))
     await asyncio.wait_for(asked.wait(), 5)
     assert not stepping.done() and follower.recorded == 0
+    # Not even read yet: parsing a batch is work that waits too.
+    assert (await client.xpending(outcomes_stream(_PREFIX), "ledger"))["pending"] == 0
     assert await jobs_counted(store) == 0
     members_done.set()
     assert await stepping == 1
@@ -206,7 +211,7 @@ async def test_rows_that_come_one_by_one_are_recorded_together(
         nonlocal batches
         batches += 1
 
-    follower = OutcomeFollower(client, _PREFIX, store.ledger, linger=2.0, turn=turn)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger, block=5.0, linger=2.0, turn=turn)
     publisher = OutcomePublisher(client, _PREFIX)
     follower.start()
     try:

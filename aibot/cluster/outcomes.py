@@ -6,12 +6,16 @@ jobs end on the workers. A worker's `OutcomePublisher` implements
 `Sender` (bounded, in order, retried until Redis takes it) adds it to the
 stream `<prefix>:outcomes`. The row holds the job's id, guild, member, pool,
 command, provider, redacted key, outcome, latency, usage and end time: never
-the interaction token.
+the interaction token. It travels as one JSON field, not a field per value:
+redis-py parses a reply element by element in Python, and 30 rows of 14 fields
+cost the gateway about 5 ms to read, against 1.3 ms as JSON.
 
 On the gateway an `OutcomeFollower` reads the stream in a consumer group,
 records each row with `aibot.store.Ledger.record` (the gateway's price table
 makes the cost), waits until the rows are in the file, and only then
-acknowledges them. A crash between the write and the acknowledgement
+acknowledges them. Members first: each batch is read (a reply parsed
+whole, in one go) and recorded in the background's turn (`aibot.foreground`),
+not in the middle of a burst of commands. A crash between the write and the acknowledgement
 delivers the rows again (the follower reads its own pending entries first
 when it starts); the ledger counts a job id once, so a reclaimed job
 answered once, or a row delivered twice, is counted once. While rows come
@@ -32,6 +36,7 @@ leaves unread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -115,8 +120,9 @@ class OutcomePublisher:
             "video_seconds": video_seconds,
             "at": self._clock(),
         }
+        fields = {"row": json.dumps(row)}
         self._sender.send(
-            lambda: self._client.xadd(self._stream, row, maxlen=self._keep, approximate=True)
+            lambda: self._client.xadd(self._stream, fields, maxlen=self._keep, approximate=True)
         )
 
     async def flush(self) -> None:
@@ -193,9 +199,12 @@ class OutcomeFollower:
                 pause = min(5.0, pause * 2)
 
     async def step(self, *, block: bool = True) -> int:
-        """Record one batch: at start our own unacknowledged rows (delivered
-        before a crash), then new ones (waiting up to the block time when
-        `block`). Returns how many rows were recorded."""
+        """Record one batch, in the background's turn: at start our own
+        unacknowledged rows (delivered before a crash), then new ones (waiting up
+        to the block time when `block` and none is there: the first row of a quiet
+        spell comes alone). Returns how many rows were recorded."""
+        if self._turn is not None:
+            await self._turn()
         if not self._ready:
             await self._create_group()
             pending = await self._read("0", block=False)
@@ -230,8 +239,6 @@ class OutcomeFollower:
         """Into the ledger, into the file, then acknowledged."""
         if not entries:
             return 0
-        if self._turn is not None:
-            await self._turn()
         for _, fields in entries:
             _to_ledger(self._ledger, fields)
         await self._ledger.flush()
@@ -241,13 +248,13 @@ class OutcomeFollower:
 
 
 def _to_ledger(ledger: Ledger, fields: dict[str, Any]) -> None:
-    row = {name: _text(value) for name, value in fields.items()}
+    row = json.loads(fields["row"])
     job = Job(
         command=row["command"],
         args={},
-        user_id=int(row["user"]),
+        user_id=row["user"],
         channel_id=0,
-        guild_id=int(row["guild"]) or None,
+        guild_id=row["guild"] or None,
         pool=row["pool"],
         id=row["job"],
     )
@@ -256,12 +263,12 @@ def _to_ledger(ledger: Ledger, fields: dict[str, Any]) -> None:
         provider=row["provider"],
         key_id=row["key_id"],
         outcome=row["outcome"],
-        latency=float(row["latency"]),
-        tokens_in=int(row["tokens_in"]),
-        tokens_out=int(row["tokens_out"]),
-        images=int(row["images"]),
-        video_seconds=float(row["video_seconds"]),
-        at=float(row["at"]),
+        latency=row["latency"],
+        tokens_in=row["tokens_in"],
+        tokens_out=row["tokens_out"],
+        images=row["images"],
+        video_seconds=row["video_seconds"],
+        at=row["at"],
     )
 
 
@@ -276,7 +283,3 @@ def _shown(key_id: str) -> str:
     if "..." in key_id or len(key_id) <= 8:
         return key_id
     return "..." + key_id[-4:]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
