@@ -32,7 +32,9 @@ providers only in time the fake Discord leaves idle (SCHED_IDLE). Otherwise
 their CPU time would be taken from the fake Discord (in aibot's run only: in
 the floor's they have nothing to do), which would then send interactions in
 batches and answer late, timed as aibot's latency. Each burst's details on
-stderr include `fake_late_send_ms`, how far behind schedule the fake sent.
+stderr include `fake_late_send_ms`, how far behind schedule the fake sent, and
+the burst's ten `slowest` interactions as [command, ms after the first was
+sent, latency ms].
 
 `front` prints::
 
