@@ -107,10 +107,14 @@ class Journal(Protocol):
 
 class Recalled(Protocol):
     """A conversation so far (OpenAI-style messages) and how many old turns were
-    forgotten since the member was last told."""
+    forgotten since the member was last told. Read-only: the stores give frozen
+    values."""
 
-    messages: list[dict[str, str]]
-    dropped: int
+    @property
+    def messages(self) -> list[dict[str, str]]: ...
+
+    @property
+    def dropped(self) -> int: ...
 
 
 class Memory(Protocol):

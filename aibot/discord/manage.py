@@ -54,12 +54,23 @@ class Host(Protocol):
     the store is open only once `setup_hook` has run. `memory` and `limits`,
     when set (cluster mode), stand in for the store's memory and gate."""
 
-    settings: Settings
-    queue: JobQueue
-    store: Store | None
-    rooms: Rooms
-    memory: Conversations | None
-    limits: QuotaLimits | None
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def queue(self) -> JobQueue: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def rooms(self) -> Rooms: ...
+
+    @property
+    def memory(self) -> Conversations | None: ...
+
+    @property
+    def limits(self) -> QuotaLimits | None: ...
 
 
 def is_admin(interaction: discord.Interaction, admin_role: str | None) -> bool:

@@ -44,7 +44,7 @@ PROGRESS_INTERVAL = 10.0  # seconds between two progress edits of a long job
 _SLACK = 0.05  # polls every 10 s must not miss their edit by a rounding error
 _CURSOR = " ▌"
 # What a final write raises when the member did not get it.
-_UNDELIVERED = (Undelivered, *DELIVERY_ERRORS)
+_UNDELIVERED: tuple[type[BaseException], ...] = (Undelivered, *DELIVERY_ERRORS)
 
 
 class Delivery(Protocol):
