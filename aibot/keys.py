@@ -47,7 +47,7 @@ from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot
 
-__all__ = ["KeyRing", "KeyState", "Lease", "LeaseRing", "OnDisable"]
+__all__ = ["KeyRing", "KeyState", "Lease", "LeaseRing", "OnDisable", "Ring"]
 
 log = logging.getLogger("aibot.keys")
 
@@ -55,7 +55,7 @@ log = logging.getLogger("aibot.keys")
 # slot freed by another call is noticed within this time.
 _STEP = 0.05
 # Told when a key is disabled: (ring, redacted key, reason). Never the key itself.
-OnDisable = Callable[["KeyRing", str, str], None]
+OnDisable = Callable[["Ring", str, str], None]
 
 # Backoff after a 429 that gave no retry-after: 1 s, 2 s, 4 s, ... up to this.
 _MAX_BACKOFF = 60.0
@@ -136,6 +136,32 @@ class LeaseRing(Protocol):
     def cool_key(self, key: KeyState, retry_after: float | None) -> None: ...
 
     def disable_key(self, key: KeyState, reason: str) -> None: ...
+
+
+class Ring(LeaseRing, Protocol):
+    """What the pools, the provider calls (`aibot.providers.retry.with_keys`), the
+    alerts and the status views use of a key ring: `KeyRing` in one process,
+    `aibot.cluster.ring.SharedKeyRing` in cluster mode."""
+
+    pool: str
+    all_down: bool  # every key is disabled, or there are none
+    on_disable: OnDisable | None  # who hears of a key disabled here
+
+    def load(self) -> tuple[int, int]: ...
+
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        fingerprint: str | None = None,
+    ) -> Lease: ...
+
+    def try_acquire(self, fingerprint: str | None = None) -> Lease | None: ...
+
+    def ready_in(self) -> float: ...
+
+    def snapshot(self) -> KeyRingSnapshot: ...
 
 
 class Lease:

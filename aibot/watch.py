@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aibot.alerts import Alert, Alerts
 from aibot.jobs import Job
-from aibot.keys import KeyRing
+from aibot.keys import Ring
 from aibot.ports import Gate, Ledger
 
 __all__ = [
@@ -40,7 +40,7 @@ _PROVIDER_TROUBLE = frozenset({"unavailable", "incomplete", "bad_answer"})
 
 class _Pool(Protocol):
     name: str
-    rings: tuple[KeyRing, ...]
+    rings: tuple[Ring, ...]
 
 
 def watch_rings(pools: Iterable[_Pool], alerts: Alerts) -> None:
@@ -49,7 +49,7 @@ def watch_rings(pools: Iterable[_Pool], alerts: Alerts) -> None:
     for pool in pools:
         rings = pool.rings
 
-        def disabled(ring: KeyRing, key_id: str, reason: str, rings: Any = rings) -> None:
+        def disabled(ring: Ring, key_id: str, reason: str, rings: Any = rings) -> None:
             detail = {"provider": ring.provider, "key_id": key_id, "reason": reason}
             alerts.alert(Alert("key_disabled", ring.pool, detail=detail))
             if all(other.all_down for other in rings):

@@ -29,8 +29,10 @@ from aibot.providers.retry import with_keys
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint
 from aibot.settings import Settings
+from aibot.watch import watch_rings
 from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
+from tests.test_alerts import Recorded
 from tests.test_cluster_budget import _assert_no_key_in_redis
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +128,34 @@ async def test_the_pools_build_shared_rings_when_given_the_factory(
     assert ring.try_acquire() is None  # every start is a reservation in Redis
     await context.aclose()
     await client.aclose()
+
+
+async def test_a_key_a_worker_process_disables_is_alerted_there_redacted(
+    redis_server: RedisServer,
+) -> None:
+    """As in one process (`tests/test_alerts.py`): the operators hear of each key
+    the provider refused, and then of the pool left with none."""
+    client = connect(redis_server.url)
+    secrets = _keys(2)
+    ring = SharedKeyRing(
+        "chat", "openai", secrets, rpm=600, concurrency=1, budgets=SharedBudgets(client, _PREFIX)
+    )
+
+    class Pool:
+        name = "chat"
+        rings = (ring,)
+
+    alerts = Recorded()
+    watch_rings([Pool()], alerts)
+    for _ in secrets:
+        async with await ring.acquire(timeout=5) as lease:
+            lease.bad_key(f"401 invalid key {lease.key}")
+    await ring.flush()  # the reports reached Redis: nothing left to send with the key
+    await client.aclose()
+
+    assert alerts.kinds() == ["key_disabled", "key_disabled", "no_keys"]
+    assert {a.detail["key_id"] for a in alerts.alerts[:2]} == {"sk-...xxxx"}
+    assert not any(secret in str(alerts.alerts) for secret in secrets)
 
 
 async def test_redis_down_while_reserving_is_a_transient_failure(

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from aibot.cluster.budget import Reservation, SharedBudgets, pace
 from aibot.cluster.sender import FAILURES, Sender
 from aibot.jobs import NoKeyAvailable, Unavailable
-from aibot.keys import KeyState, Lease
+from aibot.keys import KeyState, Lease, OnDisable
 from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact, scrub
 from aibot.snapshots import KeyRingSnapshot
@@ -75,6 +75,7 @@ class SharedKeyRing:
         budgets: SharedBudgets,
         burst: float = 1.0,
         reports: int = 1000,
+        on_disable: OnDisable | None = None,
     ) -> None:
         if rpm <= 0 or concurrency < 1:
             raise ValueError("rpm must be above 0 and concurrency at least 1")
@@ -93,6 +94,10 @@ class SharedKeyRing:
         self._healthy = len(self._keys)
         self.all_down = not self._keys
         self._reports = Sender(f"{pool}/{provider} key reports", limit=reports)
+        # Who hears of a key this process disabled (the operators' alerts), as in
+        # `KeyRing`; may be set after building. A key learned disabled from Redis
+        # was told about by the process that disabled it.
+        self.on_disable = on_disable
 
     @property
     def reports_dropped(self) -> int:
@@ -258,10 +263,12 @@ class SharedKeyRing:
         """The provider rejected `key` for good, for every process."""
         # Some providers echo the key in their error text.
         text = scrub((reason or "rejected").replace(key.secret, key.key_id), key.secret)
-        self._mark_disabled(key, text)
+        newly = self._mark_disabled(key, text)
         log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, text)
         fp = key.fingerprint
         self._reports.send(lambda: self._budgets.disable(fp, text))
+        if newly and self.on_disable is not None:
+            self.on_disable(self, key.key_id, text)
 
     def _hold(self, key: KeyState, seconds: float, reason: str) -> None:
         key.hold(asyncio.get_running_loop().time() + seconds, reason)
@@ -272,12 +279,15 @@ class SharedKeyRing:
         left = await sent
         self._hold(key, float(left), reason)
 
-    def _mark_disabled(self, key: KeyState, reason: str) -> None:
-        if not key.disabled:
+    def _mark_disabled(self, key: KeyState, reason: str) -> bool:
+        """True when `key` was not disabled before."""
+        newly = not key.disabled
+        if newly:
             key.disabled = True
             self._healthy -= 1
             self.all_down = self._healthy == 0
         key.reason = reason
+        return newly
 
     # -- views ----------------------------------------------------------------
 
@@ -302,7 +312,7 @@ def _pinned(key: _Key, pinned: str | None) -> bool:
     return pinned is None or key.fingerprint == pinned
 
 
-def shared_rings(budgets: SharedBudgets, **options: float | int) -> Callable[..., SharedKeyRing]:
+def shared_rings(budgets: SharedBudgets) -> Callable[..., SharedKeyRing]:
     """A ring factory for `aibot.pools.build_pools(..., ring=...)`: made like a
     `KeyRing` (pool, provider, keys, rpm=, concurrency=), shared through `budgets`."""
-    return functools.partial(SharedKeyRing, budgets=budgets, **options)
+    return functools.partial(SharedKeyRing, budgets=budgets)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
 from aibot.jobs import AibotError, BadRequest, KeysDown, NoKeyAvailable, Unavailable
-from aibot.keys import KeyRing
+from aibot.keys import KeyRing, Ring
 from aibot.pools.base import Handoff, Outcome, Pool
 from aibot.ports import Journal, Memory
 from aibot.providers.base import ImageProvider
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 # Makes a pool's ring for one provider: (pool, provider, keys, *, rpm, concurrency).
 # `KeyRing` by default; cluster mode passes `aibot.cluster.ring.shared_rings(...)`.
-RingFactory = Callable[..., KeyRing]
+RingFactory = Callable[..., Ring]
 
 
 # Seconds a job may wait for a provider's key before a later provider is preferred.
@@ -50,7 +50,7 @@ class PoolContext:
 
     pool: PoolSettings
     settings: Settings
-    rings: Mapping[str, KeyRing]
+    rings: Mapping[str, Ring]
     chat: Mapping[str, OpenAIChat] = field(default_factory=dict)
     images: Mapping[str, ImageProvider] = field(default_factory=dict)
     video: Mapping[str, MiniMaxVideo] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, Result, ShuttingDown
-from aibot.keys import KeyRing
+from aibot.keys import Ring
 from aibot.logs import log_context
 from aibot.pools.figures import Figures
 from aibot.router import PoolLoad
@@ -79,7 +79,7 @@ class Pool:
         *,
         workers: int,
         queue_size: int,
-        rings: Sequence[KeyRing] = (),
+        rings: Sequence[Ring] = (),
         on_outcome: Outcome | None = None,
         handoff: Handoff | None = None,
         service_estimate: float = 10.0,

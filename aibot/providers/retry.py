@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
-from aibot.keys import KeyRing, Lease
+from aibot.keys import Lease, Ring
 
 __all__ = ["ATTEMPTS", "stream_with_keys", "with_keys"]
 
@@ -48,7 +48,7 @@ class _Committed(Exception):
 
 
 def with_keys(
-    ring: KeyRing,
+    ring: Ring,
     call: Callable[[Lease], Awaitable[T]],
     *,
     timeout: float,
@@ -64,7 +64,7 @@ def with_keys(
 
 
 async def stream_with_keys(
-    ring: KeyRing,
+    ring: Ring,
     open_stream: Callable[[Lease], S],
     each: Callable[[Any], Awaitable[None]],
     *,
@@ -106,7 +106,7 @@ async def stream_with_keys(
 
 
 async def _retries(
-    ring: KeyRing,
+    ring: Ring,
     call: Callable[[Lease], Awaitable[T]],
     deadline: float,
     fingerprint: str | None,
@@ -146,7 +146,7 @@ def _transient_retries(deadline: float) -> AsyncRetrying:
 
 
 async def _on_some_key(
-    ring: KeyRing,
+    ring: Ring,
     call: Callable[[Lease], Awaitable[T]],
     deadline: float,
     fingerprint: str | None,
