@@ -10,7 +10,7 @@ import pytest
 
 from aibot.alerts import FOLD_WINDOW, Alert, AlertFolder, AlertHub
 from aibot.jobs import Job
-from aibot.keys import KeyRing
+from aibot.keys import KeyRing, Ring
 from aibot.room_settings import ChannelChoice
 from aibot.settings import Settings, SettingsError
 from aibot.store import Store, StoreError
@@ -38,6 +38,18 @@ class Recorded:
 
     def kinds(self) -> list[str]:
         return [a.kind for a in self.alerts]
+
+
+def watched(ring: Ring) -> Recorded:
+    """The alerts `watch_rings` raises for a chat pool of this one ring."""
+
+    class Pool:
+        name = "chat"
+        rings = (ring,)
+
+    alerts = Recorded()
+    watch_rings([Pool()], alerts)
+    return alerts
 
 
 def job(n: int = 1, *, guild: int = 7, pool: str = "chat") -> Job:
@@ -112,13 +124,7 @@ def test_the_hub_tells_its_listener_and_hands_out_each_alert_once() -> None:
 async def test_a_disabled_key_is_alerted_redacted_and_then_the_empty_pool() -> None:
     secrets = ["sk-first-key-0000000000000000000001", "sk-second-key-000000000000000000002"]
     ring = KeyRing("chat", "openai", secrets, rpm=60, concurrency=1)
-
-    class Pool:
-        name = "chat"
-        rings = (ring,)
-
-    alerts = Recorded()
-    watch_rings([Pool()], alerts)
+    alerts = watched(ring)
     for _ in secrets:
         lease = ring.try_acquire()
         assert lease is not None

@@ -29,10 +29,9 @@ from aibot.providers.retry import with_keys
 from aibot.sandbox import FakeProviders
 from aibot.secrets import fingerprint
 from aibot.settings import Settings
-from aibot.watch import watch_rings
 from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
-from tests.test_alerts import Recorded
+from tests.test_alerts import watched
 from tests.test_cluster_budget import _assert_no_key_in_redis
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -140,13 +139,7 @@ async def test_a_key_a_worker_process_disables_is_alerted_there_redacted(
     ring = SharedKeyRing(
         "chat", "openai", secrets, rpm=600, concurrency=1, budgets=SharedBudgets(client, _PREFIX)
     )
-
-    class Pool:
-        name = "chat"
-        rings = (ring,)
-
-    alerts = Recorded()
-    watch_rings([Pool()], alerts)
+    alerts = watched(ring)
     for _ in secrets:
         async with await ring.acquire(timeout=5) as lease:
             lease.bad_key(f"401 invalid key {lease.key}")
