@@ -27,7 +27,7 @@ from aibot.settings import Settings
 from aibot.store import Store
 from aibot.store.gate import pool_of
 from aibot.transport import LocalQueue
-from aibot.watch import WatchedGate, WatchedLedger, watch_rings
+from aibot.watch import ProviderWatch, WatchedGate, WatchedLedger, watch_rings
 from aibot.worker import Worker
 
 __all__ = ["SERVING_GC_THRESHOLD", "create_bot", "tune_gc_for_serving"]
@@ -63,7 +63,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         # hands jobs over in turn, below).
         replies=foreground.replies(replies),
         gate=store.gate,
-        ledger=WatchedLedger(store.ledger, alerts, discord_clock),
+        ledger=WatchedLedger(store.ledger, ProviderWatch(alerts, discord_clock)),
         journal=store.journal,
         memory=store.memory,
         observe=bot.metrics.observe,

@@ -55,7 +55,7 @@ from aibot.ports import Ledger, ReplyFactory
 from aibot.router import Router
 from aibot.settings import Settings
 from aibot.store import Store
-from aibot.watch import watch_rings
+from aibot.watch import ProviderWatch, WatchedLedger, watch_rings
 from aibot.worker import Observer, Worker
 
 __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
@@ -87,8 +87,15 @@ def create_gateway(settings: Settings) -> AibotBot:
     alerts = AlertHub(clock=discord_clock)
     # Several gateways keep a ledger each: each reads every outcome (its own group).
     group = f"ledger:{cluster.node}" if settings.shard_ids else "ledger"
+    # A provider failing, seen in the workers' outcomes and in this process's own.
+    providers = ProviderWatch(alerts, discord_clock)
     follower = OutcomeFollower(
-        redis, cluster.prefix, store.ledger, group=group, turn=foreground.turn
+        redis,
+        cluster.prefix,
+        store.ledger,
+        group=group,
+        turn=foreground.turn,
+        watch=providers.seen,
     )
     starters: list[Callable[[], Awaitable[object]]] = [_started(follower.start)]
     closers: list[Callable[[], Awaitable[object]]] = [follower.stop]
@@ -104,7 +111,7 @@ def create_gateway(settings: Settings) -> AibotBot:
             foreground.replies(worker_replies),
             bot.metrics.observe,
             beat=False,
-            ledger=store.ledger,
+            ledger=WatchedLedger(store.ledger, providers),
             memory=memory,
         )
         worker_replies.delivery = runner.deliveries

@@ -5,8 +5,10 @@ engine already reports, and the composition root (`aibot.app`) puts it there:
 
 - `watch_rings`: each key ring's on-disable callback: a key disabled, and the
   pool left with no usable key;
-- `WatchedLedger`: the `Ledger` port the worker writes every outcome to: a
-  provider whose jobs keep failing for more than a minute;
+- `ProviderWatch`: every job's outcome, as the worker writes it to the `Ledger`
+  port (`WatchedLedger`) or, in cluster mode, as the gateway reads the workers'
+  rows (`aibot.cluster.outcomes.OutcomeFollower`): a provider whose jobs keep
+  failing for more than a minute;
 - `WatchedGate`: the `Gate` port the intake takes every job through: a daily
   budget (the pool's, or a server's) 90% spent.
 """
@@ -25,6 +27,7 @@ __all__ = [
     "BUDGET_SHARE",
     "FAILING_AFTER",
     "BudgetCounts",
+    "ProviderWatch",
     "WatchedGate",
     "WatchedLedger",
     "watch_rings",
@@ -59,30 +62,21 @@ def watch_rings(pools: Iterable[_Pool], alerts: Alerts) -> None:
             ring.on_disable = disabled
 
 
-class WatchedLedger:
-    """A `Ledger` that also watches each provider's outcomes per pool: failures with
-    no success for `FAILING_AFTER` seconds raise `provider_failing` (again at each
-    later failure: the alerts fold them)."""
+class ProviderWatch:
+    """Watches each provider's outcomes per pool: failures with no success for
+    `after` seconds raise `provider_failing` (again at each later failure: the
+    alerts fold them)."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        alerts: Alerts,
-        clock: Callable[[], float],
-        *,
-        after: float = FAILING_AFTER,
+        self, alerts: Alerts, clock: Callable[[], float], *, after: float = FAILING_AFTER
     ) -> None:
-        self._ledger = ledger
         self._alerts = alerts
         self._clock = clock
         self._after = after
         self._failing_since: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def record(self, job: Job, *, provider: str, outcome: str, **usage: Any) -> object:
-        self._watch(job.pool or "", provider, outcome)
-        return self._ledger.record(job, provider=provider, outcome=outcome, **usage)
-
-    def _watch(self, pool: str, provider: str, outcome: str) -> None:
+    def seen(self, pool: str, provider: str, outcome: str) -> None:
+        """One job of `pool` ended with `outcome` at `provider`."""
         key = (pool, provider)
         if outcome == "ok":
             self._failing_since.pop(key, None)
@@ -100,6 +94,18 @@ class WatchedLedger:
                 "reason": outcome,
             }
             self._alerts.alert(Alert("provider_failing", pool, detail=detail))
+
+
+class WatchedLedger:
+    """A `Ledger` that also tells `watch` every outcome."""
+
+    def __init__(self, ledger: Ledger, watch: ProviderWatch) -> None:
+        self._ledger = ledger
+        self._watch = watch
+
+    def record(self, job: Job, *, provider: str, outcome: str, **usage: Any) -> object:
+        self._watch.seen(job.pool or "", provider, outcome)
+        return self._ledger.record(job, provider=provider, outcome=outcome, **usage)
 
 
 class BudgetCounts(Protocol):

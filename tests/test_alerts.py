@@ -16,7 +16,7 @@ from aibot.settings import Settings, SettingsError
 from aibot.store import Store, StoreError
 from aibot.store.backup import integrity
 from aibot.store.gate import pool_of
-from aibot.watch import WatchedGate, WatchedLedger, watch_rings
+from aibot.watch import ProviderWatch, WatchedGate, WatchedLedger, watch_rings
 
 
 class Clock:
@@ -147,7 +147,7 @@ class Ledger:
 
 def test_a_provider_failing_for_over_a_minute_is_alerted() -> None:
     clock, alerts, rows = Clock(), Recorded(), Ledger()
-    ledger = WatchedLedger(rows, alerts, clock)
+    ledger = WatchedLedger(rows, ProviderWatch(alerts, clock))
     ledger.record(job(1), provider="openai", key_id="", outcome="unavailable", latency=1)
     clock.now += 30
     ledger.record(job(2), provider="openai", key_id="", outcome="unavailable", latency=1)
@@ -162,7 +162,7 @@ def test_a_provider_failing_for_over_a_minute_is_alerted() -> None:
 
 def test_a_success_or_a_members_fault_starts_nothing() -> None:
     clock, alerts = Clock(), Recorded()
-    ledger = WatchedLedger(Ledger(), alerts, clock)
+    ledger = WatchedLedger(Ledger(), ProviderWatch(alerts, clock))
     ledger.record(job(1), provider="openai", key_id="", outcome="unavailable", latency=1)
     clock.now += 50
     ledger.record(job(2), provider="openai", key_id="", outcome="ok", latency=1)

@@ -13,8 +13,10 @@ from aibot.cluster.connection import connect
 from aibot.cluster.outcomes import OutcomeFollower, OutcomePublisher, outcomes_stream
 from aibot.jobs import Job
 from aibot.store import Store
+from aibot.watch import ProviderWatch
 from tests.cluster_processes import eventually
 from tests.fixtures.redis_server import RedisServer, start_redis
+from tests.test_alerts import Clock, Recorded
 
 _ROOT = Path(__file__).resolve().parents[1]
 _PREFIX = "bot"
@@ -225,3 +227,31 @@ async def test_rows_that_come_one_by_one_are_recorded_together(
         await follower.stop()
         await client.aclose()
     assert batches == 2, "the first row alone, then the five that came meanwhile together"
+
+
+async def test_a_provider_failing_on_the_workers_is_alerted_by_the_gateway(
+    redis_server: RedisServer, store_opener
+) -> None:
+    """The rows the gateway reads tell its provider watch, as one process's own
+    outcomes do (`tests/test_alerts.py`): failures for over a minute, an alert."""
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    clock, alerts = Clock(), Recorded()
+    watch = ProviderWatch(alerts, clock)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger, watch=watch.seen)
+    await follower.step(block=False)  # the group exists
+    publisher = OutcomePublisher(client, _PREFIX)
+    for n, outcome in enumerate(["unavailable", "unavailable", "incomplete"]):
+        assert alerts.alerts == []
+        publisher.record(
+            chat(1, f"job-{n}"), provider="openai", key_id="k", outcome=outcome, latency=1
+        )
+        await publisher.flush()
+        assert await follower.step(block=False) == 1
+        clock.now += 31
+    await client.aclose()
+
+    [failing] = alerts.alerts
+    assert (failing.kind, failing.pool) == ("provider_failing", "chat")
+    assert failing.detail["failures"] == "3" and failing.detail["seconds"] == "62"
+    assert await jobs_counted(store) == 3  # still recorded

@@ -151,8 +151,12 @@ class OutcomeFollower:
         block: float = 0.5,
         linger: float = 0.5,
         turn: Callable[[], Awaitable[None]] | None = None,
+        watch: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._client = client
+        # Told each row's (pool, provider, outcome): the operators' alert of a
+        # provider failing on the workers (`aibot.watch.ProviderWatch.seen`).
+        self._watch = watch
         # Members first: each batch waits for the background's turn (aibot.foreground).
         self._turn = turn
         self._stream = outcomes_stream(prefix)
@@ -240,15 +244,17 @@ class OutcomeFollower:
         if not entries:
             return 0
         for _, fields in entries:
-            _to_ledger(self._ledger, fields)
+            row = json.loads(fields["row"])
+            _to_ledger(self._ledger, row)
+            if self._watch is not None:
+                self._watch(row["pool"], row["provider"], row["outcome"])
         await self._ledger.flush()
         await self._client.xack(self._stream, self._group, *(entry_id for entry_id, _ in entries))
         self.recorded += len(entries)
         return len(entries)
 
 
-def _to_ledger(ledger: Ledger, fields: dict[str, Any]) -> None:
-    row = json.loads(fields["row"])
+def _to_ledger(ledger: Ledger, row: dict[str, Any]) -> None:
     job = Job(
         command=row["command"],
         args={},
