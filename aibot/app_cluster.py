@@ -55,7 +55,8 @@ from aibot.ports import Ledger, ReplyFactory
 from aibot.router import Router
 from aibot.settings import Settings
 from aibot.store import Store
-from aibot.watch import ProviderWatch, WatchedLedger, watch_rings
+from aibot.store.gate import pool_of
+from aibot.watch import ProviderWatch, WatchedGate, WatchedLedger, watch_rings
 from aibot.worker import Observer, Worker
 
 __all__ = ["WorkerProcess", "create_gateway", "create_worker"]
@@ -133,7 +134,15 @@ def create_gateway(settings: Settings) -> AibotBot:
         watch=connect(cluster.redis_url, max_connections=2),
         batched=batched,
     )
-    gate = ClusterGate(shared_gate, lambda: queue.reachable)
+    # The operators hear when a daily budget is 90% spent, from the counts each
+    # take brings back.
+    gate = WatchedGate(
+        ClusterGate(shared_gate, lambda: queue.reachable),
+        shared_gate,
+        alerts,
+        day=store.calendar.day,
+        pool_of=pool_of,
+    )
     intake = Intake(
         router=router,
         queue=queue,

@@ -21,9 +21,11 @@ from aibot.cluster.gate import SharedGate
 from aibot.jobs import Job, LimitReached
 from aibot.settings import Settings
 from aibot.store.days import Calendar
-from aibot.store.gate import Limits
+from aibot.store.gate import Limits, pool_of
+from aibot.watch import WatchedGate
 from tests.cluster_processes import child_main, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
+from tests.test_alerts import Recorded
 
 _ROOT = Path(__file__).resolve().parents[1]
 _PREFIX = "bot"
@@ -201,6 +203,36 @@ async def test_the_pools_budget_from_settings_holds_whatever_a_guild_sets(
     with pytest.raises(LimitReached) as refused:
         await gate.take(_chat(user=3))
     assert refused.value.scope == "budget"
+
+
+async def test_a_budget_ninety_percent_spent_across_processes_is_alerted_once_a_day(
+    client: redis.Redis,
+) -> None:
+    """As in one process (`tests/test_alerts.py`), with another process's takes
+    counted too: the watched gate reads the counts each of its takes brings back."""
+    env = {"AIBOT_CHAT_DAILY_BUDGET": "10", "AIBOT_CHAT_COOLDOWN": "0"}
+    clock = _Clock(time.time())
+    calendar = Calendar(Settings.from_env(env).timezone, clock)
+    here, elsewhere = _gate(client, env, calendar), _gate(client, env, calendar)
+    await here.set_limits(8, "chat", daily_budget=5)
+    alerts = Recorded()
+    gate = WatchedGate(here, here, alerts, day=calendar.day, pool_of=pool_of)
+    for n in range(4):  # server 8: 4 of its 5 (80%), 2 of them through another process
+        await (gate if n % 2 else elsewhere).take(_chat(user=n, guild=8))
+    for n in range(4, 8):  # another server's, through the other process
+        await elsewhere.take(_chat(user=n, guild=7))
+    assert alerts.alerts == []
+    assert here.spent("chat", 8) == (4, 5)  # as its latest take saw it
+
+    await gate.take(_chat(user=8, guild=7))  # the pool: 9 of its 10
+    [pool] = alerts.alerts
+    assert (pool.kind, pool.pool, pool.guild_id) == ("budget", "chat", None)
+    assert pool.detail == {"used": "9", "budget": "10"}
+    await gate.take(_chat(user=9, guild=8))  # server 8: 5 of 5; the pool: 10 of 10
+    assert [a.guild_id for a in alerts.alerts] == [None, 8]
+    clock.now += 86_400  # a new day: counts and alerts start again
+    await gate.take(_chat(user=10, guild=7))
+    assert len(alerts.alerts) == 2 and here.spent("chat") == (1, 10)
 
 
 async def test_an_overflowed_chat_spends_the_chat_quota(client: redis.Redis) -> None:

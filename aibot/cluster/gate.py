@@ -23,7 +23,10 @@ day a job was counted on, kept for its refund (until the day ends, at most
 `refund_window` seconds).
 
 Unlike the embedded gate every method is a coroutine: even `limits` reads
-the overrides another process may just have set.
+the overrides another process may just have set. `spent` alone is not: it
+answers from the counts the latest take here brought back (for the operators'
+budget alert, `aibot.watch.WatchedGate`), so it sees other processes' uses as
+of then.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ _FIELDS = ("cooldown", "daily_quota", "daily_budget")
 # KEYS: the day's counts, the member's cooldown, the guild's overrides, the
 # job's refund record. ARGV: member field, guild field, the pool's defaults
 # (cooldown in seconds, quota, budget), the counts' lifetime (s), the refund
-# record's value and lifetime (s). Returns {0} taken, {1, ms} cooldown,
-# {2} quota, {3} budget. An override field left unset follows settings; the
-# pool's own budget is never overridden (it protects the bill).
+# record's value and lifetime (s). Returns {0, guild's count, guild's budget,
+# pool's count} taken (the counts with this take), {1, ms} cooldown, {2} quota,
+# {3} budget. An override field left unset follows settings; the pool's own
+# budget is never overridden (it protects the bill).
 _TAKE = """
 local wait = redis.call('PTTL', KEYS[2])
 if wait > 0 then return {1, wait} end
@@ -71,7 +75,7 @@ redis.call('HINCRBY', KEYS[1], 'all', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 if cooldown > 0 then redis.call('SET', KEYS[2], '1', 'PX', math.ceil(cooldown * 1000)) end
 redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
-return {0}
+return {0, (tonumber(used[2]) or 0) + 1, budget, (tonumber(used[3]) or 0) + 1}
 """
 
 # KEYS: the job's refund record, today's counts. ARGV: today, member field,
@@ -116,6 +120,9 @@ class SharedGate:
         self._batched = batched if batched is not None else Batched(client)
         self._refund = client.register_script(_REFUND)
         self._day, self._start, self._end = calendar.span(calendar.now())
+        # (used, budget) as the latest take here saw them: by pool, and by
+        # (pool, guild); today's only.
+        self._spent: dict[tuple[str, int | None], tuple[int, int]] = {}
 
     async def take(self, job: Job) -> None:
         """Count one use, or raise `LimitReached(scope, retry_after=seconds)`:
@@ -151,10 +158,23 @@ class SharedGate:
         except NoScriptError:  # Redis restarted empty: the script loads itself
             answer = await self._take(keys=keys, args=args)
         verdict = int(answer[0])
+        if verdict == 0:
+            self._spent[(pool, guild)] = (int(answer[1]), int(answer[2]))
+            self._spent[(pool, None)] = (int(answer[3]), default.daily_budget)
+            return
         if verdict == 1:
             raise LimitReached("cooldown", retry_after=int(answer[1]) / 1000)
-        if verdict:
-            raise LimitReached("quota" if verdict == 2 else "budget", retry_after=self._end - now)
+        raise LimitReached("quota" if verdict == 2 else "budget", retry_after=self._end - now)
+
+    def spent(self, pool: str, guild_id: int | None = None) -> tuple[int, int]:
+        """(used today, daily budget) of a server in a pool, or of the whole pool
+        everywhere (`guild_id` None), as the latest take here counted them (see
+        the module docstring); budget 0 is unlimited."""
+        self._today()
+        key = (pool, None if guild_id is None else guild_id or 0)
+        if key in self._spent:
+            return self._spent[key]
+        return 0, self._defaults[pool].daily_budget
 
     async def refund(self, job: Job) -> bool:
         """Give back the quota and budget a job took (the provider failed it).
@@ -221,6 +241,7 @@ class SharedGate:
         now = self._calendar.now()
         if not self._start <= now < self._end:
             self._day, self._start, self._end = self._calendar.span(now)
+            self._spent = {}
         return now
 
     def _used(self, pool: str) -> str:
