@@ -255,3 +255,21 @@ async def test_a_provider_failing_on_the_workers_is_alerted_by_the_gateway(
     assert (failing.kind, failing.pool) == ("provider_failing", "chat")
     assert failing.detail["failures"] == "3" and failing.detail["seconds"] == "62"
     assert await jobs_counted(store) == 3  # still recorded
+
+
+async def test_a_row_the_gateway_cannot_read_is_skipped_not_retried_forever(
+    redis_server: RedisServer, store_opener
+) -> None:
+    store = await store_opener(clock=time.time)
+    client = connect(redis_server.url)
+    follower = OutcomeFollower(client, _PREFIX, store.ledger)
+    await follower.step(block=False)  # the group exists
+    await client.xadd(outcomes_stream(_PREFIX), {"job": "j-old", "outcome": "ok"})  # no `row`
+    publisher = OutcomePublisher(client, _PREFIX)
+    publisher.record(chat(1, "job-1"), provider="openai", key_id="k", outcome="ok", latency=1)
+    await publisher.flush()
+
+    assert await follower.step(block=False) == 2  # both taken off the stream
+    assert await jobs_counted(store) == 1  # the readable one recorded
+    assert (await client.xpending(outcomes_stream(_PREFIX), "ledger"))["pending"] == 0
+    await client.aclose()

@@ -13,15 +13,16 @@ cost the gateway about 5 ms to read, against 1.3 ms as JSON.
 On the gateway an `OutcomeFollower` reads the stream in a consumer group,
 records each row with `aibot.store.Ledger.record` (the gateway's price table
 makes the cost), waits until the rows are in the file, and only then
-acknowledges them. Members first: each batch is read (a reply parsed
-whole, in one go) and recorded in the background's turn (`aibot.foreground`),
-not in the middle of a burst of commands. A crash between the write and the acknowledgement
-delivers the rows again (the follower reads its own pending entries first
-when it starts); the ledger counts a job id once, so a reclaimed job
-answered once, or a row delivered twice, is counted once. While rows come
-one by one (the jobs of a burst end one by one), the follower reads at most
-every half second (`linger`): a row each time would cost the gateway a read,
-a write to the file and an acknowledgement per job.
+acknowledges them. Members first: each batch is read (a reply parsed whole,
+in one go) and recorded in the background's turn (`aibot.foreground`), not in
+the middle of a burst of commands. A row it cannot read (written by another
+version) is logged and acknowledged, not retried forever. A crash between the
+write and the acknowledgement delivers the rows again (the follower reads its
+own pending entries first when it starts); the ledger counts a job id once, so
+a reclaimed job answered once, or a row delivered twice, is counted once. While
+rows come one by one (the jobs of a burst end one by one), the follower reads
+at most every half second (`linger`): a row each time would cost the gateway a
+read, a write to the file and an acknowledgement per job.
 
 Redis down: the publisher keeps rows (up to its limit, then drops the oldest,
 counted and logged) and sends them when Redis is back; the follower logs,
@@ -243,9 +244,13 @@ class OutcomeFollower:
         """Into the ledger, into the file, then acknowledged."""
         if not entries:
             return 0
-        for _, fields in entries:
-            row = json.loads(fields["row"])
-            _to_ledger(self._ledger, row)
+        for entry_id, fields in entries:
+            try:
+                row = json.loads(fields["row"])
+                _to_ledger(self._ledger, row)
+            except (KeyError, TypeError, ValueError) as error:
+                log.warning("outcomes: row %s unreadable (%r), skipped", entry_id, error)
+                continue
             if self._watch is not None:
                 self._watch(row["pool"], row["provider"], row["outcome"])
         await self._ledger.flush()
