@@ -13,7 +13,9 @@ budgets (`SharedKeyRing`), conversation memory (`SharedMemory`, which the
 gateway's `/reset` forgets too), the gate and `/admin quota` (`SharedGate`).
 The usage ledger stays in the gateway's SQLite file: worker processes publish
 their outcomes (`OutcomePublisher`) and the gateway's `OutcomeFollower` records
-them, once per job id, so `/stats` shows the whole bot. A gateway started with
+them, once per job id, so `/stats` shows the whole bot. The operators' alerts
+go the same way: a worker-only process publishes them (`AlertPublisher`) and
+every gateway posts them (`AlertFollower`). A gateway started with
 `AIBOT_SHARD_IDS` claims its shards in Redis before it connects
 (`ShardClaims`, renewed by its heartbeat; with `AIBOT_GATEWAY=standby` it waits
 for them) and identifies through `IdentifyLock`, its buckets Discord's
@@ -31,6 +33,7 @@ from redis.asyncio import Redis
 
 from aibot.alerts import AlertHub
 from aibot.catalogue import POOLS
+from aibot.cluster.alerts import AlertFollower, AlertPublisher
 from aibot.cluster.batch import Batched
 from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.connection import connect
@@ -98,8 +101,13 @@ def create_gateway(settings: Settings) -> AibotBot:
         turn=foreground.turn,
         watch=providers.seen,
     )
-    starters: list[Callable[[], Awaitable[object]]] = [_started(follower.start)]
-    closers: list[Callable[[], Awaitable[object]]] = [follower.stop]
+    # The worker-only processes' alerts (keys they disabled), into this one's rooms.
+    worker_alerts = AlertFollower(redis, cluster.prefix, alerts, turn=foreground.turn)
+    starters: list[Callable[[], Awaitable[object]]] = [
+        _started(follower.start),
+        _started(worker_alerts.start),
+    ]
+    closers: list[Callable[[], Awaitable[object]]] = [follower.stop, worker_alerts.stop]
     on_beat: list[Callable[[], Awaitable[object]]] = []
     runner = None
     if settings.enabled_pools:
@@ -307,6 +315,7 @@ class WorkerProcess:
         headless: HeadlessReplies,
         runner: Runner,
         outcomes: OutcomePublisher,
+        alerts: AlertPublisher | None = None,
         status: WorkerStatus | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -316,6 +325,7 @@ class WorkerProcess:
         self.headless = headless
         self.runner = runner
         self.outcomes = outcomes
+        self.alerts = alerts
         self.status = status if status is not None else WorkerStatus(runner, redis)
         self.metrics = metrics if metrics is not None else Metrics(self.status)
         self.http_server: HttpServer | None = None
@@ -361,6 +371,8 @@ class WorkerProcess:
         await self.headless.close()
         await _flush_rings(self.runner.worker)
         await self.outcomes.flush()
+        if self.alerts is not None:
+            await self.alerts.flush()
         await self.store.close()
         await self.redis.aclose()
 
@@ -388,6 +400,9 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
         memory=memory,
     )
     headless.replies.delivery = runner.deliveries
+    # Keys disabled here are alerted by the gateways (this process has no rooms).
+    alerts = AlertPublisher(redis, cluster.prefix)
+    watch_rings(runner.worker.pools.values(), alerts)
     status = WorkerStatus(runner, redis)
     metrics = Metrics(status)
     return WorkerProcess(
@@ -397,6 +412,7 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
         headless=headless,
         runner=runner,
         outcomes=outcomes,
+        alerts=alerts,
         status=status,
         metrics=metrics,
     )

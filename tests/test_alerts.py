@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aibot.alerts import FOLD_WINDOW, Alert, AlertFolder, AlertHub
+from aibot.alerts import FOLD_WINDOW, Alert, AlertFolder, AlertHub, Alerts
 from aibot.jobs import Job
 from aibot.keys import KeyRing, Ring
 from aibot.room_settings import ChannelChoice
@@ -40,15 +40,20 @@ class Recorded:
         return [a.kind for a in self.alerts]
 
 
-def watched(ring: Ring) -> Recorded:
-    """The alerts `watch_rings` raises for a chat pool of this one ring."""
+def watch_one(ring: Ring, alerts: Alerts) -> None:
+    """`watch_rings` for the ring's pool, holding this one ring."""
 
     class Pool:
-        name = "chat"
+        name = ring.pool
         rings = (ring,)
 
-    alerts = Recorded()
     watch_rings([Pool()], alerts)
+
+
+def watched(ring: Ring) -> Recorded:
+    """The alerts `watch_rings` raises for this ring."""
+    alerts = Recorded()
+    watch_one(ring, alerts)
     return alerts
 
 
