@@ -28,7 +28,7 @@ import redis.asyncio as redis
 
 from aibot.alerts import Alert, Alerts
 from aibot.cluster.sender import FAILURES, Sender
-from aibot.cluster.tasks import stop_tasks
+from aibot.cluster.tasks import LoopTask
 
 __all__ = ["AlertFollower", "AlertPublisher", "alerts_stream"]
 
@@ -62,7 +62,7 @@ class AlertPublisher:
         await self._sender.flush()
 
 
-class AlertFollower:
+class AlertFollower(LoopTask):
     """A gateway's reader of the alerts stream into its `alerts` hub. `start()` /
     `stop()` a task following it; `step()` reads once, for tests. A read waits
     `block` seconds at most for an alert."""
@@ -82,16 +82,6 @@ class AlertFollower:
         self._block_ms = max(1, round(block * 1000))
         self._turn = turn
         self._last: str | None = None  # the latest entry read; None: not started
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
 
     async def run(self) -> None:
         """Follow the stream until cancelled; Redis failing is waited out."""

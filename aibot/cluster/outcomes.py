@@ -47,7 +47,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from aibot.cluster.sender import FAILURES, Sender
-from aibot.cluster.tasks import stop_tasks
+from aibot.cluster.tasks import LoopTask
 from aibot.jobs import Job
 from aibot.store.gate import pool_of
 from aibot.store.ledger import Ledger
@@ -131,7 +131,7 @@ class OutcomePublisher:
         await self._sender.flush()
 
 
-class OutcomeFollower:
+class OutcomeFollower(LoopTask):
     """The gateway's reader of the outcomes stream into its SQLite `ledger`.
 
     `run()` follows until cancelled (or `start()` / `stop()` a task doing so);
@@ -169,16 +169,6 @@ class OutcomeFollower:
         self._linger = linger
         self._ready = False  # the group exists and our own pending rows were read
         self.recorded = 0  # rows handed to the ledger (a repeat is ignored there)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
 
     async def run(self) -> None:
         """Follow the stream until cancelled; Redis failing is waited out."""

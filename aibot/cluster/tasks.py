@@ -1,4 +1,4 @@
-"""Stopping the cluster's background loops for certain.
+"""The cluster's background loops, and stopping them for certain.
 
 redis-py's asyncio client can swallow a task's cancellation when it arrives
 at the wrong moment inside a command (redis/redis-py#2028, #2551): the loop
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["stop_tasks"]
+__all__ = ["LoopTask", "stop_tasks"]
 
 
 async def stop_tasks(tasks: Collection[asyncio.Task[Any]], *, every: float = 0.5) -> None:
@@ -28,3 +28,22 @@ async def stop_tasks(tasks: Collection[asyncio.Task[Any]], *, every: float = 0.5
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+class LoopTask:
+    """A background loop: `start()` runs `run()` (until cancelled) in a task of
+    its own, once; `stop()` stops it for certain (`stop_tasks`)."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await stop_tasks([self._task])
+            self._task = None
