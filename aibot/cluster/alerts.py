@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -52,7 +53,7 @@ class AlertPublisher:
         self._sender = Sender("alerts", limit=keep, pauses=(0.5, 2.0, 5.0))
 
     def alert(self, alert: Alert) -> None:
-        fields = {"alert": json.dumps(_as_dict(alert))}
+        fields: dict[Any, Any] = {"alert": json.dumps(_as_dict(alert))}
         self._sender.send(
             lambda: self._client.xadd(self._stream, fields, maxlen=self._keep, approximate=True)
         )
@@ -102,11 +103,11 @@ class AlertFollower(LoopTask):
             await self._turn()
         if self._last is None:
             # New alerts only: from the stream's latest entry as this gateway starts.
-            latest = await self._client.xrevrange(self._stream, count=1)
+            latest: Any = await self._client.xrevrange(self._stream, count=1)
             self._last = latest[0][0] if latest else "0-0"
-        answer = await self._client.xread(
-            {self._stream: self._last}, block=self._block_ms if block else None
-        )
+        streams: dict[Any, Any] = {self._stream: self._last}
+        # (stream, [(id, fields), ...]) pairs: redis-py's decoded reply.
+        answer: Any = await self._client.xread(streams, block=self._block_ms if block else None)
         told = 0
         for _, entries in answer or []:
             for entry_id, fields in entries:
