@@ -193,7 +193,7 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
         print(_no_token(found, command), file=sys.stderr, end="")
         return EXIT_CONFIG
     if settings.cluster is not None and not settings.cluster.gateway and not args.sync:
-        from aibot.app_cluster import create_worker
+        from aibot.app_worker import create_worker
         from aibot.cli_worker import serve_worker
 
         return asyncio.run(serve_worker(create_worker(env), settings))

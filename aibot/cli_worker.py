@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from aibot.app_cluster import WorkerProcess
+from aibot.app_worker import WorkerProcess
 from aibot.cli import EXIT_FAILED, EXIT_OK, say
 from aibot.logs import setup_logging
 from aibot.settings import Settings

@@ -11,7 +11,8 @@ on Redis) plugs in where the embedded one (SQLite, `aibot.store`) stands today:
 - `ReplyFactory`: makes a job's `Reply` from the job alone (the Discord side
   implements it over the interaction webhook).
 
-A key's budget (the bucket each key is paced by) is behind `aibot.keys.KeyRing`.
+A key's budget (the bucket each key is paced by) is behind `aibot.leases.Ring`
+(`aibot.keys.KeyRing` in one process).
 """
 
 from __future__ import annotations

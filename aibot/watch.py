@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from aibot.alerts import Alert, Alerts
 from aibot.jobs import Job
-from aibot.keys import Ring
+from aibot.leases import Ring
 from aibot.ports import Gate, Ledger
 
 __all__ = [

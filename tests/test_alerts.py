@@ -10,7 +10,8 @@ import pytest
 
 from aibot.alerts import FOLD_WINDOW, Alert, AlertFolder, AlertHub, Alerts
 from aibot.jobs import Job
-from aibot.keys import KeyRing, Ring
+from aibot.keys import KeyRing
+from aibot.leases import Ring
 from aibot.room_settings import ChannelChoice
 from aibot.settings import Settings, SettingsError
 from aibot.store import Store, StoreError

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from aibot.jobs import Unavailable
-from aibot.keys import KeyRing, Lease
+from aibot.keys import KeyRing
+from aibot.leases import Lease
 from aibot.providers.retry import ATTEMPTS, with_keys
 from tests.fixtures.engine import on_virtual_clock
 

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibot import create_bot
-from aibot.app_cluster import create_worker
+from aibot.app_worker import create_worker
 from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import text
 from aibot.sandbox.fake_discord import FakeDiscord, pointed_at

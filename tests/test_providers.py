@@ -21,7 +21,8 @@ from aibot.jobs import (
     Rejected,
     Unavailable,
 )
-from aibot.keys import KeyRing, Lease
+from aibot.keys import KeyRing
+from aibot.leases import Lease
 from aibot.providers.base import ImageRequest, error_for_status, nearest_ratio
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo, base_resp_error
 from aibot.providers.openai_chat import OpenAIChat, ThinkFilter

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from aibot.cluster.budget import Reservation, SharedBudgets, pace
 from aibot.cluster.sender import FAILURES, Sender
 from aibot.jobs import NoKeyAvailable, Unavailable
-from aibot.keys import KeyState, Lease, OnDisable
+from aibot.leases import KeyState, Lease, OnDisable
 from aibot.rate_headers import requests_left
 from aibot.secrets import fingerprint, redact, scrub
 from aibot.snapshots import KeyRingSnapshot

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
 from aibot.jobs import AibotError, BadRequest, KeysDown, NoKeyAvailable, Unavailable
-from aibot.keys import KeyRing, Ring
+from aibot.keys import KeyRing
+from aibot.leases import Ring
 from aibot.pools.base import Handoff, Outcome, Pool
 from aibot.ports import Journal, Memory
 from aibot.providers.base import ImageProvider

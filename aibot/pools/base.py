@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aibot.jobs import AibotError, Cancelled, Job, Paused, QueueFull, Reply, Result, ShuttingDown
-from aibot.keys import Ring
+from aibot.leases import Ring
 from aibot.logs import log_context
 from aibot.pools.figures import Figures
 from aibot.router import PoolLoad

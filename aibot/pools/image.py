@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from aibot.jobs import Artifact, BadRequest, Job, Reply, Result
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.pools import PoolContext
 from aibot.pools.base import Work
 from aibot.pools.pictures import PictureRef, fetch_picture, picture_ref, strength_of

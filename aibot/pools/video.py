@@ -33,7 +33,7 @@ from aibot.jobs import (
     Result,
     Unavailable,
 )
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.pools import PoolContext
 from aibot.pools.base import Work
 from aibot.pools.pictures import PICTURE_ARG, fetch_picture, picture_ref

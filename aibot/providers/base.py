@@ -19,7 +19,7 @@ import aiohttp
 import openai
 
 from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.rate_headers import retry_after
 from aibot.secrets import scrub
 

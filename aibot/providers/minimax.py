@@ -30,7 +30,7 @@ from aibot.jobs import (
     Rejected,
     Unavailable,
 )
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.providers.base import (
     HttpSession,
     Image,

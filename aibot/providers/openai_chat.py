@@ -28,7 +28,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from aibot.jobs import AibotError, BadAnswer, Incomplete, Rejected, Unavailable
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.providers.base import OpenAIClients, openai_error
 from aibot.providers.minimax import base_resp_error
 from aibot.providers.sse import EventDecoder

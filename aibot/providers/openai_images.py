@@ -18,7 +18,7 @@ import openai
 from openai.types import ImagesResponse
 
 from aibot.jobs import BadAnswer
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.providers.base import (
     Image,
     ImageRequest,

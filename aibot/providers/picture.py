@@ -13,7 +13,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.providers.base import Image, ImageRequest
 
 __all__ = [

@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
-from aibot.keys import Lease, Ring
+from aibot.leases import Lease, Ring
 
 __all__ = ["ATTEMPTS", "stream_with_keys", "with_keys"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import aiohttp
 
 from aibot.jobs import AibotError, Rejected, Unavailable
-from aibot.keys import Lease
+from aibot.leases import Lease
 from aibot.providers.base import (
     HttpSession,
     Image,
