@@ -5,7 +5,9 @@ and provider, redacted, routes, store path, HTTP address), which pools will run
 and which are off (a pool with no key at all is off), and every problem at once:
 bad variables, a missing token, no pool with a key, a pool with keys none of
 which does its work, a data folder it cannot write, an HTTP address it cannot
-bind. Exit status 0 when it would start, 2 otherwise.
+bind. Exit status 0 when it would start, 2 otherwise. What it prints comes from
+the settings (channel patterns like `[0-9]`, paths, problems quoting a URL's form),
+so none of it is read as rich markup.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from aibot.catalogue import COMMAND_POOL, POOL_INDEX, PROVIDER_KINDS, PROVIDERS
 from aibot.router import Router
@@ -82,7 +85,7 @@ def redis_problems(settings: Settings, timeout: float = 3.0) -> list[str]:
     problem names the variable, never its value.)"""
     import asyncio
 
-    from aibot.cluster.connection import connect
+    from aibot.cluster.connection import MasterNotFoundError, connect
 
     assert settings.cluster is not None
 
@@ -96,6 +99,11 @@ def redis_problems(settings: Settings, timeout: float = 3.0) -> list[str]:
 
     try:
         asyncio.run(ping())
+    except MasterNotFoundError:
+        return [
+            "AIBOT_REDIS_URL: no Sentinel named there knows a primary for the service "
+            "(its name is the one in their `sentinel monitor` line)"
+        ]
     except Exception as error:
         why = "no answer in time" if isinstance(error, TimeoutError) else type(error).__name__
         return [f"AIBOT_REDIS_URL: Redis does not answer ({why})"]
@@ -136,9 +144,9 @@ def report(settings: Settings, console: Console) -> None:
             for p in pool.providers
         )
         here = _here(settings, name)
-        pools.add_row(name, here, str(pool.workers), str(pool.queue_size), keys)
+        pools.add_row(*map(Text, (name, here, str(pool.workers), str(pool.queue_size), keys)))
     console.print(pools)
-    console.print(running(settings), highlight=False, soft_wrap=True)
+    console.print(running(settings), highlight=False, soft_wrap=True, markup=False)
     routes = Table(title="routes", title_justify="left")
     for column in ("pool", "commands", "channels", "guilds", "cooldown / daily quota"):
         routes.add_column(column)
@@ -147,7 +155,7 @@ def report(settings: Settings, console: Console) -> None:
         guilds = ", ".join(map(str, sorted(pool.guilds))) or "all"
         limits = f"{pool.cooldown:g} s / {pool.daily_quota or 'unlimited'}"
         names = " ".join(f"/{c}" for c in commands)
-        routes.add_row(name, names, ", ".join(patterns), guilds, limits)
+        routes.add_row(*map(Text, (name, names, ", ".join(patterns), guilds, limits)))
     console.print(routes)
     http = "off" if settings.http is None else "{}:{}".format(*settings.http)
     token = redact(settings.discord_token) if settings.discord_token else "not set"
@@ -160,6 +168,7 @@ def report(settings: Settings, console: Console) -> None:
         f"token {token}  store {settings.data_dir / 'aibot.db'}  http {http}  "
         f"shards {shards}  day boundary {settings.timezone.key}",
         highlight=False,
+        markup=False,
     )
     cluster = settings.cluster
     if cluster is not None:  # never the URL: it may hold a password
@@ -172,6 +181,7 @@ def report(settings: Settings, console: Console) -> None:
             f"cluster mode: node {cluster.node}, {role}, pools here: {pools}, "
             f"prefix {cluster.prefix}, lease {cluster.lease_seconds:g} s",
             highlight=False,
+            markup=False,
         )
 
 
@@ -206,9 +216,9 @@ def main(
         try:
             settings_file = find_settings_file(args.env_file)
         except SettingsFileError as error:
-            console.print(f"aibot: {error}.", style="bold red", highlight=False)
+            console.print(f"aibot: {error}.", style="bold red", highlight=False, markup=False)
             return 2
-    console.print(settings_file.describe(), highlight=False, soft_wrap=True)
+    console.print(settings_file.describe(), highlight=False, soft_wrap=True, markup=False)
     env = load_env(settings_file.path)
     try:
         settings = Settings.from_env(env)
@@ -222,11 +232,13 @@ def main(
         found.extend(redis_problems(settings))
     report(settings, console)
     for warning in warnings:
-        console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)
+        console.print(
+            f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True, markup=False
+        )
     if found:
         console.print(f"{len(found)} problem(s): aibot would not start", style="bold red")
         for problem in found:
-            console.print(f"  - {problem}", highlight=False, soft_wrap=True)
+            console.print(f"  - {problem}", highlight=False, soft_wrap=True, markup=False)
         return 2
     keys = sum(len(k) for pool in settings.pools.values() for k in pool.keys.values())
     pools = settings.pools.values()

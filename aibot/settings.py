@@ -295,8 +295,11 @@ class _Reader:
                 "AIBOT_GATEWAY: standby needs AIBOT_SHARD_IDS (the shards it stands by for, "
                 "the same as the gateway it backs up) and AIBOT_SHARD_COUNT"
             )
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            self.problems.append("AIBOT_REDIS_URL: a redis://, rediss:// or unix:// URL")
+        # Imported here: the cluster package is for cluster mode only.
+        from aibot.cluster.urls import url_problem
+
+        if problem := url_problem(url):
+            self.problems.append(f"AIBOT_REDIS_URL: {problem}")
         return ClusterSettings(
             redis_url=url,
             prefix=self.raw("AIBOT_REDIS_PREFIX") or "aibot",

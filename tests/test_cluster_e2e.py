@@ -121,10 +121,26 @@ async def cluster(
     fake_providers: FakeProviders,
     tmp_path: Path,
 ) -> AsyncIterator[Cluster]:
+    async with cluster_on(
+        redis_server.url, redis_server, aibot_env, fake_providers, tmp_path
+    ) as world:
+        yield world
+
+
+@contextlib.asynccontextmanager
+async def cluster_on(
+    url: str,
+    server: RedisServer,
+    aibot_env: dict[str, str],
+    fake_providers: FakeProviders,
+    tmp_path: Path,
+) -> AsyncIterator[Cluster]:
+    """The `cluster` world on the Redis of `url` (`server` is the one that stops and
+    restarts in the fault tests)."""
     env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
     env.update(
         {
-            "AIBOT_REDIS_URL": redis_server.url,
+            "AIBOT_REDIS_URL": url,
             "AIBOT_REDIS_PREFIX": PREFIX,
             "AIBOT_VIDEO_POLL_SECONDS": "1",
             # Each poll takes the key's budget: MiniMax's 5 a minute would make a
@@ -134,7 +150,7 @@ async def cluster(
         }
     )
     fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
-    redis = connect(redis_server.url)
+    redis = connect(url)
     async with fake.running():
         with pointed_at(fake):
             # No pool of its own unless a test's aibot_env marker names some.
@@ -143,7 +159,7 @@ async def cluster(
             bot = create_bot({**env, **gateway})
             bot.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
             run = asyncio.create_task(bot.start(fake.token))
-            world = Cluster(redis, redis_server, fake, fake_providers, bot, env, tmp_path)
+            world = Cluster(redis, server, fake, fake_providers, bot, env, tmp_path)
             try:
                 await fake.wait_ready(timeout=WAIT)
                 await asyncio.wait_for(bot.wait_until_ready(), WAIT)

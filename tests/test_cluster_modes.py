@@ -87,3 +87,12 @@ def test_without_a_redis_url_the_bot_never_imports_redis(tmp_path: Path) -> None
         [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_check_prints_brackets_in_settings_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rich would read "[ab]" as a style tag (and fail on "[/x]").
+    status, out = check(tmp_path, "AIBOT_HTTP=off\nAIBOT_CHAT_CHANNELS=채팅방-[ab]\n", monkeypatch)
+    assert status == 0, out
+    assert "채팅방-[ab]" in out

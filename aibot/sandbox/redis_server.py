@@ -6,7 +6,9 @@ working in `folder`; it returns once the server answers PING. It is stopped by
 its own PID (`RedisServer.stop`), never by name, and runs in a session of its
 own, so a Ctrl-C in the terminal does not stop it before its owner is done with
 it. `throwaway_redis()` does the same in a temporary folder of its own and stops
-the server when the block ends, also on Ctrl-C or an error.
+the server when the block ends, also on Ctrl-C or an error. `start_redis(...,
+replica_of=primary)` starts a replica, and `start_sentinel(folder, primary)` a
+Sentinel watching the primary, for the tests of a failover.
 
 Only the standard library is used: no Redis client is needed to start one.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "RedisServer",
     "redis_binary",
     "start_redis",
+    "start_sentinel",
     "throwaway_redis",
 ]
 
@@ -92,31 +95,63 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_redis(folder: Path, port: int | None = None) -> RedisServer:
+def start_redis(
+    folder: Path, port: int | None = None, *, replica_of: RedisServer | None = None
+) -> RedisServer:
     """Start `redis-server` bound to 127.0.0.1 (a free port unless given), no
-    persistence, working in `folder`; returns once it answers PING. Raises
-    `RedisNotInstalled` when there is no `redis-server` on the PATH."""
+    persistence, working in `folder` (a replica of `replica_of` when given); returns
+    once it answers PING. Raises `RedisNotInstalled` when there is no `redis-server`
+    on the PATH."""
+    port = port or _free_port()
+    options = [
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(folder),
+        "--protected-mode", "yes",
+        # A replica starting gets its copy at once, not after 5 s.
+        "--repl-diskless-sync-delay", "0",
+    ]  # fmt: skip
+    if replica_of is not None:
+        options += ["--replicaof", "127.0.0.1", str(replica_of.port)]
+    return _started(options, port, f"redis://127.0.0.1:{port}/0")
+
+
+def start_sentinel(folder: Path, primary: RedisServer, service: str = "aibot") -> RedisServer:
+    """Start a Redis Sentinel (`redis-server --sentinel`) on a free port, watching
+    `primary` as `service`, alone (quorum 1) and quick to act: the primary is down
+    after 0.5 s without an answer, and a failover is retried after 3 s. Its `url`
+    is the `redis+sentinel://` URL of the service. Sentinel rewrites its
+    configuration file, which it keeps in `folder`."""
+    port = _free_port()
+    config = folder / f"sentinel-{port}.conf"
+    config.write_text(
+        f"port {port}\n"
+        "bind 127.0.0.1\n"
+        f'dir "{folder}"\n'
+        f"sentinel monitor {service} 127.0.0.1 {primary.port} 1\n"
+        f"sentinel down-after-milliseconds {service} 500\n"
+        f"sentinel failover-timeout {service} 3000\n"
+    )
+    return _started(
+        [str(config), "--sentinel"], port, f"redis+sentinel://127.0.0.1:{port}/{service}"
+    )
+
+
+def _started(arguments: list[str], port: int, url: str) -> RedisServer:
     binary = redis_binary()
     if binary is None:
         raise RedisNotInstalled
-    port = port or _free_port()
     process = subprocess.Popen(
-        [
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(folder),
-            "--protected-mode", "yes",
-        ],
+        [binary, *arguments],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         # Out of the terminal's process group: Ctrl-C reaches only its owner, which
         # stops it last, after the processes that still talk to it.
         start_new_session=True,
-    )  # fmt: skip
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, process)
+    )
+    server = RedisServer(url, port, process)
     try:
         _wait_for_pong(server)
     except BaseException:  # also Ctrl-C while it starts: never leave it running
