@@ -8,7 +8,8 @@ alert goes. The Discord side (`aibot.discord.room_alerts`) listens to the
 Kinds (`ALERT_KINDS`): a key disabled (redacted, with the reason), a pool with
 no usable key left, a pool paused or resumed (and by whom), a provider failing
 for more than a minute, a daily budget 90% spent, the bot restarted with jobs
-resumed, a backup that failed. Nothing else: an alert channel that talks about
+resumed (in cluster mode: a worker took over the jobs of one that stopped), a
+backup that failed. Nothing else: an alert channel that talks about
 everything is a channel nobody reads.
 
 Folding. Repeats of one event (same kind, pool and server) are folded: the
@@ -38,6 +39,7 @@ ALERT_KINDS = (
     "provider_failing",
     "budget",
     "restarted",
+    "reclaimed",
     "backup_failed",
 )
 FOLD_WINDOW = 600.0  # seconds: at most one message per kind, pool and server

@@ -113,6 +113,7 @@ def create_gateway(settings: Settings) -> AibotBot:
             beat=False,
             ledger=WatchedLedger(store.ledger, providers),
             memory=memory,
+            alerts=alerts,
         )
         worker_replies.delivery = runner.deliveries
         watch_rings(runner.worker.pools.values(), alerts)

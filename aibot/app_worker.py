@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from aibot.alerts import Alerts
 from aibot.cluster.alerts import AlertPublisher
 from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.connection import connect
@@ -62,9 +63,11 @@ def cluster_runner(
     beat: bool,
     ledger: Ledger,
     memory: SharedMemory,
+    alerts: Alerts,
 ) -> Runner:
     """A worker for `settings.enabled_pools` fed from their streams, its keys'
-    budgets shared with every process through Redis."""
+    budgets shared with every process through Redis; it alerts the jobs it takes
+    over from a worker that stopped."""
     cluster = settings.cluster
     assert cluster is not None
     runner: Runner | None = None
@@ -98,6 +101,7 @@ def cluster_runner(
         lease=cluster.lease_seconds,
         beat=beat,
         observe=observe,
+        alerts=alerts,
     )
     return runner
 
@@ -190,6 +194,9 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
     headless = HeadlessReplies(settings.discord_token or "")
     outcomes = OutcomePublisher(redis, cluster.prefix)
     memory = SharedMemory(redis, cluster.prefix, settings.chat_history_tokens)
+    # This process has no rooms: its alerts (keys disabled, jobs taken over) go to
+    # the gateways' alert rooms.
+    alerts = AlertPublisher(redis, cluster.prefix)
     # Each job's seconds go to the process's /metrics (`metrics` is made just below).
     runner = cluster_runner(
         settings,
@@ -200,10 +207,9 @@ def create_worker(env: Mapping[str, str] | None = None) -> WorkerProcess:
         beat=True,
         ledger=outcomes,
         memory=memory,
+        alerts=alerts,
     )
     headless.replies.delivery = runner.deliveries
-    # Keys disabled here are alerted by the gateways (this process has no rooms).
-    alerts = AlertPublisher(redis, cluster.prefix)
     watch_rings(runner.worker.pools.values(), alerts)
     status = WorkerStatus(runner, redis)
     metrics = Metrics(status)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,13 @@ from aibot.demo.cluster_world import Node
 from aibot.discord.bot import AibotBot
 from aibot.discord.i18n import text
 from aibot.sandbox import FakeProviders
-from aibot.sandbox.fake_discord import FakeDiscord, Record, SentInteraction, pointed_at
+from aibot.sandbox.fake_discord import (
+    DEFAULT_CHANNELS,
+    FakeDiscord,
+    Record,
+    SentInteraction,
+    pointed_at,
+)
 from tests.cluster_processes import eventually
 from tests.fixtures.redis_server import RedisServer
 
@@ -134,9 +140,11 @@ async def cluster_on(
     aibot_env: dict[str, str],
     fake_providers: FakeProviders,
     tmp_path: Path,
+    *,
+    channels: Sequence[str] = DEFAULT_CHANNELS,
 ) -> AsyncIterator[Cluster]:
     """The `cluster` world on the Redis of `url` (`server` is the one that stops and
-    restarts in the fault tests)."""
+    restarts in the fault tests), its one guild with these text `channels`."""
     env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
     env.update(
         {
@@ -149,7 +157,7 @@ async def cluster_on(
             "AIBOT_DRAIN_SECONDS": "5",
         }
     )
-    fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
+    fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"], channels=channels)
     redis = connect(url)
     async with fake.running():
         with pointed_at(fake):

@@ -9,15 +9,19 @@ failure notice and no traceback text; and what the provider saw.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from aibot.discord.i18n import text
-from aibot.sandbox.fake_discord import Record, SentInteraction
+from aibot.sandbox import FakeProviders
+from aibot.sandbox.fake_discord import DEFAULT_CHANNELS, Record, SentInteraction
 from tests.cluster_processes import eventually
+from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_e2e import (
     LONG_ANSWER,
     PREFIX,
@@ -27,6 +31,7 @@ from tests.test_cluster_e2e import (
     _final,
     _uploads,
     cluster,
+    cluster_on,
 )
 
 __all__ = ["cluster"]
@@ -214,3 +219,31 @@ async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_on
         lambda: _drained(cluster, "video"), timeout=WAIT, what="the entry acknowledged and deleted"
     )
     assert "Traceback" not in stalled.log.read_text()
+
+
+async def test_the_worker_that_took_over_a_killed_ones_job_says_so_in_the_alert_room(
+    aibot_env: dict[str, str],
+    redis_server: RedisServer,
+    fake_providers: FakeProviders,
+    tmp_path: Path,
+) -> None:
+    channels = (*DEFAULT_CHANNELS, "🚨-알림-채널")
+    async with cluster_on(
+        redis_server.url, redis_server, aibot_env, fake_providers, tmp_path, channels=channels
+    ) as world:
+        for name in ("w1", "w2"):
+            world.worker(name, pools="chat")
+        await world.serving("chat")
+        sent = await world.chat_streaming()
+        killed = await world.holder("chat")
+        world.node(killed).kill()
+        await _answered_once(world, sent, _final(sent, LONG_ANSWER))
+
+        survivor = "w2" if killed == "w1" else "w1"
+        said = text("en", "alert_reclaimed", pool="chat", node=survivor, jobs=1)
+        await world.fake.wait_until(
+            lambda r: r.kind == "message" and r.body.get("content") == said, timeout=WAIT
+        )
+        await asyncio.sleep(1.0)  # a second alert for the same take-over would be here by now
+        posts = [r.body.get("content") for r in world.fake.records_of("message")]
+        assert posts.count(said) == 1, posts

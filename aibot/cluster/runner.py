@@ -14,7 +14,9 @@ entry is acknowledged and deleted, retried while Redis is away.
 
 A reclaimed video polls the provider task its first worker made (recorded by
 `RedisJournal`); a job delivered too often (every worker that took it died) is
-dead-lettered by the stream and its member told it could not be done.
+dead-lettered by the stream and its member told it could not be done. Jobs taken
+over from a worker that stopped answering are alerted (`reclaimed`: the pool, this
+node, how many), as one process alerts the jobs it resumed after a restart.
 
 The admin's controls (`aibot.cluster.controls`), read every `control_every`
 seconds: a paused pool takes no new jobs (the ones running finish); a job an
@@ -39,6 +41,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aibot.alerts import Alert, Alerts
 from aibot.cluster.controls import CancelRequest, Controls
 from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo
@@ -92,6 +95,7 @@ class Runner:
         beat: bool = True,
         observe: Observer | None = None,
         control_every: float = 0.25,
+        alerts: Alerts | None = None,
     ) -> None:
         self.redis = redis
         self.worker = worker
@@ -106,6 +110,7 @@ class Runner:
             Heartbeat(redis, self.node_info, prefix=prefix, interval=1.0, ttl=5.0) if beat else None
         )
         self._observe = observe
+        self._alerts = alerts
         self._held: dict[str, _Held] = {}  # by job id
         self._freed = {pool: asyncio.Event() for pool in pools}
         self._loops: list[asyncio.Task[None]] = []
@@ -193,25 +198,31 @@ class Runner:
             if failing:
                 log.info("%s: taking jobs again", pool)
             backoff, failing = 0.05, False
+            taken_over = 0  # jobs started here that another worker had taken
             for delivery in deliveries:
-                await self._start(pool, stream, delivery, asked)
+                if await self._start(pool, stream, delivery, asked) and delivery.deliveries > 1:
+                    taken_over += 1
+            if taken_over and self._alerts is not None:
+                detail = {"node": self.node, "jobs": str(taken_over)}
+                self._alerts.alert(Alert("reclaimed", pool=pool, detail=detail))
 
-    async def _start(self, pool: str, stream: JobStream, delivery: Delivery, asked: float) -> None:
+    async def _start(self, pool: str, stream: JobStream, delivery: Delivery, asked: float) -> bool:
+        """Run the delivered job here; True if it started (not answered, dead, cancelled, held)."""
         job = delivery.job
         if delivery.answered:
-            return  # an earlier delivery answered it; the stream finished the entry
+            return False  # an earlier delivery answered it; the stream finished the entry
         if delivery.dead:
             self.deliveries.hold(stream, delivery, since=asked)
             self._spawn(self._give_up(delivery))
-            return
+            return False
         held = self._held.get(job.id)
         if held is not None:  # its own entry, reclaimed after a stall: still running here
             held.delivery = delivery
             self.deliveries.hold(stream, delivery, since=asked)
-            return
+            return False
         if job.id in self._cancels:
             self._spawn(self._tell_cancelled(pool, stream, delivery))
-            return
+            return False
         self._held[job.id] = _Held(pool, delivery)
         self.deliveries.hold(stream, delivery, since=asked)
         try:
@@ -223,6 +234,8 @@ class Runner:
             log.info("job %s: not taken here (%r)", job.id, refused)
             self._held.pop(job.id, None)
             self.deliveries.release(job.id)
+            return False
+        return True
 
     async def _resumed(self, job: Job) -> Job:
         """A reclaimed video: the provider task its first worker made, if any."""

@@ -280,6 +280,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🔄 The bot restarted and resumed {jobs} unfinished job(s); they are "
                     "delivered when done."
                 ),
+                "alert_reclaimed": (
+                    "🔄 A `{pool}` worker stopped answering (it crashed or stalled): {node} "
+                    "took over {jobs} of its unfinished job(s); they are delivered when done."
+                ),
                 "alert_backup_failed": (
                     "💾 The backup failed: {reason}. Check the disk and `AIBOT_BACKUP_DIR`."
                 ),
@@ -492,6 +496,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "alert_restarted": (
                     "🔄 봇이 다시 시작해서 끝나지 않은 작업 {jobs}개를 이어서 해요; "
                     "끝나면 전달돼요."
+                ),
+                "alert_reclaimed": (
+                    "🔄 `{pool}` 워커 하나가 응답을 멈췄어요 (죽었거나 멈췄어요). {node}이(가) "
+                    "끝나지 않은 작업 {jobs}개를 넘겨받았고, 끝나면 전달돼요."
                 ),
                 "alert_backup_failed": (
                     "💾 백업에 실패했어요: {reason}. 디스크와 `AIBOT_BACKUP_DIR`를 확인하세요."
