@@ -15,10 +15,10 @@ The usage ledger stays in the gateway's SQLite file: worker processes publish
 their outcomes (`OutcomePublisher`) and the gateway's `OutcomeFollower` records
 them, once per job id, so `/stats` shows the whole bot. The operators' alerts
 go the same way: a worker-only process publishes them (`AlertPublisher`) and
-every gateway posts them (`AlertFollower`). A gateway started with
-`AIBOT_SHARD_IDS` claims its shards in Redis before it connects
+every gateway posts them (`AlertFollower`). A gateway claims its shards in
+Redis before it connects, `AIBOT_SHARD_IDS` or, without them, the whole bot
 (`ShardClaims`, renewed by its heartbeat; with `AIBOT_GATEWAY=standby` it waits
-for them) and identifies through `IdentifyLock`, its buckets Discord's
+for them), and identifies through `IdentifyLock`, its buckets Discord's
 `max_concurrency`. A gateway that finds its shards taken over closes.
 """
 
@@ -118,11 +118,11 @@ def create_gateway(settings: Settings) -> AibotBot:
         worker_replies.delivery = runner.deliveries
         watch_rings(runner.worker.pools.values(), alerts)
         closers += [lambda: flush_rings(runner.worker), worker_replies.close]
-    if settings.shard_ids and settings.shard_count:
-        shards = _GatewayShards(bot, redis, settings)
-        starters[:0] = [shards.claim, shards.learn_concurrency]
-        on_beat.append(shards.claims.renew)
-        closers.append(shards.claims.release)
+    # Its shards (every one without AIBOT_SHARD_IDS) are claimed before it connects.
+    shards = _GatewayShards(bot, redis, settings)
+    starters[:0] = [shards.claim, shards.learn_concurrency]
+    on_beat.append(shards.claims.renew)
+    closers.append(shards.claims.release)
     queue = RedisQueue(
         redis,
         settings,
@@ -171,7 +171,7 @@ class _GatewayShards:
 
     def __init__(self, bot: AibotBot, redis: Redis, settings: Settings) -> None:
         cluster = settings.cluster
-        assert cluster is not None and settings.shard_ids and settings.shard_count
+        assert cluster is not None
         self.bot = bot
         self.standby = cluster.standby
         self.claims = ShardClaims(

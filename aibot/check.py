@@ -173,12 +173,13 @@ def report(settings: Settings, console: Console) -> None:
     cluster = settings.cluster
     if cluster is not None:  # never the URL: it may hold a password
         role = "gateway" if cluster.gateway else "worker (no gateway)"
-        if cluster.standby:  # settings refuse a standby without AIBOT_SHARD_IDS
+        if cluster.standby:
             ids = ", ".join(map(str, settings.shard_ids or ()))
-            role = f"standby gateway for shards {ids} (takes them over when their claims end)"
-        pools = ", ".join(settings.enabled_pools) or "none"
+            shards = f"shards {ids}" if ids else "every shard"
+            role = f"standby gateway for {shards} (takes them over when their claims end)"
+        here = ", ".join(settings.enabled_pools) or "none"
         console.print(
-            f"cluster mode: node {cluster.node}, {role}, pools here: {pools}, "
+            f"cluster mode: node {cluster.node}, {role}, pools here: {here}, "
             f"prefix {cluster.prefix}, lease {cluster.lease_seconds:g} s",
             highlight=False,
             markup=False,

@@ -281,7 +281,7 @@ class _Reader:
             }
         )
 
-    def cluster(self, shard_ids: tuple[int, ...] | None) -> ClusterSettings | None:
+    def cluster(self) -> ClusterSettings | None:
         """Cluster mode's settings, or None without `AIBOT_REDIS_URL`."""
         url = self.raw("AIBOT_REDIS_URL")
         role = self.get("AIBOT_GATEWAY", "on", _gateway_role, "on, off or standby")
@@ -290,11 +290,6 @@ class _Reader:
                 what = "off (a worker process)" if role == "off" else "standby"
                 self.problems.append(f"AIBOT_GATEWAY: {what} needs AIBOT_REDIS_URL as well")
             return None
-        if role == "standby" and not shard_ids:
-            self.problems.append(
-                "AIBOT_GATEWAY: standby needs AIBOT_SHARD_IDS (the shards it stands by for, "
-                "the same as the gateway it backs up) and AIBOT_SHARD_COUNT"
-            )
         # Imported here: the cluster package is for cluster mode only.
         from aibot.cluster.urls import url_problem
 
@@ -391,7 +386,7 @@ class _Reader:
                 )
                 * 1024**2
             ),
-            cluster=self.cluster(shard_ids),
+            cluster=self.cluster(),
             rooms=read_room_settings(self, data_dir),
             off_pools=off,
         )

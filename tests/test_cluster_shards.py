@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from aibot.cluster.connection import connect
-from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict
+from aibot.cluster.shards import IdentifyLock, ShardClaims, ShardConflict, shard_words
 from aibot.sandbox.fake_discord import FakeDiscord
 from aibot.settings import Settings, SettingsError
 from tests.cluster_processes import Process, eventually, spawn
@@ -74,6 +74,50 @@ async def test_a_gateway_that_stalled_past_its_claims_learns_it_lost_them(redis:
     assert await stalled.renew() == (1,)
     assert lost == [(1,)]
     assert await redis.get(f"{PREFIX}:shard:0") == "gateway-a"  # taken back, nobody had it
+
+
+def whole(redis: Redis, node: str, **kw: object) -> ShardClaims:
+    """The claims of a gateway without AIBOT_SHARD_IDS: the whole bot."""
+    return ShardClaims(redis, node, None, None, prefix=PREFIX, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_second_gateway_without_shard_ids_is_refused_naming_the_first(
+    redis: Redis,
+) -> None:
+    await whole(redis, "gateway-a").claim()
+    with pytest.raises(ShardConflict, match="every shard held by gateway-a") as refused:
+        await whole(redis, "gateway-b").claim()
+    assert refused.value.holder == "gateway-a"
+    assert "other AIBOT_SHARD_IDS" not in str(refused.value), "ids would clash on the count"
+
+
+async def test_gateways_with_shard_ids_and_one_without_never_run_side_by_side(
+    redis: Redis,
+) -> None:
+    first = whole(redis, "gateway-a")
+    await first.claim()
+    with pytest.raises(ShardConflict, match="without AIBOT_SHARD_IDS runs every shard"):
+        await claims(redis, "gateway-b", [0, 1]).claim()
+    await first.release()
+    await claims(redis, "gateway-b", [0, 1], count=4).claim()
+    with pytest.raises(ShardConflict, match=r"run 4 shards.*AIBOT_SHARD_COUNT=4"):
+        await whole(redis, "gateway-c").claim()
+
+
+async def test_a_whole_bot_standby_takes_over_and_the_stalled_gateway_learns_it(
+    redis: Redis,
+) -> None:
+    lost: list[tuple[int, ...]] = []
+    stalled = whole(redis, "gateway-a", ttl=0.2, on_lost=lost.append)
+    await stalled.claim()
+    assert await stalled.renew() is None, "nothing lost yet"
+    standby = whole(redis, "gateway-b")
+    await asyncio.wait_for(standby.claim(wait=True, poll=0.05), 10)  # once the claim expired
+
+    assert await stalled.renew() == ()
+    assert lost == [()]
+    assert shard_words(lost[0]) == "every shard"
+    assert await redis.get(f"{PREFIX}:shard:every") == "gateway-b"
 
 
 def test_shard_ids_must_be_below_the_count() -> None:
@@ -256,24 +300,16 @@ def test_check_accepts_a_standby_gateway_and_says_which_shards_it_waits_for(
     assert "standby gateway for shards 0, 1" in out
 
 
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ("AIBOT_GATEWAY=standby\n", "AIBOT_GATEWAY: standby needs AIBOT_SHARD_IDS"),
-        ("AIBOT_GATEWAY=maybe\n", "AIBOT_GATEWAY: on, off or standby (got 'maybe')"),
-    ],
-)
-def test_check_refuses_a_standby_without_shard_ids_and_unknown_roles(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    redis_server: RedisServer,
-    text: str,
-    problem: str,
+def test_check_accepts_a_standby_for_the_whole_bot_and_refuses_unknown_roles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
 ) -> None:
-    settings = f"AIBOT_HTTP=off\nAIBOT_REDIS_URL={redis_server.url}\n{text}"
-    status, out = check(tmp_path, settings, monkeypatch)
+    settings = f"AIBOT_HTTP=off\nAIBOT_REDIS_URL={redis_server.url}\n"
+    status, out = check(tmp_path, f"{settings}AIBOT_GATEWAY=standby\n", monkeypatch)
+    assert status == 0, out
+    assert "standby gateway for every shard" in out
+    status, out = check(tmp_path, f"{settings}AIBOT_GATEWAY=maybe\n", monkeypatch)
     assert status == 2
-    assert problem in out
+    assert "AIBOT_GATEWAY: on, off or standby (got 'maybe')" in out
 
 
 def test_a_standby_needs_redis() -> None:

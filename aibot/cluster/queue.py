@@ -258,7 +258,10 @@ class RedisQueue:
         if self.runner is not None:
             await self.runner.worker.aclose()
         for close in self._closers:
-            await close()
+            try:
+                await close()
+            except Exception:  # the others and the connections still close
+                log.exception("closing the cluster queue: a part failed")
         await self.redis.aclose()
         if self._watch is not self.redis:
             await self._watch.aclose()

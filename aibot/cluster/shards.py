@@ -1,7 +1,8 @@
 """Gateway shards spread over several processes, and the IDENTIFY lock they share.
 
 `ShardClaims`: a gateway process started with `AIBOT_SHARD_IDS` and
-`AIBOT_SHARD_COUNT` claims its shard ids before it connects:
+`AIBOT_SHARD_COUNT` claims its shard ids before it connects (one without them
+runs every shard, Discord's recommended count, and claims the whole bot: below):
 
 - The shard count is pinned in `{prefix}:shards:count` by the first gateway
   (`SET NX`, then compare): a gateway with another count refuses to start,
@@ -14,6 +15,11 @@
 - `release` on a clean stop frees the ids at once; a process that dies frees
   them when they expire, and a standby started with the same ids
   (`claim(wait=True)`) takes over then.
+- The whole bot (no ids): the count pinned is `every` and the one claim is
+  `{prefix}:shard:every`, so a second gateway without ids is refused naming the
+  first (or, as a standby, takes over when it ends), and gateways with ids and
+  one without never run side by side (their counts differ). Its release frees
+  the pin too.
 
 `IdentifyLock`: Discord allows `max_concurrency` IDENTIFYs per 5 s, one in
 each bucket `shard_id % max_concurrency`. discord.py's default
@@ -33,6 +39,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 __all__ = ["IdentifyLock", "ShardClaims", "ShardConflict", "shard_words"]
 
@@ -79,11 +86,18 @@ end
 return lost
 """
 
-# Free the shard keys this node still holds. KEYS: shard keys. ARGV: node.
+# Free the shard keys this node still holds. KEYS: shard keys, then the count key.
+# ARGV: node, the whole bot's count (`EVERY`). That pin goes with the whole bot's
+# one claim: no other gateway shares it, and a gateway with ids may start at once.
 _RELEASE = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+local released = false
+for i = 1, #KEYS - 1 do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    released = true
+  end
 end
+if released and redis.call('GET', KEYS[#KEYS]) == ARGV[2] then redis.call('DEL', KEYS[#KEYS]) end
 return 1
 """
 
@@ -98,8 +112,16 @@ return {0, redis.call('PTTL', KEYS[1])}
 """
 
 
+# The shard count pinned, and the one shard key claimed, by a gateway that runs
+# every shard (no AIBOT_SHARD_IDS).
+EVERY = "every"
+
+
 def shard_words(ids: Sequence[int]) -> str:
-    """`shard 1`, `shards 0, 1`: shard ids in a sentence."""
+    """`shard 1`, `shards 0, 1`: shard ids in a sentence; none: `every shard` (the
+    whole bot)."""
+    if not ids:
+        return "every shard"
     return f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
 
 
@@ -118,43 +140,48 @@ class ShardConflict(RuntimeError):
 
 
 class ShardClaims:
-    """The shard ids one gateway process holds, claimed in Redis.
+    """The shard ids one gateway process holds, claimed in Redis; no ids (None,
+    and no count): the whole bot.
 
     `on_lost` is called with the ids a renewal found held by another process
-    (this one stalled past the expiry and a standby took over): the gateway
-    must close those shards.
+    (this one stalled past the expiry and a standby took over; none: the whole
+    bot): the gateway must close those shards.
     """
 
     def __init__(
         self,
         redis: Redis,
         node: str,
-        shard_ids: Sequence[int],
-        shard_count: int,
+        shard_ids: Sequence[int] | None,
+        shard_count: int | None,
         *,
         prefix: str = "aibot",
         ttl: float = 15.0,
         on_lost: Callable[[tuple[int, ...]], object] | None = None,
     ) -> None:
-        bad = [s for s in shard_ids if not 0 <= s < shard_count]
-        if bad:
-            raise ValueError(f"shard ids {bad} are outside 0..{shard_count - 1}")
+        self.whole = shard_ids is None or shard_count is None
+        if shard_ids is not None and shard_count is not None:
+            bad = [s for s in shard_ids if not 0 <= s < shard_count]
+            if bad:
+                raise ValueError(f"shard ids {bad} are outside 0..{shard_count - 1}")
         self.redis = redis
         self.node = node
-        self.shard_ids = tuple(sorted(set(shard_ids)))
+        self.shard_ids = () if self.whole else tuple(sorted(set(shard_ids or ())))
         self.shard_count = shard_count
         self.prefix = prefix
         self.ttl = ttl
         self.on_lost = on_lost
         self.count_key = f"{prefix}:shards:count"
-        self.keys = [f"{prefix}:shard:{shard}" for shard in self.shard_ids]
+        shards = [EVERY] if self.whole else self.shard_ids
+        self.keys = [f"{prefix}:shard:{shard}" for shard in shards]
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     @property
     def _args(self) -> list[object]:
-        return [self.node, self.shard_count, int(self.ttl * 1000)]
+        count = EVERY if self.whole else self.shard_count
+        return [self.node, count, int(self.ttl * 1000)]
 
     async def claim(
         self,
@@ -176,12 +203,7 @@ class ShardClaims:
                     log.warning("took over %s", shard_words(self.shard_ids))
                 return
             if reply[0] == "count":
-                raise ShardConflict(
-                    f"the bot's gateways run {reply[1]} shards (pinned in Redis at "
-                    f"{self.count_key} while any gateway runs); this process has "
-                    f"AIBOT_SHARD_COUNT={self.shard_count}: give every gateway the same "
-                    "count, or stop them all to change it"
-                )
+                raise self._count_conflict(reply[1])
             conflict = self._held_conflict(reply[1:])
             if not wait:
                 raise conflict
@@ -191,6 +213,26 @@ class ShardClaims:
             if waiting is not None:
                 waiting(conflict)
             await asyncio.sleep(poll)
+
+    def _count_conflict(self, pinned: str) -> ShardConflict:
+        where = f"pinned in Redis at {self.count_key} while any gateway runs"
+        if pinned == EVERY:
+            return ShardConflict(
+                f"a gateway without AIBOT_SHARD_IDS runs every shard ({where}); this "
+                "process has AIBOT_SHARD_IDS: stop that gateway, or give every gateway "
+                "its AIBOT_SHARD_IDS"
+            )
+        if self.whole:
+            return ShardConflict(
+                f"the bot's gateways run {pinned} shards, each its AIBOT_SHARD_IDS ({where}); "
+                "this process has none (it would run every shard): give it AIBOT_SHARD_IDS "
+                f"and AIBOT_SHARD_COUNT={pinned}, or stop them"
+            )
+        return ShardConflict(
+            f"the bot's gateways run {pinned} shards ({where}); this process has "
+            f"AIBOT_SHARD_COUNT={self.shard_count}: give every gateway the same "
+            "count, or stop them all to change it"
+        )
 
     def _standby_sentence(self, pairs: list[str]) -> str:
         holders = sorted(set(pairs[1::2]))
@@ -206,29 +248,43 @@ class ShardClaims:
     def _held_conflict(self, pairs: list[str]) -> ShardConflict:
         holders: dict[str, list[int]] = {}
         for i in range(0, len(pairs), 2):
-            holders.setdefault(pairs[i + 1], []).append(self.shard_ids[int(pairs[i])])
+            ids = holders.setdefault(pairs[i + 1], [])
+            if not self.whole:
+                ids.append(self.shard_ids[int(pairs[i])])
         said = "; ".join(f"{shard_words(ids)} held by {holder}" for holder, ids in holders.items())
+        other = "" if self.whole else "give this gateway other AIBOT_SHARD_IDS, "
         return ShardConflict(
-            f"{said}: give this gateway other AIBOT_SHARD_IDS, stop that process, or "
-            f"start this one as its standby (its claims expire {self.ttl:g} s after it stops)",
+            f"{said}: {other}stop that process, or start this one as its standby "
+            f"(AIBOT_GATEWAY=standby; its claims expire {self.ttl:g} s after it stops)",
             holder=next(iter(holders)),
         )
 
-    async def renew(self) -> tuple[int, ...]:
+    async def renew(self) -> tuple[int, ...] | None:
         """Extend the claims (a heartbeat `on_beat` hook); returns the ids lost to
-        another process, after telling `on_lost`."""
+        another process (none: the whole bot's claim), after telling `on_lost`;
+        None when nothing was lost."""
         reply = await self._renew(keys=self._claim_keys, args=self._args)
         indexes = [int(i) for i in reply]
-        lost = self.shard_ids if indexes == [-1] else tuple(self.shard_ids[i] for i in indexes)
-        if lost:
-            log.warning("shards %s are held by another gateway now", list(lost))
-            if self.on_lost is not None:
-                self.on_lost(lost)
+        if not indexes:
+            return None
+        if self.whole or indexes == [-1]:
+            lost = self.shard_ids
+        else:
+            lost = tuple(self.shard_ids[i] for i in indexes)
+        log.warning("%s held by another gateway now", shard_words(lost))
+        if self.on_lost is not None:
+            self.on_lost(lost)
         return lost
 
     async def release(self) -> None:
-        """Free the ids this process still holds (a clean stop)."""
-        await self._release(keys=self.keys, args=[self.node])
+        """Free the ids this process still holds (a clean stop). With Redis away
+        they expire by themselves instead."""
+        try:
+            await self._release(keys=[*self.keys, self.count_key], args=[self.node, EVERY])
+        except RedisError as error:
+            log.warning(
+                "%s not freed (%r): free in %g s", shard_words(self.shard_ids), error, self.ttl
+            )
 
 
 class IdentifyLock:
