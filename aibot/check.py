@@ -6,7 +6,7 @@ and which are off (a pool with no key at all is off), and every problem at once:
 bad variables, a missing token, no pool with a key, a pool with keys none of
 which does its work, a data folder it cannot write, an HTTP address it cannot
 bind. Exit status 0 when it would start, 2 otherwise. What it prints comes from
-the settings (channel patterns like `[0-9]`, paths, problems quoting a URL's form),
+the settings (channel patterns like `[ab]`, paths, problems quoting a URL's form),
 so none of it is read as rich markup.
 """
 

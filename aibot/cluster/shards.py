@@ -140,8 +140,8 @@ class ShardConflict(RuntimeError):
 
 
 class ShardClaims:
-    """The shard ids one gateway process holds, claimed in Redis; no ids (None,
-    and no count): the whole bot.
+    """The shard ids one gateway process holds, claimed in Redis; no ids (None):
+    the whole bot, whatever the count.
 
     `on_lost` is called with the ids a renewal found held by another process
     (this one stalled past the expiry and a standby took over; none: the whole
@@ -159,8 +159,10 @@ class ShardClaims:
         ttl: float = 15.0,
         on_lost: Callable[[tuple[int, ...]], object] | None = None,
     ) -> None:
-        self.whole = shard_ids is None or shard_count is None
-        if shard_ids is not None and shard_count is not None:
+        self.whole = shard_ids is None
+        if shard_ids is not None:
+            if shard_count is None:
+                raise ValueError("shard ids need the shard count")
             bad = [s for s in shard_ids if not 0 <= s < shard_count]
             if bad:
                 raise ValueError(f"shard ids {bad} are outside 0..{shard_count - 1}")
