@@ -53,6 +53,8 @@ def test_a_worker_killed_mid_answer_is_replaced_and_the_member_answered_once() -
     reclaimed = re.search(r"(worker-[ab]) reclaimed it [\d.]+ s after the kill", flat)
     assert reclaimed and reclaimed[1] != held[1], flat
     assert "1 deferral, 1 whole answer, 0 channel messages" in flat
+    alert = "the gateway posted in #🚨-알림-채널: 🔄 A `chat` worker stopped answering"
+    assert alert in flat and f"{reclaimed[1]} took over 1 of its unfinished job(s)" in flat, flat
     redis_and_workers = _started(done.stdout)
     assert len(redis_and_workers) == 3, flat
     assert not [pid for pid in redis_and_workers if _running(pid)], "all stopped"

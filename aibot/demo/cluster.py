@@ -9,7 +9,8 @@ worker processes against the wire-level fake Discord and the fake providers
 (`aibot.demo.cluster_world`), and stops each by its PID at the end, also on
 Ctrl-C or an error. The chat answer streams slowly, so the kill lands in the
 middle of it; the transcript says who held the job, the kill, who reclaimed
-it after the lease, and how many answers the fake Discord received.
+it after the lease, how many answers the fake Discord received, and the alert
+the gateway posted in the alert room.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aibot.demo.cluster_world import PREFIX, WAIT, ClusterWorld, DemoStuck
+from aibot.demo.cluster_world import ALERT_ROOM, PREFIX, WAIT, ClusterWorld, DemoStuck
 from aibot.demo.transcript import Transcript
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import Record, SentInteraction
@@ -45,6 +46,8 @@ CHUNK_DELAY = 0.12
 # Seconds to wait after the answer arrived: any duplicate would be on its way.
 _SETTLE = 1.0
 _TYPING = "▌"  # the cursor a streamed answer carries until it is whole
+# Seconds for the take-over alert to reach the alert room (worker, Redis, gateway).
+_ALERT_WAIT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +200,17 @@ async def _reclaimed(
         aside=True,
     )
     out.note(f"live in Redis now: {', '.join(await world.live())}", aside=True)
+    try:
+        [alert] = await fake.wait_until(_taken_over, timeout=_ALERT_WAIT)
+        out.note(f"the gateway posted in #{ALERT_ROOM}: {alert.body['content']}", aside=True)
+    except TimeoutError:
+        out.note(f"no alert reached #{ALERT_ROOM} within {_ALERT_WAIT:.0f} s.", aside=True)
     return ClusterSummary(killed, other, seconds, answers)
+
+
+def _taken_over(record: Record) -> bool:
+    """The alert that a worker took over the killed one's job (a channel message)."""
+    return record.kind == "message" and "took over" in str(record.body.get("content", ""))
 
 
 def _streaming(sent: SentInteraction) -> Callable[[Record], bool]:

@@ -30,17 +30,19 @@ from aibot.cluster.streams import GROUP
 from aibot.demo.stage import DEMO_ENV
 from aibot.discord.bot import AibotBot
 from aibot.sandbox import FakeProviders
-from aibot.sandbox.fake_discord import FakeDiscord, pointed_at
+from aibot.sandbox.fake_discord import DEFAULT_CHANNELS, FakeDiscord, pointed_at
 from aibot.sandbox.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["PREFIX", "WAIT", "ClusterWorld", "DemoStuck", "Node"]
+__all__ = ["ALERT_ROOM", "PREFIX", "WAIT", "ClusterWorld", "DemoStuck", "Node"]
 
 T = TypeVar("T")
 
 PREFIX = "aibot-demo"
+# The guild's alert room (the default AIBOT_ALERT_CHANNEL matches it).
+ALERT_ROOM = "🚨-알림-채널"
 # Generous: processes start in seconds, and the machine may be busy.
 WAIT = 60.0
 # Seconds a worker gets to drain and exit on SIGTERM before it is killed.
@@ -118,7 +120,8 @@ class ClusterWorld:
         """The fake Discord and the gateway, connected; on the way out the workers,
         the gateway and the Redis client are stopped and closed."""
         env = _cluster_env(server, providers, folder)
-        fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
+        channels = (*DEFAULT_CHANNELS, ALERT_ROOM)  # the gateway posts its alerts there
+        fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"], channels=channels)
         async with fake.running():
             with pointed_at(fake):
                 gateway = {"AIBOT_NODE": "gateway", "AIBOT_POOLS": "none"}
