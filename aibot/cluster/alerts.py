@@ -19,7 +19,6 @@ logs, waits and reads on. The stream is capped (approximately) at `keep` alerts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ import redis.asyncio as redis
 
 from aibot.alerts import Alert, Alerts
 from aibot.cluster.sender import FAILURES, Sender
-from aibot.cluster.tasks import LoopTask
+from aibot.cluster.tasks import Backoff, LoopTask
 
 __all__ = ["AlertFollower", "AlertPublisher", "alerts_stream"]
 
@@ -86,15 +85,16 @@ class AlertFollower(LoopTask):
 
     async def run(self) -> None:
         """Follow the stream until cancelled; Redis failing is waited out."""
-        pause = 0.5
+        backoff = Backoff(0.5, 5.0)
         while True:
             try:
                 await self.step()
-                pause = 0.5
+                backoff.reset()
             except FAILURES as err:
-                log.warning("alerts: Redis failed (%s); again in %.1fs", type(err).__name__, pause)
-                await asyncio.sleep(pause)
-                pause = min(5.0, pause * 2)
+                log.warning(
+                    "alerts: Redis failed (%s); again in %.1fs", type(err).__name__, backoff.seconds
+                )
+                await backoff.pause()
 
     async def step(self, *, block: bool = True) -> int:
         """Hand on the alerts added since the last read (waiting up to the block

@@ -27,6 +27,7 @@ import time
 from redis.exceptions import RedisError
 
 from aibot.cluster.streams import Delivery, JobStream
+from aibot.cluster.tasks import Backoff
 from aibot.jobs import AibotError, Job, Progress, Reply, Result
 from aibot.ports import ReplyFactory
 
@@ -83,7 +84,7 @@ class StreamDeliveries:
             return False
         stream, delivery = held
         loop = asyncio.get_running_loop()
-        deadline, backoff = loop.time() + self.patience, 0.05
+        deadline, backoff = loop.time() + self.patience, Backoff(0.05, 1.0)
         while True:
             try:
                 won = await stream.claim_delivery(delivery)
@@ -92,8 +93,7 @@ class StreamDeliveries:
                 if loop.time() >= deadline:
                     log.warning("job %s: delivery not claimed, Redis away (%r)", job_id, error)
                     return False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                await backoff.pause()
                 if self._held.get(job_id) is not held:
                     return False  # dropped meanwhile
         if won:

@@ -47,7 +47,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from aibot.cluster.sender import FAILURES, Sender
-from aibot.cluster.tasks import LoopTask
+from aibot.cluster.tasks import Backoff, LoopTask
 from aibot.jobs import Job
 from aibot.store.gate import pool_of
 from aibot.store.ledger import Ledger
@@ -172,26 +172,26 @@ class OutcomeFollower(LoopTask):
 
     async def run(self) -> None:
         """Follow the stream until cancelled; Redis failing is waited out."""
-        pause = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
                 recorded = await self.step()
-                pause = 0.2
+                backoff.reset()
                 if 0 < recorded < self._count:
                     # Rows are not urgent: let the next ones gather, so that a burst's
                     # rows cost one read, one write and one acknowledgement, not one
                     # each (the jobs of a burst end one by one).
                     await asyncio.sleep(self._linger)
             except FAILURES as err:
+                self._ready = False
                 if _lost_group(err):
-                    self._ready = False
                     continue
                 log.warning(
-                    "outcomes: Redis failed (%s); again in %.1fs", type(err).__name__, pause
+                    "outcomes: Redis failed (%s); again in %.1fs",
+                    type(err).__name__,
+                    backoff.seconds,
                 )
-                self._ready = False
-                await asyncio.sleep(pause)
-                pause = min(5.0, pause * 2)
+                await backoff.pause()
 
     async def step(self, *, block: bool = True) -> int:
         """Record one batch, in the background's turn: at start our own

@@ -47,7 +47,7 @@ from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo
 from aibot.cluster.journal import RedisJournal
 from aibot.cluster.streams import Delivery, JobStream
-from aibot.cluster.tasks import stop_tasks
+from aibot.cluster.tasks import Backoff, stop_tasks
 from aibot.cluster.views import snapshot_to_dict
 from aibot.jobs import AibotError, Cancelled, GaveUp, Job
 from aibot.pools.video import resume
@@ -61,7 +61,8 @@ log = logging.getLogger("aibot.cluster.runner")
 
 T = TypeVar("T")
 VERSION = "0.1.0"  # the aibot version heartbeats show (pyproject's)
-_BACKOFF_MAX = 1.0
+# Seconds between tries while Redis fails: the first pause, the longest.
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 1.0
 
 
 @dataclass(slots=True)
@@ -178,7 +179,7 @@ class Runner:
 
     async def _take_forever(self, pool: str) -> None:
         stream, freed = self.streams[pool], self._freed[pool]
-        backoff, failing = 0.05, False
+        backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_MAX)
         while not self._stopping:
             free = self.free_slots(pool)
             if free <= 0:
@@ -189,15 +190,13 @@ class Runner:
             try:
                 deliveries = await stream.take(self.node, free)
             except RedisError as error:
-                if not failing:
+                if not backoff.failures:
                     log.warning("%s: cannot take jobs, Redis away (%r); retrying", pool, error)
-                failing = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await backoff.pause()
                 continue
-            if failing:
+            if backoff.failures:
                 log.info("%s: taking jobs again", pool)
-            backoff, failing = 0.05, False
+                backoff.reset()
             taken_over = 0  # jobs started here that another worker had taken
             for delivery in deliveries:
                 if await self._start(pool, stream, delivery, asked) and delivery.deliveries > 1:
@@ -284,13 +283,12 @@ class Runner:
             self._freed[held.pool].set()
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        backoff = 0.05
+        backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_MAX)
         while True:
             try:
                 return await call()
             except RedisError:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await backoff.pause()
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -1,4 +1,5 @@
-"""The cluster's background loops, and stopping them for certain.
+"""The cluster's background loops: pausing between tries while Redis fails, and
+stopping them for certain.
 
 redis-py's asyncio client can swallow a task's cancellation when it arrives
 at the wrong moment inside a command (redis/redis-py#2028, #2551): the loop
@@ -13,7 +14,29 @@ import asyncio
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["LoopTask", "stop_tasks"]
+__all__ = ["Backoff", "LoopTask", "stop_tasks"]
+
+
+class Backoff:
+    """The pause before the next try of something failing: `first` seconds after the
+    first failure, twice as long after each one in a row, `most` seconds at most;
+    `reset()` once a try succeeds."""
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first = first
+        self.most = most
+        self.seconds = first  # the next pause
+        self.failures = 0  # in a row
+
+    async def pause(self) -> None:
+        """Count a failure and sleep the pause it calls for."""
+        self.failures += 1
+        seconds, self.seconds = self.seconds, min(self.most, self.seconds * 2)
+        await asyncio.sleep(seconds)
+
+    def reset(self) -> None:
+        self.seconds = self.first
+        self.failures = 0
 
 
 async def stop_tasks(tasks: Collection[asyncio.Task[Any]], *, every: float = 0.5) -> None:
