@@ -27,7 +27,7 @@ from pathlib import Path
 from aibot.demo.cluster_world import ALERT_ROOM, PREFIX, WAIT, ClusterWorld, DemoStuck
 from aibot.demo.transcript import Transcript
 from aibot.sandbox import FakeProviders
-from aibot.sandbox.fake_discord import Record, SentInteraction
+from aibot.sandbox.fake_discord import FakeDiscord, Record, SentInteraction
 from aibot.sandbox.redis_server import (
     INSTALL_HINT,
     RedisServer,
@@ -201,16 +201,23 @@ async def _reclaimed(
     )
     out.note(f"live in Redis now: {', '.join(await world.live())}", aside=True)
     try:
-        [alert] = await fake.wait_until(_taken_over, timeout=_ALERT_WAIT)
+        alert_room = fake.guilds[0].channel_id(ALERT_ROOM)
+        [alert] = await fake.wait_until(_posted_in(fake, alert_room), timeout=_ALERT_WAIT)
         out.note(f"the gateway posted in #{ALERT_ROOM}: {alert.body['content']}", aside=True)
     except TimeoutError:
         out.note(f"no alert reached #{ALERT_ROOM} within {_ALERT_WAIT:.0f} s.", aside=True)
     return ClusterSummary(killed, other, seconds, answers)
 
 
-def _taken_over(record: Record) -> bool:
-    """The alert that a worker took over the killed one's job (a channel message)."""
-    return record.kind == "message" and "took over" in str(record.body.get("content", ""))
+def _posted_in(fake: FakeDiscord, channel_id: int) -> Callable[[Record], bool]:
+    """A message the bot posted in the channel: in the alert room, the alert that a
+    worker took over the killed one's job (the only alert the demo raises)."""
+
+    def wanted(record: Record) -> bool:
+        message = fake.messages.get(record.message_id or 0) if record.kind == "message" else None
+        return message is not None and int(message["channel_id"]) == channel_id
+
+    return wanted
 
 
 def _streaming(sent: SentInteraction) -> Callable[[Record], bool]:
