@@ -92,11 +92,11 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = current_log_context()
+        if not context["pool"] and record.name.startswith("aibot.pool."):
+            context["pool"] = record.name.removeprefix("aibot.pool.").split(".")[0]
         for name in _TAGS:
             if not getattr(record, name, ""):
                 setattr(record, name, context[name])
-        if not record.pool and record.name.startswith("aibot.pool."):
-            record.pool = record.name.removeprefix("aibot.pool.").split(".")[0]
         record.tags = _tags_text(record)
         return True
 

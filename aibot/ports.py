@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from aibot.jobs import Job, Reply
 
@@ -28,6 +28,7 @@ __all__ = [
     "Gate",
     "Journal",
     "Ledger",
+    "LimitChanges",
     "Limits",
     "Memory",
     "QuotaLimits",
@@ -61,21 +62,34 @@ class Limits:
         )
 
 
+class LimitChanges(TypedDict, total=False):
+    """The limits a `set_limits` call overrides, by `Limits` field; the others stay."""
+
+    cooldown: float
+    daily_quota: int
+    daily_budget: int
+
+
 def limits_given(
     pool: str,
     pools: Collection[str],
     cooldown: float | None,
     daily_quota: int | None,
     daily_budget: int | None,
-) -> dict[str, float]:
+) -> LimitChanges:
     """The overrides a `set_limits` call gives (the fields not None), by field name;
     ValueError for a pool not in `pools` or a value below 0."""
     if pool not in pools:
         raise ValueError(f"unknown pool {pool!r}")
-    fields = {"cooldown": cooldown, "daily_quota": daily_quota, "daily_budget": daily_budget}
-    given = {name: value for name, value in fields.items() if value is not None}
-    if any(value < 0 for value in given.values()):
+    if any(value is not None and value < 0 for value in (cooldown, daily_quota, daily_budget)):
         raise ValueError("limits must be 0 or more")
+    given = LimitChanges()
+    if cooldown is not None:
+        given["cooldown"] = cooldown
+    if daily_quota is not None:
+        given["daily_quota"] = daily_quota
+    if daily_budget is not None:
+        given["daily_budget"] = daily_budget
     return given
 
 

@@ -163,6 +163,8 @@ class Settings:
 
 
 T = TypeVar("T")
+# Where /health and /metrics listen unless AIBOT_HTTP says otherwise (None: off).
+_DEFAULT_HTTP: tuple[str, int] | None = ("127.0.0.1", 8001)
 
 
 def _gateway_role(value: str) -> str:
@@ -306,7 +308,7 @@ class _Reader:
 
     def settings(self) -> Settings:
         pools = {name: self.pool(name) for name in POOLS}
-        chosen = self.get(
+        chosen: tuple[str, ...] = self.get(
             "AIBOT_POOLS", POOLS, values.pool_names, f"a comma-separated list of {', '.join(POOLS)}"
         )
         off = tuple(name for name in chosen if not pools[name].keys)
@@ -343,7 +345,7 @@ class _Reader:
             data_dir=data_dir,
             timezone=self.get("AIBOT_TIMEZONE", ZoneInfo("UTC"), ZoneInfo, values.TZ),
             http=self.get(
-                "AIBOT_HTTP", ("127.0.0.1", 8001), values.host_port, "host:port, or off to disable"
+                "AIBOT_HTTP", _DEFAULT_HTTP, values.host_port, "host:port, or off to disable"
             ),
             log_level=self.get(
                 "LOG_LEVEL", "INFO", values.log_level, "one of DEBUG, INFO, WARNING, ERROR"

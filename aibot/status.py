@@ -20,7 +20,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from rich import box
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import (
+    Console,
+    ConsoleOptions,
+    Group,
+    JustifyMethod,
+    RenderableType,
+    RenderResult,
+)
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -165,7 +172,7 @@ _POOL_COLUMNS = (
 def _pool_table(pools: list[PoolSnapshot], *, wide: bool) -> Table:
     table = Table(box=None, expand=False, padding=(0, 1), pad_edge=False)
     for long, short in _POOL_COLUMNS:
-        justify = "left" if long in ("pool", "state") else "right"
+        justify: JustifyMethod = "left" if long in ("pool", "state") else "right"
         table.add_column(long if wide else short, justify=justify, no_wrap=True, style="")
     for pool in pools:
         finished = pool.done + pool.failed

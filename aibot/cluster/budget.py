@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as redis
@@ -270,14 +270,14 @@ class SharedBudgets:
 
 def _state(fp: str, fields: list[str], now: int, tolerance: float) -> KeyState:
     tat, cool, off, reason, why, calls, limited = fields
-    counts = {"calls": int(calls or 0), "rate_limited": int(limited or 0)}
+    key = KeyState(fp, "ready", calls=int(calls or 0), rate_limited=int(limited or 0))
     if off == "1":
-        return KeyState(fp, "disabled", reason=reason, **counts)
+        return replace(key, state="disabled", reason=reason)
     cooling = (int(cool or 0) - now) / _MICRO
     if cooling > 0:
-        return KeyState(fp, "cooling", wait=cooling, cooling_for=cooling, reason=why, **counts)
+        return replace(key, state="cooling", wait=cooling, cooling_for=cooling, reason=why)
     wait = max(0.0, (int(tat or 0) - tolerance - now) / _MICRO)
-    return KeyState(fp, "busy" if wait > 0 else "ready", wait=wait, **counts)
+    return replace(key, state="busy" if wait > 0 else "ready", wait=wait)
 
 
 def _text(value: Any) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 from aibot.cluster.batch import Batched
 from aibot.jobs import Job, LimitReached
@@ -139,7 +140,7 @@ class SharedGate:
             self._limits_key(guild, pool),
             f"{self._prefix}:gate:taken:{job.id}",
         ]
-        args = [
+        args: list[EncodableT] = [
             f"m:{guild}:{job.user_id}",
             f"g:{guild}",
             default.cooldown,

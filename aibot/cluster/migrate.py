@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
+from redis.typing import EncodableT, FieldT
 
 from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
@@ -223,7 +224,7 @@ async def _journal(
     """One unfinished job into the journal layout; False when already there."""
     job_id, data, state, task_id, key, created_at, updated_at = row
     entry, open_jobs = journal_keys(prefix, job_id)
-    fields = {
+    fields: dict[FieldT, EncodableT] = {
         "job": json.dumps(json.loads(data)),
         "state": state,
         "task_id": task_id or "",

@@ -45,6 +45,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from aibot.cluster.sender import FAILURES, Sender
 from aibot.cluster.tasks import Backoff, LoopTask
@@ -121,7 +122,7 @@ class OutcomePublisher:
             "video_seconds": video_seconds,
             "at": self._clock(),
         }
-        fields = {"row": json.dumps(row)}
+        fields: dict[FieldT, EncodableT] = {"row": json.dumps(row)}
         self._sender.send(
             lambda: self._client.xadd(self._stream, fields, maxlen=self._keep, approximate=True)
         )
@@ -216,7 +217,8 @@ class OutcomeFollower(LoopTask):
                 raise
 
     async def _read(self, start: str, *, block: bool) -> list[tuple[str, dict[str, Any]]]:
-        answer = await self._client.xreadgroup(
+        # [(stream, [(id, fields), ...])]: redis-py's decoded reply.
+        answer: Any = await self._client.xreadgroup(
             self._group,
             self._consumer,
             {self._stream: start},

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 __all__ = ["IdentifyLock", "ShardClaims", "ShardConflict", "shard_words"]
 
@@ -160,12 +161,15 @@ class ShardClaims:
         on_lost: Callable[[tuple[int, ...]], object] | None = None,
     ) -> None:
         self.whole = shard_ids is None
+        # The count every claim pins: `EVERY` for the whole bot's claim.
+        self._pinned_count: EncodableT = EVERY
         if shard_ids is not None:
             if shard_count is None:
                 raise ValueError("shard ids need the shard count")
             bad = [s for s in shard_ids if not 0 <= s < shard_count]
             if bad:
                 raise ValueError(f"shard ids {bad} are outside 0..{shard_count - 1}")
+            self._pinned_count = shard_count
         self.redis = redis
         self.node = node
         self.shard_ids = () if self.whole else tuple(sorted(set(shard_ids or ())))
@@ -181,9 +185,8 @@ class ShardClaims:
         self._release = redis.register_script(_RELEASE)
 
     @property
-    def _args(self) -> list[object]:
-        count = EVERY if self.whole else self.shard_count
-        return [self.node, count, int(self.ttl * 1000)]
+    def _args(self) -> list[EncodableT]:
+        return [self.node, self._pinned_count, int(self.ttl * 1000)]
 
     async def claim(
         self,

@@ -65,6 +65,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
 
 from aibot.cluster.stream_scripts import CLAIM_DELIVERY, FINISH, MARK_SENT, RECLAIM, RENEW
 from aibot.jobs import Job
@@ -300,7 +301,8 @@ class JobStream:
     async def dead_letters(self, count: int = 100) -> list[tuple[str, Mapping[str, str]]]:
         """The most recent dead letters, newest first: (id, fields) with the job's
         JSON under `job` (it holds the interaction token: never log it whole)."""
-        rows = await self.redis.xrevrange(self.dead_key, count=count)
+        # [(id, fields), ...]: redis-py's reply, its types wider than what it holds.
+        rows: Any = await self.redis.xrevrange(self.dead_key, count=count)
         return [
             (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
             for entry_id, fields in rows
@@ -326,7 +328,7 @@ async def stream_loads(
     return loads
 
 
-def entry_fields(job: Job) -> dict[str, str]:
+def entry_fields(job: Job) -> dict[FieldT, EncodableT]:
     """A job's stream entry: its id apart too (the reclaim script looks up the
     delivery claim by it) and the job as JSON, not ASCII-escaped (a Korean prompt
     costs 3 bytes a character, not 6)."""

@@ -68,7 +68,8 @@ class AibotBot(commands.AutoShardedBot):
             # Nothing the bot writes may ping anyone unless a message says so.
             allowed_mentions=discord.AllowedMentions.none(),
             shard_count=settings.shard_count,
-            shard_ids=list(settings.shard_ids) if settings.shard_ids else None,
+            # Documented as optional (None: every shard); its type hint says a list.
+            shard_ids=list(settings.shard_ids) if settings.shard_ids else None,  # type: ignore[arg-type]
             tree_cls=_Tree,
         )
         self.settings = settings

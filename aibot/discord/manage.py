@@ -161,7 +161,13 @@ class ManageCog(commands.Cog, name="manage"):
             self._record(interaction, "quota.reset", pool)
             notes.append(text(lang, "admin_quota_reset", pool=pool))
         if pool is not None and given:
-            await gate.set_limits(guild_id, pool, **given)
+            await gate.set_limits(
+                guild_id,
+                pool,
+                cooldown=cooldown,
+                daily_quota=daily_quota,
+                daily_budget=daily_budget,
+            )
             detail = ", ".join(f"{name}={value:g}" for name, value in given.items())
             self._record(interaction, "quota.set", f"{pool}: {detail}")
             notes.append(text(lang, "admin_quota_saved", pool=pool))

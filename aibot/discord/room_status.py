@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -23,6 +23,8 @@ from aibot.discord.rooms import room_channel
 from aibot.room_settings import ChannelChoice
 
 if TYPE_CHECKING:
+    from discord.types.embed import Embed as EmbedData
+
     from aibot.discord.rooms import Rooms
 
 __all__ = ["INTERVAL", "ROOM", "StatusRoom"]
@@ -39,7 +41,7 @@ class StatusRoom:
     def __init__(self, rooms: Rooms, choice: ChannelChoice) -> None:
         self._rooms = rooms
         self._choice = choice
-        self._shown: dict[int, dict[str, Any]] = {}  # per server: the embed last shown
+        self._shown: dict[int, EmbedData] = {}  # per server: the embed last shown
         self._kept: dict[int, tuple[int, int]] = {}  # per server: (channel, message)
 
     async def run(self) -> None:

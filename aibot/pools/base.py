@@ -211,7 +211,7 @@ class Pool:
             if not moved:
                 await self._tell(entry, result if error is None else None, error, seconds)
         finally:
-            self._tasks.discard(entry.task)  # type: ignore[arg-type]
+            self._tasks.discard(entry.task)
 
     def _handed_off(self, entry: _Entry, error: AibotError) -> bool:
         if self._handoff is None:
@@ -228,7 +228,7 @@ class Pool:
         try:
             await self._tell(entry, None, error, self._count(entry, error))
         finally:
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._tasks.discard(asyncio.current_task())
 
     def _count(self, entry: _Entry, error: AibotError | None) -> float:
         """The outcome into the figures; the job's seconds since submit."""

@@ -104,7 +104,8 @@ class Ledger:
         if cost is None:
             cost = self.prices.of(provider).cost(tokens_in, tokens_out, images, video_seconds)
         now = self._calendar.now() if at is None else at
-        row = (now, self._calendar.day(now), job.id, job.guild_id or 0, job.user_id)
+        day = self._calendar.day(now)
+        row: tuple[object, ...] = (now, day, job.id, job.guild_id or 0, job.user_id)
         row += (job.pool or pool_of(job), job.command, provider, _redacted(key_id), outcome)
         row += (latency, tokens_in, tokens_out, images, video_seconds, cost)
         self._db.later(_INSERT_USAGE, row)

@@ -122,10 +122,11 @@ class RestApi:
         body, files = await read_body(request)
         sent = fake.sent_with(request.match_info["token"])
         refusal = self._refuse_callback(sent, request.match_info["id"], at)
-        if sent is None or refusal is not None:
+        if refusal is not None:
             iid = sent.id if sent else 0
             fake.record("callback", at=at, status=refusal.status, interaction_id=iid, body=body)
             return refusal
+        assert sent is not None  # an unknown token is refused above
         mid = fake.messages.open_original(sent, body, files)
         record = fake.record(
             "callback", at=at, interaction_id=sent.id, body=body, files=files, message_id=mid

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 __all__ = ["Files", "dumps", "error_response", "json_response", "loads", "read_body"]
 
 # Uploads as (filename, size): the fake keeps their size, not their bytes.
 Files = tuple[tuple[str, int], ...]
 
-try:  # orjson keeps the fake's own CPU cost low under a benchmark burst
-    import orjson
+loads = json.loads
 
-    def dumps(data: Any) -> str:
-        """`data` as compact JSON text."""
-        return orjson.dumps(data).decode()
 
-    loads: Callable[[str | bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover - orjson is optional
-    loads = json.loads
-
-    def dumps(data: Any) -> str:
-        """`data` as compact JSON text."""
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def dumps(data: Any) -> str:
+    """`data` as compact JSON text."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -51,7 +42,9 @@ async def read_body(request: web.Request) -> tuple[dict[str, Any], Files]:
     body: dict[str, Any] = {}
     files = []
     async for part in await request.multipart():
-        data = await part.read()  # type: ignore[union-attr]
+        if not isinstance(part, BodyPartReader):
+            continue  # a multipart inside the multipart: Discord's uploads have none
+        data = await part.read()
         if part.name == "payload_json":
             body = loads(data)
         elif part.name and part.name.startswith("files["):
