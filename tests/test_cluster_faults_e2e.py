@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aibot.demo.stage import ALERT_CHANNEL
 from aibot.discord.i18n import text
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import DEFAULT_CHANNELS, Record, SentInteraction
@@ -227,7 +228,7 @@ async def test_the_worker_that_took_over_a_killed_ones_job_says_so_in_the_alert_
     fake_providers: FakeProviders,
     tmp_path: Path,
 ) -> None:
-    channels = (*DEFAULT_CHANNELS, "🚨-알림-채널")
+    channels = (*DEFAULT_CHANNELS, ALERT_CHANNEL)
     async with cluster_on(
         redis_server.url, redis_server, aibot_env, fake_providers, tmp_path, channels=channels
     ) as world:

@@ -161,6 +161,7 @@ class ShardClaims:
         on_lost: Callable[[tuple[int, ...]], object] | None = None,
     ) -> None:
         self.whole = shard_ids is None
+        self.shard_ids: tuple[int, ...] = ()  # none: the whole bot
         # The count every claim pins: `EVERY` for the whole bot's claim.
         self._pinned_count: EncodableT = EVERY
         if shard_ids is not None:
@@ -169,10 +170,10 @@ class ShardClaims:
             bad = [s for s in shard_ids if not 0 <= s < shard_count]
             if bad:
                 raise ValueError(f"shard ids {bad} are outside 0..{shard_count - 1}")
+            self.shard_ids = tuple(sorted(set(shard_ids)))
             self._pinned_count = shard_count
         self.redis = redis
         self.node = node
-        self.shard_ids = () if self.whole else tuple(sorted(set(shard_ids or ())))
         self.shard_count = shard_count
         self.prefix = prefix
         self.ttl = ttl

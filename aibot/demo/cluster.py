@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aibot.demo.cluster_world import ALERT_ROOM, PREFIX, WAIT, ClusterWorld, DemoStuck
+from aibot.demo.cluster_world import PREFIX, WAIT, ClusterWorld, DemoStuck
+from aibot.demo.stage import ALERT_CHANNEL
 from aibot.demo.transcript import Transcript
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, Record, SentInteraction
@@ -201,11 +202,11 @@ async def _reclaimed(
     )
     out.note(f"live in Redis now: {', '.join(await world.live())}", aside=True)
     try:
-        alert_room = fake.guilds[0].channel_id(ALERT_ROOM)
+        alert_room = fake.guilds[0].channel_id(ALERT_CHANNEL)
         [alert] = await fake.wait_until(_posted_in(fake, alert_room), timeout=_ALERT_WAIT)
-        out.note(f"the gateway posted in #{ALERT_ROOM}: {alert.body['content']}", aside=True)
+        out.note(f"the gateway posted in #{ALERT_CHANNEL}: {alert.body['content']}", aside=True)
     except TimeoutError:
-        out.note(f"no alert reached #{ALERT_ROOM} within {_ALERT_WAIT:.0f} s.", aside=True)
+        out.note(f"no alert reached #{ALERT_CHANNEL} within {_ALERT_WAIT:.0f} s.", aside=True)
     return ClusterSummary(killed, other, seconds, answers)
 
 

@@ -27,7 +27,7 @@ from aibot.app import create_bot
 from aibot.cluster.connection import connect
 from aibot.cluster.heartbeat import live_nodes
 from aibot.cluster.streams import GROUP
-from aibot.demo.stage import DEMO_ENV
+from aibot.demo.stage import ALERT_CHANNEL, DEMO_ENV
 from aibot.discord.bot import AibotBot
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import DEFAULT_CHANNELS, FakeDiscord, pointed_at
@@ -36,13 +36,11 @@ from aibot.sandbox.redis_server import RedisServer
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["ALERT_ROOM", "PREFIX", "WAIT", "ClusterWorld", "DemoStuck", "Node"]
+__all__ = ["PREFIX", "WAIT", "ClusterWorld", "DemoStuck", "Node"]
 
 T = TypeVar("T")
 
 PREFIX = "aibot-demo"
-# The guild's alert room (the default AIBOT_ALERT_CHANNEL matches it).
-ALERT_ROOM = "🚨-알림-채널"
 # Generous: processes start in seconds, and the machine may be busy.
 WAIT = 60.0
 # Seconds a worker gets to drain and exit on SIGTERM before it is killed.
@@ -120,7 +118,7 @@ class ClusterWorld:
         """The fake Discord and the gateway, connected; on the way out the workers,
         the gateway and the Redis client are stopped and closed."""
         env = _cluster_env(server, providers, folder)
-        channels = (*DEFAULT_CHANNELS, ALERT_ROOM)  # the gateway posts its alerts there
+        channels = (*DEFAULT_CHANNELS, ALERT_CHANNEL)  # the gateway posts its alerts there
         fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"], channels=channels)
         async with fake.running():
             with pointed_at(fake):
