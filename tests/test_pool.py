@@ -155,6 +155,19 @@ async def test_the_place_in_line_follows_the_turns() -> None:
 
 
 @on_virtual_clock
+async def test_the_place_submit_tells_is_the_place_the_job_is_taken_in() -> None:
+    # Members with one job and with several, coming back after others: each place
+    # `submit` tells is the job's place in the order the pool then lists (and takes).
+    pool = Pool("video", sleeper(60), workers=1, queue_size=100)
+    pool.submit(make_job(0), RecordingReply())  # runs: every later job waits
+    for user in (1, 2, 1, 3, 4, 2, 2, 5, 1, 6, 3, 7, 7, 8):
+        job = make_job(user)
+        place = pool.submit(job, RecordingReply())
+        waiting = [other.id for other, state in pool.jobs() if state == "queued"]
+        assert place == waiting.index(job.id) + 2  # 1 is the running job's
+
+
+@on_virtual_clock
 async def test_a_full_queue_refuses_with_an_estimated_wait() -> None:
     pool = Pool("video", sleeper(40), workers=2, queue_size=2, service_estimate=30)
     for n in range(4):

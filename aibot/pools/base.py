@@ -343,7 +343,13 @@ class Pool:
     def _rank(self, entry: _Entry) -> int:
         """1-based order in which the queued `entry` will be taken."""
         user = entry.job.user_id
-        k = self._lines[user].index(entry)
+        own = self._lines[user]
+        if len(own) == 1 and next(reversed(self._lines)) == user:
+            # The one job of the last line (a member with nothing else queued: most
+            # jobs): after one job of every other line. Said without walking them all,
+            # since a burst from many members makes thousands of lines.
+            return len(self._lines)
+        k = own.index(entry)
         ahead, before = k, True
         for other, line in self._lines.items():
             if other == user:
