@@ -331,15 +331,6 @@ class Pool:
 
     # -- views -------------------------------------------------------------
 
-    def position(self, job_id: str) -> int | None:
-        """Place in line, on `submit`'s scale: 1 while the job runs, 2 for the
-        next to start, and so on; None when the pool does not hold it."""
-        if job_id in self._running:
-            return 1
-        entry = self._queued.get(job_id)
-        # A queued job always waits: a free slot would have started it.
-        return None if entry is None else self._rank(entry) + 1
-
     def _rank(self, entry: _Entry) -> int:
         """1-based order in which the queued `entry` will be taken."""
         user = entry.job.user_id
