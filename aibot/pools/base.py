@@ -169,6 +169,24 @@ class Pool:
         del self._queued[entry.job.id]
         return entry
 
+    def _rank(self, entry: _Entry) -> int:
+        """1-based order in which the queued `entry` will be taken."""
+        user = entry.job.user_id
+        own = self._lines[user]
+        if len(own) == 1 and next(reversed(self._lines)) == user:
+            # The one job of the last line (a member with nothing else queued: most
+            # jobs): after one job of every other line. Said without walking them all,
+            # since a burst from many members makes thousands of lines.
+            return len(self._lines)
+        k = own.index(entry)
+        ahead, before = k, True
+        for other, line in self._lines.items():
+            if other == user:
+                before = False
+            else:  # lines before ours take their turn first in round k+1
+                ahead += min(len(line), k + 1 if before else k)
+        return ahead + 1
+
     # -- running jobs ------------------------------------------------------
 
     async def _run(self, entry: _Entry) -> None:
@@ -330,24 +348,6 @@ class Pool:
         return [entry.job for entry in sorted(left, key=lambda e: e.seq)]
 
     # -- views -------------------------------------------------------------
-
-    def _rank(self, entry: _Entry) -> int:
-        """1-based order in which the queued `entry` will be taken."""
-        user = entry.job.user_id
-        own = self._lines[user]
-        if len(own) == 1 and next(reversed(self._lines)) == user:
-            # The one job of the last line (a member with nothing else queued: most
-            # jobs): after one job of every other line. Said without walking them all,
-            # since a burst from many members makes thousands of lines.
-            return len(self._lines)
-        k = own.index(entry)
-        ahead, before = k, True
-        for other, line in self._lines.items():
-            if other == user:
-                before = False
-            else:  # lines before ours take their turn first in round k+1
-                ahead += min(len(line), k + 1 if before else k)
-        return ahead + 1
 
     def _in_turn(self) -> list[_Entry]:
         """Queued entries in the order they will be taken."""
