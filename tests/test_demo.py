@@ -46,7 +46,7 @@ MARKERS = {
     ),
     "an alert in the alert channel": (
         "posted in #🚨-알림-채널",
-        "🚨 🔑 A `openai` key of the `chat` pool was disabled: `sk-...ch-",
+        "🚨 🔑 A key of the `chat` pool (`openai`) was disabled: `sk-...ch-",
         "Replace it in the settings and restart.",
     ),
     "the way to run it for real": (

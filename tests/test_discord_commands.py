@@ -240,7 +240,7 @@ async def test_status_shows_the_four_pools_from_their_snapshots(world: World) ->
     assert list(fields) == ["chat", "image", "video", "admin"]
     assert "done 1" in fields["chat"] and "workers 0/32" in fields["chat"]
     assert "keys 2/2 healthy" in fields["chat"]
-    assert "p50" in fields["chat"] and "budget left" in fields["chat"]
+    assert "p50" in fields["chat"] and "calls ready" in fields["chat"]
 
 
 async def test_instances_in_korean_lists_channels_commands_and_place(world: World) -> None:

@@ -73,7 +73,7 @@ async def test_a_disabled_key_and_a_pool_without_keys_are_alerted_redacted(
     alerts = room(world, ALERTS)
     await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hello?")
     disabled, empty = said(alerts)
-    assert disabled.startswith("🔑 A `openai` key of the `chat` pool was disabled: `bad...0001`")
+    assert disabled.startswith("🔑 A key of the `chat` pool (`openai`) was disabled: `bad...0001`")
     assert empty.startswith("🚫 The `chat` pool has no usable key left")
     assert aibot_env["OPENAI_API_KEY_1"] not in disabled
 

@@ -181,7 +181,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "status_line": (
                     "{state} · workers {busy}/{total} · queued {queued}/{queue_size} · "
                     "done {done} · failed {failed}\n"
-                    "p50 {p50} · p95 {p95} · keys {keys_ok}/{keys} healthy · budget left {budget}"
+                    "p50 {p50} · p95 {p95} · keys {keys_ok}/{keys} healthy · calls ready {budget}"
                 ),
                 "status_missing": "not running in this process",
                 "status_off": "off: no keys",
@@ -252,7 +252,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "stats_top_line": "{rank}. <@{user}> · jobs {jobs}",
                 # the admin rooms: alerts, the live status, the daily summary, backups
                 "alert_key_disabled": (
-                    "🔑 A `{provider}` key of the `{pool}` pool was disabled: `{key_id}` "
+                    "🔑 A key of the `{pool}` pool (`{provider}`) was disabled: `{key_id}` "
                     "({reason}). Replace it in the settings and restart."
                 ),
                 "alert_no_keys": (
@@ -399,7 +399,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "status_line": (
                     "{state} · 작업자 {busy}/{total} · 대기 {queued}/{queue_size} · "
                     "완료 {done} · 실패 {failed}\n"
-                    "p50 {p50} · p95 {p95} · 정상 키 {keys_ok}/{keys} · 남은 예산 {budget}"
+                    "p50 {p50} · p95 {p95} · 정상 키 {keys_ok}/{keys} · 바로 가능한 호출 {budget}"
                 ),
                 "status_missing": "이 프로세스에서 돌지 않아요",
                 "status_off": "꺼짐: 키 없음",
