@@ -137,7 +137,8 @@ class AlertHub:
         self._listeners: list[Callable[[], None]] = []
 
     def alert(self, alert: Alert) -> None:
-        log.warning("alert %s %s%s", alert.kind, alert.pool or "-", _describe(alert.detail))
+        where = f" ({alert.pool} pool)" if alert.pool else ""
+        log.warning("alert: %s%s%s", alert.kind, where, _describe(alert.detail))
         self._outbox.extend(self._folder.offer(alert, self._clock()))
         # Told even when folded: a count now falls due, and someone must take it then.
         self._tell()
