@@ -76,6 +76,30 @@ def test_a_code_block_cut_in_two_is_closed_and_reopened_with_its_language() -> N
     assert _unfenced(parts) == text
 
 
+def test_code_inline_on_one_line_opens_no_fence() -> None:
+    # A line that starts with ``` and closes on itself (minified JSON in a code span)
+    # is no fence: taken for one, it would start every later part, which then holds
+    # a few characters each (hundreds of messages).
+    text = "Here is the data:\n```" + '{"k":"v"},' * 220 + "```\n\n" + "A sentence. " * 400
+    parts = split_message(text)
+    assert len(parts) <= -(-len(text) // MESSAGE_LIMIT) + 1
+    assert all(len(part) <= MESSAGE_LIMIT for part in parts)
+    assert not any(part.startswith("```") for part in parts[1:])
+    assert "".join("".join(parts).split()) == "".join(text.split())  # nothing lost
+
+
+def test_a_fence_with_a_long_info_string_reopens_short() -> None:
+    # What reopens the fence is ``` and its language word, never the whole line.
+    code = "\n".join(f"x = {i}" for i in range(600))
+    text = "```" + "a" * 1990 + "\n" + code + "\n```"
+    parts = split_message(text)
+    assert len(parts) <= -(-len(text) // (MESSAGE_LIMIT - 10)) + 1
+    assert all(len(part) <= MESSAGE_LIMIT for part in parts)
+    assert all(part.startswith("```\n") for part in parts[1:])
+    parts = split_message("```python title=x.py\n" + code + "\n```")
+    assert all(part.startswith("```python\n") for part in parts[1:])
+
+
 def test_text_with_no_boundary_is_cut_hard() -> None:
     text = "x" * 5000
     parts = split_message(text)

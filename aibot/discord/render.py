@@ -24,6 +24,11 @@ _FENCE = "```"
 _CLOSE = "\n```"
 # Where a long answer may be cut, best first: a paragraph, a line, a sentence, a word.
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s)")
+# A fence line: ``` and an info string with no backtick (a line such as ```x``` is
+# code inline, not a fence). What reopens a fence in the next part is ``` and the
+# info string's language word, if it is a short one.
+_FENCE_LINE = re.compile(r"```[^`]*")
+_LANGUAGE = re.compile(r"[\w+#.-]{1,20}")
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
@@ -36,6 +41,7 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """
     parts: list[str] = []
     fence: str | None = None
+    in_line = False  # `rest` starts in the middle of a line a hard cut split
     rest = text
     while rest.strip():
         prefix = f"{fence}\n" if fence else ""
@@ -44,10 +50,15 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             parts.append(prefix + rest.rstrip())
             break
         cut = _cut(rest, room - len(_CLOSE))
-        chunk, rest = rest[:cut].rstrip(), rest[cut:]
+        chunk, rest = rest[:cut], rest[cut:]
+        # Fences are told by whole lines: a line cut in two is read whole, with
+        # the part its start is in.
+        cut_in_line = not chunk.endswith("\n") and not rest.startswith("\n")
+        lines = (chunk + rest.partition("\n")[0] if cut_in_line else chunk).split("\n")
+        fence = _open_fence(lines[1:] if in_line else lines, fence)
+        in_line = cut_in_line
         rest = rest[1:] if rest.startswith("\n") else rest
-        fence = _open_fence(chunk, fence)
-        parts.append(prefix + chunk + (_CLOSE if fence else ""))
+        parts.append(prefix + chunk.rstrip() + (_CLOSE if fence else ""))
     return [part for part in parts if part.strip()]
 
 
@@ -67,13 +78,19 @@ def _cut(text: str, room: int) -> int:
     return at + 1 if at > floor else room
 
 
-def _open_fence(chunk: str, fence: str | None) -> str | None:
-    """The fence line still open after `chunk` (e.g. "```python"), given the one open
-    before it."""
-    for line in chunk.split("\n"):
+def _open_fence(lines: Iterable[str], fence: str | None) -> str | None:
+    """The fence still open after `lines` ("```" or e.g. "```python"), given the one
+    open before them. Short whatever the fence line was: it starts every later part."""
+    for line in lines:
         stripped = line.strip()
-        if stripped.startswith(_FENCE):
-            fence = None if fence else stripped
+        if not _FENCE_LINE.fullmatch(stripped):
+            continue
+        if fence:
+            fence = None
+        else:
+            words = stripped[len(_FENCE) :].split()
+            language = words[0] if words and _LANGUAGE.fullmatch(words[0]) else ""
+            fence = _FENCE + language
     return fence
 
 
