@@ -177,6 +177,22 @@ async def test_a_job_deferred_just_before_shutdown_still_gets_its_answer(
     assert len(fake_discord.records_of("callback", sent.id)) == 1, "answered exactly once"
 
 
+async def test_a_defer_cut_off_on_its_way_runs_nothing_and_gives_the_use_back(
+    fake_discord: FakeDiscord, aibot: commands.AutoShardedBot
+) -> None:
+    assert isinstance(aibot, AibotBot)
+    fake_discord.cut_callbacks = 1  # the connection drops before Discord answers
+
+    sent = await fake_discord.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+
+    [told] = await fake_discord.wait_for("callback", interaction_id=sent.id, timeout=WAIT)
+    assert fake_discord.records_of("callback_cut", sent.id), "the defer was cut off"
+    assert told.callback_type == 4, "the member is told in one sentence instead"
+    assert aibot.store.gate.usage(sent.guild_id, sent.user_id, "chat") == (0, 2500)
+    assert aibot.intake is not None and aibot.intake.taking == 0
+    assert aibot.queue.worker.pools["chat"].snapshot().done == 0, "no job ran"
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)

@@ -121,6 +121,11 @@ class RestApi:
         at = time.perf_counter()
         body, files = await read_body(request)
         sent = fake.sent_with(request.match_info["token"])
+        if fake.cut_callbacks and request.transport is not None:
+            fake.cut_callbacks -= 1
+            fake.record("callback_cut", at=at, interaction_id=sent.id if sent else 0, body=body)
+            request.transport.abort()
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
         refusal = self._refuse_callback(sent, request.match_info["id"], at)
         if refusal is not None:
             iid = sent.id if sent else 0

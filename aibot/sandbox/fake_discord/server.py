@@ -60,6 +60,9 @@ class FakeDiscord(Recorder):
         self.port = port
         self.response_deadline = response_deadline
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # The next this many interaction callbacks find the connection cut before
+        # any answer, as when Discord becomes unreachable mid-request (not taken).
+        self.cut_callbacks = 0
         self.ids = payloads.Snowflakes()
         self.application_id = self.ids()
         self.bot_user = payloads.user(self.application_id, "aibot-fake", bot=True)
