@@ -106,10 +106,19 @@ def _tags_text(record: logging.LogRecord) -> str:
     return f"[{' '.join(parts)}] " if parts else ""
 
 
+# An interaction's token (it lets anyone post as the bot for 15 minutes), where
+# discord.py logs it at DEBUG: in the URL of every callback and webhook request,
+# and in the gateway's events as they came.
+_INTERACTION_TOKEN = re.compile(
+    r"(/(?:interactions|webhooks)/\d+/|['\"]token['\"]: ['\"])[\w.-]{20,}"
+)
+
+
 class RedactingFilter(logging.Filter):
     """Replaces every given secret in a record's final message, its formatted
-    exception and stack with the secret's redacted form. Belt and braces: code
-    should never log a key, but a provider's error text might quote one."""
+    exception and stack with the secret's redacted form, and an interaction's token
+    with `[token]`. Belt and braces: code should never log a key,
+    but a provider's error text might quote one."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -122,13 +131,13 @@ class RedactingFilter(logging.Filter):
 
     def redact(self, text: str) -> str:
         """`text` with every secret replaced by its redacted form."""
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(lambda m: self._masks[m.group(0)], text)
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: self._masks[m.group(0)], text)
+        return _INTERACTION_TOKEN.sub(r"\1[token]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
-            return True
         # Merge the args into the message first: a secret may sit in either.
         record.msg = self.redact(record.getMessage())
         record.args = None

@@ -22,8 +22,10 @@ from discord.ext import commands
 
 from aibot import create_bot
 from aibot.discord.bot import AibotBot
+from aibot.logs import setup_logging
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, FakeDiscordProcess, Record, pointed_at
+from aibot.settings import Settings
 
 # Every wait is bounded: a broken bot fails the test instead of hanging it.
 WAIT = 15.0
@@ -191,6 +193,29 @@ async def test_a_defer_cut_off_on_its_way_runs_nothing_and_gives_the_use_back(
     assert aibot.store.gate.usage(sent.guild_id, sent.user_id, "chat") == (0, 2500)
     assert aibot.intake is not None and aibot.intake.taking == 0
     assert aibot.queue.worker.pools["chat"].snapshot().done == 0, "no job ran"
+
+
+async def test_at_debug_no_interaction_token_reaches_the_logs(
+    wire_env: dict[str, str], fake_discord: FakeDiscord
+) -> None:
+    # discord.py logs each request's URL at DEBUG, and an interaction's callback and
+    # webhook URLs hold its token (15 minutes of posting as the bot).
+    stream = io.StringIO()
+    setup = setup_logging(Settings.from_env({**wire_env, "LOG_LEVEL": "DEBUG"}), stream=stream)
+    try:
+        bot = create_bot(wire_env)
+        async with connected(bot, fake_discord):
+            sent = await fake_discord.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+            await fake_discord.wait_until(
+                lambda record: record.kind == "edit" and record.interaction_id == sent.id,
+                timeout=WAIT,
+            )
+    finally:
+        setup.close()
+    written = stream.getvalue()
+    assert f"/interactions/{sent.id}/[token]/callback" in written  # the URLs were logged
+    assert "/webhooks/" in written
+    assert sent.token not in written
 
 
 async def _until(condition: Callable[[], bool]) -> None:
