@@ -201,6 +201,25 @@ async def test_a_video_upload_outlasts_a_moment_of_trouble(
     assert_seen_cleanly(quick, result, "비디오생성-1")
 
 
+async def test_a_video_no_way_would_upload_comes_as_its_link(quick: World) -> None:
+    result = await quick.member.slash(quick.channel("비디오생성-1"), "video", prompt="a fox")
+    for _ in range(6):
+        if "downloading" in result.response.content:
+            break
+        await quick.env.advance_time(10)
+    # The upload is refused by the webhook, then by the channel ("Missing Permissions").
+    Fault(EDIT, 403, code=50013).inject(quick)
+    Fault(CHANNEL, 403, code=50013).inject(quick)
+    for _ in range(3):
+        await quick.env.advance_time(10)
+    [late] = late_answers(quick, "비디오생성-1")
+    assert late.attachments == []
+    assert "Your video is ready" in late.content
+    assert "http://127.0.0.1" in late.content  # the provider's link
+    assert lost_answers(quick, "video") == 0
+    assert_seen_cleanly(quick, result, "비디오생성-1")
+
+
 async def test_a_failure_notice_outlasts_two_503s_in_a_row(quick: World) -> None:
     quick.fake.inject("minimax", "reject")
     Fault(EDIT, 503, times=2).inject(quick)

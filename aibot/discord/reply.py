@@ -244,10 +244,14 @@ class InteractionReply:
             try:
                 await self._out.put([Message(content, files=[video])])
                 return
-            except discord.HTTPException as error:
-                if error.status != 413 or not video.url:
+            except _UNDELIVERED as error:
+                # Too large after all (413), no right to attach files there (403), an
+                # upload that outlasted its time: the provider's link still works.
+                if not video.url:
                     raise
-                log.info("job %s: upload refused as too large, sending the link", self.job.id)
+                log.info(
+                    "job %s: the upload failed (%s), sending the link", self.job.id, describe(error)
+                )
         if video.url:
             content = text(self._lang, "video_link", seconds=seconds, url=video.url) + prompt
         else:
