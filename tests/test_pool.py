@@ -286,6 +286,34 @@ async def test_drain_returns_the_jobs_it_could_not_finish() -> None:
         pool.submit(make_job(4), RecordingReply())
 
 
+class UploadingReply(RecordingReply):
+    """A reply whose answer takes `seconds` to go out, as a video's upload does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def finish(self, result: Result) -> None:
+        await asyncio.sleep(self.seconds)
+        await super().finish(result)
+
+
+@on_virtual_clock
+async def test_an_answer_going_out_is_neither_cancelled_nor_cut_short_by_the_drain() -> None:
+    # A finished video counts as delivered once its upload starts: cut short, it
+    # would be neither shown nor made again after the restart.
+    pool = Pool("video", sleeper(1), workers=2, queue_size=4)
+    first, second = make_job(1), make_job(2)
+    replies = {first.id: UploadingReply(60), second.id: UploadingReply(60)}
+    for job in (first, second):
+        pool.submit(job, replies[job.id])
+    await asyncio.sleep(2)  # both done with their work, both uploading
+    assert not pool.cancel(second.id)  # too late: its answer is going out
+    assert await pool.drain(timeout=5) == []
+    assert all(reply.result is not None and reply.error is None for reply in replies.values())
+    assert pool.snapshot().done == 2
+
+
 @on_virtual_clock
 async def test_drain_lets_running_jobs_finish_in_time() -> None:
     pool = Pool("chat", sleeper(2), workers=2, queue_size=4)

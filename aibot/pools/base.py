@@ -60,6 +60,9 @@ class _Entry:
     # In its work: only then is its task cancelled. A task cancelled before its first
     # step would never run its own clean-up; before the work, `stop` is checked instead.
     working: bool = False
+    # Its work done, its answer going out: nothing cuts that short (a finished video
+    # cut off mid-upload would be lost: it counts as delivered once the upload starts).
+    delivering: bool = False
 
 
 class Pool:
@@ -202,6 +205,7 @@ class Pool:
                 else:
                     entry.working = True
                     result = await self._work(job, entry.reply)
+                    entry.working, entry.delivering = False, True
                     await entry.reply.finish(result)
             except asyncio.CancelledError:
                 if not entry.working or not entry.stop:
@@ -209,11 +213,11 @@ class Pool:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 error = Cancelled("cancelled")
             except AibotError as err:
-                if not entry.working:
+                if not (entry.working or entry.delivering):
                     raise
                 error = err
             except Exception as err:
-                if not entry.working:
+                if not (entry.working or entry.delivering):
                     raise
                 self._log.error("job %s: unexpected error\n%s", job.id, job.trace(err))
                 error = AibotError("internal")
@@ -302,7 +306,8 @@ class Pool:
         self._start_free()
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or running job; its reply fails with `Cancelled`."""
+        """Cancel a queued or running job; its reply fails with `Cancelled`. False
+        for a job this pool does not hold, or one whose answer is going out."""
         entry = self._queued.pop(job_id, None)
         if entry is not None:
             line = self._lines[entry.job.user_id]
@@ -313,7 +318,7 @@ class Pool:
             self._tasks.add(told)  # referenced until it ends: it takes itself out
             return True
         entry = self._running.get(job_id)
-        if entry is None:
+        if entry is None or entry.delivering:
             return False
         if not entry.stop:
             entry.stop = "cancel"
@@ -322,9 +327,9 @@ class Pool:
         return True
 
     async def drain(self, timeout: float) -> list[Job]:
-        """Stop taking jobs, give running ones `timeout` seconds, cancel the rest.
-        Returns the jobs not finished (queued, and cancelled running ones) in
-        the order they were submitted; their replies are left alone."""
+        """Stop taking jobs, give running ones `timeout` seconds, cancel the rest
+        (answers going out end as they would). Returns the jobs not finished (queued,
+        cancelled running ones) in submission order; their replies left alone."""
         self._state = "draining"
         left = list(self._queued.values())
         self._queued.clear()
@@ -333,7 +338,7 @@ class Pool:
         if running:
             await asyncio.wait([e.task for e in running if e.task], timeout=timeout)
         for entry in running:
-            if entry.job.id in self._running:
+            if entry.job.id in self._running and not entry.delivering:
                 entry.stop = "drain"
                 if entry.working:
                     entry.task.cancel()  # type: ignore[union-attr]
