@@ -71,6 +71,9 @@ QUEUE_NOTICE_SECONDS = 5.0
 # A chat or image job left by a crash runs again only if its interaction token can
 # still answer for this many seconds; otherwise the member is asked to ask again.
 RERUN_MARGIN = 60.0
+# Members told at once at shutdown that their job did not finish: each is a request
+# of its own to Discord, and hundreds one by one could outlast systemd's stop timeout.
+NOTICES_AT_ONCE = 16
 
 Observer = Callable[[Job, AibotError | None, float], None]
 
@@ -283,18 +286,30 @@ class Worker:
 
     async def drain(self, timeout: float) -> None:
         """Stop taking jobs, give running ones `timeout` seconds, then tell the
-        members whose jobs did not finish; videos are left to the next start."""
+        members whose jobs did not finish to ask again, their use given back (a few
+        at once: hundreds may be queued); videos are left to the next start."""
         results = await asyncio.gather(
             *(pool.drain(timeout) for pool in self.pools.values()), return_exceptions=True
         )
         left = {job.id: job for jobs in results if isinstance(jobs, list) for job in jobs}
-        for job_id, reply in list(self._open.items()):
+        at_once = asyncio.Semaphore(NOTICES_AT_ONCE)
+
+        async def tell(job_id: str, reply: Reply) -> None:
+            async with at_once:
+                await reply.fail(ShuttingDown())
+            job = left.get(job_id)
+            if job is not None and self._gate is not None:
+                await self._gate.refund(job)
+            if self._journal is not None:
+                await self._journal.finished(job_id, ShuttingDown.kind)
+
+        told = []
+        for job_id, reply in self._open.items():
             job = left.get(job_id)
             if job is not None and job.command in LONG_COMMANDS and self._journal is not None:
                 continue  # journaled: resumed and delivered after the restart
-            await reply.fail(ShuttingDown())
-            if self._journal is not None:
-                await self._journal.finished(job_id, ShuttingDown.kind)
+            told.append(tell(job_id, reply))
+        await asyncio.gather(*told)
         self._open.clear()
 
     async def aclose(self) -> None:

@@ -207,6 +207,27 @@ async def test_a_video_running_at_shutdown_is_kept_for_the_next_start(
     assert world.fake.counters.video_tasks == 1
 
 
+@pytest.mark.aibot_env(
+    AIBOT_DRAIN_SECONDS="0.2",
+    AIBOT_IMAGE_WORKERS="1",
+    AIBOT_IMAGE_PROVIDERS="minimax",
+    AIBOT_IMAGE_RPM_MINIMAX="1",  # one image a minute: the second waits for its key
+    MINIMAX_API_KEY_2="minimax-image-key-0000000001",
+)
+async def test_jobs_cut_short_by_a_shutdown_are_told_and_give_the_use_back(world: World) -> None:
+    channel = world.channel("이미지생성-1")
+    done = await world.member.slash(channel, "image", prompt="first")
+    members = [world.add_member("dahyun"), world.add_member("minji")]
+    cut = [await member.slash(channel, "image", prompt="cut short") for member in members]
+    assert [state for _job, state in world.pools["image"].jobs()] == ["running", "queued"]
+    await world.bot.close()  # as on SIGTERM: drain, then stop
+    assert done.response.attachments
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "image")[0] == 1
+    for member, result in zip(members, cut, strict=True):
+        assert "restarting" in result.response.content
+        assert world.bot.store.gate.usage(world.guild.id, member.id, "image")[0] == 0
+
+
 async def test_commands_while_draining_are_told_to_come_back(world: World) -> None:
     world.bot.draining = True  # what close() sets first
     result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
