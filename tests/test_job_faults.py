@@ -226,6 +226,8 @@ async def test_a_chat_whose_token_expired_during_a_crash_is_asked_again(
     assert world.fake.counters.requests("openai", "chat") == 1
     assert await ledger(world, bot) == {("chat", "openai"): (1, 0), ("chat", "-"): (1, 1)}
     assert await bot.store.journal.unfinished() == []
+    # Asked to ask again, the member has that use back: only the first one counts.
+    assert bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 1
 
 
 @pytest.mark.aibot_env(AIBOT_IMAGE_PROVIDERS="minimax", AIBOT_IMAGE_RPM_MINIMAX="1")

@@ -20,6 +20,7 @@ Guild overrides are stored field by field; a field left unset follows settings.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, replace
 
@@ -91,10 +92,15 @@ class Gate:
         self._taken: dict[str, tuple[str, Key]] = {}
 
     async def load(self) -> None:
-        """Take up today's counters and every guild override from the file (at start)."""
+        """Take up today's counters and every guild override from the file (at start),
+        and today's takes of the journaled jobs a restart left unfinished, which may
+        still be given back (a job the restart cut short: its member asks again)."""
         self._day, self._start, self._end = self._calendar.span(self._calendar.now())
-        day = self._day
+        day, start = self._day, self._start
         self._used, self._overrides = await self._db.run(lambda conn: Gate.read(conn, day))
+        open_jobs = await self._db.run(lambda conn: _open_jobs(conn, start))
+        for job in open_jobs:
+            self._remember_take(job.id, (pool_of(job), job.guild_id or 0, job.user_id))
 
     @staticmethod
     def read(conn: sqlite3.Connection, day: str) -> tuple[dict[Key, int], Overrides]:
@@ -225,6 +231,16 @@ class Gate:
         self._taken[job_id] = (self._day, member)
         if len(self._taken) > _REFUNDABLE:
             del self._taken[next(iter(self._taken))]
+
+
+def _open_jobs(conn: sqlite3.Connection, since: float) -> list[Job]:
+    """The journaled jobs neither finished nor delivered, accepted since `since`."""
+    rows = conn.execute(
+        "SELECT job FROM jobs WHERE finished_at IS NULL AND delivered_at IS NULL "
+        "AND created_at >= ?",
+        (since,),
+    )
+    return [Job.from_dict(json.loads(data)) for (data,) in rows]
 
 
 def _save_override(
