@@ -193,6 +193,20 @@ async def test_todays_counts_survive_a_restart_and_a_new_day_starts_fresh(
     await third.gate.take(job("video"))
 
 
+async def test_a_clock_set_back_across_midnight_undoes_no_count(store_opener, store_clock):
+    env = {**NO_COOLDOWN, "AIBOT_VIDEO_DAILY_QUOTA": "2"}
+    store = await store_opener(env)
+    store_clock.advance(12 * 3600 - 60)  # a minute before midnight
+    await store.gate.take(job("video"))
+    store_clock.advance(120)  # into the next day
+    await store.gate.take(job("video"))
+    await store.gate.take(job("video"))
+    store_clock.advance(-120)  # the machine's clock corrected back, then forward again
+    assert store.gate.usage(GUILD, ALICE, "video")[0] == 2
+    store_clock.advance(120)
+    assert (await refused(store.gate, job("video"))).scope == "quota"
+
+
 def _counted(tmp_path) -> list[tuple[int, int]]:
     """(user id, uses) of the member rows in the file, read over a connection of its own."""
     with sqlite3.connect(tmp_path / "aibot.db") as conn:

@@ -210,8 +210,9 @@ class Gate:
         return self.limits(guild_id, pool)
 
     def _roll(self, now: float) -> None:
-        """Start a new day's counts when `now` is outside the current day."""
-        if self._start <= now < self._end:
+        """Start a new day's counts when `now` is past the current day. A clock set
+        back stays in the current day: a count is never undone."""
+        if now < self._end:
             return
         day, self._start, self._end = self._calendar.span(now)
         if day == self._day:
