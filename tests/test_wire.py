@@ -218,6 +218,32 @@ async def test_at_debug_no_interaction_token_reaches_the_logs(
     assert sent.token not in written
 
 
+async def test_a_video_task_made_as_the_bot_stops_is_paid_for_once(
+    wire_env: dict[str, str], fake_discord: FakeDiscord, fake_providers: FakeProviders
+) -> None:
+    # The provider has made the task, its answer is on the way, and the drain's
+    # deadline cuts the job short: the task's id is journaled all the same, and the
+    # next start polls that task instead of paying for another.
+    env = {
+        **wire_env,
+        "AIBOT_DRAIN_SECONDS": "0",
+        "AIBOT_VIDEO_POLL_SECONDS": "0.05",
+        "AIBOT_VIDEO_RPM_MINIMAX": "6000",  # polls not paced a minute apart
+    }
+    fake_providers.timeout_delay = 0.5
+    fake_providers.inject("minimax", "slow_answer", endpoint="video")
+    bot = create_bot(env)
+    async with connected(bot, fake_discord):
+        sent = await fake_discord.send_interaction(
+            "video", {"prompt": "waves"}, channel="비디오생성-1"
+        )
+        await asyncio.wait_for(_until(lambda: fake_providers.counters.video_tasks == 1), WAIT)
+    again = create_bot(env)
+    async with connected(again, fake_discord):
+        await fake_discord.wait_until(_uploads(sent.id), timeout=WAIT)
+    assert fake_providers.counters.video_tasks == 1
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)

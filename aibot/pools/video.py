@@ -111,6 +111,19 @@ class _VideoRun:
         except (TypeError, ValueError):
             raise BadRequest("the duration must be a whole number of seconds") from None
         frame = await self._first_frame()
+        # Asking for the task and journaling its id go together: cancelled in between
+        # (the drain's deadline), the job would leave a task paid for that the next
+        # start does not know of, and that start would pay for another.
+        asked = asyncio.ensure_future(self._ask_for_task(prompt, model, duration, frame))
+        try:
+            return await asyncio.shield(asked)
+        except asyncio.CancelledError:
+            await asked
+            raise
+
+    async def _ask_for_task(
+        self, prompt: str, model: str | None, duration: int, frame: str | None
+    ) -> tuple[str, str]:
         try:
             task = await with_keys(
                 self.ring,

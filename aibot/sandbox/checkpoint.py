@@ -177,6 +177,9 @@ def endpoint(checkpoint: Checkpoint, wire: Wire, name: str, impl: Impl) -> Handl
             if refused is not None:
                 raise refused
             response = await impl(request, body, admission)
+            if admission.fault == "slow_answer":
+                # Done (a task made, a charge taken) whether the client waits or not.
+                await asyncio.sleep(checkpoint.config.timeout_delay)
         except Refusal as refusal:
             checkpoint.counters.outcome(wire.provider, refusal.kind)
             return wire.refuse(refusal, admission)

@@ -37,7 +37,7 @@ class FakeConfig:
     - `stream_dialect`: how chat streams are framed, for clients that must read
       any OpenAI-compatible server: a set of `chat.DIALECTS` (none: OpenAI's own).
     - `think`: MiniMax chat answers start with `<think>think</think>` when set.
-    - `timeout_delay`: seconds a request is held under the `timeout` fault.
+    - `timeout_delay`: seconds a request (`timeout`) or its answer (`slow_answer`) is held.
     - `video_seconds`, `video_polls`: a video task succeeds once both that many
       real seconds have passed and it has been queried that many times.
     - `video_bytes`: size of the fake MP4 a finished video downloads as.

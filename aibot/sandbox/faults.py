@@ -34,6 +34,7 @@ __all__ = [
 FAULTS = (
     "500",  # a 5xx server error
     "timeout",  # hold the request for `timeout_delay` seconds, then answer
+    "slow_answer",  # do the work at once, hold its answer `timeout_delay` seconds
     "invalid_key",  # answer as if the key were invalid
     "reject",  # the input is refused by the safety system
     "filtered",  # the output is filtered (Stability CONTENT_FILTERED, chat content_filter)
