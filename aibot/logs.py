@@ -117,8 +117,8 @@ _INTERACTION_TOKEN = re.compile(
 class RedactingFilter(logging.Filter):
     """Replaces every given secret in a record's final message, its formatted
     exception and stack with the secret's redacted form, and an interaction's token
-    with `[token]`. Belt and braces: code should never log a key,
-    but a provider's error text might quote one."""
+    with `[token]`. Belt and braces: code should never log a key, but a provider's
+    error text might quote one."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()

@@ -211,8 +211,7 @@ class Worker:
         """Tell the member of a job a crash cut short to ask again; close it."""
         error = Restarted()
         await reply.fail(error)
-        if self._gate is not None:
-            await self._gate.refund(job)  # when the gate still knows the take
+        await self._give_back(job)
         if self._ledger is not None:
             self._record(job, None, error, 0.0)
         await self._journal.finished(job.id, error.kind)  # type: ignore[union-attr]
@@ -230,10 +229,15 @@ class Worker:
             self._observe(job, error, seconds)
         if self._ledger is not None:
             self._record(job, result, error, seconds)
-        if error is not None and error.kind in PROVIDER_FAULTS and self._gate is not None:
-            await self._gate.refund(job)
+        if error is not None and error.kind in PROVIDER_FAULTS:
+            await self._give_back(job)
         if self._journal is not None:
             await self._journal.finished(job.id, "done" if error is None else error.kind)
+
+    async def _give_back(self, job: Job) -> None:
+        """The member's use of `job` back (when the gate still knows the take)."""
+        if self._gate is not None:
+            await self._gate.refund(job)
 
     def _record(
         self, job: Job, result: Result | None, error: AibotError | None, seconds: float
@@ -298,8 +302,8 @@ class Worker:
             async with at_once:
                 await reply.fail(ShuttingDown())
             job = left.get(job_id)
-            if job is not None and self._gate is not None:
-                await self._gate.refund(job)
+            if job is not None:
+                await self._give_back(job)
             if self._journal is not None:
                 await self._journal.finished(job_id, ShuttingDown.kind)
 

@@ -139,18 +139,15 @@ class Intake:
             return
         try:
             deferred = await interaction.response.defer(thinking=True)
-        except discord.HTTPException as error:
+        except BaseException as error:
+            # No job will run: the use goes back, whatever stopped the defer.
             self._handed(job.pool)
+            await self._refund(job)
+            if not isinstance(error, discord.HTTPException):
+                raise  # cut off on its way (a lost connection, a timeout), or closing
             # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
             log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
-            await self._refund(job)
             return
-        except BaseException:
-            # Cut off on its way (a lost connection, a timeout) or the bot is closing:
-            # no job will run, so the use goes back before the error goes on.
-            self._handed(job.pool)
-            await self._refund(job)
-            raise
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id

@@ -57,12 +57,11 @@ class _Entry:
     started: float | None = None  # None while queued
     task: asyncio.Task[None] | None = field(default=None, repr=False)  # once started
     stop: str = ""  # why the pool stopped it: "cancel" or "drain"
-    # In its work: only then is its task cancelled. A task cancelled before its first
-    # step would never run its own clean-up; before the work, `stop` is checked instead.
-    working: bool = False
-    # Its work done, its answer going out: nothing cuts that short (a finished video
-    # cut off mid-upload would be lost: it counts as delivered once the upload starts).
-    delivering: bool = False
+    # "" before its work, then "working", then "answering". Only while working is its
+    # task cancelled: a task cancelled before its first step would never run its own
+    # clean-up (before the work, `stop` is checked instead), and an answer cut short
+    # would be lost (a finished video counts as delivered once its upload starts).
+    phase: str = ""
 
 
 class Pool:
@@ -203,21 +202,21 @@ class Pool:
                 if entry.stop:  # cancelled before its work began
                     error = Cancelled("cancelled")
                 else:
-                    entry.working = True
+                    entry.phase = "working"
                     result = await self._work(job, entry.reply)
-                    entry.working, entry.delivering = False, True
+                    entry.phase = "answering"
                     await entry.reply.finish(result)
             except asyncio.CancelledError:
-                if not entry.working or not entry.stop:
+                if entry.phase != "working" or not entry.stop:
                     raise  # cancelled from outside the pool (the loop is closing)
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 error = Cancelled("cancelled")
             except AibotError as err:
-                if not (entry.working or entry.delivering):
+                if not entry.phase:
                     raise
                 error = err
             except Exception as err:
-                if not (entry.working or entry.delivering):
+                if not entry.phase:
                     raise
                 self._log.error("job %s: unexpected error\n%s", job.id, job.trace(err))
                 error = AibotError("internal")
@@ -318,11 +317,11 @@ class Pool:
             self._tasks.add(told)  # referenced until it ends: it takes itself out
             return True
         entry = self._running.get(job_id)
-        if entry is None or entry.delivering:
+        if entry is None or entry.phase == "answering":
             return False
         if not entry.stop:
             entry.stop = "cancel"
-            if entry.working:
+            if entry.phase == "working":
                 entry.task.cancel()  # type: ignore[union-attr]
         return True
 
@@ -338,9 +337,9 @@ class Pool:
         if running:
             await asyncio.wait([e.task for e in running if e.task], timeout=timeout)
         for entry in running:
-            if entry.job.id in self._running and not entry.delivering:
+            if entry.job.id in self._running and entry.phase != "answering":
                 entry.stop = "drain"
-                if entry.working:
+                if entry.phase == "working":
                     entry.task.cancel()  # type: ignore[union-attr]
                 left.append(entry)
         while self._tasks:  # also the outcomes still being told

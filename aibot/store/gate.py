@@ -97,8 +97,9 @@ class Gate:
         still be given back (a job the restart cut short: its member asks again)."""
         self._day, self._start, self._end = self._calendar.span(self._calendar.now())
         day, start = self._day, self._start
-        self._used, self._overrides = await self._db.run(lambda conn: Gate.read(conn, day))
-        open_jobs = await self._db.run(lambda conn: _open_jobs(conn, start))
+        (self._used, self._overrides), open_jobs = await self._db.run(
+            lambda conn: (Gate.read(conn, day), _open_jobs(conn, start))
+        )
         for job in open_jobs:
             self._remember_take(job.id, (pool_of(job), job.guild_id or 0, job.user_id))
 
