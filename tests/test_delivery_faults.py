@@ -3,13 +3,15 @@ followup or a file upload; an interaction token Discord no longer knows; Discord
 for every way at once. Each row checks what the member saw: one answer, no
 "thinking…" left where Discord let the bot clear it, no traceback, no words of the
 bot's own fault, nobody pinged but the member; and, when every way failed, one line
-in the log and one more in `aibot_deliveries_failed_total`."""
+in the log and one more in `aibot_deliveries_failed_total`. Last, the bot's own fault
+while it builds an answer: the member reads that it failed."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,9 @@ import discord
 import pytest
 from simcord.results import InteractionResult
 
+from aibot.discord.i18n import error_text
 from aibot.discord.retries import RetryPolicy
+from aibot.jobs import AibotError, Job, Result
 from tests.fixtures.discord import World
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -306,6 +310,30 @@ async def test_an_answer_no_way_delivers_is_logged_once_and_counted(
     assert _token(quick) not in caplog.text
     assert bot_messages(quick, "채팅방-1")[0].content == ""  # nothing got through
     assert result.acknowledged
+
+
+# ------------------------------------------- an answer the bot itself cannot build
+
+
+async def test_an_answer_the_bot_cannot_build_is_told_as_a_failure(quick: World) -> None:
+    await chat(quick, "hello?")
+    channel = quick.channel("채팅방-1")
+    job = Job(
+        "chat",
+        {"prompt": "hello?"},
+        user_id=quick.member.id,
+        channel_id=channel.id,
+        guild_id=quick.guild.id,
+        application_id=quick.bot.application_id or 0,
+        token=_token(quick),
+        token_expires_at=time.time() + 600,
+    )
+    # A fault of the bot's own while it builds the answer (no code writes this meta):
+    # the member must not be left with the deferred "thinking…".
+    with pytest.raises(ValueError):
+        await quick.bot.replies.make(job).finish(Result("answer", meta={"forgotten": "some"}))
+    told = bot_messages(quick, "채팅방-1")[-1]
+    assert told.content == error_text(AibotError("internal"), "en", command="chat")
 
 
 def _token(world: World) -> str:

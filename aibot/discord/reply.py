@@ -180,6 +180,12 @@ class InteractionReply:
                 await self._deliver(result)
             except _UNDELIVERED as error:
                 self._lost("answer", error)
+            except Exception:
+                # The answer could not be built (a fault of the bot's own): the
+                # delivery is this reply's, so the member reads that it failed rather
+                # than "thinking…" for good; the pool logs the fault.
+                await self._tell_failure(AibotError("internal"))
+                raise
 
     async def fail(self, error: AibotError) -> None:
         if self.closed:
@@ -188,10 +194,7 @@ class InteractionReply:
         if not await self._first_delivery():
             return
         async with self._lock:
-            try:
-                await self._tell_failure(error)
-            except _UNDELIVERED as failure:
-                self._lost("failure notice", failure)
+            await self._tell_failure(error)
 
     async def _first_delivery(self) -> bool:
         """False when a journaled job's answer was already delivered (a job resumed
@@ -260,18 +263,22 @@ class InteractionReply:
 
     async def _tell_failure(self, error: AibotError) -> None:
         self._out.failing = True
+        try:
+            await self._out.put(self._failure_messages(error))
+        except _UNDELIVERED as failure:
+            self._lost("failure notice", failure)
+
+    def _failure_messages(self, error: AibotError) -> list[Message]:
         words = error_text(error, self._lang, command=self.job.command)
         shown = self._out.shown
         if not self._partial or not shown:
-            await self._out.put([Message(words, clear=True)])
-            return
+            return [Message(words, clear=True)]
         # Part of an answer is already shown: keep it and say why it stopped.
         kept = [Message(part) for part in shown[:-1]]
         last = shown[-1].removesuffix(_CURSOR)
         if len(last) + len(words) + 2 <= MESSAGE_LIMIT:
-            await self._out.put([*kept, Message(f"{last}\n\n{words}")])
-        else:
-            await self._out.put([*kept, Message(last), Message(words)])
+            return [*kept, Message(f"{last}\n\n{words}")]
+        return [*kept, Message(last), Message(words)]
 
     def _progress_text(self, update: Progress) -> str:
         video = self.job.command == "video"
