@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 
 from aibot.store.db import Database
@@ -76,3 +77,14 @@ async def test_an_urgent_write_does_not_wait_out_the_linger(tmp_path):
             await asyncio.sleep(0.01)
     assert _rows(tmp_path) == [1, 2, 3]
     await db.close()
+
+
+async def test_a_write_after_the_close_is_dropped_and_said_so(tmp_path, caplog):
+    db, _commits = await _opened(tmp_path, linger=LONG_LINGER)
+    await db.close()
+    with caplog.at_level(logging.WARNING, logger="aibot.store"):
+        db.later("INSERT INTO t (n) VALUES (?)", (4,))
+    assert [r.getMessage() for r in caplog.records] == [
+        "store closed, a write was dropped: INSERT INTO t (n) VALUES (?)"
+    ]
+    assert _rows(tmp_path) == []

@@ -121,9 +121,11 @@ class Database:
         """Queue a write; it reaches the file shortly, in one batch with its neighbours.
         `urgent`: a record a crash must not lose (a job accepted): a writer waiting
         out its `linger` writes now. Once the store is closed there is nowhere to
-        write: the row is dropped."""
+        write: the row is dropped, and the log says so."""
         with self._lock:
             if self._closed:
+                # The statement only: its values may be a member's words.
+                log.warning("store closed, a write was dropped: %s", sql)
                 return
             self._pending.append((sql, params))
             if urgent:
