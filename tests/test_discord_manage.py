@@ -13,6 +13,7 @@ from simcord.actors import MemberActor
 from simcord.results import InteractionResult
 
 from aibot.discord.embeds import keys_embed
+from aibot.discord.retries import RetryPolicy
 from aibot.snapshots import KeyRingSnapshot, KeySnapshot, PoolSnapshot
 from aibot.store import Store
 from tests.fixtures.discord import World
@@ -212,6 +213,26 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
         "cancel",
         "jobs",
     ]
+
+
+async def test_a_job_being_answered_is_too_late_to_cancel(world: World) -> None:
+    boss = manager(world)
+    # Discord fails the answer's first try: the reply waits 20-40 s to try again.
+    world.bot.replies.policy = RetryPolicy(first_wait=40, longest_wait=40, total=120)
+    world.env.inject_error("PATCH", "/webhooks/*", status=503)
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hello")
+    [(job, state)] = world.pools["chat"].jobs()
+    assert state == "running"
+    words = private(await boss.slash(world.channel("general"), "admin jobs", cancel=job.id))
+    assert words == (
+        f"Job `{job.id}` (`/chat` of <@{world.member.id}>) is being answered already: "
+        "too late to cancel."
+    )
+    await world.env.advance_time(60)
+    assert result.response.content.startswith("You said: hello")  # answered as it would be
+    assert world.pools["chat"].snapshot().done == 1
+    [(_, action, detail)] = await admin_actions(world)
+    assert action == "cancel" and detail.endswith(": too late")
 
 
 # ------------------------------------------------------------------ stats

@@ -243,6 +243,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "✖️ Cancelled job `{id}` (`/{command}` of <@{user}>); they are told."
                 ),
                 "admin_cancel_unknown": "No queued or running job `{id}` on this server.",
+                "admin_cancel_late": (
+                    "Job `{id}` (`/{command}` of <@{user}>) is being answered already: "
+                    "too late to cancel."
+                ),
                 "stats_title": "Usage on this server",
                 "stats_today": "Today ({day})",
                 "stats_week": "Last {days} days",
@@ -461,6 +465,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "✖️ 작업 `{id}`(<@{user}>님의 `/{command}`)를 취소하고 본인에게 알렸어요."
                 ),
                 "admin_cancel_unknown": "이 서버에 대기 중이거나 진행 중인 작업 `{id}`가 없어요.",
+                "admin_cancel_late": (
+                    "작업 `{id}`(<@{user}>님의 `/{command}`)는 이미 답을 보내는 중이라 "
+                    "취소할 수 없어요."
+                ),
                 "stats_title": "이 서버의 사용량",
                 "stats_today": "오늘 ({day})",
                 "stats_week": "최근 {days}일",

@@ -211,14 +211,16 @@ class ManageCog(commands.Cog, name="manage"):
         job_id = cancel.strip().strip("`")
         for name, entries in held.items():
             for job, _state in entries:
-                if job.id == job_id and await self.host.queue.cancel(job_id):
-                    detail = f"{name} {job_id} /{job.command} of {job.user_id}"
-                    self._record(interaction, "cancel", detail)
-                    words = text(
-                        lang, "admin_cancelled", id=job_id, command=job.command, user=job.user_id
-                    )
-                    await _private(interaction, words)
-                    return
+                if job.id != job_id:
+                    continue
+                # Not cancelled: its answer is going out (or just went).
+                cancelled = await self.host.queue.cancel(job_id)
+                detail = f"{name} {job_id} /{job.command} of {job.user_id}"
+                self._record(interaction, "cancel", detail if cancelled else f"{detail}: too late")
+                key = "admin_cancelled" if cancelled else "admin_cancel_late"
+                words = text(lang, key, id=job_id, command=job.command, user=job.user_id)
+                await _private(interaction, words)
+                return
         # Recorded too: an id from another server is someone probing.
         self._record(interaction, "cancel", f"{job_id}: not found on this server")
         await _private(interaction, text(lang, "admin_cancel_unknown", id=job_id))
