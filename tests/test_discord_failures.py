@@ -126,6 +126,25 @@ async def test_a_provider_that_is_down_is_explained_in_korean(world: World) -> N
     assert world.bot.store.gate.usage(world.guild.id, member.id, "chat")[0] == 0
 
 
+@pytest.mark.aibot_env(AIBOT_CHAT_MAX_TOKENS="2")
+async def test_an_answer_cut_at_the_token_limit_says_it_stops_there(world: World) -> None:
+    world.fake.chat_reply = "one two three four five six seven eight nine ten"
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="count")
+    assert one_public_answer(result) == (
+        "one two three fo\n\n-# ✂️ The answer stops here: it reached the length this bot allows."
+    )
+
+
+@pytest.mark.aibot_env(AIBOT_CHAT_MAX_TOKENS="3", AIBOT_CHAT_PROVIDERS="minimax")
+async def test_a_token_limit_spent_on_thinking_is_explained_and_gives_the_use_back(
+    world: World,
+) -> None:
+    world.fake.think = "the member wants a greeting; let me think about it at length"
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
+    assert one_public_answer(result).startswith("✂️ The answer was cut off")
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
+
+
 # ------------------------------------------------------------ Discord side
 
 

@@ -16,6 +16,7 @@ from aibot.jobs import (
     AibotError,
     BadKey,
     BadRequest,
+    Incomplete,
     NoKeyAvailable,
     RateLimited,
     Rejected,
@@ -206,6 +207,28 @@ async def test_minimax_chat_hides_its_thinking_even_split_across_chunks(
     assert text == "Hello! How can I help?"
     body = fake_providers.counters.bodies("minimax", "chat")[-1].body
     assert 0 < body["temperature"] <= 1 and body["max_tokens"] == 200
+
+
+async def test_an_answer_cut_at_its_token_limit_says_so(
+    fake_providers: FakeProviders, clients: dict[str, object]
+) -> None:
+    fake_providers.chat_reply = "one two three four five six seven eight nine ten"
+    chat = clients["openai_chat"]
+    stream = chat.stream(await lease_for("openai"), MESSAGES, max_tokens=2)  # type: ignore[attr-defined]
+    text = "".join([delta async for delta in stream])
+    assert text == fake_providers.chat_reply[:16] and stream.cut_short
+
+
+async def test_a_token_limit_spent_on_thinking_is_an_incomplete_answer_not_an_empty_one(
+    fake_providers: FakeProviders, clients: dict[str, object]
+) -> None:
+    # A reasoning model can spend all of its tokens before the first visible word.
+    fake_providers.think = "the member wants a greeting; let me think about it at length"
+    fake_providers.chat_reply = "Hello!"
+    chat = clients["minimax_chat"]
+    stream = chat.stream(await lease_for("minimax"), MESSAGES, max_tokens=3)  # type: ignore[attr-defined]
+    with pytest.raises(Incomplete, match="token limit"):
+        _ = [delta async for delta in stream]
 
 
 async def test_a_minimax_error_answered_as_plain_json_is_typed() -> None:

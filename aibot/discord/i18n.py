@@ -306,6 +306,9 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🧹 I forgot our conversation in this channel. Your next `/chat` starts fresh."
                 ),
                 "reset_empty": "There is no conversation to forget in this channel.",
+                "answer_cut_short": (
+                    "-# ✂️ The answer stops here: it reached the length this bot allows."
+                ),
                 "memory_dropped": (
                     "-# Our conversation grew past what I keep: I forgot the oldest "
                     "{turns} exchange(s). `/reset` starts fresh."
@@ -527,6 +530,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🧹 이 채널에서 나눈 대화를 잊었어요. 다음 `/채팅`은 처음부터 시작해요."
                 ),
                 "reset_empty": "이 채널에서 잊을 대화가 없어요.",
+                "answer_cut_short": "-# ✂️ 답변이 이 봇이 허용하는 길이에 닿아 여기서 끝났어요.",
                 "memory_dropped": (
                     "-# 대화가 기억할 수 있는 양을 넘어서 가장 오래된 대화 {turns}개를 "
                     "잊었어요. `/초기화`로 새로 시작할 수 있어요."

@@ -226,6 +226,8 @@ class InteractionReply:
             await self._deliver_images(images, result)
         else:
             answer = result.text or self._streamed
+            if result.meta.get("cut_short"):
+                answer += "\n\n" + text(self._lang, "answer_cut_short")
             forgotten = int(result.meta.get("forgotten") or 0)
             if forgotten:
                 answer += "\n\n" + text(self._lang, "memory_dropped", turns=forgotten)

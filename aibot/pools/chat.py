@@ -78,6 +78,7 @@ def build_work(ctx: PoolContext) -> Work:
             "seconds": round(loop.time() - started, 3),
             # Old turns left the memory to fit its budget: the member is told once.
             "forgotten": recall.dropped if recall else 0,
+            "cut_short": stream.cut_short,  # the answer ends at its token limit
         }
         return Result(text=answer.text, meta=meta)
 

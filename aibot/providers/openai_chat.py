@@ -101,12 +101,15 @@ class OpenAIChat:
 class ChatStream:
     """One streamed answer: iterate for text deltas. Once it is read to the
     end, `tokens_in`, `tokens_out` and the rate-limit `headers` are known;
-    `key_id` is the (redacted) key that made it.
+    `key_id` is the (redacted) key that made it; `cut_short` says the answer
+    reached its token limit (`max_tokens`) and ended there.
 
     An answer is whole only when the stream says it ended: a finish reason or
     `[DONE]`. A body that stops before either, or a connection that breaks after
-    the first words, raises `Incomplete` (after the words that did arrive); an
-    event that is not what the API promises raises `BadAnswer`."""
+    the first words, raises `Incomplete` (after the words that did arrive), and so
+    does an answer whose token limit ran out before its first visible word (a
+    reasoning model can spend it all on thinking); an event that is not what the
+    API promises raises `BadAnswer`."""
 
     def __init__(
         self, chat: OpenAIChat, client: openai.AsyncOpenAI, lease: Lease, request: dict[str, Any]
@@ -117,6 +120,7 @@ class ChatStream:
         self.tokens_in = 0
         self.tokens_out = 0
         self.headers: dict[str, str] = {}
+        self.cut_short = False
         self._client = client
         self._key = lease.key
         self._request = request
@@ -157,7 +161,10 @@ class ChatStream:
         except openai.OpenAIError as exc:
             raise openai_error(exc, provider=self.provider, key=self._key) from None
         if self._think is not None and (tail := self._think.flush()):
+            self._shown = True
             yield tail
+        if self.cut_short and not self._shown:
+            raise Incomplete(f"{self.provider}: the token limit ran out before the first words")
         if not self._ended:
             if not self._events:
                 raise BadAnswer(f"{self.provider}: the answer was not an event stream")
@@ -244,6 +251,7 @@ class ChatStream:
                 if finish == "content_filter":
                     raise Rejected(f"{self.provider}: the answer was filtered")
                 self._ended = True
+                self.cut_short = finish == "length"
             if delta:
                 text += self._content(delta.get("content"))
         if self._think is not None:
