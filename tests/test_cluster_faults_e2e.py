@@ -101,7 +101,8 @@ def _said(world: Cluster, name: str, *words: str) -> Callable[[], Awaitable[bool
     return said
 
 
-@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+# One chat slot: the stalled worker's pool is full when it loses the job.
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE), AIBOT_CHAT_WORKERS="1")
 async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twice(
     cluster: Cluster,
 ) -> None:
@@ -132,6 +133,12 @@ async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twic
     )
     assert cluster.providers.counters.requests("openai", "chat") == 2, "w1's call, w2's"
     assert "Traceback" not in stalled.log.read_text()
+
+    # The slot the dropped job held is w1's again: with w2 gone, w1 answers the next.
+    cluster.node("w2").kill()
+    cluster.providers.chat_reply, cluster.providers.chunk_delay = "again", 0.0
+    again = await cluster.fake.send_interaction("chat", {"prompt": "more"}, channel="채팅방-1")
+    await _answered_once(cluster, again, _final(again, "again"))
 
 
 async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(

@@ -261,7 +261,11 @@ class Runner:
             self._observe(job, error, seconds)
         held = self._held.get(job.id)
         if held is None:
-            return  # dropped (lease lost) or left to another worker
+            # Dropped (lease lost) or left to another worker: its slot is free now,
+            # and a pool that was full waits for that.
+            for freed in self._freed.values():
+                freed.set()
+            return
         if not self.deliveries.committed(job.id):
             # Its reply did not win the delivery: whoever did finishes the entry, or
             # it is reclaimed and run again.
