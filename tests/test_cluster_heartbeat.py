@@ -1,18 +1,26 @@
 """Heartbeats on a real Redis: every live process visible with what it runs, a
-killed one gone once its beat expires, and beating resumes after Redis comes back."""
+killed one gone once its beat expires, and beating resumes after Redis comes back;
+the gateway reads a newer version's beat, and outlives one it cannot read."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from aibot.cluster.connection import connect
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes, pool_served
+from aibot.cluster.queue import RedisQueue
+from aibot.cluster.views import snapshot_to_dict
+from aibot.settings import Settings
+from aibot.snapshots import PoolSnapshot
 from tests.cluster_processes import eventually, spawn
+from tests.fixtures import status
 from tests.fixtures.redis_server import RedisServer, start_redis
 
 PREFIX = "t"
@@ -130,3 +138,45 @@ async def test_beating_resumes_by_itself_when_redis_comes_back(
 def test_the_expiry_must_outlast_the_interval() -> None:
     with pytest.raises(ValueError, match="must exceed"):
         Heartbeat(None, video_worker, interval=2.0, ttl=2.0)  # type: ignore[arg-type]
+
+
+def newer(snapshot: PoolSnapshot) -> dict[str, Any]:
+    """`snapshot` as a newer version would beat it: a field more in the pool and each key."""
+    data = snapshot_to_dict(snapshot) | {"wait_p99_ms": 1.0}
+    for ring in data["rings"]:
+        ring["keys"] = [key | {"spent_today": 3} for key in ring["keys"]]
+    return data
+
+
+async def test_the_gateway_reads_a_newer_beat_and_outlives_one_it_cannot_read(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings.from_env(
+        {
+            "AIBOT_REDIS_URL": redis_server.url,
+            "AIBOT_REDIS_PREFIX": PREFIX,
+            "AIBOT_DATA_DIR": str(tmp_path),
+        }
+    )
+    client = connect(redis_server.url)
+    queue = RedisQueue(client, settings, refresh=0.05)
+    unreadable = NodeInfo("worker-old", pools=("image",), snapshots=({"name": "image"},))
+    chat = status.pools()[0]
+    upgraded = NodeInfo("worker-new", pools=("chat",), snapshots=(newer(chat),))
+
+    async def refresh_failed() -> bool:
+        return "the cluster refresh failed" in caplog.text
+
+    async def chat_seen() -> bool:
+        return queue.pools() == ("chat",) and queue.snapshots()[0].rings == chat.rings
+
+    await queue.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="aibot.cluster"):
+            async with Heartbeat(redis, lambda: unreadable, prefix=PREFIX):
+                await eventually(refresh_failed, what="the unreadable beat met")
+        async with Heartbeat(redis, lambda: upgraded, prefix=PREFIX):
+            await eventually(chat_seen, what="the newer beat read, the refresh still going")
+    finally:
+        await queue.aclose()
+        await client.aclose()

@@ -275,16 +275,26 @@ class RedisQueue:
         return NodeInfo(self.node, version=VERSION, shards=shards, started_at=self._started_at)
 
     async def _refresh_forever(self) -> None:
-        last_beat = 0.0
+        last_beat, failing = 0.0, ""
         while True:
             await asyncio.sleep(self.refresh)
-            await self._refresh_once()
-            now = time.monotonic()
-            if self.reachable and now - last_beat >= self._beat_every:
-                last_beat = now
-                with contextlib.suppress(RedisError, TimeoutError):
-                    async with asyncio.timeout(CALL_TIMEOUT):
-                        await self.heartbeat.beat()
+            try:
+                await self._refresh_once()
+                now = time.monotonic()
+                if self.reachable and now - last_beat >= self._beat_every:
+                    last_beat = now
+                    with contextlib.suppress(RedisError, TimeoutError):
+                        async with asyncio.timeout(CALL_TIMEOUT):
+                            await self.heartbeat.beat()
+            except Exception as error:
+                # Not Redis away (the refresh handles that): a bug, or a heartbeat
+                # this version cannot read. Said once; the next round tries again,
+                # for this loop keeps the views, the heartbeat and the shard claims.
+                if repr(error) != failing:
+                    log.exception("the cluster refresh failed; trying again")
+                failing = repr(error)
+            else:
+                failing = ""
 
     async def _refresh_once(self) -> None:
         start = time.perf_counter()

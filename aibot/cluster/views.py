@@ -28,16 +28,23 @@ def snapshot_to_dict(snapshot: PoolSnapshot) -> dict[str, Any]:
 
 
 def snapshot_from_dict(data: Mapping[str, Any]) -> PoolSnapshot:
+    """A snapshot from a heartbeat. Fields this version does not know (a newer
+    node's, while a cluster is upgraded one process at a time) are left out."""
     rings = tuple(
         KeyRingSnapshot(
             pool=str(ring["pool"]),
             provider=str(ring["provider"]),
-            keys=tuple(KeySnapshot(**key) for key in ring["keys"]),
+            keys=tuple(KeySnapshot(**_known(KeySnapshot, key)) for key in ring["keys"]),
         )
         for ring in data.get("rings", ())
     )
-    fields = {f.name for f in dataclasses.fields(PoolSnapshot)} - {"rings"}
-    return PoolSnapshot(**{k: v for k, v in data.items() if k in fields}, rings=rings)
+    return PoolSnapshot(**_known(PoolSnapshot, data, but="rings"), rings=rings)
+
+
+def _known(cls: type, data: Mapping[str, Any], *, but: str = "") -> dict[str, Any]:
+    """The items of `data` that are fields of the dataclass `cls` (but `but`)."""
+    names = {field.name for field in dataclasses.fields(cls)} - {but}
+    return {name: value for name, value in data.items() if name in names}
 
 
 def merged_snapshots(nodes: Iterable[NodeInfo]) -> list[PoolSnapshot]:
