@@ -145,6 +145,15 @@ async def test_a_token_limit_spent_on_thinking_is_explained_and_gives_the_use_ba
     assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
 
 
+async def test_a_finished_video_the_bot_cannot_download_comes_as_its_link(world: World) -> None:
+    world.fake.broken_downloads = 1  # the link's host has a bad moment
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="a wave")
+    await settle_videos(world)
+    assert "/download/video-" in result.response.content and not result.response.attachments
+    assert world.fake.counters.video_tasks == 1
+    assert world.pools["video"].snapshot().failed == 0
+
+
 # ------------------------------------------------------------ Discord side
 
 

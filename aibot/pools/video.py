@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -42,6 +43,8 @@ from aibot.providers.picture import FRAME_TYPES
 from aibot.providers.retry import with_keys
 
 __all__ = ["FRAME_ARG", "RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
+
+log = logging.getLogger("aibot.pools.video")
 
 T = TypeVar("T")
 RESUME_TASK = "resume_task_id"
@@ -89,7 +92,7 @@ class _VideoRun:
         file = await self._call(lambda lease: self.client.retrieve(lease, file_id), key)
         # A size of 0 is unknown: download() stops at the limit anyway.
         small = file.size <= self.client.max_bytes
-        data = await self.client.download(file.download_url) if small else None
+        data = await self._download(file.download_url) if small else None
         meta = {
             "provider": self.client.name,
             "model": str(self.job.args.get("model") or self.client.model),
@@ -99,6 +102,16 @@ class _VideoRun:
         }
         clip = Artifact("video.mp4", "video/mp4", data, file.download_url)
         return Result(files=(clip,), meta=meta)
+
+    async def _download(self, url: str) -> bytes | None:
+        """The clip's bytes, or None: its link goes to the member instead, when it is
+        too large to upload, and when the bot could not fetch it (the clip is made
+        and paid for, and its link may well work for the member)."""
+        try:
+            return await self.client.download(url)
+        except Unavailable as error:
+            log.info("job %s: %s, sending the link", self.job.id, error)
+            return None
 
     async def _create(self) -> tuple[str, str]:
         """A new task: (task id, fingerprint of the key that made it)."""

@@ -40,7 +40,9 @@ class FakeConfig:
     - `timeout_delay`: seconds a request (`timeout`) or its answer (`slow_answer`) is held.
     - `video_seconds`, `video_polls`: a video task succeeds once both that many
       real seconds have passed and it has been queried that many times.
-    - `video_bytes`: size of the fake MP4 a finished video downloads as.
+    - `video_bytes`: size of the fake MP4 a finished video downloads as;
+      `broken_downloads`: the next that many `/download/...` requests answer 503
+      (the link's host having a bad moment).
     - `stability_english_only`: Stability answers 422 to non-ASCII prompts.
     """
 
@@ -58,6 +60,7 @@ class FakeConfig:
     video_seconds: float = 0.0
     video_polls: int = 2
     video_bytes: int = 32 * 1024
+    broken_downloads: int = 0
     stability_english_only: bool = False
 
     def __post_init__(self) -> None:

@@ -229,6 +229,10 @@ class _Native:
         name = request.match_info["name"]
         received = Received("minimax", "download", request.path, {"name": name})
         self.gate.counters.request(received, None)
+        if self.config.broken_downloads > 0:
+            self.config.broken_downloads -= 1
+            self.gate.counters.outcome("minimax", "unavailable")
+            raise web.HTTPServiceUnavailable()
         data, kind = self._file(name)
         if data is None:
             self.gate.counters.outcome("minimax", "not_found")
