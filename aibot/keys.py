@@ -118,8 +118,10 @@ class KeyRing:
         (or until `deadline`, a loop time: exactly one of the two is given).
 
         `fingerprint` pins one key (a video task is polled with the key that
-        made it). Raises `NoKeyAvailable` with `retry_after` when no key can
-        start in time, and at once when every candidate is disabled.
+        made it), even a disabled one: what it made is paid for, and an account
+        out of credit may still be asked about it (the call's answer decides).
+        Raises `NoKeyAvailable` with `retry_after` when no key can start in time,
+        and at once when every candidate is disabled.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -168,7 +170,9 @@ class KeyRing:
         best: tuple[float, int, int] | None = None
         chosen: _Key | None = None
         for key in self._keys:
-            if key.disabled or (pinned is not None and key.fingerprint != pinned):
+            # A pinned key is asked for whatever its state (see `acquire`).
+            usable = key.fingerprint == pinned if pinned is not None else not key.disabled
+            if not usable:
                 continue
             start = now + key.bucket.wait(now)
             if key.cooling_until > start:

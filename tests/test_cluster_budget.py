@@ -109,6 +109,9 @@ async def test_cooling_and_disabled_keys_are_skipped(budgets: SharedBudgets) -> 
 async def test_every_key_disabled_is_said_at_once(budgets: SharedBudgets) -> None:
     await budgets.disable("a" * 16, "out of quota")
     assert (await budgets.reserve(["a" * 16], rpm=60, max_wait=60)).all_disabled
+    # Pinned (a video task it made is polled with it): reserved all the same.
+    pinned = await budgets.reserve(["a" * 16], rpm=60, max_wait=60, pinned=True)
+    assert pinned.reserved and pinned.fingerprint == "a" * 16
     await budgets.enable("a" * 16)
     assert (await budgets.reserve(["a" * 16], rpm=60, max_wait=60)).reserved
 

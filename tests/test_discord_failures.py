@@ -145,6 +145,18 @@ async def test_a_token_limit_spent_on_thinking_is_explained_and_gives_the_use_ba
     assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
 
 
+@pytest.mark.aibot_env(MINIMAX_API_KEY_3="mm-video-minimax-0000000000000000000000003")
+async def test_a_video_being_made_outlives_its_key_running_out_of_credit(world: World) -> None:
+    channel = world.channel("비디오생성-1")
+    first = await world.member.slash(channel, "video", prompt="made before")
+    # The account runs dry: the next video's task is refused, and the key disabled.
+    world.fake.exhausted_keys.add("mm-video-minimax-0000000000000000000000003")
+    await world.add_member("b").slash(channel, "video", prompt="made after")
+    await settle_videos(world)
+    # The first clip is paid for: it is still asked about with its key, and delivered.
+    assert first.response.attachments and first.followups == []
+
+
 async def test_a_finished_video_the_bot_cannot_download_comes_as_its_link(world: World) -> None:
     world.fake.broken_downloads = 1  # the link's host has a bad moment
     result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="a wave")

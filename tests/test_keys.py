@@ -179,14 +179,18 @@ async def test_few_requests_left_are_spread_until_the_reset() -> None:
 
 
 @on_virtual_clock
-async def test_a_pinned_key_is_used_or_refused() -> None:
+async def test_a_pinned_key_is_used_even_disabled_and_an_unknown_one_refused() -> None:
     keys = ring(KEY_A, KEY_B)
     for _ in range(3):
         async with await keys.acquire(timeout=1, fingerprint=fingerprint(KEY_B)) as lease:
             assert lease.key == KEY_B
-    (await keys.acquire(timeout=1, fingerprint=fingerprint(KEY_B))).bad_key("403")
-    with pytest.raises(NoKeyAvailable):
-        await keys.acquire(timeout=5, fingerprint=fingerprint(KEY_B))
+    (await keys.acquire(timeout=1, fingerprint=fingerprint(KEY_B))).bad_key("insufficient balance")
+    # What it made is paid for: asking about it is the call's to refuse.
+    async with await keys.acquire(timeout=1, fingerprint=fingerprint(KEY_B)) as lease:
+        assert lease.key == KEY_B
+    for _ in range(3):  # unpinned, only the key still healthy
+        async with await keys.acquire(timeout=1) as lease:
+            assert lease.key == KEY_A
     with pytest.raises(NoKeyAvailable):
         await keys.acquire(timeout=5, fingerprint="0" * 16)
 

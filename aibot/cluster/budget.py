@@ -54,7 +54,8 @@ _REASON_CHARS = 300
 # Times are whole microseconds of Redis's clock, written with %.0f: Lua's own
 # number-to-text keeps only 14 digits, and a unix time in microseconds has 16.
 # KEYS: one hash per candidate key. ARGV: emission interval, burst tolerance
-# (both microseconds), the longest wait the caller accepts (microseconds).
+# (both microseconds), the longest wait the caller accepts (microseconds), 1 when
+# the one key is pinned (asked for even when disabled).
 # Returns {index of the reserved key (0: none), wait in microseconds, status}:
 # status 0 reserved, 1 nothing within the wait (wait: the soonest), 2 all disabled.
 _RESERVE = """
@@ -66,7 +67,7 @@ local max_wait = tonumber(ARGV[3])
 local best, best_start, best_tat = 0, 0, 0
 for i, key in ipairs(KEYS) do
   local state = redis.call('HMGET', key, 'tat', 'cool', 'off')
-  if state[3] ~= '1' then
+  if state[3] ~= '1' or ARGV[4] == '1' then
     local tat = tonumber(state[1]) or 0
     local start = math.max(now, tat - tolerance, tonumber(state[2]) or 0)
     if best == 0 or start < best_start or (start == best_start and tat < best_tat) then
@@ -195,10 +196,12 @@ class SharedBudgets:
         rpm: float,
         burst: float = 1.0,
         max_wait: float = 0.0,
+        pinned: bool = False,
     ) -> Reservation:
         """Reserve the key of `fingerprints` (a ring's usable keys, or one pinned
-        key) that can start soonest, if it can within `max_wait` seconds.
-        `rpm` is the keys' limit per minute; see the module doc for `burst`."""
+        key, reserved even when disabled) that can start soonest, if it can within
+        `max_wait` seconds. `rpm` is the keys' limit per minute; see the module doc
+        for `burst`."""
         if not fingerprints:
             return Reservation(None, math.inf)
         per_minute, burst = pace(rpm, burst)
@@ -206,7 +209,7 @@ class SharedBudgets:
         tolerance = math.floor((burst - 1) * interval)
         index, wait, status = await self._reserve(
             keys=[self._key(fp) for fp in fingerprints],
-            args=[interval, tolerance, math.floor(max(0.0, max_wait) * _MICRO)],
+            args=[interval, tolerance, math.floor(max(0.0, max_wait) * _MICRO), int(pinned)],
         )
         if int(status) == 2:
             return Reservation(None, math.inf)

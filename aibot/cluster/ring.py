@@ -131,7 +131,7 @@ class SharedKeyRing:
                 raise TypeError("acquire() needs a timeout or a deadline")
             deadline = now + timeout
         while True:
-            usable = [k for k in self._keys if not k.disabled and _pinned(k, fingerprint)]
+            usable = [k for k in self._keys if _usable(k, fingerprint)]
             if not usable:
                 raise NoKeyAvailable(f"no usable {self.provider} key in the {self.pool} pool")
             free = [k for k in usable if k.inflight < self.concurrency and k.cooling_until <= now]
@@ -142,7 +142,7 @@ class SharedKeyRing:
                 await asyncio.sleep(start - now)
                 now = loop.time()
                 continue
-            reservation = await self._reserve(free, deadline - now)
+            reservation = await self._reserve(free, deadline - now, pinned=fingerprint is not None)
             now = loop.time()
             if reservation.all_disabled:
                 for key in free:
@@ -188,10 +188,14 @@ class SharedKeyRing:
 
     # -- reserving ----------------------------------------------------------
 
-    async def _reserve(self, keys: list[_Key], max_wait: float) -> Reservation:
+    async def _reserve(self, keys: list[_Key], max_wait: float, *, pinned: bool) -> Reservation:
         try:
             return await self._budgets.reserve(
-                [k.fingerprint for k in keys], rpm=self.rpm, burst=self.burst, max_wait=max_wait
+                [k.fingerprint for k in keys],
+                rpm=self.rpm,
+                burst=self.burst,
+                max_wait=max_wait,
+                pinned=pinned,
             )
         except FAILURES as err:
             # The type only: a connection error may name the server's address.
@@ -308,8 +312,10 @@ class SharedKeyRing:
         )
 
 
-def _pinned(key: _Key, pinned: str | None) -> bool:
-    return pinned is None or key.fingerprint == pinned
+def _usable(key: _Key, pinned: str | None) -> bool:
+    """Whether `key` may start the call: a pinned key whatever its state (see
+    `KeyRing.acquire`), else any key not disabled."""
+    return key.fingerprint == pinned if pinned is not None else not key.disabled
 
 
 def shared_rings(budgets: SharedBudgets) -> Callable[..., SharedKeyRing]:
