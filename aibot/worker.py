@@ -49,7 +49,7 @@ from aibot.snapshots import PoolSnapshot
 
 __all__ = [
     "LONG_COMMANDS",
-    "PROVIDER_FAULTS",
+    "NOT_THEIR_FAULT",
     "QUEUE_NOTICE_SECONDS",
     "RERUN_MARGIN",
     "Worker",
@@ -61,10 +61,10 @@ log = logging.getLogger("aibot.worker")
 # running at shutdown or by a crash is resumed at the next start (a video's
 # provider task is polled again, not paid for twice).
 LONG_COMMANDS = frozenset({"video"})
-# Failures that are the provider's (or our keys'), not the member's: their quota is
-# given back.
-PROVIDER_FAULTS = frozenset(
-    {"unavailable", "incomplete", "bad_answer", "no_key", "bad_key", "rate_limited"}
+# Failures that are not the member's (the provider's, our keys', the bot's own): their
+# use is given back.
+NOT_THEIR_FAULT = frozenset(
+    {"unavailable", "incomplete", "bad_answer", "no_key", "bad_key", "rate_limited", "internal"}
 )
 # Seconds of expected wait from which a chat or image job is told its place in line.
 QUEUE_NOTICE_SECONDS = 5.0
@@ -229,7 +229,7 @@ class Worker:
             self._observe(job, error, seconds)
         if self._ledger is not None:
             self._record(job, result, error, seconds)
-        if error is not None and error.kind in PROVIDER_FAULTS:
+        if error is not None and error.kind in NOT_THEIR_FAULT:
             await self._give_back(job)
         if self._journal is not None:
             await self._journal.finished(job.id, "done" if error is None else error.kind)

@@ -1,10 +1,11 @@
 """When things go wrong the member still gets exactly one clear answer: a full pool, a
-refused prompt, bad keys, a provider that is down, Discord refusing an edit, a token
-that expired, a restart in the middle of a video."""
+refused prompt, bad keys, a provider that is down, a fault of the bot's own, Discord
+refusing an edit, a token that expired, a restart in the middle of a video."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -164,6 +165,15 @@ async def test_a_finished_video_the_bot_cannot_download_comes_as_its_link(world:
     assert "/download/video-" in result.response.content and not result.response.attachments
     assert world.fake.counters.video_tasks == 1
     assert world.pools["video"].snapshot().failed == 0
+
+
+async def test_a_fault_of_the_bots_own_gives_the_use_back(world: World) -> None:
+    assert world.bot.store is not None
+    with sqlite3.connect(world.bot.store.path) as conn:  # the memory's table lost
+        conn.execute("DROP TABLE turns")
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
+    assert one_public_answer(result) == "⚠️ Something went wrong on our side. Please try again."
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
 
 
 # ------------------------------------------------------------ Discord side
