@@ -211,7 +211,7 @@ class Worker:
         """Tell the member of a job a crash cut short to ask again; close it."""
         error = Restarted()
         await reply.fail(error)
-        await self._give_back(job)
+        await self.give_back(job)
         if self._ledger is not None:
             self._record(job, None, error, 0.0)
         await self._journal.finished(job.id, error.kind)  # type: ignore[union-attr]
@@ -230,11 +230,11 @@ class Worker:
         if self._ledger is not None:
             self._record(job, result, error, seconds)
         if error is not None and error.kind in NOT_THEIR_FAULT:
-            await self._give_back(job)
+            await self.give_back(job)
         if self._journal is not None:
             await self._journal.finished(job.id, "done" if error is None else error.kind)
 
-    async def _give_back(self, job: Job) -> None:
+    async def give_back(self, job: Job) -> None:
         """The member's use of `job` back (when the gate still knows the take)."""
         if self._gate is not None:
             await self._gate.refund(job)
@@ -288,13 +288,18 @@ class Worker:
 
     # ---------------------------------------------------------------- shutdown
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, timeout: float, *, handed_back: bool = False) -> None:
         """Stop taking jobs, give running ones `timeout` seconds, then tell the
         members whose jobs did not finish to ask again, their use given back (a few
-        at once: hundreds may be queued); videos are left to the next start."""
+        at once: hundreds may be queued); videos are left to the next start.
+        `handed_back`: the jobs not finished go on elsewhere (cluster mode: another
+        worker takes them up), so nobody is told and nothing is given back."""
         results = await asyncio.gather(
             *(pool.drain(timeout) for pool in self.pools.values()), return_exceptions=True
         )
+        if handed_back:
+            self._open.clear()
+            return
         left = {job.id: job for jobs in results if isinstance(jobs, list) for job in jobs}
         at_once = asyncio.Semaphore(NOTICES_AT_ONCE)
 
@@ -303,7 +308,7 @@ class Worker:
                 await reply.fail(ShuttingDown())
             job = left.get(job_id)
             if job is not None:
-                await self._give_back(job)
+                await self.give_back(job)
             if self._journal is not None:
                 await self._journal.finished(job_id, ShuttingDown.kind)
 

@@ -255,3 +255,62 @@ async def test_the_worker_that_took_over_a_killed_ones_job_says_so_in_the_alert_
         await asyncio.sleep(1.0)  # a second alert for the same take-over would be here by now
         posts = [r.body.get("content") for r in world.fake.records_of("message")]
         assert posts.count(said) == 1, posts
+
+
+async def _uses_today(world: Cluster, pool: str) -> int:
+    """Every member's uses of `pool` today, as the shared gate counts them."""
+    [counts] = await world.redis.keys(f"{PREFIX}:gate:used:*:{pool}")
+    return int(await world.redis.hget(counts, "all") or 0)
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE), AIBOT_DRAIN_SECONDS="1")
+async def test_a_job_a_stopping_worker_hands_back_is_answered_elsewhere_and_counted_once(
+    cluster: Cluster,
+) -> None:
+    counters = cluster.providers.counters
+    cluster.providers.timeout_delay = 30.0
+    cluster.providers.inject("openai", "timeout", endpoint="chat")  # w1's call hangs
+    cluster.providers.chat_reply = "answered by w2"
+    cluster.worker("w1", pools="chat")
+    await cluster.serving("chat")
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+
+    async def called() -> bool:
+        return counters.requests("openai", "chat") == 1
+
+    await eventually(called, timeout=WAIT, what="w1 calling the provider")
+    cluster.worker("w2", pools="chat")
+    cluster.node("w1").stop()  # SIGTERM: its drain time runs out, the job goes back
+
+    await _answered_once(cluster, sent, _final(sent, "answered by w2"))
+    _ends_with(cluster, sent, _final(sent, "answered by w2"))
+    assert await _uses_today(cluster, "chat") == 1, "the use stands: the member got the answer"
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+async def test_a_job_whose_workers_all_died_is_given_up_and_its_use_given_back(
+    cluster: Cluster,
+) -> None:
+    counters = cluster.providers.counters
+    cluster.providers.timeout_delay = 60.0
+    cluster.providers.inject("openai", "timeout", times=3, endpoint="chat")
+    sent = None
+    for attempt in (1, 2, 3):  # each worker dies in the middle of the job
+        name = f"w{attempt}"
+        cluster.worker(name, pools="chat")
+        await cluster.serving("chat")
+        if sent is None:
+            sent = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+
+        async def called(times: int = attempt) -> bool:
+            return counters.requests("openai", "chat") == times
+
+        await eventually(called, timeout=WAIT, what=f"{name} calling the provider")
+        cluster.node(name).kill()
+    assert sent is not None and await _uses_today(cluster, "chat") == 1
+
+    cluster.worker("w4", pools="chat")
+    gave_up = _final(sent, text("en", "error_gave_up"))
+    await _answered_once(cluster, sent, gave_up)
+    assert counters.requests("openai", "chat") == 3, "not tried a fourth time"
+    assert await _uses_today(cluster, "chat") == 0, "the use given back"

@@ -138,7 +138,8 @@ class Runner:
 
     async def drain(self, timeout: float) -> None:
         """Take no more jobs; give the held ones `timeout` seconds; leave the rest
-        to be reclaimed by another worker (their replies say nothing here)."""
+        to be reclaimed by another worker (their replies say nothing here, and
+        their members' uses stand: they will be answered)."""
         self._stopping = True
         for task in self._loops[:-1]:  # the take loops; renewals go on meanwhile
             task.cancel()
@@ -150,7 +151,7 @@ class Runner:
             self._held.pop(job_id, None)
             self.deliveries.release(job_id)
             log.info("job %s: left to another worker", job_id)
-        await self.worker.drain(0)
+        await self.worker.drain(0, handed_back=True)
         if self._tasks:  # acknowledgements still being retried
             await asyncio.wait(set(self._tasks), timeout=max(1.0, deadline - loop.time()))
         await stop_tasks([*self._loops, *self._tasks, *filter(None, [self._control])])
@@ -245,10 +246,12 @@ class Runner:
         return resume(job, *task)
 
     async def _give_up(self, delivery: Delivery) -> None:
-        """Tell the member of a dead-lettered job that it could not be done."""
+        """Tell the member of a dead-lettered job that it could not be done (it
+        killed its workers, not theirs: their use is given back)."""
         log.warning("job %s: delivered %d times, given up", delivery.job.id, delivery.deliveries)
         try:
             await self.replies.make(delivery.job).fail(GaveUp())
+            await self.worker.give_back(delivery.job)
         finally:
             self.deliveries.release(delivery.job.id)
 
