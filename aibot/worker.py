@@ -114,6 +114,7 @@ class Worker:
         self._observe = observe
         self._clock = clock
         self._open: dict[str, Reply] = {}  # replies of the jobs in the pools
+        self._dropped: set[str] = set()  # jobs that go on elsewhere (see `drop`)
 
     # ------------------------------------------------------------- taking jobs
 
@@ -223,10 +224,14 @@ class Worker:
         self, job: Job, result: Result | None, error: AibotError | None, seconds: float
     ) -> None:
         """After every job: its latency, a ledger row, the quota back when the
-        provider failed, the journal entry closed."""
+        failure was not the member's, the journal entry closed (not for a job
+        dropped: see `drop`)."""
         self._open.pop(job.id, None)
         if self._observe is not None:
             self._observe(job, error, seconds)
+        if job.id in self._dropped:
+            self._dropped.discard(job.id)
+            return
         if self._ledger is not None:
             self._record(job, result, error, seconds)
         if error is not None and error.kind in NOT_THEIR_FAULT:
@@ -279,6 +284,13 @@ class Worker:
 
     def cancel(self, job_id: str) -> bool:
         return any(pool.cancel(job_id) for pool in self.pools.values())
+
+    def drop(self, job_id: str) -> None:
+        """Stop a job that goes on elsewhere (cluster mode: another worker holds it
+        now). Its outcome here is not the job's: no ledger row, no use given
+        back, and its journal entry (a video's task) stays for the one running it."""
+        if self.cancel(job_id):
+            self._dropped.add(job_id)
 
     def pause(self, pool: str) -> None:
         self.pools[pool].pause()

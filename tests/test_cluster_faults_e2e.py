@@ -101,6 +101,15 @@ def _said(world: Cluster, name: str, *words: str) -> Callable[[], Awaitable[bool
     return said
 
 
+async def _dropped_by_w1(world: Cluster, job_id: str) -> None:
+    """Until worker w1, awake again, has let go of the job another worker took."""
+    await eventually(
+        _said(world, "w1", f"job {job_id}", "dropped"),
+        timeout=WAIT,
+        what=f"w1 dropping the job it lost: {world.logs()}",
+    )
+
+
 # One chat slot: the stalled worker's pool is full when it loses the job.
 @pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE), AIBOT_CHAT_WORKERS="1")
 async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twice(
@@ -120,11 +129,7 @@ async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twic
     finally:
         os.kill(stalled.popen.pid, signal.SIGCONT)
 
-    await eventually(
-        _said(cluster, "w1", f"job {job_id}", "dropped"),
-        timeout=WAIT,
-        what=f"w1 dropping the job it lost: {cluster.logs()}",
-    )
+    await _dropped_by_w1(cluster, job_id)
     # w1 is awake and done with the job: whatever it wrote, the answer stands.
     await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
     _ends_with(cluster, sent, _final(sent, LONG_ANSWER))
@@ -191,22 +196,26 @@ async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_onc
     )
 
 
+async def _video_made_by_w1(world: Cluster) -> tuple[SentInteraction, str]:
+    """A /video whose task worker w1 asked for and recorded: the interaction, the job id."""
+    world.worker("w1", pools="video")
+    await world.serving("video")
+    sent = await world.fake.send_interaction("video", {"prompt": "waves"}, channel="비디오생성-1")
+
+    async def task_recorded() -> bool:
+        return bool(await world.redis.keys(f"{PREFIX}:task:*"))
+
+    await eventually(task_recorded, timeout=WAIT, what="the video task recorded")
+    assert await world.holder("video") == "w1"
+    return sent, await _job_id(world, "video")
+
+
 @pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
 async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_one_upload(
     cluster: Cluster,
 ) -> None:
     cluster.providers.video_seconds = 6.0
-    cluster.worker("w1", pools="video")
-    await cluster.serving("video")
-
-    sent = await cluster.fake.send_interaction("video", {"prompt": "waves"}, channel="비디오생성-1")
-
-    async def task_recorded() -> bool:
-        return bool(await cluster.redis.keys(f"{PREFIX}:task:*"))
-
-    await eventually(task_recorded, timeout=WAIT, what="the video task recorded")
-    assert await cluster.holder("video") == "w1"
-    job_id = await _job_id(cluster, "video")
+    sent, job_id = await _video_made_by_w1(cluster)
     stalled = cluster.node("w1")
     os.kill(stalled.popen.pid, signal.SIGSTOP)
     try:
@@ -215,11 +224,7 @@ async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_on
     finally:
         os.kill(stalled.popen.pid, signal.SIGCONT)
 
-    await eventually(
-        _said(cluster, "w1", f"job {job_id}", "dropped"),
-        timeout=WAIT,
-        what=f"w1 dropping the job it lost: {cluster.logs()}",
-    )
+    await _dropped_by_w1(cluster, job_id)
     await _answered_once(cluster, sent, _uploads(sent))
     _ends_with(cluster, sent, _uploads(sent), progress=_video_progress)
     assert cluster.providers.counters.video_tasks == 1, "w2 polled w1's task"
@@ -227,6 +232,31 @@ async def test_a_worker_stopped_past_its_lease_during_a_video_leaves_one_task_on
         lambda: _drained(cluster, "video"), timeout=WAIT, what="the entry acknowledged and deleted"
     )
     assert "Traceback" not in stalled.log.read_text()
+
+
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE))
+async def test_a_worker_that_lost_a_video_leaves_its_task_to_whoever_runs_it_next(
+    cluster: Cluster,
+) -> None:
+    cluster.providers.video_seconds = 12.0  # still being made when w1 wakes up
+    sent, job_id = await _video_made_by_w1(cluster)
+    stalled = cluster.node("w1")
+    os.kill(stalled.popen.pid, signal.SIGSTOP)
+    try:
+        cluster.worker("w2", pools="video")
+        await eventually(
+            _said(cluster, "w2", f"job {job_id}", "polling its task"),
+            timeout=WAIT,
+            what=f"w2 polling w1's task: {cluster.logs()}",
+        )
+    finally:
+        os.kill(stalled.popen.pid, signal.SIGCONT)
+    await _dropped_by_w1(cluster, job_id)
+    # w1 let go of the job without closing its record: whoever takes it up after
+    # w2 (w1 again) polls the same task.
+    cluster.node("w2").kill()
+    await _answered_once(cluster, sent, _uploads(sent))
+    assert cluster.providers.counters.video_tasks == 1, "one task, paid for once"
 
 
 async def test_the_worker_that_took_over_a_killed_ones_job_says_so_in_the_alert_room(

@@ -330,7 +330,7 @@ class Runner:
         self._held.pop(job_id, None)
         self.deliveries.release(job_id)
         log.info("job %s: lease lost, dropped", job_id)
-        self.worker.cancel(job_id)
+        self.worker.drop(job_id)
 
     # ------------------------------------------------------------------ status
 
