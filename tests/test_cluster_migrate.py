@@ -4,7 +4,6 @@ quotas used today, guild overrides, conversations and unfinished videos come alo
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -12,8 +11,10 @@ from aibot import cli
 from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory
-from aibot.cluster.migrate import journal_keys, migrate_to_redis
+from aibot.cluster.migrate import migrate_to_redis
+from aibot.cluster.streams import JobStream
 from aibot.jobs import Job, LimitReached
+from aibot.pools.video import RESUME_KEY, RESUME_TASK
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from tests.fixtures.redis_server import RedisServer
@@ -72,13 +73,12 @@ async def test_quotas_memory_and_unfinished_videos_move_to_redis(
     memory = SharedMemory(client, "bot", settings.chat_history_tokens)
     assert await memory.history(job("chat")) == expected_memory
 
-    entry, open_jobs = journal_keys("bot", video.id)
-    assert await client.zrange(open_jobs, 0, -1) == [video.id]
-    stored = await client.hgetall(entry)
-    assert (stored["state"], stored["task_id"]) == ("accepted", "task-1")
-    assert stored["key_fingerprint"] == "fp-0123456789abcdef"
-    resumed = Job.from_dict(json.loads(stored["job"]))
+    # The unfinished video waits on its pool's stream for a worker, with its task to poll.
+    [delivery] = await JobStream(client, "video", prefix="bot").take("worker-1", 10)
+    resumed = delivery.job
     assert (resumed.id, resumed.token, resumed.command) == (video.id, "interaction-token", "video")
+    assert resumed.args[RESUME_TASK] == "task-1"
+    assert resumed.args[RESUME_KEY] == "fp-0123456789abcdef"
 
     again = await migrate_to_redis(settings, client, path=store.path, clock=store_clock)
     assert (again.conversations, again.videos, again.skipped) == (0, 0, 2)

@@ -12,20 +12,14 @@ parts read:
   at most one cooldown period is forgiven.
 - every conversation (its turns and the count of forgotten turns not yet
   told) through `SharedMemory.restore`.
-- every unfinished durable job (a video not finished nor delivered) into the
-  journal layout below.
-
-The video journal's Redis layout (`aibot.cluster.journal` was not in main
-when this was written; it must read the same keys, or this function its):
-`<prefix>:journal:<job id>`, a hash of `job` (the job as JSON, with its
-interaction token, as the SQLite journal keeps it), `state` (submitted or
-accepted), `task_id` and `key_fingerprint` (empty when no provider task
-exists yet), `created_at` and `updated_at` (unix seconds); and
-`<prefix>:journal:open`, a sorted set of the unfinished job ids scored by
-`created_at`, oldest first: what a worker resumes.
+- every unfinished durable job (a video not finished nor delivered) onto its
+  pool's job stream, oldest first, where a worker takes it up as it would a
+  new one: a video whose provider task exists polls that task (no second
+  one is paid for), and the answer reaches the member like any resumed job's.
+  `<prefix>:migrated:<job id>` marks each job moved.
 
 Running it twice is safe: a count becomes the larger of the two; a
-conversation or a journaled job already in Redis is left alone.
+conversation already in Redis, or a job moved before, is left alone.
 """
 
 from __future__ import annotations
@@ -40,17 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
-from redis.typing import EncodableT, FieldT
 
 from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory, Turn
 from aibot.cluster.sender import FAILURES
+from aibot.cluster.streams import JobStream
+from aibot.jobs import Job
+from aibot.pools.video import resume
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, load_env
 from aibot.store.days import Calendar, Clock
 
-__all__ = ["Migrated", "journal_keys", "main", "migrate_to_redis"]
+__all__ = ["Migrated", "main", "migrate_to_redis"]
 
 # How long after its day ends a day's counts stay readable (as `SharedGate`).
 _USED_KEPT = 86_400
@@ -75,11 +71,6 @@ class Migrated:
     turns: int = 0
     videos: int = 0
     skipped: int = 0
-
-
-def journal_keys(prefix: str, job_id: str) -> tuple[str, str]:
-    """The journal's Redis keys: one job's hash, and the set of open jobs."""
-    return f"{prefix}:journal:{job_id}", f"{prefix}:journal:open"
 
 
 async def migrate_to_redis(
@@ -117,7 +108,7 @@ async def migrate_to_redis(
         conversations, turns = conversations + 1, turns + len(stored)
     videos = 0
     for row in found.jobs:
-        if await _journal(client, prefix, row):
+        if await _enqueue(client, prefix, row):
             videos += 1
         else:
             skipped += 1
@@ -165,7 +156,7 @@ class _Found:
     counts: list[tuple[str, int, int, int]]  # (pool, guild, user, used) of today
     overrides: list[tuple[int, str, float | None, int | None, int | None]]
     conversations: dict[tuple[int, int], tuple[list[Turn], int]]
-    jobs: list[tuple[str, str, str, str | None, str | None, float, float]]
+    jobs: list[tuple[str, str, str | None, str | None]]  # (id, job, task id, key)
 
 
 def _read(path: Path, day: str) -> _Found:
@@ -190,7 +181,7 @@ def _read(path: Path, day: str) -> _Found:
             stored = conversations.get((channel, user), ([], 0))[0]
             conversations[channel, user] = (stored, dropped)
         jobs = conn.execute(
-            "SELECT id, job, state, task_id, key_fingerprint, created_at, updated_at FROM jobs "
+            "SELECT id, job, task_id, key_fingerprint FROM jobs "
             "WHERE finished_at IS NULL AND delivered_at IS NULL AND job != 'null' "
             "ORDER BY created_at"
         ).fetchall()
@@ -216,26 +207,16 @@ async def _copy_counts(
     return len(counts)
 
 
-async def _journal(
-    client: redis.Redis,
-    prefix: str,
-    row: tuple[str, str, str, str | None, str | None, float, float],
+async def _enqueue(
+    client: redis.Redis, prefix: str, row: tuple[str, str, str | None, str | None]
 ) -> bool:
-    """One unfinished job into the journal layout; False when already there."""
-    job_id, data, state, task_id, key, created_at, updated_at = row
-    entry, open_jobs = journal_keys(prefix, job_id)
-    fields: dict[FieldT, EncodableT] = {
-        "job": json.dumps(json.loads(data)),
-        "state": state,
-        "task_id": task_id or "",
-        "key_fingerprint": key or "",
-        "created_at": repr(created_at),
-        "updated_at": repr(updated_at),
-    }
-    if not await client.hsetnx(entry, "job", fields["job"]):
+    """One unfinished job onto its pool's stream (with its provider task, if it
+    has one, to poll); False when it was moved before."""
+    job_id, data, task_id, key = row
+    if not await client.set(f"{prefix}:migrated:{job_id}", "1", nx=True):
         return False
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(entry, mapping=fields)
-        pipe.zadd(open_jobs, {job_id: created_at})
-        await pipe.execute()
+    job = Job.from_dict(json.loads(data))
+    if task_id and key:
+        job = resume(job, task_id, key)
+    await JobStream(client, job.pool or "video", prefix=prefix).add(job)
     return True
