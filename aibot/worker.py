@@ -196,7 +196,9 @@ class Worker:
                 continue
             again = resume(job, task_id, key) if task_id and key else job
             try:
-                self._queue(pool, again, reply)
+                # Accepted already, and its provider task (if any) is on this pool's
+                # keys: it stays in this pool, whatever room the queue has now.
+                pool.submit(again, reply, past_the_limit=True)
             except AibotError as error:
                 await reply.fail(error)
                 await self._journal.finished(job.id, error.kind)

@@ -243,6 +243,23 @@ async def test_a_video_survives_a_restart_and_is_delivered_once(
     assert len(deliveries) == 1
 
 
+@pytest.mark.aibot_env(AIBOT_VIDEO_WORKERS="3")
+async def test_videos_taken_up_after_a_restart_stay_where_their_tasks_are(
+    world: World, aibot_env: dict[str, Any]
+) -> None:
+    channel = world.channel("비디오생성-1")
+    results = [await world.add_member(name).slash(channel, "video", prompt=name) for name in "abc"]
+    await world.env.advance_time(15)  # three tasks made, each polled once
+    old = world.bot
+    # The operator gave the video pool less room meanwhile: one at work, one waiting.
+    smaller = {**aibot_env, "AIBOT_VIDEO_WORKERS": "1", "AIBOT_VIDEO_QUEUE": "1"}
+    await world.env.restart_bot(create_bot(smaller))  # a crash: no close()
+    await old.release()
+    await settle_videos(world, rounds=12)
+    assert all(result.response.attachments for result in results)
+    assert world.fake.counters.video_tasks == 3
+
+
 @pytest.mark.aibot_env(AIBOT_DRAIN_SECONDS="0.2")
 async def test_a_video_running_at_shutdown_is_kept_for_the_next_start(
     world: World, aibot_env: dict[str, Any]

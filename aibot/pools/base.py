@@ -105,17 +105,18 @@ class Pool:
 
     # -- taking jobs -------------------------------------------------------
 
-    def submit(self, job: Job, reply: Reply) -> int:
+    def submit(self, job: Job, reply: Reply, *, past_the_limit: bool = False) -> int:
         """Queue `job`; returns its place in line (1 = started now, 2 = next).
-        Never blocks. Raises `ShuttingDown`, `Paused` or `QueueFull`
-        (ValueError for a job id the pool already holds: a caller's bug)."""
+        Never blocks. Raises `ShuttingDown`, `Paused`, `QueueFull` (not
+        `past_the_limit`: a job accepted before a restart) or ValueError for a
+        job id the pool already holds (a caller's bug)."""
         if self._state != "running":
             if self._state == "paused":
                 raise Paused(f"the {self.name} pool is paused")
             raise ShuttingDown(f"the {self.name} pool is shutting down")
         if job.id in self._queued or job.id in self._running:
             raise ValueError(f"job {job.id} is already in the {self.name} pool")
-        if len(self._queued) >= self.queue_size:
+        if len(self._queued) >= self.queue_size and not past_the_limit:
             raise QueueFull(f"the {self.name} queue is full", retry_after=self.wait_estimate())
         loop = asyncio.get_running_loop()
         entry = _Entry(job, reply, next(self._seq), loop.time())
