@@ -40,17 +40,26 @@ from aibot.store import Store
 from aibot.watch import watch_rings
 from aibot.worker import Observer, Worker
 
-__all__ = ["WorkerProcess", "cluster_runner", "create_worker", "flush_rings"]
+__all__ = ["WorkerProcess", "cluster_runner", "create_worker", "flush_rings", "forgive_rings"]
 
 log = logging.getLogger("aibot.cluster")
 
 
 async def flush_rings(worker: Worker) -> None:
     """Send the shared rings' last key reports (429s, disabled keys) to Redis."""
-    for context in worker.pools.contexts.values():
-        for ring in context.rings.values():
-            if isinstance(ring, SharedKeyRing):
-                await ring.flush()
+    for ring in _shared_rings(worker):
+        await ring.flush()
+
+
+async def forgive_rings(worker: Worker) -> None:
+    """Give every key of the worker's rings another chance (`SharedKeyRing.forgive`)."""
+    for ring in _shared_rings(worker):
+        await ring.forgive()
+
+
+def _shared_rings(worker: Worker) -> list[SharedKeyRing]:
+    rings = (ring for context in worker.pools.contexts.values() for ring in context.rings.values())
+    return [ring for ring in rings if isinstance(ring, SharedKeyRing)]
 
 
 def cluster_runner(
@@ -139,6 +148,7 @@ class WorkerProcess:
     async def start(self) -> None:
         await self.store.start()
         await self.headless.open()
+        await forgive_rings(self.runner.worker)
         await self.runner.start()
         if self.settings.http is not None:
             await self._serve_http(*self.settings.http)

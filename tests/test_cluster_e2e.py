@@ -21,6 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from aibot import create_bot
+from aibot.cluster.budget import SharedBudgets
 from aibot.cluster.connection import connect
 from aibot.demo.cluster_world import Node
 from aibot.discord.bot import AibotBot
@@ -33,7 +34,9 @@ from aibot.sandbox.fake_discord import (
     SentInteraction,
     pointed_at,
 )
+from aibot.secrets import fingerprint
 from tests.cluster_processes import eventually
+from tests.fixtures.discord import DISCORD_ENV
 from tests.fixtures.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -332,3 +335,19 @@ def _restarted(world: Cluster) -> Iterator[None]:
         yield
     finally:
         server.stop()
+
+
+async def test_a_worker_starting_gives_a_key_disabled_before_another_chance(
+    cluster: Cluster,
+) -> None:
+    # Disabled by some process before (out of credit); the account was topped up since.
+    chat_key = fingerprint(DISCORD_ENV["OPENAI_API_KEY_1"])
+    await SharedBudgets(cluster.redis, PREFIX).disable(chat_key, "insufficient quota")
+    cluster.providers.chat_reply = "from openai again"
+    cluster.worker("w1", pools="chat")
+    await cluster.serving("chat")
+
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "hi"}, channel="채팅방-1")
+    await _answered_once(cluster, sent, _final(sent, "from openai again"))
+    assert cluster.providers.counters.requests("openai", "chat") == 1
+    assert cluster.providers.counters.requests("minimax", "chat") == 0

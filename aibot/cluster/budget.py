@@ -250,7 +250,8 @@ class SharedBudgets:
 
     async def enable(self, fingerprint: str) -> None:
         """Use a disabled key again (its quota was topped up): in embedded mode a
-        restart forgets a disabled key; in Redis it stays disabled until this."""
+        restart forgets a disabled key; in Redis it stays disabled until this,
+        which a process holding the key does as it starts (`SharedKeyRing.forgive`)."""
         await self._client.hdel(self._key(fingerprint), "off", "reason", "strikes")
 
     async def states(

@@ -161,6 +161,14 @@ class SharedKeyRing:
         starts = [self._local_start(k, now) for k in self._keys if not k.disabled]
         return max(0.0, min(starts) - now) if starts else math.inf
 
+    async def forgive(self) -> None:
+        """Clear the disabled marks of this ring's keys for every process: a
+        process starting gives its keys another chance, as a restart does in one
+        process (an account topped up; a key still refused is disabled again by
+        its next call)."""
+        for key in self._keys:
+            await self._budgets.enable(key.fingerprint)
+
     async def refresh(self) -> None:
         """Read every key's shared state (one round trip): keys disabled or
         cooling because of other processes, and keys enabled again."""
