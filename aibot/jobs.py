@@ -28,6 +28,7 @@ __all__ = [
     "Job",
     "KeysDown",
     "LimitReached",
+    "Misconfigured",
     "NoKeyAvailable",
     "Paused",
     "Progress",
@@ -207,6 +208,15 @@ class BadAnswer(Unavailable):
     worth a retry, like a 5xx."""
 
     kind = "bad_answer"
+
+
+class Misconfigured(AibotError):
+    """The provider does not know what the bot asked for (HTTP 404: a model
+    retired or misspelled in the settings, a wrong base URL). Nothing a member
+    types causes it and another key would not help: the pool's next provider
+    may, and the operators need to fix the settings."""
+
+    kind = "misconfigured"
 
 
 class NoKeyAvailable(AibotError):

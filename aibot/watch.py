@@ -38,7 +38,7 @@ FAILING_AFTER = 60.0
 # The share of a daily budget spent at which the operators are told.
 BUDGET_SHARE = 0.9
 # Outcomes that say the provider is in trouble (not the member, not our keys' limits).
-_PROVIDER_TROUBLE = frozenset({"unavailable", "incomplete", "bad_answer"})
+_PROVIDER_TROUBLE = frozenset({"unavailable", "incomplete", "bad_answer", "misconfigured"})
 
 
 class _Pool(Protocol):

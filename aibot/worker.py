@@ -64,7 +64,16 @@ LONG_COMMANDS = frozenset({"video"})
 # Failures that are not the member's (the provider's, our keys', the bot's own): their
 # use is given back.
 NOT_THEIR_FAULT = frozenset(
-    {"unavailable", "incomplete", "bad_answer", "no_key", "bad_key", "rate_limited", "internal"}
+    {
+        "unavailable",
+        "incomplete",
+        "bad_answer",
+        "misconfigured",
+        "no_key",
+        "bad_key",
+        "rate_limited",
+        "internal",
+    }
 )
 # Seconds of expected wait from which a chat or image job is told its place in line.
 QUEUE_NOTICE_SECONDS = 5.0

@@ -117,6 +117,27 @@ async def test_after_every_chat_key_failed_the_admin_pool_answers(world: World) 
     assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 2
 
 
+async def test_a_model_the_provider_does_not_know_moves_the_job_to_the_next_provider(
+    world: World,
+) -> None:
+    world.fake.inject("openai", "unknown_model", times=10, endpoint="chat")  # retired
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
+    assert "You said: hi" in one_public_answer(result)
+    counters = world.fake.counters
+    assert counters.requests("openai", "chat") == 1, "no other key or retry for a 404"
+    assert counters.requests("minimax", "chat") == 1
+
+
+@pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
+async def test_a_model_no_provider_knows_asks_for_an_admin_and_gives_the_use_back(
+    world: World,
+) -> None:
+    world.fake.inject("openai", "unknown_model", endpoint="chat")
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
+    assert "An admin needs to check" in one_public_answer(result)
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
+
+
 @pytest.mark.simcord(settle_timeout=20)
 @pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
 async def test_a_provider_that_is_down_is_explained_in_korean(world: World) -> None:

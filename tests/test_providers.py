@@ -17,6 +17,7 @@ from aibot.jobs import (
     BadKey,
     BadRequest,
     Incomplete,
+    Misconfigured,
     NoKeyAvailable,
     RateLimited,
     Rejected,
@@ -464,7 +465,7 @@ def test_minimax_status_codes(code: int, error: type[AibotError]) -> None:
     [
         (400, "content_policy_violation", Rejected),
         (400, "", BadRequest),
-        (404, "", BadRequest),
+        (404, "model_not_found", Misconfigured),
         (422, "", BadRequest),
         (401, "invalid_api_key", BadKey),
         (403, "", BadKey),

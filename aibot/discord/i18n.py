@@ -340,6 +340,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_bad_answer": (
                     "🔌 The AI provider sent back a broken answer. Please try again."
                 ),
+                "error_misconfigured": (
+                    "⚙️ The AI provider does not know what this bot asked for (a model "
+                    "in its settings). An admin needs to check them; please try again later."
+                ),
                 "error_busy": "🚦 Busy right now: about {wait} of work ahead. Try again then.",
                 "error_busy_plain": "🚦 Busy right now. Try again in a minute.",
                 "error_limit_cooldown": "⏱️ Slow down a little: try again in {wait}.",
@@ -553,6 +557,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "✂️ 답변이 중간에 끊겼어요: AI 제공자가 답변을 끝내지 못했어요. 다시 해 주세요."
                 ),
                 "error_bad_answer": "🔌 AI 제공자가 잘못된 응답을 보냈어요. 다시 해 주세요.",
+                "error_misconfigured": (
+                    "⚙️ AI 제공자가 이 봇이 요청한 것(설정의 모델)을 몰라요. 관리자가 설정을 "
+                    "확인해야 해요. 나중에 다시 해 주세요."
+                ),
                 "error_busy": (
                     "🚦 지금 바빠요: 앞에 약 {wait} 분량의 작업이 있어요. 그때 다시 해 주세요."
                 ),
@@ -639,6 +647,7 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
         "unavailable",
         "incomplete",
         "bad_answer",
+        "misconfigured",
         "shutting_down",
         "cancelled",
         "restarted",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
-from aibot.jobs import AibotError, BadRequest, KeysDown, NoKeyAvailable, Unavailable
+from aibot.jobs import AibotError, BadRequest, KeysDown, Misconfigured, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
 from aibot.leases import Ring
 from aibot.pools.base import Handoff, Outcome, Pool
@@ -112,7 +112,7 @@ class PoolContext:
                 continue
             try:
                 return await attempt(name)
-            except (NoKeyAvailable, Unavailable) as err:
+            except (NoKeyAvailable, Unavailable, Misconfigured) as err:
                 if committed():
                     raise
                 if n < len(names):

@@ -18,7 +18,15 @@ from typing import Any, Protocol
 import aiohttp
 import openai
 
-from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
+from aibot.jobs import (
+    AibotError,
+    BadKey,
+    BadRequest,
+    Misconfigured,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from aibot.leases import Lease
 from aibot.rate_headers import retry_after
 from aibot.secrets import scrub
@@ -178,6 +186,8 @@ def error_for_status(
         return Rejected(f"{label}: {text}" if text else label)
     if status in (408, 409) or status >= 500:
         return Unavailable(label)
+    if status == 404:
+        return Misconfigured(f"{label}: {text}" if text else label)
     if 400 <= status < 500:
         return BadRequest(f"{label}: {text}" if text else label)
     return Unavailable(label)

@@ -26,7 +26,15 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
-from aibot.jobs import AibotError, BadKey, BadRequest, RateLimited, Rejected, Unavailable
+from aibot.jobs import (
+    AibotError,
+    BadKey,
+    BadRequest,
+    Misconfigured,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from aibot.leases import Lease, Ring
 
 __all__ = ["ATTEMPTS", "stream_with_keys", "with_keys"]
@@ -206,8 +214,8 @@ def _settle(lease: Lease, error: AibotError) -> None:
     elif isinstance(error, Unavailable):
         _log.info("%s key %s: %s", lease.provider, lease.key_id, error.detail or error.kind)
         lease.failed()
-    elif isinstance(error, BadRequest | Rejected):
-        lease.ok()  # the key did its job; the request was at fault
+    elif isinstance(error, BadRequest | Rejected | Misconfigured):
+        lease.ok()  # the key did its job; the request (or the settings) was at fault
 
 
 def _headers_of(result: object) -> Mapping[str, str] | None:

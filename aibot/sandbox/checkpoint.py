@@ -141,6 +141,8 @@ class Checkpoint:
             return Refusal("server_error")
         if adm.fault == "reject":
             return Refusal("rejected", "the input was flagged by the safety system")
+        if adm.fault == "unknown_model":
+            return Refusal("not_found", "The model does not exist or you do not have access to it.")
         return None
 
     def reset(self) -> None:

@@ -37,6 +37,7 @@ FAULTS = (
     "slow_answer",  # do the work at once, hold its answer `timeout_delay` seconds
     "invalid_key",  # answer as if the key were invalid
     "reject",  # the input is refused by the safety system
+    "unknown_model",  # a 404: the model asked for does not exist (retired, misspelled)
     "filtered",  # the output is filtered (Stability CONTENT_FILTERED, chat content_filter)
     "slow_stream",  # chat chunks arrive `slow_chunk_delay` apart
     "rate_limit",  # a 429 whatever the key's budget
@@ -58,6 +59,7 @@ ENDPOINTS = frozenset({"chat", "image", "video", "video_query", "file"})
 GENERATING = frozenset({"chat", "image", "video"})
 _APPLIES: dict[str, frozenset[str]] = {
     "reject": GENERATING,
+    "unknown_model": GENERATING,
     "filtered": frozenset({"chat", "image"}),
     "slow_stream": frozenset({"chat"}),
     "cut_stream": frozenset({"chat"}),
