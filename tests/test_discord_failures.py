@@ -264,6 +264,18 @@ async def test_a_video_survives_a_restart_and_is_delivered_once(
     assert len(deliveries) == 1
 
 
+async def test_a_finished_video_is_delivered_even_when_the_store_cannot_record_it(
+    world: World,
+) -> None:
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="fox")
+    await world.env.advance_time(15)  # the task exists and was polled once
+    assert world.bot.store is not None
+    with sqlite3.connect(world.bot.store.path) as conn:  # the journal's table lost
+        conn.execute("DROP TABLE jobs")
+    await settle_videos(world)
+    assert result.response.attachments
+
+
 @pytest.mark.aibot_env(AIBOT_VIDEO_WORKERS="3")
 async def test_videos_taken_up_after_a_restart_stay_where_their_tasks_are(
     world: World, aibot_env: dict[str, Any]

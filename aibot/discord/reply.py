@@ -198,11 +198,21 @@ class InteractionReply:
 
     async def _first_delivery(self) -> bool:
         """False when a journaled job's answer was already delivered (a job resumed
-        after a restart may finish twice; the member hears once)."""
+        after a restart may finish twice; the member hears once). When the record
+        cannot be kept (the store failing), the answer goes out all the same: a
+        finished job lost is worse than one answered twice."""
         delivery = self._replies.delivery
         if delivery is None or not (self._replies.every_job or self.job.command == "video"):
             return True
-        return await delivery.mark_delivered(self.job.id)
+        try:
+            return await delivery.mark_delivered(self.job.id)
+        except Exception as error:
+            log.warning(
+                "job %s: its delivery could not be recorded (%s); answering anyway",
+                self.job.id,
+                type(error).__name__,
+            )
+            return True
 
     def _lost(self, what: str, error: BaseException) -> None:
         """Every way failed: said once in the log (the job id, never the token) and
