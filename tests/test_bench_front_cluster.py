@@ -8,9 +8,11 @@ the benchmark itself. Slow: it starts Redis, the fakes and a worker process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,16 @@ pytestmark = pytest.mark.slow
 
 TINY = Size(count=100, warmup=20, rounds=1)
 NUMBER = (int, float)
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    """The benchmark sets the garbage collector for serving, as `python run.py`
+    does; the tests after it in this process get the collector they had."""
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
 
 
 @pytest.fixture
