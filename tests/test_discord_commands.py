@@ -4,6 +4,7 @@ loopback. A member runs a command and gets exactly one answer."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -269,3 +270,16 @@ async def test_a_process_runs_only_its_pools_and_says_where_the_others_are(
     result = await world.member.slash(world.channel("general"), "instances")
     fields = {f.name: f.value for f in result.response.embeds[0].fields}
     assert "another process" in fields["video"] and "this process" in fields["chat"]
+
+
+async def test_a_message_mentioning_the_bot_is_no_error(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert world.bot.user is not None
+    # SimCord listens for command errors itself; without it discord.py's own handler
+    # logs each at ERROR, as in a deployed bot.
+    world.bot.extra_events.pop("on_command_error", None)
+    with caplog.at_level(logging.ERROR):
+        await world.member.send(world.channel("general"), f"<@{world.bot.user.id}> hello")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert [m for m in world.channel("general").history() if m.author.bot] == []

@@ -114,6 +114,10 @@ class AibotBot(commands.AutoShardedBot):
 
     # ------------------------------------------------------------ start, stop
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """aibot answers slash commands only: a message, even one mentioning the
+        bot, is no command (discord.py's own would log each as an error)."""
+
     async def setup_hook(self) -> None:
         await self.tree.set_translator(Translator())
         await self._add_cogs()
