@@ -244,6 +244,16 @@ async def test_a_video_that_outlives_the_token_is_posted_mentioning_the_member(
     assert mentions[-1]["allowed_mentions"] == {"parse": [], "users": [world.member.id]}
 
 
+@pytest.mark.aibot_env(AIBOT_VIDEO_POLL_SECONDS="60")
+async def test_a_late_video_names_the_command_as_a_korean_member_knows_it(world: World) -> None:
+    world.fake.video_polls = 16  # done after the 15-minute token
+    member = world.add_member("유나", locale="ko")
+    await member.slash(world.channel("비디오생성-1"), "video", prompt="파도")
+    await world.env.advance_time(15 * 60 + 200)
+    last = world.channel("비디오생성-1").history()[-1]
+    assert last.content.startswith(f"<@{member.id}>님, 요청하신 `/비디오` 결과예요:")
+
+
 # ----------------------------------------------------------- restarts
 
 

@@ -3,11 +3,20 @@ Korean and English, and the command translations."""
 
 from __future__ import annotations
 
+import re
+
 import discord
 import pytest
 from discord import app_commands
 
-from aibot.discord.i18n import COMMAND_TEXT_KO, Translator, duration, error_text, language
+from aibot.discord.i18n import (
+    COMMAND_TEXT_KO,
+    Translator,
+    duration,
+    error_text,
+    language,
+    text,
+)
 from aibot.discord.render import MESSAGE_LIMIT, split_message
 from aibot.jobs import (
     AibotError,
@@ -183,3 +192,14 @@ async def test_the_translator_gives_korean_names_and_nothing_for_other_locales()
     assert await translator.translate(name, discord.Locale.japanese, context) is None
     for korean in COMMAND_TEXT_KO.values():
         assert korean == korean.strip() and korean
+
+
+def test_korean_texts_name_commands_by_their_korean_names() -> None:
+    korean = set(COMMAND_TEXT_KO.values())
+    fields = {"guild": "g", "by": "b", "pool": "chat", "used": 9, "budget": 10}
+    named = [
+        name
+        for key in ("alert_paused", "alert_budget_server", "admin_paused")
+        for name in re.findall(r"`/([^`]+)`", text("ko", key, **fields))
+    ]
+    assert named and all(set(name.split()) <= korean for name in named), named

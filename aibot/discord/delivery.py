@@ -28,7 +28,7 @@ import aiohttp
 import discord
 
 from aibot.discord.edits import EditBudget
-from aibot.discord.i18n import text
+from aibot.discord.i18n import command_name, text
 from aibot.discord.render import MESSAGE_LIMIT
 from aibot.discord.retries import (
     DELIVERY_ERRORS,
@@ -247,9 +247,9 @@ class AnswerWriter:
         """Decide the line that introduces a late answer: inside its first message,
         or as a message of its own when both would not fit in one."""
         key = "failed_late" if self.failing else "delivered_late"
-        head = text(
-            self.job.locale, key, mention=f"<@{self.job.user_id}>", command=self.job.command
-        )
+        lang = self.job.locale
+        command = command_name(self.job.command, lang)
+        head = text(lang, key, mention=f"<@{self.job.user_id}>", command=command)
         if content and len(head) + 1 + len(content) > MESSAGE_LIMIT:
             await channel.send(head, allowed_mentions=self._mention())
             self._head = ""

@@ -493,7 +493,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 ),
                 "alert_paused": (
                     "⏸️ {guild}에서 {by} 님이 `{pool}` 풀을 일시 중지했어요. "
-                    "`/관리 resume`으로 다시 시작해요."
+                    "`/관리 재개`로 다시 시작해요."
                 ),
                 "alert_resumed": "▶️ {guild}에서 {by} 님이 `{pool}` 풀을 다시 시작했어요.",
                 "alert_provider_failing": (
@@ -502,7 +502,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 ),
                 "alert_budget_server": (
                     "💸 이 서버가 오늘 `{pool}` 작업 {budget}개 중 {used}개를 썼어요 (90%). "
-                    "`/관리 quota`로 예산을 바꿔요."
+                    "`/관리 한도`로 예산을 바꿔요."
                 ),
                 "alert_budget_bot": (
                     "💸 `{pool}` 풀이 모든 서버를 합쳐 하루 예산 {budget}개 중 {used}개를 "
@@ -588,7 +588,17 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
 )
 
 # Localized command names, for messages that name a command (`/채팅`).
-_COMMAND_NAMES = ("chat", "image", "video", "ping", "status", "instances")
+_COMMAND_NAMES = (
+    "chat",
+    "image",
+    "video",
+    "ping",
+    "status",
+    "instances",
+    "stats",
+    "reset",
+    "admin",
+)
 
 
 def language(locale: discord.Locale | str | None) -> str:

@@ -28,7 +28,7 @@ from discord.ext import commands
 from aibot.alerts import Alert
 from aibot.catalogue import COMMAND_POOL, POOLS
 from aibot.discord.embeds import STATS_DAYS, jobs_embed, keys_embed, quota_embed, stats_embed
-from aibot.discord.i18n import error_text, language, text
+from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.discord.rooms import Rooms
 from aibot.jobs import AibotError, Job, TemporarilyUnavailable
@@ -218,7 +218,8 @@ class ManageCog(commands.Cog, name="manage"):
                 detail = f"{name} {job_id} /{job.command} of {job.user_id}"
                 self._record(interaction, "cancel", detail if cancelled else f"{detail}: too late")
                 key = "admin_cancelled" if cancelled else "admin_cancel_late"
-                words = text(lang, key, id=job_id, command=job.command, user=job.user_id)
+                command = command_name(job.command, lang)
+                words = text(lang, key, id=job_id, command=command, user=job.user_id)
                 await _private(interaction, words)
                 return
         # Recorded too: an id from another server is someone probing.
