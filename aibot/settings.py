@@ -323,6 +323,9 @@ class _Reader:
             self.problems.append("AIBOT_SHARD_IDS: needs AIBOT_SHARD_COUNT as well")
         if shard_ids and shard_count and max(shard_ids) >= shard_count:
             self.problems.append("AIBOT_SHARD_IDS: every id must be below AIBOT_SHARD_COUNT")
+        if shard_ids and len(set(shard_ids)) < len(shard_ids):
+            # Each would be a connection of its own: every command handled twice.
+            self.problems.append("AIBOT_SHARD_IDS: an id is named twice")
         data_dir = Path(self.raw("AIBOT_DATA_DIR") or "./data")
         log_dir = self.raw("AIBOT_LOG_DIR")
         settings = Settings(
@@ -383,10 +386,7 @@ class _Reader:
             prices=PriceTable(**{p: self.price(p) for p in PROVIDERS}),
             ledger_days=self.get("AIBOT_LEDGER_DAYS", 90, values.positive_int, values.POS),
             attachment_max_bytes=round(
-                self.get(
-                    "AIBOT_ATTACHMENT_MAX_MB", 8.0, values.positive_float, "megabytes, above 0"
-                )
-                * 1024**2
+                self.get("AIBOT_ATTACHMENT_MAX_MB", 8.0, values.megabytes, values.MB) * 1024**2
             ),
             cluster=self.cluster(),
             rooms=read_room_settings(self, data_dir),

@@ -36,6 +36,7 @@ __all__ = [
 POS = "a whole number above 0"
 NNI = "a whole number, 0 or more"
 SECS = "a number of seconds, 0 or more"
+MB = "megabytes, above 0 and at most 1024"
 PAT = "comma-separated channel name patterns (* and ? allowed)"
 URL = "an http:// or https:// URL"
 BOOL = "true or false"
@@ -59,6 +60,14 @@ def non_negative_int(value: str) -> int:
 def positive_float(value: str) -> float:
     number = float(value)
     if not number > 0 or number == float("inf"):
+        raise ValueError
+    return number
+
+
+def megabytes(value: str) -> float:
+    """A size in megabytes, at most a gigabyte (far above any upload Discord takes)."""
+    number = positive_float(value)
+    if number > 1024:
         raise ValueError
     return number
 

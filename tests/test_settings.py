@@ -124,3 +124,11 @@ def test_split_mode_flags() -> None:
     assert settings.shard_ids == (0, 2) and settings.shard_count == 4
     with pytest.raises(SettingsError, match="AIBOT_SHARD_IDS"):
         Settings.from_env({"AIBOT_SHARD_IDS": "5", "AIBOT_SHARD_COUNT": "4"})
+    with pytest.raises(SettingsError, match="AIBOT_SHARD_IDS: an id is named twice"):
+        Settings.from_env({"AIBOT_SHARD_IDS": "0,0", "AIBOT_SHARD_COUNT": "4"})
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "1e308", "inf", "2048"])
+def test_an_attachment_size_out_of_range_is_named(size: str) -> None:
+    with pytest.raises(SettingsError, match="AIBOT_ATTACHMENT_MAX_MB"):
+        Settings.from_env({"AIBOT_ATTACHMENT_MAX_MB": size})
