@@ -4,6 +4,7 @@ over loopback, SimCord's clock for the ten-minute folding and the day boundary."
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,27 @@ async def test_a_pause_and_a_resume_are_alerted_with_who_did_it(world: World) ->
     paused, resumed = said(alerts)
     assert paused.startswith("⏸️ The `chat` pool was paused by boss on aibot test guild.")
     assert resumed == "▶️ The `chat` pool was resumed by boss on aibot test guild."
+
+
+async def test_an_alert_raised_while_another_is_being_posted_is_posted_too(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts = room(world, ALERTS)
+    send = discord.abc.Messageable.send
+    discord_took_it = asyncio.Event()
+
+    async def held_at_first(channel: Any, *args: Any, **kwargs: Any) -> Any:
+        # Discord takes its time with the alerts, until the test lets them through.
+        await world.env.external_wait(discord_took_it.wait(), reason="Discord slow to answer")
+        return await send(channel, *args, **kwargs)
+
+    monkeypatch.setattr(discord.abc.Messageable, "send", held_at_first)
+    await pause_and_resume(world)  # the resume is alerted while the pause is being posted
+    assert said(alerts) == []
+    discord_took_it.set()
+    await world.env.advance_time(1)
+    paused, resumed = said(alerts)
+    assert paused.startswith("⏸️") and resumed.startswith("▶️")
 
 
 async def test_repeats_are_folded_into_a_count_after_ten_minutes(world: World) -> None:

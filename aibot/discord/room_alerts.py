@@ -77,11 +77,14 @@ class AlertRoom:
         hub = self._rooms.alerts
         await self._rooms.ready()
         while True:
-            for alert in hub.take():
+            taken = hub.take()
+            for alert in taken:
                 try:
                     await self._post(alert)
                 except Exception:  # one alert gone wrong must not silence the others
                     log.exception("alert %s not posted", alert.kind)
+            if taken:
+                continue  # raised while these were posted: `_wake` left them to this loop
             due = hub.next_due()
             if due is None:
                 return
