@@ -172,6 +172,11 @@ class Router:
             return None
         return ADMIN
 
+    def providers(self, pool: str, kind: str) -> tuple[str, ...]:
+        """The providers with a key in `pool` that make `kind` (chat, image, video)."""
+        usable = self._settings.pools[pool].usable_providers
+        return tuple(p for p in usable if kind in PROVIDER_KINDS[p])
+
     def _admin_can_take(self, kind: str, load: Mapping[str, PoolLoad]) -> bool:
         settings = self._settings
         admin = load.get(ADMIN, _IDLE)

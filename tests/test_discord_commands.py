@@ -283,3 +283,19 @@ async def test_a_message_mentioning_the_bot_is_no_error(
         await world.member.send(world.channel("general"), f"<@{world.bot.user.id}> hello")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert [m for m in world.channel("general").history() if m.author.bot] == []
+
+
+@pytest.mark.aibot_env(OPENAI_API_KEY_2=None)
+async def test_an_image_provider_without_a_key_is_refused_privately_naming_the_others(
+    world: World,
+) -> None:
+    result = await world.member.slash(
+        world.channel("이미지생성-1"), "image", prompt="a fox", provider="openai"
+    )
+    assert result.response.ephemeral and not result.deferred
+    assert result.response.content == (
+        "🔧 This bot has no `openai` key for this here. Choose one of "
+        "`minimax`, `stability`, or leave the provider out."
+    )
+    assert world.fake.counters.requests() == 0
+    assert world.bot.store.gate.usage(world.guild.id, world.member.id, "image")[0] == 0

@@ -361,6 +361,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🔄 The bot restarted while it was working on this. Please ask again."
                 ),
                 "empty_prompt": "✏️ Your prompt is empty. Write what you want, then try again.",
+                "provider_not_here": (
+                    "🔧 This bot has no `{provider}` key for this here. Choose one of "
+                    "{offered}, or leave the provider out."
+                ),
                 "error_unreachable": (
                     "🔌 The bot is temporarily unavailable. Please try again shortly."
                 ),
@@ -580,6 +584,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "error_internal": "⚠️ 저희 쪽에서 문제가 생겼어요. 다시 해 주세요.",
                 "error_restarted": "🔄 작업 중에 봇이 다시 시작했어요. 다시 요청해 주세요.",
                 "empty_prompt": "✏️ 프롬프트가 비어 있어요. 원하는 내용을 적어서 다시 해 주세요.",
+                "provider_not_here": (
+                    "🔧 이 봇에는 여기서 쓸 `{provider}` 키가 없어요. {offered} 중에서 고르거나 "
+                    "제공자를 비워 두세요."
+                ),
                 "error_unreachable": "🔌 봇을 잠시 쓸 수 없어요. 잠시 뒤에 다시 해 주세요.",
                 "error_gave_up": "⚠️ 이 요청은 처리할 수 없었어요. 다시 해 주세요.",
             }

@@ -247,6 +247,12 @@ class Intake:
             return text(lang, "not_here", command=command_name(job.command, lang))
         if load.paused:
             return error_text(Paused(), lang, command=job.command)
+        chosen = job.args.get("provider")
+        offered = self.router.providers(job.pool, job.command) if chosen else ()
+        if chosen and chosen not in offered:
+            # Offered among the choices, but this bot has no key for it here.
+            names = ", ".join(f"`{name}`" for name in offered) or "-"
+            return text(lang, "provider_not_here", provider=chosen, offered=names)
         if load.full:
             return error_text(QueueFull(retry_after=self.queue.wait_estimate(job.pool)), lang)
         if self.gate is not None:
