@@ -36,11 +36,12 @@ from aibot.app_worker import cluster_runner, flush_rings, forgive_rings
 from aibot.catalogue import POOLS
 from aibot.cluster.alerts import AlertFollower
 from aibot.cluster.batch import Batched
+from aibot.cluster.commands import ClusterConversations, ClusterGate, ClusterLimits
 from aibot.cluster.connection import connect
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory
 from aibot.cluster.outcomes import OutcomeFollower
-from aibot.cluster.queue import ClusterGate, RedisQueue
+from aibot.cluster.queue import RedisQueue
 from aibot.cluster.shards import IdentifyLock, ShardClaims, shard_words
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.intake import Intake
@@ -159,8 +160,8 @@ def create_gateway(settings: Settings) -> AibotBot:
         queue=queue,
         intake=intake,
         rooms=rooms,
-        memory=memory,
-        limits=shared_gate,
+        memory=ClusterConversations(memory),
+        limits=ClusterLimits(shared_gate),
     )
     bot.health_checks.append(queue.problem)
     return bot

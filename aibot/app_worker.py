@@ -21,13 +21,13 @@ from redis.asyncio import Redis
 from aibot.alerts import Alerts
 from aibot.cluster.alerts import AlertPublisher
 from aibot.cluster.budget import SharedBudgets
+from aibot.cluster.commands import ClusterGate
 from aibot.cluster.connection import connect
 from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.gate import SharedGate
 from aibot.cluster.journal import RedisJournal
 from aibot.cluster.memory import SharedMemory
 from aibot.cluster.outcomes import OutcomePublisher
-from aibot.cluster.queue import ClusterGate
 from aibot.cluster.ring import SharedKeyRing, shared_rings
 from aibot.cluster.runner import Runner
 from aibot.cluster.worker_status import WorkerStatus

@@ -307,6 +307,10 @@ async def test_redis_down_refuses_privately_and_service_comes_back_by_itself(
     assert callback.callback_type == 4, "answered at once, not deferred"
     assert callback.body["data"]["flags"] & 64, "privately"
     assert callback.body["data"]["content"] == text("en", "error_unreachable")
+    forget = await cluster.fake.send_interaction("reset", {}, channel="채팅방-1")
+    [callback] = await cluster.fake.wait_for("callback", interaction_id=forget.id, timeout=WAIT)
+    assert callback.body["data"]["flags"] & 64, "/reset says it privately"
+    assert callback.body["data"]["content"] == text("en", "error_unreachable")
     status, problems = await _health(cluster.bot)
     assert status == 503 and "redis unreachable" in problems
 

@@ -38,8 +38,8 @@ from redis.exceptions import RedisError
 
 from aibot.catalogue import POOLS
 from aibot.cluster.batch import Batched
+from aibot.cluster.commands import CALL_TIMEOUT, redis_call
 from aibot.cluster.controls import Controls, ListedJob
-from aibot.cluster.gate import SharedGate
 from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
 from aibot.cluster.runner import VERSION, Runner
 from aibot.cluster.streams import JobStream, StreamLoad, entry_fields, stream_loads
@@ -50,12 +50,10 @@ from aibot.router import PoolLoad
 from aibot.settings import Settings
 from aibot.snapshots import NodeSnapshot, PoolSnapshot
 
-__all__ = ["ClusterGate", "RedisQueue"]
+__all__ = ["RedisQueue"]
 
 log = logging.getLogger("aibot.cluster.queue")
 
-# Seconds a call to Redis before the defer may take before the member is told.
-CALL_TIMEOUT = 1.0
 _SERVICE_ESTIMATE = 10.0  # seconds a job is assumed to take, for wait estimates
 _DOWN = PoolLoad(keys_down=True)
 
@@ -188,11 +186,8 @@ class RedisQueue:
     async def list_jobs(self) -> list[tuple[str, Job, str]]:
         """(pool, job, running or queued) of every job in the streams, whichever
         worker holds it: running first, per pool."""
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                listed = await self.controls.jobs(POOLS)
-        except (RedisError, TimeoutError):
-            raise TemporarilyUnavailable("redis unreachable") from None
+        async with redis_call():
+            listed = await self.controls.jobs(POOLS)
         self._listed = {entry.job.id: entry for entry in listed}
         return [(entry.pool, entry.job, entry.state) for entry in listed]
 
@@ -204,11 +199,8 @@ class RedisQueue:
         listed = self._listed.get(job_id)
         if listed is None:
             return False
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                asked = await self.controls.request_cancel(listed.pool, listed.entry_id, job_id)
-        except (RedisError, TimeoutError):
-            raise TemporarilyUnavailable("redis unreachable") from None
+        async with redis_call():
+            asked = await self.controls.request_cancel(listed.pool, listed.entry_id, job_id)
         if asked:
             log.info("job %s: cancel asked of the %s pool's workers", job_id, listed.pool)
         return asked
@@ -222,14 +214,11 @@ class RedisQueue:
     async def _switch(self, pool: str, *, pause: bool) -> None:
         """Set or clear the pool's pause flag for every process; this gateway's
         intake and views follow at once, the workers within a poll."""
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                if pause:
-                    await self.controls.pause(pool, by=self.node)
-                else:
-                    await self.controls.unpause(pool)
-        except (RedisError, TimeoutError):
-            raise TemporarilyUnavailable("redis unreachable") from None
+        async with redis_call():
+            if pause:
+                await self.controls.pause(pool, by=self.node)
+            else:
+                await self.controls.unpause(pool)
         self._paused = self._paused | {pool} if pause else self._paused - {pool}
         log.info("%s: %s for every process", pool, "paused" if pause else "resumed")
 
@@ -337,30 +326,3 @@ class RedisQueue:
         answer within `CALL_TIMEOUT` (None before the first). A burst of `/ping`s
         costs Redis nothing."""
         return self._round_trip
-
-
-class ClusterGate:
-    """The gate before the defer in cluster mode: `SharedGate`, failing closed.
-    With Redis unreachable (as `reachable()` last saw it, or this very call), every
-    command is refused at once with `TemporarilyUnavailable`: no defer without
-    a durable job behind it."""
-
-    def __init__(self, gate: SharedGate, reachable: Callable[[], bool] = lambda: True) -> None:
-        self.gate = gate
-        self.reachable = reachable
-
-    async def take(self, job: Job) -> None:
-        if not self.reachable():
-            raise TemporarilyUnavailable("redis unreachable")
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                await self.gate.take(job)
-        except (RedisError, TimeoutError):
-            raise TemporarilyUnavailable("redis unreachable") from None
-
-    async def refund(self, job: Job) -> bool:
-        try:
-            return await self.gate.refund(job)
-        except RedisError as error:
-            log.info("job %s: use not given back, Redis away (%r)", job.id, error)
-            return False
