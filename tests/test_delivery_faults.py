@@ -138,6 +138,18 @@ async def test_a_failed_defer_runs_nothing_and_keeps_the_quota(quick: World, sta
     assert lost_answers(quick, "chat") == 0
 
 
+async def test_a_defer_discord_took_though_its_answer_was_lost_goes_on_to_the_answer(
+    quick: World,
+) -> None:
+    # A first try reached Discord, its 5xx answer made discord.py try again, and the
+    # second try heard "already acknowledged": the member is waiting for an answer.
+    Fault(DEFER, 400, code=40060).inject(quick)
+    await chat(quick, "still there?")
+    assert quick.fake.counters.requests("openai", "chat") == 1
+    assert "You said: still there?" in bot_messages(quick, "채팅방-1")[-1].content
+    assert quick.bot.store.gate.usage(quick.guild.id, quick.member.id, "chat")[0] == 1
+
+
 # ------------------------------------------------- a moment of trouble: retried
 
 

@@ -54,6 +54,8 @@ __all__ = ["PROMPT_COMMANDS", "TOKEN_LIFETIME", "Intake", "job_for"]
 
 log = logging.getLogger("aibot.discord.intake")
 
+_ACKNOWLEDGED_ALREADY = 40060  # Discord's JSON error code
+
 # Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
 # so a write never races its expiry.
 TOKEN_LIFETIME = 15 * 60 - 20
@@ -140,14 +142,19 @@ class Intake:
         try:
             deferred = await interaction.response.defer(thinking=True)
         except BaseException as error:
-            # No job will run: the use goes back, whatever stopped the defer.
-            self._handed(job.pool)
-            await self._refund(job)
-            if not isinstance(error, discord.HTTPException):
-                raise  # cut off on its way (a lost connection, a timeout), or closing
-            # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
-            log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
-            return
+            if not _acknowledged_already(error):
+                # No job will run: the use goes back, whatever stopped the defer.
+                self._handed(job.pool)
+                await self._refund(job)
+                if not isinstance(error, discord.HTTPException):
+                    raise  # cut off on its way (a lost connection, a timeout), or closing
+                # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
+                log.warning("job %s: could not defer (HTTP %s)", job.id, error.status)
+                return
+            # A first try reached Discord, its answer did not reach us (a 5xx, which
+            # discord.py tries again): the member sees "thinking…", the job goes on.
+            log.info("job %s: deferred by a try whose answer was lost", job.id)
+            deferred = None
         if deferred is not None and deferred.message_id:
             # The reply edits this message by id, also after a restart.
             job.args["message_id"] = deferred.message_id
@@ -266,6 +273,11 @@ class Intake:
     async def _refund(self, job: Job) -> None:
         if self.gate is not None:
             await self.gate.refund(job)
+
+
+def _acknowledged_already(error: BaseException) -> bool:
+    """Discord's "interaction has already been acknowledged" (code 40060)."""
+    return isinstance(error, discord.HTTPException) and error.code == _ACKNOWLEDGED_ALREADY
 
 
 def _with_handing(loads: Mapping[str, PoolLoad], handing: Mapping[str, int]) -> dict[str, PoolLoad]:
