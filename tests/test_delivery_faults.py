@@ -223,12 +223,14 @@ async def test_a_video_no_way_would_upload_comes_as_its_link(quick: World) -> No
         if "downloading" in result.response.content:
             break
         await quick.env.advance_time(10)
-    # The upload is refused by the webhook, then by the channel ("Missing Permissions").
+    # The upload is refused by the webhook, then by the channel ("Missing Permissions"),
+    # then in the member's direct messages: the link goes there.
     Fault(EDIT, 403, code=50013).inject(quick)
-    Fault(CHANNEL, 403, code=50013).inject(quick)
+    Fault(CHANNEL, 403, code=50013, times=2).inject(quick)
     for _ in range(3):
         await quick.env.advance_time(10)
-    [late] = late_answers(quick, "비디오생성-1")
+    assert late_answers(quick, "비디오생성-1") == []
+    [late] = [m for m in quick.member.user.dm_channel.history() if m.author.bot]
     assert late.attachments == []
     assert "Your video is ready" in late.content
     assert "http://127.0.0.1" in late.content  # the provider's link
@@ -262,6 +264,21 @@ async def test_a_token_discord_no_longer_knows_sends_the_answer_to_the_channel(
     # Only the interaction webhook could clear the deferred message; it says nothing wrong.
     assert result.response.content == ""
     assert_seen_cleanly(quick, result, "채팅방-1")
+    assert lost_answers(quick, "chat") == 0
+
+
+async def test_a_late_answer_the_channel_will_not_take_comes_as_a_direct_message(
+    quick: World,
+) -> None:
+    Fault(EDIT, 404, code=10015, times=None).inject(quick)  # the token is gone
+    # The bot may use slash commands there but not post: no Send Messages.
+    channel = quick.channel("채팅방-1")
+    quick.env.inject_error("POST", f"/channels/{channel.id}/messages", status=403, code=50013)
+    await chat(quick, "where?")
+    [direct] = [m for m in quick.member.user.dm_channel.history() if m.author.bot]
+    head = f"<@{quick.member.id}>, here is your `/chat` answer:"
+    assert direct.content.startswith(f"{head}\nYou said: where?")
+    assert late_answers(quick, "채팅방-1") == []
     assert lost_answers(quick, "chat") == 0
 
 

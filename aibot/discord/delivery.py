@@ -9,8 +9,9 @@ The guarantees, write by write (what counts as which failure, and the retries, a
 - A token Discord no longer knows is not tried again: from then on the answer goes
   to the channel as a bot message with the bot token, mentioning the member and
   nobody else.
-- The final answer (`AnswerWriter.put`) takes the webhook first, then the channel;
-  when neither delivers it, `Undelivered`. A message Discord refuses as such (400,
+- The final answer (`AnswerWriter.put`) takes the webhook first, then the channel,
+  then (the channel forbids the bot to post: 403) a direct message to the member;
+  when none delivers it, `Undelivered`. A message Discord refuses as such (400,
   413: the same message would be refused any way) is raised to the caller as it came.
 - An intermediate write (`AnswerWriter.update`: a streaming edit, a progress line) is
   tried once: the next one, or the final answer, catches up.
@@ -45,6 +46,8 @@ __all__ = ["DEFAULT_UPLOAD_LIMIT", "NO_MENTIONS", "AnswerWriter", "Message"]
 
 log = logging.getLogger("aibot.discord.delivery")
 
+_Channel = discord.PartialMessageable | discord.DMChannel  # where a late answer goes
+
 NO_MENTIONS = discord.AllowedMentions.none()
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's default when nothing better is known
 
@@ -70,8 +73,9 @@ class AnswerWriter:
 
     Message 0 is the deferred one (its id comes with the job). `shown` is what each
     message shows now, so a write that changes nothing is skipped. Once the token is
-    gone, the answer is written afresh as bot messages in the channel, the first of
-    which says whose answer it is (or, with `failing`, whose command did not work)."""
+    gone, the answer is written afresh as bot messages in the channel (or, where the
+    bot may not post, in a direct message to the member), the first of which says
+    whose answer it is (or, with `failing`, whose command did not work)."""
 
     def __init__(
         self,
@@ -94,6 +98,7 @@ class AnswerWriter:
         self.by_channel = False
         self.failing = False
         self._head: str | None = None  # the line that introduces a late answer
+        self._dm: discord.DMChannel | None = None  # the member's, once the channel refused
 
     @property
     def live(self) -> bool:
@@ -136,8 +141,9 @@ class AnswerWriter:
 
     async def put(self, parts: Sequence[Message]) -> None:
         """The final answer: messages 0..n show `parts`, whatever the channel's budget,
-        through the webhook or else the channel. Raises `Undelivered` when no way
-        delivered it, or Discord's refusal of the message itself (see `refused`)."""
+        through the webhook, else the channel, else (the bot may not post there) a
+        direct message. Raises `Undelivered` when no way delivered it, or Discord's
+        refusal of the message itself (see `refused`)."""
         if not self.by_channel and self.token_expired():
             self._to_channel()
         if not self.by_channel:
@@ -155,6 +161,22 @@ class AnswerWriter:
                 parts = parts[self._showing(parts) :]
                 self._to_channel()
         try:
+            await self._put_parts(parts)
+            return
+        except DELIVERY_ERRORS as error:
+            if refused(error):
+                raise
+            if self._dm is not None or not _forbidden(error):
+                raise Undelivered(describe(error)) from None
+            log.info(
+                "job %s: the channel refused the bot (%s), answering in a direct message",
+                self.job.id,
+                describe(error),
+            )
+            parts = parts[self._showing(parts) :]
+        try:
+            self._dm = await self._client.create_dm(discord.Object(self.job.user_id))
+            self._ids, self.shown, self._head = [], [], None
             await self._put_parts(parts)
         except DELIVERY_ERRORS as error:
             if refused(error):
@@ -219,7 +241,7 @@ class AnswerWriter:
     async def _write_channel(self, index: int, message: Message) -> None:
         """Message `index` as a bot message in the channel; the first one says whose
         answer it is and mentions the member (only them)."""
-        channel = self._client.get_partial_messageable(
+        channel: _Channel = self._dm or self._client.get_partial_messageable(
             self.job.channel_id, guild_id=self.job.guild_id
         )
         if not self._ids and self._head is None:
@@ -243,7 +265,7 @@ class AnswerWriter:
         sent = await channel.send(allowed_mentions=self._mention(), **extra)
         self._ids.append(sent.id)
 
-    async def _introduce(self, channel: discord.PartialMessageable, content: str | None) -> None:
+    async def _introduce(self, channel: _Channel, content: str | None) -> None:
         """Decide the line that introduces a late answer: inside its first message,
         or as a message of its own when both would not fit in one."""
         key = "failed_late" if self.failing else "delivered_late"
@@ -272,6 +294,11 @@ class AnswerWriter:
                 self.job.application_id, self.job.token, session=session
             )
         return self._webhook
+
+
+def _forbidden(error: BaseException) -> bool:
+    """The bot may not post in the channel (no Send Messages or Attach Files there)."""
+    return isinstance(error, discord.HTTPException) and error.status == 403
 
 
 def _files(message: Message) -> list[discord.File]:
