@@ -88,7 +88,8 @@ class PoolContext:
         `PATIENCE` seconds, then the others, soonest first (a paced key, e.g.
         image-01 at 10 a minute, does not hold a job another provider can take
         now). A provider whose keys are all down, none free in time
-        (NoKeyAvailable) or unavailable after retries gives way to the next;
+        (NoKeyAvailable), unavailable after retries or not knowing what it was
+        asked for (Misconfigured: a 404) gives way to the next;
         a rejected or bad request does not, nor a failure once `committed()`
         (part of the answer was shown). `choice` names the one provider to use;
         `able(provider)` False leaves a provider out (it cannot do this job).
