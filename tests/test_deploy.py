@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from aibot.settings import Settings
 from aibot.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +65,7 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
             "RestartPreventExitStatus=2",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
-            "ReadWritePaths=/opt/aibot/data /opt/aibot/logs",
+            "ReadWritePaths=/opt/aibot/data /opt/aibot/backups /opt/aibot/logs",
             "KillSignal=SIGTERM",
         ):
             assert f"\n{line}\n" in unit, f"{name}: {line}"
@@ -74,6 +76,17 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
     # On the command line, where no environment file can override them.
     [start] = [line for line in worker.splitlines() if line.startswith("ExecStart=")]
     assert "AIBOT_GATEWAY=off AIBOT_POOLS=%I " in start
+
+
+def test_the_daily_backup_goes_where_the_units_let_it_write() -> None:
+    # The install block's folders, under /opt/aibot, as the units see them.
+    settings = Settings.from_env({"AIBOT_DATA_DIR": "/opt/aibot/data"})
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    [made] = re.findall(r"install -d -o aibot -g aibot -m 750 ([a-z ]+)", readme)
+    assert settings.rooms.backup_dir.name in made.split()
+    for name in ("aibot.service", "aibot@.service"):
+        [writable] = re.findall(r"\nReadWritePaths=(.+)\n", (UNITS / name).read_text())
+        assert str(settings.rooms.backup_dir) in writable.split(), name
 
 
 def test_local_redis_is_an_ordering_dependency_only() -> None:
