@@ -45,7 +45,9 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
     warnings: list[str] = []
     if not settings.discord_token:
         found.append("DISCORD_TOKEN: not set (Discord Developer Portal > your application > Bot)")
-    if not settings.enabled_pools:
+    # A cluster gateway may run no pool itself: the workers run them.
+    cluster_gateway = settings.cluster is not None and settings.cluster.gateway
+    if not settings.enabled_pools and not cluster_gateway:
         found.append(
             "no pool has a key: set the keys of the pools you use "
             "(OPENAI_API_KEY_1 for chat, MINIMAX_API_KEY_2 for images, ...)"
@@ -67,8 +69,8 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
         )
     partial = chosen != set(settings.pools)
     if settings.cluster is None and partial and settings.shard_ids is None:
-        # Two processes on one token both receive every interaction: until the job
-        # transport of the split mode exists, a pool subset needs shards of its own.
+        # Without cluster mode, two processes on one token both receive every
+        # interaction: a pool subset needs shards of its own.
         warnings.append(
             "AIBOT_POOLS runs only " + ", ".join(settings.enabled_pools) + " here: the other "
             "pools' commands are not answered by this process; give each process its own "
@@ -76,7 +78,9 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
         )
     found.extend(_store_problems(settings.data_dir))
     if settings.http is not None:
-        found.extend(_http_problems(*settings.http))
+        # A worker without its port only goes without /health; a gateway stops.
+        worker = settings.cluster is not None and not settings.cluster.gateway
+        (warnings if worker else found).extend(_http_problems(*settings.http))
     return found, warnings
 
 

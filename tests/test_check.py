@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from aibot.check import main
+from tests.fixtures.redis_server import RedisServer
 
 SECRET = "sk-live-0123456789abcdefWXYZ"
 
@@ -115,3 +116,21 @@ def test_no_key_at_all_would_not_start(tmp_path: Path, monkeypatch: pytest.Monke
     )
     assert status == 2
     assert "no pool has a key" in out and "pools that will run: none" in out
+
+
+def test_a_cluster_gateway_may_run_no_pool_and_a_worker_may_go_without_its_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    common = f"DISCORD_TOKEN=t\nAIBOT_REDIS_URL={redis_server.url}\nAIBOT_DATA_DIR={tmp_path}\n"
+    status, out = check(tmp_path, common + "AIBOT_POOLS=none\nAIBOT_HTTP=off\n", monkeypatch)
+    assert status == 0, out
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        status, out = check(
+            tmp_path,
+            common + f"AIBOT_GATEWAY=off\nMINIMAX_API_KEY_3=mm-v\nAIBOT_POOLS=video\n"
+            f"AIBOT_HTTP=127.0.0.1:{port}\n",
+            monkeypatch,
+        )
+    assert status == 0, out
+    assert f"warning: AIBOT_HTTP: cannot listen on 127.0.0.1:{port}" in " ".join(out.split())
