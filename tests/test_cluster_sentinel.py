@@ -66,6 +66,10 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_secrets(
         ("redis+sentinel://:hunter2@s1/aibot/zero", "database after the service"),
         ("redis+sentinel://:hunter2@s1/aibot?password=hunter2", "not password"),
         ("http://:hunter2@s1/aibot", "redis+sentinel://"),
+        # A redis:// password holding # ? or / unencoded: said, never echoed.
+        ("redis://aibot:hunter2#x@127.0.0.1:6379/0", "percent-encode"),
+        ("redis://:hunter2?x@127.0.0.1:6379/0", "percent-encode"),
+        ("redis://:hunter2/x@127.0.0.1:6379/0", "percent-encode"),
     ],
 )
 def test_a_wrong_redis_url_is_told_by_its_part_never_with_the_password(

@@ -18,7 +18,7 @@ Every error names the part that is wrong, never the URL (it may hold a password)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["SCHEME", "SentinelURL", "is_sentinel_url", "parse_sentinel_url", "url_problem"]
 
@@ -49,7 +49,20 @@ def url_problem(url: str) -> str | None:
         return None
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return "a redis://, rediss://, unix:// or redis+sentinel:// URL"
+    if not url.startswith("unix://") and not _host_readable(url):
+        return "[user:password@]host[:port] unreadable: percent-encode @ : / ? # % in a password"
     return None
+
+
+def _host_readable(url: str) -> bool:
+    """Whether the part after // reads as [user:password@]host[:port]: a password
+    holding / ? or # ends it early, leaving no host or a port that is no number."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (reading it checks it is a number)
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def is_sentinel_url(url: str) -> bool:
