@@ -77,6 +77,10 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
             "AIBOT_SHARD_IDS, or run all pools in one process"
         )
     found.extend(_store_problems(settings.data_dir))
+    if settings.log_dir is not None and _unwritable(settings.log_dir):
+        found.append(f"AIBOT_LOG_DIR: cannot create or write {settings.log_dir}")
+    if _unwritable(settings.rooms.backup_dir):  # the daily backup fails; the bot runs
+        warnings.append(f"AIBOT_BACKUP_DIR: cannot create or write {settings.rooms.backup_dir}")
     if settings.http is not None:
         # A worker without its port only goes without /health; a gateway stops.
         worker = settings.cluster is not None and not settings.cluster.gateway
@@ -114,10 +118,16 @@ def redis_problems(settings: Settings, timeout: float = 3.0) -> list[str]:
     return []
 
 
+def _unwritable(folder: Path) -> bool:
+    """Whether `folder` can be neither written nor made (its nearest existing
+    ancestor is no folder, or not ours to write)."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)
+
+
 def _store_problems(data_dir: Path) -> list[str]:
     database = data_dir / "aibot.db"
-    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if _unwritable(data_dir):
         return [f"AIBOT_DATA_DIR: cannot create or write {data_dir}"]
     if database.exists():
         with database.open("rb") as file:

@@ -192,6 +192,9 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     if not settings.discord_token:
         print(_no_token(found, command), file=sys.stderr, end="")
         return EXIT_CONFIG
+    if not args.sync and (problem := _log_dir_problem(settings)):
+        say(problem)
+        return EXIT_CONFIG
     if settings.cluster is not None and not settings.cluster.gateway and not args.sync:
         from aibot.app_worker import create_worker
         from aibot.cli_worker import serve_worker
@@ -201,6 +204,19 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     if args.sync:
         return asyncio.run(sync(bot, settings))
     return asyncio.run(serve(bot, settings, panel=not args.no_panel))
+
+
+def _log_dir_problem(settings: Settings) -> str | None:
+    """Why the log file cannot be written in `AIBOT_LOG_DIR` (made if missing)."""
+    if settings.log_dir is None:
+        return None
+    try:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        (settings.log_dir / "aibot.log").open("a").close()
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        return f"AIBOT_LOG_DIR: cannot write log files in {settings.log_dir} ({why})"
+    return None
 
 
 def _module(name: str, extra: str = "") -> ModuleType:

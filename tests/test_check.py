@@ -134,3 +134,21 @@ def test_a_cluster_gateway_may_run_no_pool_and_a_worker_may_go_without_its_port(
         )
     assert status == 0, out
     assert f"warning: AIBOT_HTTP: cannot listen on 127.0.0.1:{port}" in " ".join(out.split())
+
+
+def test_log_and_backup_folders_that_cannot_be_written_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    status, out = check(
+        tmp_path,
+        f"DISCORD_TOKEN=t\nOPENAI_API_KEY_1=sk-chat-abcdefgh\nAIBOT_HTTP=off\n"
+        f"AIBOT_DATA_DIR={tmp_path / 'd'}\nAIBOT_LOG_DIR={a_file / 'logs'}\n"
+        f"AIBOT_BACKUP_DIR={a_file / 'backups'}\n",
+        monkeypatch,
+    )
+    assert status == 2
+    said = " ".join(out.split())
+    assert f"AIBOT_LOG_DIR: cannot create or write {a_file / 'logs'}" in said
+    assert f"warning: AIBOT_BACKUP_DIR: cannot create or write {a_file / 'backups'}" in said

@@ -124,6 +124,20 @@ def test_an_unreachable_discord_is_one_sentence_and_exit_1(
     assert "Traceback" not in done.stderr + done.stdout
 
 
+def test_a_log_folder_that_cannot_be_written_is_one_sentence_and_exit_2(
+    tmp_path: Path, closed_port: int
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    command, env = pointed(tmp_path, closed_port, "--no-panel")
+    env["AIBOT_LOG_DIR"] = str(a_file / "logs")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr  # systemd does not restart it in vain
+    [sentence] = [line for line in done.stderr.splitlines() if line.startswith("aibot:")]
+    assert sentence.startswith(f"aibot: AIBOT_LOG_DIR: cannot write log files in {a_file / 'logs'}")
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize("mode", [("--sync",), ("--no-panel",)], ids=["sync", "serve"])
 def test_ctrl_c_while_connecting_to_a_silent_discord_exits_0(
     tmp_path: Path, silent: socket.socket, mode: tuple[str, ...]
