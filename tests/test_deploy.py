@@ -59,7 +59,7 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
         for line in (
             "Type=notify",
             "User=aibot",
-            "EnvironmentFile=/opt/aibot/.env.multi",
+            "WorkingDirectory=/opt/aibot",  # where run.py finds .env.multi
             "Restart=on-failure",
             # Exit 2 (bad configuration, refused token): restarting cannot help.
             "RestartPreventExitStatus=2",
@@ -69,6 +69,8 @@ def test_the_units_are_what_the_deploy_readme_promises() -> None:
             "KillSignal=SIGTERM",
         ):
             assert f"\n{line}\n" in unit, f"{name}: {line}"
+        # .env.multi is read by run.py, with --check's rules, not by systemd's.
+        assert "EnvironmentFile=/opt/aibot/.env.multi" not in unit, name
         settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line[:40])
         # Above AIBOT_DRAIN_SECONDS' default of 30 s, with room to close the gateway.
         assert int(settings["TimeoutStopSec"]) > 30 + 15
