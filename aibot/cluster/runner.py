@@ -1,16 +1,16 @@
 """A worker process's pools, fed from their job streams (cluster mode).
 
-For each pool it runs, the `Runner` takes as many jobs as the pool has free
-slots from the pool's `JobStream` (reclaiming a dead worker's jobs first:
-`JobStream.take` does), and hands each to the `Worker`, which runs it exactly
-as in one process. Meanwhile it renews the leases of the jobs it holds every
-lease/3; a job whose lease went to another worker is dropped (cancelled in its
-pool; its reply may not claim the delivery, so it says nothing). Its progress
-and streaming edits stop as soon as its lease may have run out, before any
-renewal says so (`StreamDeliveries.current`): a worker woken from a stall must
-not write over the answer of the worker that reclaimed its job. Once a job's
-outcome is known (the worker's `observe`, after the reply is finished), its
-entry is acknowledged and deleted, retried while Redis is away.
+For each pool it runs, the `Runner` takes as many jobs as the pool has free slots
+from the pool's `JobStream` (reclaiming a dead worker's jobs first: `JobStream.take`
+does), and hands each to the `Worker`, which runs it as in one process. It renews
+the leases of the jobs it holds every lease/3; a job whose lease went to another
+worker is dropped (`Worker.drop`: stopped, its outcome not its own; its reply may
+not claim the delivery, so it says nothing). Its progress and streaming edits stop
+as soon as its lease may have run out, before any renewal says so
+(`StreamDeliveries.current`): a worker woken from a stall must not write over the
+answer of the worker that reclaimed its job. Once a job's outcome is known (the
+worker's `observe`, after the reply is finished), its entry is acknowledged and
+deleted, retried while Redis is away.
 
 A reclaimed video polls the provider task its first worker made (recorded by
 `RedisJournal`); a job delivered too often (every worker that took it died) is
@@ -78,8 +78,7 @@ class Runner:
 
     `observe` must be the worker's observer (`Worker(observe=runner.observe)`):
     it is how the runner learns a job's outcome. `beat`: keep this process's
-    heartbeat (a worker-only process); a gateway folds `node_info()` into its own.
-    """
+    heartbeat (a worker-only process); a gateway folds `node_info()` into its own."""
 
     def __init__(
         self,
@@ -137,9 +136,8 @@ class Runner:
         self._loops.append(asyncio.create_task(self._renew_forever(), name="renew"))
 
     async def drain(self, timeout: float) -> None:
-        """Take no more jobs; give the held ones `timeout` seconds; leave the rest
-        to be reclaimed by another worker (their replies say nothing here, and
-        their members' uses stand: they will be answered)."""
+        """Take no more jobs; give the held ones `timeout` seconds; leave the rest to
+        another worker (their replies say nothing here; their uses stand)."""
         self._stopping = True
         for task in self._loops[:-1]:  # the take loops; renewals go on meanwhile
             task.cancel()
@@ -246,8 +244,7 @@ class Runner:
         return resume(job, *task)
 
     async def _give_up(self, delivery: Delivery) -> None:
-        """Tell the member of a dead-lettered job that it could not be done (it
-        killed its workers, not theirs: their use is given back)."""
+        """Tell the member of a dead-lettered job it could not be done; use given back."""
         log.warning("job %s: delivered %d times, given up", delivery.job.id, delivery.deliveries)
         try:
             await self.replies.make(delivery.job).fail(GaveUp())
@@ -264,8 +261,7 @@ class Runner:
             self._observe(job, error, seconds)
         held = self._held.get(job.id)
         if held is None:
-            # Dropped (lease lost) or left to another worker: its slot is free now,
-            # and a pool that was full waits for that.
+            # Dropped (lease lost) or left to another worker: a slot is free now.
             for freed in self._freed.values():
                 freed.set()
             return
@@ -347,8 +343,7 @@ class Runner:
         )
 
     def _shown(self, snapshot: PoolSnapshot) -> PoolSnapshot:
-        """A pool an admin paused shows as paused (its pool here runs on: the take
-        loop is what stops)."""
+        """A pool an admin paused shows as paused (the take loop is what stops)."""
         if snapshot.name in self._paused and snapshot.state == "running":
             return dataclasses.replace(snapshot, state="paused")
         return snapshot
