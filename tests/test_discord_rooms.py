@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 from simcord.builders import ChannelHandle
@@ -238,6 +239,29 @@ async def test_yesterdays_summary_is_posted_once_even_across_a_restart(
     await restart(world, aibot_env)
     await world.env.advance_time(60)
     assert len(stats.history()) == 1
+
+
+@pytest.mark.aibot_env(AIBOT_TIMEZONE=ONE_HOUR_BEFORE_MIDNIGHT, AIBOT_STATUS_CHANNEL="off")
+async def test_a_summary_cut_off_on_its_way_is_posted_at_the_next_start(
+    world: World, aibot_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = room(world, STATS)
+    assert answered(await world.member.slash(world.channel("채팅방-1"), "chat", prompt="one"))
+    send = discord.abc.Messageable.send
+
+    async def cut_off(channel: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("embed") is not None:  # the summary: the connection drops
+            raise aiohttp.ClientOSError(104, "Connection reset by peer")
+        return await send(channel, *args, **kwargs)
+
+    monkeypatch.setattr(discord.abc.Messageable, "send", cut_off)
+    await world.env.advance_time(3600)  # past midnight where the bot is
+    assert stats.history() == []
+    monkeypatch.undo()
+    await restart(world, aibot_env)
+    await world.env.advance_time(60)
+    [summary] = [m.embeds[0] for m in stats.history()]
+    assert summary.title == "Yesterday, 2025-12-31"
 
 
 @pytest.mark.aibot_env(

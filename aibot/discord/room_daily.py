@@ -13,8 +13,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import discord
-
 from aibot.discord.embeds import summary_embed
 from aibot.discord.i18n import language
 from aibot.discord.reply import NO_MENTIONS
@@ -77,16 +75,15 @@ class DailyRoom:
             channel = room_channel(guild, self._choice)
             if channel is None or not await records.claim(_SUMMARY, guild.id, day):
                 continue
-            summary = await records.day_summary(day, guild.id)
-            if not summary.jobs:
-                continue
-            embed = summary_embed(summary, language(guild.preferred_locale))
             try:
-                await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
-            except discord.HTTPException as failure:
-                log.warning(
-                    "summary of %s not posted in %s: HTTP %s", day, guild.id, failure.status
-                )
+                summary = await records.day_summary(day, guild.id)
+                if summary.jobs:
+                    embed = summary_embed(summary, language(guild.preferred_locale))
+                    await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+            except Exception as failure:  # the next start tries again; the others go on
+                status = getattr(failure, "status", None)
+                why = f"HTTP {status}" if status else type(failure).__name__
+                log.warning("summary of %s not posted in %s: %s", day, guild.id, why)
                 await records.unclaim(_SUMMARY, guild.id, day)
 
     async def _until_tomorrow(self) -> None:
