@@ -61,11 +61,8 @@ class ClusterGate:
     async def take(self, job: Job) -> None:
         if not self.reachable():
             raise TemporarilyUnavailable("redis unreachable")
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                await self.gate.take(job)
-        except (RedisError, TimeoutError):
-            raise TemporarilyUnavailable("redis unreachable") from None
+        async with redis_call():
+            await self.gate.take(job)
 
     async def refund(self, job: Job) -> bool:
         try:

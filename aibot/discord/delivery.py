@@ -37,6 +37,7 @@ from aibot.discord.retries import (
     RetryPolicy,
     Undelivered,
     describe,
+    forbidden,
     refused,
     token_gone,
 )
@@ -166,7 +167,7 @@ class AnswerWriter:
         except DELIVERY_ERRORS as error:
             if refused(error):
                 raise
-            if self._dm is not None or not _forbidden(error):
+            if self._dm is not None or not forbidden(error):
                 raise Undelivered(describe(error)) from None
             log.info(
                 "job %s: the channel refused the bot (%s), answering in a direct message",
@@ -294,11 +295,6 @@ class AnswerWriter:
                 self.job.application_id, self.job.token, session=session
             )
         return self._webhook
-
-
-def _forbidden(error: BaseException) -> bool:
-    """The bot may not post in the channel (no Send Messages or Attach Files there)."""
-    return isinstance(error, discord.HTTPException) and error.status == 403
 
 
 def _files(message: Message) -> list[discord.File]:

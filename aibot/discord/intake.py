@@ -34,6 +34,7 @@ import discord
 
 from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS, Replies
+from aibot.discord.retries import acknowledged_already
 from aibot.foreground import Foreground
 from aibot.jobs import (
     AibotError,
@@ -53,8 +54,6 @@ from aibot.transport import JobQueue
 __all__ = ["PROMPT_COMMANDS", "TOKEN_LIFETIME", "Intake", "job_for"]
 
 log = logging.getLogger("aibot.discord.intake")
-
-_ACKNOWLEDGED_ALREADY = 40060  # Discord's JSON error code
 
 # Discord keeps an interaction token for 15 minutes; stop trusting it a little earlier
 # so a write never races its expiry.
@@ -142,7 +141,7 @@ class Intake:
         try:
             deferred = await interaction.response.defer(thinking=True)
         except BaseException as error:
-            if not _acknowledged_already(error):
+            if not acknowledged_already(error):
                 # No job will run: the use goes back, whatever stopped the defer.
                 self._handed(job.pool)
                 await self._refund(job)
@@ -273,11 +272,6 @@ class Intake:
     async def _refund(self, job: Job) -> None:
         if self.gate is not None:
             await self.gate.refund(job)
-
-
-def _acknowledged_already(error: BaseException) -> bool:
-    """Discord's "interaction has already been acknowledged" (code 40060)."""
-    return isinstance(error, discord.HTTPException) and error.code == _ACKNOWLEDGED_ALREADY
 
 
 def _with_handing(loads: Mapping[str, PoolLoad], handing: Mapping[str, int]) -> dict[str, PoolLoad]:

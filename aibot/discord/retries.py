@@ -28,7 +28,9 @@ __all__ = [
     "INTERMEDIATE",
     "RetryPolicy",
     "Undelivered",
+    "acknowledged_already",
     "describe",
+    "forbidden",
     "refused",
     "token_gone",
     "transient",
@@ -50,6 +52,7 @@ GONE_CODES: Mapping[int, str] = MappingProxyType(
 )
 # Statuses that refuse the message itself (malformed, too large), whichever way it goes.
 _REFUSED = frozenset({400, 413})
+_ACKNOWLEDGED_ALREADY = 40060  # Discord's "Interaction has already been acknowledged"
 
 # What a write to Discord raises when it did not happen (TimeoutError is an OSError).
 DELIVERY_ERRORS: tuple[type[BaseException], ...] = (
@@ -83,6 +86,17 @@ def token_gone(error: BaseException) -> bool:
     if not isinstance(error, discord.HTTPException):
         return False
     return error.code in GONE_CODES or error.status in (401, 404)
+
+
+def forbidden(error: BaseException) -> bool:
+    """Whether the bot may not post there (no Send Messages or Attach Files): 403."""
+    return isinstance(error, discord.HTTPException) and error.status == 403
+
+
+def acknowledged_already(error: BaseException) -> bool:
+    """Whether a response to an interaction found it answered already (code 40060):
+    an earlier try reached Discord though its answer did not reach the bot."""
+    return isinstance(error, discord.HTTPException) and error.code == _ACKNOWLEDGED_ALREADY
 
 
 def refused(error: BaseException) -> bool:

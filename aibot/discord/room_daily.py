@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from aibot.discord.embeds import summary_embed
 from aibot.discord.i18n import language
 from aibot.discord.reply import NO_MENTIONS
+from aibot.discord.retries import describe
 from aibot.discord.rooms import room_channel
 from aibot.room_settings import ChannelChoice
 from aibot.store import StoreError
@@ -81,9 +82,7 @@ class DailyRoom:
                     embed = summary_embed(summary, language(guild.preferred_locale))
                     await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
             except Exception as failure:  # the next start tries again; the others go on
-                status = getattr(failure, "status", None)
-                why = f"HTTP {status}" if status else type(failure).__name__
-                log.warning("summary of %s not posted in %s: %s", day, guild.id, why)
+                log.warning("summary of %s not posted in %s: %s", day, guild.id, describe(failure))
                 await records.unclaim(_SUMMARY, guild.id, day)
 
     async def _until_tomorrow(self) -> None:
