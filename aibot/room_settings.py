@@ -4,9 +4,11 @@ Read by `aibot.settings` (which collects every bad variable in one error):
 
 - `AIBOT_ALERT_CHANNEL`, `AIBOT_STATUS_CHANNEL`, `AIBOT_STATS_CHANNEL`: a channel
   id (that one channel), or comma-separated name patterns (`*` and `?`; the first
-  matching text channel of each server), or `off`. Defaults: `*알림-채널,*alert*`,
-  `*봇-상태,*status*`, `*전체-통계,*stats*` (the leading `*` lets a name start
-  with an emoji, as the reference design's `🚨-알림-채널` does).
+  matching text channel of each server that the bot may post in), or `off`.
+  Defaults: `*알림-채널,*bot-alert*`, `*봇-상태,*bot-status*`,
+  `*전체-통계,*bot-stats*` (the leading `*` lets a name start with an emoji, as the
+  reference design's `🚨-알림-채널` does; `bot-` keeps a community's own
+  `#alerts` or `#server-stats` out of it).
 - `AIBOT_BACKUP_DIR`: where the daily backups go; default `backups` beside
   `AIBOT_DATA_DIR` (so `./backups` with the default `./data`).
 - `AIBOT_BACKUP_KEEP`: how many backups are kept (default 7).
@@ -46,9 +48,9 @@ class ChannelChoice:
 
 @dataclass(frozen=True, slots=True)
 class RoomSettings:
-    alert_channel: ChannelChoice = ChannelChoice(patterns=("*알림-채널", "*alert*"))
-    status_channel: ChannelChoice = ChannelChoice(patterns=("*봇-상태", "*status*"))
-    stats_channel: ChannelChoice = ChannelChoice(patterns=("*전체-통계", "*stats*"))
+    alert_channel: ChannelChoice = ChannelChoice(patterns=("*알림-채널", "*bot-alert*"))
+    status_channel: ChannelChoice = ChannelChoice(patterns=("*봇-상태", "*bot-status*"))
+    stats_channel: ChannelChoice = ChannelChoice(patterns=("*전체-통계", "*bot-stats*"))
     backup_dir: Path = Path("backups")
     backup_keep: int = 7
 

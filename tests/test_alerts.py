@@ -207,7 +207,8 @@ async def test_a_budget_ninety_percent_spent_is_alerted_once_a_day(tmp_path: Pat
 
 def test_each_room_channel_can_be_an_id_patterns_or_off() -> None:
     rooms = Settings.from_env({}).rooms
-    assert rooms.alert_channel.matches("🚨-알림-채널") and rooms.alert_channel.matches("Alerts")
+    assert rooms.alert_channel.matches("🚨-알림-채널") and rooms.alert_channel.matches("Bot-Alerts")
+    assert not rooms.alert_channel.matches("twitch-alerts")  # a community's own
     assert rooms.status_channel.matches("⚙️봇-상태") and not rooms.status_channel.matches("general")
     assert rooms.stats_channel.matches("전체-통계")
     assert rooms.backup_dir == Path("backups") and rooms.backup_keep == 7

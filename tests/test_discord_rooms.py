@@ -208,6 +208,38 @@ async def test_a_deleted_status_message_is_posted_again(world: World) -> None:
     assert again.id != message.id
 
 
+async def test_a_status_message_purged_with_others_is_posted_again(world: World) -> None:
+    status = room(world, STATUS)
+    await world.env.advance_time(30)
+    [message] = status_messages(status)
+    # A moderator's purge: one MESSAGE_DELETE_BULK for several messages.
+    world.env.backend.bulk_delete_messages(status.id, [message.id])
+    await world.env.advance_time(30)
+    [again] = status_messages(status)
+    assert again.id != message.id
+
+
+async def test_a_room_channel_the_bot_may_not_post_in_is_passed_over(world: World) -> None:
+    me = world.guild.me
+    closed = world.guild.create_text_channel(
+        STATUS, overwrites={me: discord.PermissionOverwrite(send_messages=False)}
+    )
+    await world.env.advance_time(600)
+    writes = [e for e in world.env.http_requests if f"/channels/{closed.id}/" in e.path]
+    assert writes == []  # not one refused post, every 30 s, for ever
+    status = room(world, "bot-status")  # the next channel whose name matches
+    await world.env.advance_time(30)
+    assert len(status_messages(status)) == 1
+
+
+async def test_a_communitys_own_alerts_channel_gets_no_alerts(world: World) -> None:
+    theirs = room(world, "twitch-alerts")
+    ours = room(world, "bot-alerts")
+    await pause_and_resume(world)
+    assert said(theirs) == []
+    assert len(said(ours)) == 2
+
+
 @pytest.mark.aibot_env(AIBOT_STATUS_CHANNEL="off")
 async def test_the_status_channel_can_be_turned_off(world: World) -> None:
     status = room(world, STATUS)

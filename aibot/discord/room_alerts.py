@@ -98,8 +98,10 @@ class AlertRoom:
         bot = self._rooms.bot
         guilds = bot.guilds if alert.guild_id is None else [bot.get_guild(alert.guild_id)]
         for guild in guilds:
-            channel = room_channel(guild, self._choice) if guild is not None else None
-            if guild is None or channel is None:
+            if guild is None:
+                continue
+            channel = room_channel(guild, self._choice, embeds=False)
+            if channel is None:
                 continue
             words = alert_text(alert, language(guild.preferred_locale))
             try:

@@ -47,6 +47,7 @@ class StatusRoom:
     async def run(self) -> None:
         await self._rooms.ready()
         self._rooms.bot.add_listener(self._deleted, "on_raw_message_delete")
+        self._rooms.bot.add_listener(self._deleted_in_bulk, "on_raw_bulk_message_delete")
         while True:
             try:
                 await self.refresh()
@@ -102,7 +103,14 @@ class StatusRoom:
 
     async def _deleted(self, event: discord.RawMessageDeleteEvent) -> None:
         """The kept message was deleted: post it again at the next refresh."""
+        self._forget({event.message_id})
+
+    async def _deleted_in_bulk(self, event: discord.RawBulkMessageDeleteEvent) -> None:
+        """The same, for a moderator's purge (a bot's or a client's)."""
+        self._forget(event.message_ids)
+
+    def _forget(self, message_ids: set[int]) -> None:
         for guild_id, (_channel, message_id) in list(self._kept.items()):
-            if message_id == event.message_id:
+            if message_id in message_ids:
                 del self._kept[guild_id]
                 self._shown.pop(guild_id, None)

@@ -37,15 +37,31 @@ log = logging.getLogger("aibot.discord.rooms")
 READY_POLL = 1.0  # seconds between looks at whether the gateway is ready
 
 
-def room_channel(guild: discord.Guild, choice: ChannelChoice) -> discord.TextChannel | None:
+def room_channel(
+    guild: discord.Guild, choice: ChannelChoice, *, embeds: bool = True
+) -> discord.TextChannel | None:
     """The channel of `guild` a room writes to: the configured id, or the first
-    text channel (in the server's order) whose name matches; None: no room here."""
+    text channel (in the server's order) whose name matches, of those the bot may
+    post in (see it, send messages, and with `embeds` embed links); None: no room
+    here. A channel the bot may not post in is passed over rather than written to:
+    Discord would refuse every post, again at each try, and counts the refusals
+    against the bot."""
     if choice.off:
         return None
     if choice.channel_id is not None:
         channel = guild.get_channel(choice.channel_id)
-        return channel if isinstance(channel, discord.TextChannel) else None
-    return next((c for c in guild.text_channels if choice.matches(c.name)), None)
+        named = [channel] if isinstance(channel, discord.TextChannel) else []
+    else:
+        named = [c for c in guild.text_channels if choice.matches(c.name)]
+    return next((c for c in named if _may_post(c, embeds=embeds)), None)
+
+
+def _may_post(channel: discord.TextChannel, *, embeds: bool) -> bool:
+    me = channel.guild.me
+    if me is None:  # the bot's own member is not known yet: Discord will say
+        return True
+    may = channel.permissions_for(me)
+    return may.view_channel and may.send_messages and (may.embed_links or not embeds)
 
 
 class Rooms:
