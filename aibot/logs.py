@@ -200,12 +200,17 @@ class LogSetup:
     redactor: RedactingFilter
     previous_level: int = logging.NOTSET
     handlers: list[logging.Handler] = field(default_factory=list)
+    # Handlers someone else had put there, which the redaction was added to.
+    others: list[logging.Handler] = field(default_factory=list)
 
     def close(self) -> None:
         for handler in self.handlers:
             self.logger.removeHandler(handler)
             handler.close()
         self.handlers.clear()
+        for handler in self.others:
+            handler.removeFilter(self.redactor)
+        self.others.clear()
         self.logger.setLevel(self.previous_level)
 
 
@@ -229,6 +234,11 @@ def setup_logging(
     """
     target = logger if logger is not None else logging.getLogger()
     setup = LogSetup(target, RedactingFilter(settings.secrets()), target.level)
+    # A handler already there writes every line too: it gets the redaction as well.
+    # (`OPENAI_LOG` set, importing the openai SDK calls `logging.basicConfig()`.)
+    for handler in target.handlers:
+        handler.addFilter(setup.redactor)
+        setup.others.append(handler)
     level = logging.getLevelName(settings.log_level)
     # The extra handlers (the panel's events) keep their own level, which may be
     # below LOG_LEVEL: notable INFO lines reach the panel at LOG_LEVEL=WARNING too.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["fingerprint", "redact", "scrub"]
+__all__ = ["fingerprint", "looks_like_a_key", "redact", "scrub"]
 
 # Anything shaped like a key or a bearer token, whoever's it is.
 _SECRET_PATTERN = re.compile(r"(sk-|key-|Bearer\s+)[\w\-.]{4,}", re.IGNORECASE)
@@ -33,6 +33,11 @@ def fingerprint(secret: str) -> str:
     """A stable, non-reversible name for a key (sha256, 16 hex digits): what
     journals and the ledger store to find the same key again."""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def looks_like_a_key(text: str) -> bool:
+    """Whether `text` holds something shaped like a key or a bearer token."""
+    return _SECRET_PATTERN.search(text) is not None
 
 
 def scrub(text: str, key: str | None = None, *, limit: int = _DETAIL_LIMIT) -> str:

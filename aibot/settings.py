@@ -47,6 +47,7 @@ from aibot.catalogue import (
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 from aibot.room_settings import DEFAULT_ROOMS, RoomSettings, read_room_settings
+from aibot.secrets import looks_like_a_key, redact
 
 __all__ = ["ClusterSettings", "Models", "PoolSettings", "Settings", "SettingsError"]
 
@@ -193,8 +194,21 @@ class _Reader:
         try:
             return parse(value)
         except (ValueError, ZoneInfoNotFoundError, KeyError):
-            self.problems.append(f"{name}: {why} (got {value!r})")
+            self.problems.append(f"{name}: {why} (got {self._shown(value)!r})")
             return default
+
+    def _shown(self, value: str) -> str:
+        """A wrong value as its problem shows it: a key or the token pasted on the
+        wrong line only redacted (the problems reach the terminal and the logs)."""
+        secrets = (
+            secret.strip()
+            for name, listed in self.env.items()
+            if name == "DISCORD_TOKEN" or "_API_KEY_" in name
+            for secret in listed.split(",")
+        )
+        if looks_like_a_key(value) or any(secret and secret in value for secret in secrets):
+            return redact(value)
+        return value
 
     def keys(self, name: str) -> tuple[str, ...]:
         value = self.raw(name)

@@ -313,6 +313,7 @@ async def test_redis_down_refuses_privately_and_service_comes_back_by_itself(
     assert callback.body["data"]["content"] == text("en", "error_unreachable")
     status, problems = await _health(cluster.bot)
     assert status == 503 and "redis unreachable" in problems
+    assert queue.snapshots() == [], "no pool's figures from before shown as live"
 
     with _restarted(cluster):
         await cluster.serving("chat")

@@ -64,12 +64,17 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_secrets(
         ("redis+sentinel://:hunter2@s1:70000/aibot", "port is a number"),
         ("redis+sentinel://:hunter2@[::1/aibot", "in brackets"),
         ("redis+sentinel://:hunter2@s1/aibot/zero", "database after the service"),
-        ("redis+sentinel://:hunter2@s1/aibot?password=hunter2", "not password"),
+        ("redis+sentinel://:hunter2@s1/aibot?password=hunter2", "takes one option"),
+        # An unencoded & in the Sentinels' password: its rest reads as an option.
+        ("redis+sentinel://s1/aibot?sentinel_password=Xk9&hunter2", "percent-encode &"),
         ("http://:hunter2@s1/aibot", "redis+sentinel://"),
         # A redis:// password holding # ? or / unencoded: said, never echoed.
         ("redis://aibot:hunter2#x@127.0.0.1:6379/0", "percent-encode"),
         ("redis://:hunter2?x@127.0.0.1:6379/0", "percent-encode"),
         ("redis://:hunter2/x@127.0.0.1:6379/0", "percent-encode"),
+        # ... or a / that leaves the user name as the host, the password's start as a port.
+        ("redis://aibot:/hunter2@127.0.0.1:6379/0", "percent-encode"),
+        ("redis://aibot:2024/hunter2@127.0.0.1:6379/0", "percent-encode"),
     ],
 )
 def test_a_wrong_redis_url_is_told_by_its_part_never_with_the_password(

@@ -6,6 +6,9 @@ import asyncio
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from aibot.events import EventLog
 from aibot.logs import LogSetup, log_context, setup_logging
 from aibot.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 OPENAI_KEY = "sk-proj-" + "a1B2c3D4e5" * 4 + "QrSt"
 MINIMAX_KEY = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + "Zm9v" * 10
 TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GabCdE." + "x" * 38
@@ -149,6 +153,27 @@ def test_no_secret_on_the_panel_console_either(installed: list[LogSetup]) -> Non
     assert "request failed for key sk-...QrSt" in text
     for secret in SECRETS:
         assert secret not in text
+
+
+def test_no_secret_through_a_handler_that_was_there_before(tmp_path: Path) -> None:
+    # With OPENAI_LOG set, importing the openai SDK puts a handler of its own on the
+    # root logger (`logging.basicConfig()`, to stderr), before aibot sets up its own.
+    script = tmp_path / "openai_log.py"
+    script.write_text(
+        "import logging, sys\n"
+        "import openai\n"
+        "from aibot.logs import setup_logging\n"
+        "from tests.test_logs import OPENAI_KEY, settings\n"
+        "setup_logging(settings(), stream=sys.stdout)\n"
+        "logging.getLogger('aibot.test').warning('refused: %s', OPENAI_KEY)\n"
+    )
+    env = {**os.environ, "OPENAI_LOG": "debug", "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "refused: sk-...QrSt" in ran.stderr  # the SDK's handler wrote the line
+    assert OPENAI_KEY not in ran.stderr + ran.stdout
 
 
 def test_close_removes_the_handlers() -> None:

@@ -89,6 +89,24 @@ def test_every_bad_variable_is_listed_at_once_without_showing_keys() -> None:
     assert "sk-secret" not in message and "mm-dup" not in message
 
 
+def test_a_key_pasted_on_the_wrong_line_is_not_echoed() -> None:
+    minimax_key = "eyJhbGciOiJSUzI1NiJ9." + "Zm9v" * 8  # not shaped like sk-...
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "MINIMAX_API_KEY_3": f"mm-other,{minimax_key}",
+                "OPENAI_BASE_URL": minimax_key,
+                "MINIMAX_BASE_URL": "sk-proj-" + "a1B2" * 8,  # shaped like a key
+                "AIBOT_CHAT_WORKERS": "many",
+            }
+        )
+    message = str(caught.value)
+    assert minimax_key not in message and "a1B2a1B2" not in message
+    assert f"OPENAI_BASE_URL: an http:// or https:// URL (got '{minimax_key[:3]}..." in message
+    assert "MINIMAX_BASE_URL:" in message
+    assert "(got 'many')" in message  # anything else is shown as it was
+
+
 def test_repr_never_shows_a_secret() -> None:
     settings = Settings.from_env({"DISCORD_TOKEN": "tok.en.value", "OPENAI_API_KEY_1": "sk-xyz1"})
     assert "tok.en.value" not in repr(settings)

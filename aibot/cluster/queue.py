@@ -299,7 +299,8 @@ class RedisQueue:
             if self.reachable or not self._nodes:
                 log.warning("Redis unreachable (%r): commands are refused for now", error)
             self.reachable = False
-            self._nodes = []
+            # Nothing read now is known: no pool's figures shown as if they were live.
+            self._nodes, self._loads, self._views = [], {}, {}
             return
         if not self.reachable:
             log.info("Redis reachable: taking commands")

@@ -56,7 +56,11 @@ def url_problem(url: str) -> str | None:
 
 def _host_readable(url: str) -> bool:
     """Whether the part after // reads as [user:password@]host[:port]: a password
-    holding / ? or # ends it early, leaving no host or a port that is no number."""
+    holding / ? or # ends it early, leaving no host, a port that is no number, or
+    the user name read as the host (the password's start as its port)."""
+    credentials = url.partition("://")[2].rpartition("@")[0]
+    if any(mark in credentials for mark in "/?#"):
+        return False
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 (reading it checks it is a number)
@@ -129,8 +133,9 @@ def _sentinel_password(query: str) -> str | None:
     params = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(params) - {"sentinel_password"})
     if unknown:
+        # Not named: an unencoded & in the password makes its rest an "option".
         raise ValueError(
-            f"a Sentinel URL takes one option, sentinel_password; not {', '.join(unknown)}"
+            "a Sentinel URL takes one option, sentinel_password (percent-encode & = # in it)"
         )
     values = params.get("sentinel_password")
     return values[-1] if values else None
