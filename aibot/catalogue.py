@@ -37,10 +37,13 @@ PROVIDER_KINDS = {
     "stability": frozenset({"image"}),
 }
 
+# The leading `*` lets a name start with an emoji, as Discord writes the reference
+# design's `🔄 이미지변환`: `🔄-이미지변환`. `갤러리` stays exact: `*갤러리` would
+# take in the video pool's `비디오-갤러리` too.
 DEFAULT_CHANNELS = {
-    "chat": ("채팅방-*", "ai-지원", "안내-공지", "*chat*"),
-    "image": ("이미지생성-*", "갤러리", "이미지변환", "*image*"),
-    "video": ("비디오생성-*", "비디오-갤러리", "*video*"),
+    "chat": ("*채팅방-*", "*ai-지원", "*안내-공지", "*chat*"),
+    "image": ("*이미지생성-*", "갤러리", "*이미지변환", "*image*"),
+    "video": ("*비디오생성-*", "*비디오-갤러리", "*video*"),
     "admin": ("*",),
 }
 DEFAULT_PROVIDERS = {

@@ -252,7 +252,7 @@ async def test_instances_in_korean_lists_channels_commands_and_place(world: Worl
     [embed] = result.response.embeds
     fields = {f.name: f.value for f in embed.fields}
     assert embed.title == "풀이 도는 곳"
-    assert "`이미지생성-*`" in fields["image"] and "/image" in fields["image"]
+    assert "`*이미지생성-*`" in fields["image"] and "/image" in fields["image"]
     assert "/ping, /status, /instances" in fields["admin"]
     assert all("이 프로세스" in value for value in fields.values())
 

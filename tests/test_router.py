@@ -60,6 +60,20 @@ def test_a_command_in_its_own_channel_is_handled_there(
     assert decide(default, command, channel) == Handle(command)
 
 
+def test_a_channel_name_may_start_with_an_emoji(default: Router) -> None:
+    # Discord writes the reference design's `🔄 이미지변환` as `🔄-이미지변환`.
+    channels = ("💬-채팅방-1", "🔄-이미지변환", "🎬-비디오-갤러리", "🖼️-갤러리")
+    assert decide(default, "image", "🔄-이미지변환", guild_channels=channels) == Handle("image")
+    assert decide(default, "video", "🎬-비디오-갤러리", guild_channels=channels) == Handle("video")
+    assert decide(default, "chat", "🔄-이미지변환", guild_channels=channels) == Redirect(
+        "chat", ("💬-채팅방-1",)
+    )
+    # The image gallery's pattern is exact: the video gallery stays the video pool's.
+    assert decide(default, "image", "🎬-비디오-갤러리", guild_channels=channels) == Redirect(
+        "image", ("🔄-이미지변환",)
+    )
+
+
 def test_image_in_a_chat_channel_is_pointed_to_the_image_channels(default: Router) -> None:
     # A member runs /image in #채팅방-1 and is pointed to #이미지생성-1 (and #갤러리).
     assert decide(default, "image", "채팅방-1") == Redirect("image", ("이미지생성-1", "갤러리"))
@@ -158,7 +172,7 @@ def test_a_member_in_the_wrong_channel_is_redirected_even_when_the_pool_is_full(
 def test_routes_list_each_pools_channels_and_commands(default: Router) -> None:
     routes = {pool: (patterns, commands) for pool, patterns, commands in default.routes()}
     assert list(routes) == ["chat", "image", "video", "admin"]
-    assert routes["image"] == (("이미지생성-*", "갤러리", "이미지변환", "*image*"), ("image",))
+    assert routes["image"] == (("*이미지생성-*", "갤러리", "*이미지변환", "*image*"), ("image",))
     assert routes["admin"][0] == ("*",) and "status" in routes["admin"][1]
 
 

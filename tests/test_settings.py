@@ -40,8 +40,8 @@ def test_defaults_follow_the_reference_design() -> None:
     assert settings.pools["chat"].cooldown == 1 and settings.pools["chat"].daily_quota == 2500
     assert settings.pools["image"].daily_quota == 200
     assert settings.pools["video"].cooldown == 5 and settings.pools["video"].daily_quota == 40
-    assert "채팅방-*" in settings.pools["chat"].channels
-    assert "이미지생성-*" in settings.pools["image"].channels
+    assert "*채팅방-*" in settings.pools["chat"].channels
+    assert "*이미지생성-*" in settings.pools["image"].channels
     assert settings.timezone == ZoneInfo("UTC")
     assert settings.http == ("127.0.0.1", 8001)
 
