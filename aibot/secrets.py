@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
-__all__ = ["fingerprint", "looks_like_a_key", "redact", "scrub"]
+__all__ = ["fingerprint", "redact", "safe_to_show", "scrub"]
 
 # Anything shaped like a key or a bearer token, whoever's it is.
 _SECRET_PATTERN = re.compile(r"(sk-|key-|Bearer\s+)[\w\-.]{4,}", re.IGNORECASE)
@@ -35,9 +36,13 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-def looks_like_a_key(text: str) -> bool:
-    """Whether `text` holds something shaped like a key or a bearer token."""
-    return _SECRET_PATTERN.search(text) is not None
+def safe_to_show(value: str, secrets: Iterable[str]) -> str:
+    """`value` as it is, or redacted when it holds a secret: something shaped like
+    a key or a bearer token, or one of `secrets` (each may be a comma-separated list)."""
+    listed = (s.strip() for many in secrets for s in many.split(","))
+    if _SECRET_PATTERN.search(value) or any(s and s in value for s in listed):
+        return redact(value)
+    return value
 
 
 def scrub(text: str, key: str | None = None, *, limit: int = _DETAIL_LIMIT) -> str:

@@ -47,7 +47,7 @@ from aibot.catalogue import (
 )
 from aibot.prices import DEFAULT_PRICES, Price, PriceTable
 from aibot.room_settings import DEFAULT_ROOMS, RoomSettings, read_room_settings
-from aibot.secrets import looks_like_a_key, redact
+from aibot.secrets import safe_to_show
 
 __all__ = ["ClusterSettings", "Models", "PoolSettings", "Settings", "SettingsError"]
 
@@ -194,21 +194,10 @@ class _Reader:
         try:
             return parse(value)
         except (ValueError, ZoneInfoNotFoundError, KeyError):
-            self.problems.append(f"{name}: {why} (got {self._shown(value)!r})")
+            # Problems reach the terminal and logs: a key on the wrong line is redacted.
+            secrets = (v for n, v in self.env.items() if n == "DISCORD_TOKEN" or "_API_KEY_" in n)
+            self.problems.append(f"{name}: {why} (got {safe_to_show(value, secrets)!r})")
             return default
-
-    def _shown(self, value: str) -> str:
-        """A wrong value as its problem shows it: a key or the token pasted on the
-        wrong line only redacted (the problems reach the terminal and the logs)."""
-        secrets = (
-            secret.strip()
-            for name, listed in self.env.items()
-            if name == "DISCORD_TOKEN" or "_API_KEY_" in name
-            for secret in listed.split(",")
-        )
-        if looks_like_a_key(value) or any(secret and secret in value for secret in secrets):
-            return redact(value)
-        return value
 
     def keys(self, name: str) -> tuple[str, ...]:
         value = self.raw(name)
