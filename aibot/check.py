@@ -13,9 +13,12 @@ so none of it is read as rich markup.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterator, Mapping
+from difflib import get_close_matches
 from pathlib import Path
 
 from rich.console import Console
@@ -28,9 +31,14 @@ from aibot.secrets import redact
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file, load_env
 
-__all__ = ["main", "problems", "redis_problems", "report", "running"]
+__all__ = ["main", "problems", "redis_problems", "report", "running", "unknown_variables"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# Names aibot reads outside its settings: run.py's mark of a finished set-up, the
+# sandbox's token for the fake Discord.
+_READ_ELSEWHERE = frozenset({"AIBOT_RUN_PY_INSTALLED", "AIBOT_FAKE_DISCORD_TOKEN"})
+# Names that look like aibot's: a misspelt one is most likely meant for it.
+_OURS = ("AIBOT_", *(f"{provider.upper()}_API_KEY" for provider in PROVIDERS))
 
 
 def _kinds(pool: str) -> tuple[str, ...]:
@@ -86,6 +94,48 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
         worker = settings.cluster is not None and not settings.cluster.gateway
         (warnings if worker else found).extend(_http_problems(*settings.http))
     return found, warnings
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each variable named like aibot's (`AIBOT_*`, `OPENAI_API_KEY*`,
+    ...) that it does not read, with the nearest name it does: a misspelt name is not
+    an error of its value, and its setting would silently not be there."""
+    known = _known_names()
+    unknown = sorted(name for name in env if name.startswith(_OURS) and name not in known)
+    warnings = []
+    for name in unknown:
+        near = get_close_matches(name, known, n=1)
+        warnings.append(
+            f"{name}: not a variable aibot reads" + (f" (did you mean {near[0]}?)" if near else "")
+        )
+    return warnings
+
+
+def _known_names() -> list[str]:
+    """Every variable the settings read, cluster mode's too."""
+    asked = _Asked()
+    with contextlib.suppress(SettingsError):
+        Settings.from_env(asked)
+    return sorted(asked.names | _READ_ELSEWHERE)
+
+
+class _Asked(Mapping[str, str]):
+    """An environment that remembers every name asked for. It holds a Redis URL
+    only, so that the settings ask for cluster mode's variables as well."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self._held = {"AIBOT_REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+    def __getitem__(self, name: str) -> str:
+        self.names.add(name)
+        return self._held[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def redis_problems(settings: Settings, timeout: float = 3.0) -> list[str]:
@@ -243,6 +293,7 @@ def main(
         settings, found = error.partial, list(error.problems)
     more, warnings = problems(settings)
     found += more
+    warnings += unknown_variables(env)
     if settings.cluster is not None:
         found.extend(redis_problems(settings))
     report(settings, console)

@@ -178,10 +178,13 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
 def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     """The bot (`--sync`: only its commands) with the settings of `found`."""
     app = _module("aibot.app")  # every dependency of the bot, before anything starts
+    from aibot.check import unknown_variables
     from aibot.settings import Settings, SettingsError
     from aibot.settings_file import load_env
 
     env = load_env(found.path)
+    for warning in unknown_variables(env):  # a misspelt name: its setting is not there
+        say(f"warning: {warning}")
     try:
         settings = Settings.from_env(env)
     except SettingsError as error:

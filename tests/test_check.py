@@ -47,6 +47,24 @@ def test_a_bad_file_lists_every_problem_at_once(
     assert SECRET not in out and "sk-...WXYZ" in out
 
 
+def test_a_misspelt_name_is_pointed_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status, out = check(
+        tmp_path,
+        f"DISCORD_TOKEN=abc.def.ghi\nMINIMAX_API_KEY_2={SECRET}\nOPENAI_API_KEY1={SECRET}\n"
+        f"AIBOT_CHAT_COOLDWON=10\nAIBOT_NODE=gateway-1\n"
+        f"AIBOT_DATA_DIR={tmp_path / 'data'}\nAIBOT_HTTP=off\n",
+        monkeypatch,
+    )
+    assert "OPENAI_API_KEY1: not a variable aibot reads (did you mean OPENAI_API_KEY_1?)" in out
+    assert (
+        "AIBOT_CHAT_COOLDWON: not a variable aibot reads (did you mean AIBOT_CHAT_COOLDOWN?)"
+        in (out)
+    )
+    assert "AIBOT_NODE" not in out  # cluster mode's: known, if unused here
+    assert SECRET not in out
+    assert status == 0  # a warning: the image pool has its key
+
+
 def test_a_good_file_would_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = "\n".join(f"MINIMAX_API_KEY_{n}=mm-key-{n}-abcdefgh" for n in range(1, 5))
     status, out = check(

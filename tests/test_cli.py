@@ -70,6 +70,16 @@ def test_without_a_settings_file_the_owner_is_told_where_aibot_looked(tmp_path: 
     )
 
 
+def test_a_misspelt_variable_is_pointed_at_as_the_bot_starts(tmp_path: Path) -> None:
+    key = "sk-proj-" + "k3y" * 10
+    done = run_py(tmp_path, OPENAI_API_KEY1=key)
+    assert (
+        "aibot: warning: OPENAI_API_KEY1: not a variable aibot reads "
+        "(did you mean OPENAI_API_KEY_1?)" in done.stderr
+    )
+    assert key not in done.stderr + done.stdout
+
+
 def test_the_working_folder_comes_before_run_py_s_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
