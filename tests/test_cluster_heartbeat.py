@@ -60,6 +60,24 @@ async def test_a_live_process_is_seen_with_what_it_runs_and_gone_at_once_on_stop
     assert not await pool_served(redis, "video", prefix=PREFIX)
 
 
+async def test_two_live_processes_of_one_name_are_told_about(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Heartbeat(redis, video_worker, prefix=PREFIX)
+    await first.beat()
+    await first.beat()  # its own beat there: nothing to say
+    restarted = Heartbeat(redis, video_worker, prefix=PREFIX)
+    await restarted.beat()  # the first one's beat there, as after a restart
+    assert "also named" not in caplog.text
+    await first.beat()  # ... but the first one beats on: two processes, one name
+    [told] = [r for r in caplog.records if "also named worker-1 (AIBOT_NODE)" in r.getMessage()]
+    assert told.levelno == logging.ERROR
+    await restarted.beat()
+    await first.beat()
+    assert caplog.text.count("also named") == 2  # once by each, not at every beat
+    assert await live_nodes(redis, prefix=PREFIX) == [video_worker()]
+
+
 async def test_each_beat_carries_the_current_free_slots(redis: Redis) -> None:
     free = {"chat": 4}
 

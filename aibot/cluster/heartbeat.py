@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,16 +120,38 @@ class Heartbeat:
         self._names, self._node_prefix = _keys(prefix)
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        # Tells this process's beats from those of another given the same name.
+        self._instance = uuid.uuid4().hex
+        self._beaten = False
+        self._told_twice_named = False
 
     async def beat(self) -> None:
         """Write this process's info once, with its expiry, then run `on_beat`."""
         info = self.info()
+        beat = {**info.to_dict(), "instance": self._instance}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._node_prefix + info.node, json.dumps(info.to_dict()), px=self._ttl_ms)
+            pipe.set(self._node_prefix + info.node, json.dumps(beat), px=self._ttl_ms, get=True)
             pipe.sadd(self._names, info.node)
-            await pipe.execute()
+            before, _ = await pipe.execute()
+        self._check_name(info.node, before)
         for renew in self.on_beat:
             await renew()
+
+    def _check_name(self, node: str, before: str | None) -> None:
+        """Says so (once) when another live process beats under this one's name: its
+        beat replaced ours since our last. (At the first beat, the beat there may be
+        this process's own before a restart.)"""
+        other = _instance_of(before)
+        twice_named = self._beaten and other is not None and other != self._instance
+        self._beaten = True
+        if twice_named and not self._told_twice_named:
+            self._told_twice_named = True
+            log.error(
+                "another live process is also named %s (AIBOT_NODE): give each process "
+                "a name of its own; until then the two share one heartbeat, and the "
+                "gateway sees one of them at a time",
+                node,
+            )
 
     @property
     def _ttl_ms(self) -> int:
@@ -170,6 +193,16 @@ class Heartbeat:
             if self._failing:
                 log.info("heartbeat back")
             self._failing = False
+
+
+def _instance_of(beat: str | None) -> str | None:
+    if beat is None:
+        return None
+    try:
+        instance = json.loads(beat).get("instance")
+    except (ValueError, AttributeError):
+        return None
+    return instance if isinstance(instance, str) else None
 
 
 async def live_nodes(redis: Redis, *, prefix: str = "aibot") -> list[NodeInfo]:
