@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Self, TypeVar
 
 import aibot
 from aibot.app import create_bot
+from aibot.catalogue import PROVIDERS
 from aibot.cluster.connection import connect
 from aibot.cluster.heartbeat import live_nodes
 from aibot.cluster.streams import GROUP
@@ -141,7 +142,7 @@ class ClusterWorld:
         settings_file = self.folder / "empty.env"  # never the folder's own .env.multi
         settings_file.touch()
         env = {
-            **os.environ,
+            **_not_aibots(os.environ),
             **self.env,
             "AIBOT_GATEWAY": "off",
             "AIBOT_NODE": name,
@@ -230,3 +231,10 @@ def _cluster_env(server: RedisServer, providers: FakeProviders, folder: Path) ->
         }
     )
     return env
+
+
+def _not_aibots(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without what aibot reads: the owner's own settings (a lease,
+    an HTTP port, a Redis) must not change what the demo's workers do."""
+    ours = ("AIBOT_", "DISCORD_", "LOG_LEVEL", *(f"{p.upper()}_" for p in PROVIDERS))
+    return {name: value for name, value in environ.items() if not name.startswith(ours)}
