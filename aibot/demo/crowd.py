@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aibot.demo.stage import MEMBERS, Stage
+from aibot.demo.stage import ADMIN, MEMBERS, Stage
 from aibot.demo.transcript import seen
 
 __all__ = ["PROMPTS", "Scene", "play_crowd", "script"]
@@ -29,8 +29,18 @@ _HOMES = {
     "image": ("이미지생성-1", "갤러리"),
     "video": ("비디오생성-1", "비디오-갤러리"),
 }
+# What the server's admin (ADMIN, who may Manage Server) runs after each round's
+# members, in turn: (command, channel).
+_ADMIN_TURNS = (
+    ("ping", "general"),
+    ("status", "general"),
+    ("instances", "general"),
+    ("stats", "general"),
+    ("reset", "채팅방-1"),
+    ("admin keys", "general"),
+)
 # Columns of a crowd line, in terminal cells (a Korean syllable takes two).
-_COLUMNS = {"round": 10, "member": 8, "command": 10, "channel": 14}
+_COLUMNS = {"round": 10, "member": 8, "command": 12, "channel": 14}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +55,8 @@ class Scene:
 
 def script(rounds: int, seed: int = 7) -> Iterator[list[Scene]]:
     """A plausible crowd: mostly chat, some images, a few videos, members now and then
-    in the wrong channel (and pointed to the right one), admins checking status."""
+    in the wrong channel (and pointed to the right one), the admin checking on the
+    bot."""
     rng = random.Random(seed)
     for number in range(rounds):
         scenes = []
@@ -55,8 +66,8 @@ def script(rounds: int, seed: int = 7) -> Iterator[list[Scene]]:
             if rng.random() < 0.15:  # the wrong channel: the bot points elsewhere
                 channel = rng.choice(_HOMES["image" if command == "chat" else "chat"])
             scenes.append(Scene(name, channel, command, {"prompt": rng.choice(PROMPTS[command])}))
-        admin = ("ping", "status", "instances")[number % 3]
-        scenes.append(Scene("minji", "general", admin))
+        command, channel = _ADMIN_TURNS[number % len(_ADMIN_TURNS)]
+        scenes.append(Scene(ADMIN, channel, command))
         yield scenes
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import discord
 import simcord
 from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
@@ -76,7 +77,8 @@ CHANNELS = (
     "general",
     ALERT_CHANNEL,
 )
-# (name, client locale)
+# The member who runs the server (/admin is hers); (name, client locale) of each.
+ADMIN = "minji"
 MEMBERS = (
     ("minji", "ko"),
     ("jisoo", "ko"),
@@ -112,7 +114,14 @@ class Stage:
         guild = self.world.create_guild("aibot demo server")
         self.channels = {name: guild.create_text_channel(name) for name in CHANNELS}
         self.out.names = {channel.id: name for name, channel in self.channels.items()}
-        self.members = {name: guild.add_member(self.world.create_user(name)) for name, _ in MEMBERS}
+        # minji runs the server: /admin is hers (Manage Server).
+        admins = [guild.create_role("운영진", permissions=discord.Permissions(manage_guild=True))]
+        self.members = {
+            name: guild.add_member(
+                self.world.create_user(name), roles=admins if name == ADMIN else []
+            )
+            for name, _ in MEMBERS
+        }
         locales = {self.members[n].id: loc for n, loc in MEMBERS if loc == "ko"}
         _korean_clients(self.world, locales)
         await self.bot.tree.sync()
