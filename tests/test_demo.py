@@ -111,7 +111,14 @@ def test_run_py_demo_runs_and_says_it_is_a_demo() -> None:
     assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_ctrl_c_ends_the_demo_at_once_and_cleanly() -> None:
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "aibot DEMO",  # its first line: the simulated Discord and the bot are starting
+        "A video, delivered",  # well inside the tour
+    ],
+)
+def test_ctrl_c_ends_the_demo_at_once_and_cleanly(moment: str) -> None:
     demo = subprocess.Popen(
         [sys.executable, "run.py", "--demo", "--no-panel"],
         cwd=ROOT,
@@ -123,7 +130,7 @@ def test_ctrl_c_ends_the_demo_at_once_and_cleanly() -> None:
     try:
         assert demo.stdout is not None
         for line in demo.stdout:
-            if "A video, delivered" in line:  # well inside the tour
+            if moment in line:
                 break
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)

@@ -77,11 +77,24 @@ async def run_demo(
         folders = {"AIBOT_DATA_DIR": f"{folder}/data", "AIBOT_BACKUP_DIR": f"{folder}/backups"}
         settings = {**DEMO_ENV, **fake.env(), **folders, **(env or {})}
         first = create_bot(settings)
-        async with simcord.run(first, shard_count=2, settle_timeout=SETTLE_SECONDS) as world:
-            # The members' attachments, where the bot's worker can download them.
-            with LoopbackCdn(world) as cdn:
-                stage = Stage(world, first, fake, cdn, settings, out)
-                await _run_stage(stage, rounds, pause, steps, on_bot)
+        # Said before the simulated Discord starts, which takes a couple of seconds.
+        out.note(
+            "aibot DEMO: a simulated Discord and fake AI providers; nothing leaves this machine."
+        )
+        out.note(
+            "The real bot runs here (pools, router, store, replies); only Discord and the "
+            "providers are simulated. Members with Korean clients see Korean answers."
+        )
+        stage: Stage | None = None
+        try:
+            async with simcord.run(first, shard_count=2, settle_timeout=SETTLE_SECONDS) as world:
+                # The members' attachments, where the bot's worker can download them.
+                with LoopbackCdn(world) as cdn:
+                    stage = Stage(world, first, fake, cdn, settings, out)
+                    await _run_stage(stage, rounds, pause, steps, on_bot)
+        finally:
+            if stage is None:  # Ctrl-C as it started: the bot has opened its clients
+                await first.stop_at_once()
     return DemoSummary(stage.commands, stage.answered, stage.private)
 
 
@@ -108,11 +121,6 @@ async def _run_stage(
 async def _play(stage: Stage, rounds: int, pause: float, steps: tuple[Step, ...]) -> None:
     out = stage.out
     await stage.open()
-    out.note("aibot DEMO: a simulated Discord and fake AI providers; nothing leaves this machine.")
-    out.note(
-        "The real bot runs here (pools, router, store, replies); only Discord and the "
-        "providers are simulated. Members with Korean clients see Korean answers."
-    )
     if stage.bot.http_server is not None:
         url = stage.bot.http_server.url
         out.say(f"health: {url}/health   metrics: {url}/metrics")
