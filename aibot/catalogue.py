@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "DEFAULT_RPM",
     "DEFAULT_WORKERS",
+    "PICTURE_KINDS",
     "POOLS",
     "POOL_INDEX",
     "POOL_KINDS",
@@ -35,6 +36,13 @@ PROVIDER_KINDS = {
     "openai": frozenset({"chat", "image"}),
     "minimax": frozenset({"chat", "image", "video"}),
     "stability": frozenset({"image"}),
+}
+
+# The kinds of picture each provider makes an image from (`/image` with a picture).
+PICTURE_KINDS = {
+    "openai": frozenset({"image/png", "image/jpeg", "image/webp"}),
+    "minimax": frozenset({"image/png", "image/jpeg"}),
+    "stability": frozenset({"image/png", "image/jpeg", "image/webp"}),
 }
 
 # The leading `*` lets a name start with an emoji, as Discord writes the reference

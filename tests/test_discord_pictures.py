@@ -107,7 +107,7 @@ async def test_a_webp_picture_skips_the_provider_that_cannot_read_it(
     assert sent.body["image"].kind == "image/webp"
 
 
-async def test_a_chosen_provider_that_cannot_read_the_picture_says_so(
+async def test_a_chosen_provider_that_cannot_read_the_picture_is_refused_privately(
     world: World, cdn: LoopbackCdn
 ) -> None:
     result = await world.member.slash(
@@ -117,8 +117,23 @@ async def test_a_chosen_provider_that_cannot_read_the_picture_says_so(
         provider="minimax",
         picture=("sky.webp", webp_picture()),
     )
-    assert "minimax cannot start from a webp picture" in result.response.content
-    assert provider_calls(world) == 0
+    assert "Please attach a PNG, JPEG image" in assert_private(result, world)
+    assert provider_calls(world) == 0 and cdn.downloads == 0
+
+
+@pytest.mark.aibot_env(
+    STABILITY_API_KEY_2=None, OPENAI_API_KEY_2=None, STABILITY_API_KEY_4=None, OPENAI_API_KEY_4=None
+)
+async def test_a_picture_no_image_service_here_reads_is_refused_privately_in_korean(
+    world: World, cdn: LoopbackCdn
+) -> None:
+    # Only MiniMax makes images here, and image-01 reads no WebP.
+    member = world.add_member("하은", locale="ko")
+    sky = ("sky.webp", webp_picture())
+    result = await member.slash(world.channel("이미지생성-1"), "image", prompt="밝게", picture=sky)
+    assert "PNG, JPEG" in assert_private(result, world)
+    assert provider_calls(world) == 0 and cdn.downloads == 0
+    assert world.bot.store.gate.usage(world.guild.id, member.id, "image")[0] == 0  # no use spent
 
 
 # ------------------------------------------------- pictures the bot refuses

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from aibot.catalogue import PROVIDER_KINDS, PROVIDERS
+from aibot.catalogue import PICTURE_KINDS, PROVIDER_KINDS, PROVIDERS
 from aibot.discord.attachments import IMAGE_TYPES, picture_args, picture_refusal, refuse
 from aibot.discord.i18n import language, text
 from aibot.discord.intake import Intake
@@ -64,7 +64,7 @@ class ImageCog(commands.Cog, name="image"):
             if picture is None:
                 return await refuse(interaction, text(lang, "strength_needs_picture"))
             refusal = picture_refusal(
-                picture, accepted=IMAGE_TYPES, max_bytes=self.max_bytes, lang=lang
+                picture, accepted=self._readable(provider), max_bytes=self.max_bytes, lang=lang
             )
             if refusal is not None:
                 return await refuse(interaction, refusal)
@@ -72,3 +72,14 @@ class ImageCog(commands.Cog, name="image"):
             if strength is not None:
                 args["strength"] = strength
         await self.intake.submit(interaction, "image", args)
+
+    def _readable(self, chosen: str | None) -> frozenset[str]:
+        """The kinds of picture the job's providers make an image from: the chosen
+        one's, or any of the image pool's (the admin pool's when it has none), so a
+        picture none of them reads is refused before anything is downloaded."""
+        router = self.intake.router
+        providers = (
+            (chosen,) if chosen else router.providers("image", "image")
+        ) or router.providers("admin", "image")
+        readable = frozenset().union(*(PICTURE_KINDS.get(p, ()) for p in providers))
+        return readable or IMAGE_TYPES  # no image service at all: the intake says so

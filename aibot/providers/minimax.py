@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from aibot.catalogue import PICTURE_KINDS
 from aibot.jobs import (
     AibotError,
     BadAnswer,
@@ -39,7 +40,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
-from aibot.providers.picture import FRAME_TYPES, Picture
+from aibot.providers.picture import Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 from aibot.secrets import scrub
@@ -169,7 +170,7 @@ class MiniMaxImages:
     becomes a sentence of the prompt."""
 
     name = "minimax"
-    transform_types = FRAME_TYPES
+    transform_types = PICTURE_KINDS["minimax"]
 
     def __init__(self, base_url: str, model: str = "image-01", *, timeout: float) -> None:
         self.model = model

@@ -17,6 +17,7 @@ from typing import Any
 import openai
 from openai.types import ImagesResponse
 
+from aibot.catalogue import PICTURE_KINDS
 from aibot.jobs import BadAnswer
 from aibot.leases import Lease
 from aibot.providers.base import (
@@ -26,7 +27,7 @@ from aibot.providers.base import (
     nearest_ratio,
     openai_error,
 )
-from aibot.providers.picture import PICTURE_TYPES, Picture
+from aibot.providers.picture import Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
@@ -39,7 +40,7 @@ class OpenAIImages:
     """GPT Image through the openai SDK, one client per key."""
 
     name = "openai"
-    transform_types = PICTURE_TYPES
+    transform_types = PICTURE_KINDS["openai"]
 
     def __init__(self, base_url: str, model: str, *, timeout: float) -> None:
         self.model = model

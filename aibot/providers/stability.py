@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from aibot.catalogue import PICTURE_KINDS
 from aibot.jobs import AibotError, Rejected, Unavailable
 from aibot.leases import Lease
 from aibot.providers.base import (
@@ -25,7 +26,7 @@ from aibot.providers.base import (
     json_error_code,
     nearest_ratio,
 )
-from aibot.providers.picture import PICTURE_TYPES, Picture
+from aibot.providers.picture import Picture
 from aibot.providers.sniff import verified_image_type
 from aibot.rate_headers import rate_headers
 
@@ -41,7 +42,7 @@ class StabilityImages:
     """`model` is an endpoint (core, ultra, sd3) or an SD3 model (sd3.5-large, ...)."""
 
     name = "stability"
-    transform_types = PICTURE_TYPES
+    transform_types = PICTURE_KINDS["stability"]
 
     def __init__(self, base_url: str, model: str = "core", *, timeout: float) -> None:
         self.model = model
