@@ -3,6 +3,7 @@ observation points (a key ring, the ledger, the gate), the room settings, backup
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -243,6 +244,24 @@ async def test_a_backup_is_online_checked_and_only_the_newest_are_kept(tmp_path:
         assert integrity(made[2].path) == "ok" and made[2].size > 0
         with sqlite3.connect(made[2].path) as copy:
             assert copy.execute("SELECT daily_quota FROM guild_limits").fetchall() == [(3,)]
+
+
+async def test_backups_made_by_hand_never_push_the_daily_ones_out(tmp_path: Path) -> None:
+    clock = Clock()
+    folder = tmp_path / "backups"
+    async with await Store.open(tmp_path / "aibot.db", Settings.from_env({}), clock=clock) as store:
+        daily = [await store.backup(folder, keep=2)]
+        clock.now += 86_400
+        daily.append(await store.backup(folder, keep=2))
+        # An admin asks again and again, twice at the same moment.
+        by_hand = [await store.backup(folder, keep=2, by_hand=True) for _ in range(3)]
+        by_hand += await asyncio.gather(*(store.backup(folder, keep=2, by_hand=True) for _ in "ab"))
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        [daily[0].path.name, daily[1].path.name, by_hand[-2].path.name, by_hand[-1].path.name]
+    )
+    assert by_hand[-1].path.name == "aibot-19700102-001640-by-hand-5.db"  # numbered on
+    assert all(integrity(folder / name) == "ok" for name in names)
 
 
 async def test_a_backup_that_cannot_be_written_fails_and_leaves_nothing(tmp_path: Path) -> None:

@@ -299,7 +299,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "summary_pools": "Per pool and provider",
                 "backup_done": (
                     "💾 Backup made and checked: `{path}` ({size}, {seconds} s). "
-                    "The newest {keep} are kept."
+                    "The newest {keep} made by hand are kept, apart from the daily ones."
                 ),
                 "backup_failed": "💾 The backup failed: {reason}",
                 "reset_done": (
@@ -531,7 +531,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "summary_pools": "풀과 제공자별",
                 "backup_done": (
                     "💾 백업을 만들고 검사했어요: `{path}` ({size}, {seconds}초). "
-                    "최근 {keep}개를 남겨요."
+                    "직접 만든 백업은 최근 {keep}개를 남기고, 매일 백업과는 따로 세요."
                 ),
                 "backup_failed": "💾 백업에 실패했어요: {reason}",
                 "reset_done": (

@@ -233,7 +233,7 @@ class ManageCog(commands.Cog, name="manage"):
         # A backup reads the whole file: answer within Discord's 3 s first.
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            made = await self.host.rooms.back_up()
+            made = await self.host.rooms.back_up(by_hand=True)
         except StoreError as failure:
             self._record(interaction, "backup", f"failed: {failure}")
             await _private(interaction, text(lang, "backup_failed", reason=failure))

@@ -120,11 +120,12 @@ class Rooms:
         while not self.bot.is_ready():
             await asyncio.sleep(READY_POLL)
 
-    async def back_up(self) -> Backup:
-        """Back the store up now (checked); a failure is logged, alerted, raised."""
+    async def back_up(self, *, by_hand: bool = False) -> Backup:
+        """Back the store up now (checked); a failure is logged, alerted, raised.
+        `by_hand`: an admin asked (`/admin backup`); kept apart from the daily ones."""
         rooms = self.bot.settings.rooms
         try:
-            made = await self.bot.store.backup(rooms.backup_dir, rooms.backup_keep)
+            made = await self.bot.store.backup(rooms.backup_dir, rooms.backup_keep, by_hand=by_hand)
         except StoreError as failure:
             log.error("backup failed: %s", failure)
             self.alerts.alert(Alert("backup_failed", detail={"reason": str(failure)}))

@@ -20,6 +20,7 @@ corrupt, unwritable or from a newer aibot raises `StoreError` naming it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -95,6 +96,9 @@ class Store:
         self.memory = Memory(self._db, self.calendar, settings.chat_history_tokens)
         self.journal = Journal(self._db, self.calendar)
         self.rooms = RoomRecords(self._db, self.calendar)
+        # One backup at a time: two at once (the day's and an admin's) would race
+        # for one file name.
+        self._backing_up = asyncio.Lock()
 
     @property
     def path(self) -> Path:
@@ -123,12 +127,17 @@ class Store:
             await self._db.close()
             raise
 
-    async def backup(self, folder: Path, keep: int) -> Backup:
+    async def backup(self, folder: Path, keep: int, *, by_hand: bool = False) -> Backup:
         """An online backup of the open store into `folder`, checked, keeping the
-        newest `keep`. Writes queued behind go in first. Raises `StoreError`."""
-        await self._db.flush()
-        now = self.calendar.now()
-        return await back_up(self.path, folder, keep=keep, at=now, timezone=self.calendar.timezone)
+        newest `keep` of its kind (made `by_hand`, or the daily ones). Writes queued
+        behind go in first. Raises `StoreError`."""
+        async with self._backing_up:
+            await self._db.flush()
+            now = self.calendar.now()
+            zone = self.calendar.timezone
+            return await back_up(
+                self.path, folder, keep=keep, at=now, timezone=zone, by_hand=by_hand
+            )
 
     async def flush(self) -> None:
         """Wait until every write queued behind (gate, ledger) is in the file."""

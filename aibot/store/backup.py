@@ -6,8 +6,9 @@ backup goes through SQLite's own backup API (`sqlite3.Connection.backup`) from a
 read connection of its own, on a thread of its own: in WAL mode the readers do
 not block the store's writer, and the copy is one consistent snapshot. It is
 written under a temporary name, checked (`PRAGMA integrity_check`) and only
-then renamed to `aibot-YYYYMMDD-HHMMSS.db` (local time); the oldest backups
-beyond `keep` are removed.
+then renamed to `aibot-YYYYMMDD-HHMMSS.db` (local time; `...-by-hand.db` for one
+an admin asked for); the oldest backups of the same kind beyond `keep` are removed,
+so backups made by hand never push the daily ones out.
 
 To restore: stop the bot, move `aibot.db` (and any `aibot.db-wal`,
 `aibot.db-shm`) out of `AIBOT_DATA_DIR`, copy the backup there as `aibot.db`,
@@ -17,6 +18,7 @@ start the bot (README, "Backups").
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from .db import StoreError
 __all__ = ["BACKUP_GLOB", "Backup", "back_up", "integrity"]
 
 BACKUP_GLOB = "aibot-*.db"
+# In the name of a backup an admin asked for (`/admin backup`).
+BY_HAND = "-by-hand"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,13 @@ class Backup:
 
 
 async def back_up(
-    source: Path, folder: Path, *, keep: int, at: float, timezone: ZoneInfo
+    source: Path, folder: Path, *, keep: int, at: float, timezone: ZoneInfo, by_hand: bool = False
 ) -> Backup:
     """Back `source` up into `folder` (made if missing), check it, keep the newest
-    `keep`. Raises `StoreError` saying what failed; a failed backup leaves no file."""
-    return await asyncio.to_thread(_back_up, source, folder, keep, at, timezone)
+    `keep` of its kind (`by_hand`, or daily). Raises `StoreError` saying what
+    failed; a failed backup leaves no file. One at a time per folder (the caller's
+    to ensure: two in the same second would take one name)."""
+    return await asyncio.to_thread(_back_up, source, folder, keep, at, timezone, by_hand)
 
 
 def integrity(path: Path) -> str:
@@ -58,9 +64,13 @@ def integrity(path: Path) -> str:
     return "; ".join(str(row[0]) for row in rows) or "no answer"
 
 
-def _back_up(source: Path, folder: Path, keep: int, at: float, timezone: ZoneInfo) -> Backup:
+def _back_up(
+    source: Path, folder: Path, keep: int, at: float, timezone: ZoneInfo, by_hand: bool
+) -> Backup:
     began = time.perf_counter()
     stamp = datetime.fromtimestamp(at, timezone).strftime("%Y%m%d-%H%M%S")
+    if by_hand:
+        stamp += BY_HAND
     try:
         folder.mkdir(parents=True, exist_ok=True)
         final = _free_name(folder, stamp)
@@ -74,7 +84,7 @@ def _back_up(source: Path, folder: Path, keep: int, at: float, timezone: ZoneInf
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"backup of {source} into {folder} failed: {err}") from err
     size = final.stat().st_size
-    _prune(folder, keep, made=final)
+    _prune(folder, keep, made=final, by_hand=by_hand)
     return Backup(final, size, time.perf_counter() - began)
 
 
@@ -100,19 +110,21 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _free_name(folder: Path, stamp: str) -> Path:
-    path = folder / f"aibot-{stamp}.db"
-    n = 1
-    while path.exists():
-        n += 1
-        path = folder / f"aibot-{stamp}-{n}.db"
-    return path
+    """`aibot-{stamp}.db`, or numbered past the highest number taken: the numbers
+    order the backups of one second, so a name freed by pruning is not used again."""
+    name = re.compile(rf"aibot-{re.escape(stamp)}(?:-(\d+))?\.db")
+    taken = [int(m[1] or 1) for p in folder.iterdir() if (m := name.fullmatch(p.name))]
+    n = max(taken, default=0) + 1
+    return folder / (f"aibot-{stamp}.db" if n == 1 else f"aibot-{stamp}-{n}.db")
 
 
-def _prune(folder: Path, keep: int, *, made: Path) -> None:
-    """Keep the `keep` newest backups, the one just `made` always among them (a
-    clock set back, or another bot's backups in the folder, must not take it)."""
-    # The names sort by time: aibot-YYYYMMDD-HHMMSS[-n].db
-    others = [p for p in folder.glob(BACKUP_GLOB) if p != made]
+def _prune(folder: Path, keep: int, *, made: Path, by_hand: bool) -> None:
+    """Keep the `keep` newest backups of the kind just `made` (by hand, or daily),
+    that one always among them (a clock set back, or another bot's backups in the
+    folder, must not take it)."""
+    # The names sort by time: aibot-YYYYMMDD-HHMMSS[-by-hand][-n].db
+    kind = [p for p in folder.glob(BACKUP_GLOB) if (BY_HAND in p.stem) == by_hand]
+    others = [p for p in kind if p != made]
     others.sort(key=lambda p: (p.stem[:21], len(p.stem), p.stem))
     for old in others[: max(0, len(others) - (keep - 1))]:
         old.unlink(missing_ok=True)
