@@ -12,6 +12,7 @@ import pytest
 from simcord.results import InteractionResult
 
 from aibot import create_bot
+from aibot.providers.retry import ATTEMPTS
 from tests.fixtures.discord import World
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -186,6 +187,18 @@ async def test_a_finished_video_the_bot_cannot_download_comes_as_its_link(world:
     assert "/download/video-" in result.response.content and not result.response.attachments
     assert world.fake.counters.video_tasks == 1
     assert world.pools["video"].snapshot().failed == 0
+
+
+async def test_a_finished_video_whose_file_the_provider_cannot_tell_yet_is_asked_for_again(
+    world: World,
+) -> None:
+    # The task is done; the file lookup fails for every try of one call.
+    world.fake.inject("minimax", "500", times=ATTEMPTS, endpoint="file")
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="a wave")
+    await settle_videos(world, rounds=16)
+    assert result.response.attachments  # the clip made and paid for reaches the member
+    assert world.fake.counters.video_tasks == 1
+    assert world.fake.counters.requests("minimax", "file") == ATTEMPTS + 1
 
 
 async def test_a_fault_of_the_bots_own_gives_the_use_back(world: World) -> None:

@@ -38,7 +38,7 @@ from aibot.leases import Lease
 from aibot.pools import PoolContext
 from aibot.pools.base import Work
 from aibot.pools.pictures import PICTURE_ARG, fetch_picture, picture_ref
-from aibot.providers.minimax import VideoStatus
+from aibot.providers.minimax import VideoFile, VideoStatus
 from aibot.providers.picture import FRAME_TYPES
 from aibot.providers.retry import with_keys
 
@@ -87,9 +87,7 @@ class _VideoRun:
         key = str(self.job.args.get(RESUME_KEY) or "")
         if not task_id:
             task_id, key = await self._create()
-        file_id = await self._wait(task_id, key)
-        await self.reply.progress(Progress("downloading", self._elapsed()))
-        file = await self._call(lambda lease: self.client.retrieve(lease, file_id), key)
+        file = await self._wait(task_id, key)
         # A size of 0 is unknown: download() stops at the limit anyway.
         small = file.size <= self.client.max_bytes
         data = await self._download(file.download_url) if small else None
@@ -178,8 +176,10 @@ class _VideoRun:
             await self.ctx.journal.submitted(self.job)
         return frame
 
-    async def _wait(self, task_id: str, key: str) -> str:
-        """Polls until the task is done; returns its file id."""
+    async def _wait(self, task_id: str, key: str) -> VideoFile:
+        """Polls until the task is done; returns its file. A finished clip whose file
+        the provider cannot tell now is asked for again at the next poll, as a poll
+        that failed is: the clip is made and paid for."""
         settings, state = self.ctx.settings, ""
         while True:
             if self._elapsed() + settings.video_poll_seconds > settings.video_timeout_seconds:
@@ -189,7 +189,9 @@ class _VideoRun:
             if status is None:
                 continue
             if status.done:
-                return status.file_id
+                if file := await self._file(status.file_id, key):
+                    return file
+                continue
             if status.failed:
                 failed = Unavailable(f"minimax: the video task ended with {status.status}")
                 failed.provider = self.client.name  # the ledger counts it against them
@@ -210,6 +212,15 @@ class _VideoRun:
             if err.retry_after is None:  # the task's key is disabled: nobody can poll it
                 raise
         return None
+
+    async def _file(self, file_id: str, key: str) -> VideoFile | None:
+        """The finished clip's file; None when the provider could not tell it now."""
+        await self.reply.progress(Progress("downloading", self._elapsed()))
+        try:
+            return await self._call(lambda lease: self.client.retrieve(lease, file_id), key)
+        except Unavailable as err:
+            self.ctx.log.info("video file lookup failed (%s); asking again", err.detail)
+            return None
 
     async def _call(self, call: Callable[[Lease], Awaitable[T]], key: str) -> T:
         """A call with the task's own key."""
