@@ -24,6 +24,7 @@ __all__ = [
     "POOL_KINDS",
     "PROVIDERS",
     "PROVIDER_KINDS",
+    "SERVICE_ESTIMATE",
 ]
 
 POOLS = ("chat", "image", "video", "admin")
@@ -60,6 +61,9 @@ DEFAULT_PROVIDERS = {
     "video": ("minimax",),
     "admin": ("openai", "minimax", "stability"),
 }
+# Seconds a job of each pool is assumed to take until some have finished, for "busy,
+# about N s" (a Hailuo clip takes minutes; the admin pool also takes overflowed ones).
+SERVICE_ESTIMATE = {"chat": 10.0, "image": 20.0, "video": 180.0, "admin": 30.0}
 DEFAULT_WORKERS = {"chat": 32, "image": 8, "video": 4, "admin": 8}
 DEFAULT_QUEUE = {"chat": 256, "image": 64, "video": 32, "admin": 128}
 DEFAULT_KEY_CONCURRENCY = {"chat": 16, "image": 4, "video": 2, "admin": 8}

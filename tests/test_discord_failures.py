@@ -58,7 +58,8 @@ async def test_a_full_pool_says_busy_privately_with_an_estimate(world: World) ->
     waiting = await world.add_member("b").slash(channel, "video", prompt="two")
     refused = await world.add_member("c", locale="ko").slash(channel, "video", prompt="셋")
     assert callback_types(world) == [5, 5, 4]
-    assert "지금 바빠요" in one_private_answer(refused) and "초" in refused.response.content
+    # One clip ahead, none finished yet: a clip's minutes, not a chat answer's seconds.
+    assert "지금 바빠요" in one_private_answer(refused) and "약 3분" in refused.response.content
     await settle_videos(world)
     assert running.response.attachments and waiting.response.attachments
     assert world.fake.counters.video_tasks == 2

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aibot.catalogue import POOLS
+from aibot.catalogue import POOLS, SERVICE_ESTIMATE
 from aibot.cluster.batch import Batched
 from aibot.cluster.commands import CALL_TIMEOUT, redis_call
 from aibot.cluster.controls import Controls, ListedJob
@@ -54,7 +54,6 @@ __all__ = ["RedisQueue"]
 
 log = logging.getLogger("aibot.cluster.queue")
 
-_SERVICE_ESTIMATE = 10.0  # seconds a job is assumed to take, for wait estimates
 _DOWN = PoolLoad(keys_down=True)
 
 
@@ -138,7 +137,7 @@ class RedisQueue:
         view = self._views.get(pool)
         stream = self._loads.get(pool)
         workers = view.workers_total if view is not None else 0
-        service = view.p50_ms / 1000 if view is not None and view.p50_ms else _SERVICE_ESTIMATE
+        service = view.p50_ms / 1000 if view is not None and view.p50_ms else SERVICE_ESTIMATE[pool]
         waiting = stream.waiting if stream is not None else 0
         return service * max(1, waiting) / max(1, workers)
 

@@ -397,7 +397,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "🖼️ `강도`는 사진을 얼마나 바꿀지 정해요. `사진`에 사진을 첨부해 주세요."
                 ),
                 "delivered_late": "{mention}님, 요청하신 `/{command}` 결과예요:",
-                "failed_late": "{mention}님, 요청하신 `/{command}`가 실패했어요:",
+                "failed_late": "{mention}님, 요청하신 `/{command}` 명령이 실패했어요:",
                 "field_provider": "제공자",
                 "field_model": "모델",
                 "field_seed": "시드",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS
+from aibot.catalogue import POOL_KINDS, PROVIDER_KINDS, SERVICE_ESTIMATE
 from aibot.jobs import AibotError, BadRequest, KeysDown, Misconfigured, NoKeyAvailable, Unavailable
 from aibot.keys import KeyRing
 from aibot.leases import Ring
@@ -186,6 +186,7 @@ def build_pools(
             rings=tuple(context.rings.values()),
             on_outcome=on_outcome,
             handoff=handoff,
+            service_estimate=SERVICE_ESTIMATE[name],
         )
         pools.contexts[name] = context
     return pools
