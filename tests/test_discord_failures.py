@@ -159,6 +159,29 @@ async def test_an_answer_cut_at_the_token_limit_says_it_stops_there(world: World
     )
 
 
+@pytest.mark.aibot_env(AIBOT_CHAT_MAX_TOKENS="6")
+async def test_an_answer_cut_inside_code_closes_the_code_before_saying_so(world: World) -> None:
+    world.fake.chat_reply = "Here:\n```python\nfor i in range(10):\n    print(i)\n```\nDone."
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="code")
+    answer = one_public_answer(result)
+    assert answer.endswith(
+        "print(i)\n```\n\n-# ✂️ The answer stops here: it reached the length this bot allows."
+    )
+
+
+@pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai")
+async def test_a_stream_broken_inside_code_closes_the_code_before_saying_so(world: World) -> None:
+    world.tick_reply_clock()
+    code = "\n".join(f"    total += {i}" for i in range(60))
+    world.fake.chat_reply = f"Here:\n```python\ntotal = 0\n{code}\nprint(total)\n```\nDone."
+    world.fake.inject("openai", "cut_stream")  # the body ends halfway
+    result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="code")
+    for message in (result.response, *result.followups):
+        fences = [line for line in message.content.split("\n") if line.startswith("```")]
+        assert len(fences) % 2 == 0, message.content  # the notice is not code
+    assert "\n```\n\n✂️ The answer was cut off" in result.response.content
+
+
 @pytest.mark.aibot_env(AIBOT_CHAT_MAX_TOKENS="3", AIBOT_CHAT_PROVIDERS="minimax")
 async def test_a_token_limit_spent_on_thinking_is_explained_and_gives_the_use_back(
     world: World,

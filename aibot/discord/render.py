@@ -13,6 +13,7 @@ from aibot.discord.i18n import text
 
 __all__ = [
     "MESSAGE_LIMIT",
+    "fences_closed",
     "ping_text",
     "split_message",
 ]
@@ -60,6 +61,12 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
         rest = rest[1:] if rest.startswith("\n") else rest
         parts.append(prefix + chunk.rstrip() + (_CLOSE if fence else ""))
     return [part for part in parts if part.strip()]
+
+
+def fences_closed(text: str) -> str:
+    """`text` with a ``` fence it leaves open closed: what is added after it (a
+    notice that the answer stops there) is not read as code."""
+    return text.rstrip() + _CLOSE if _open_fence(text.split("\n"), None) else text
 
 
 def _cut(text: str, room: int) -> int:

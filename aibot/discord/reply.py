@@ -31,7 +31,7 @@ from aibot.discord.delivery import NO_MENTIONS, AnswerWriter, Message
 from aibot.discord.edits import EditBudget
 from aibot.discord.embeds import image_embed
 from aibot.discord.i18n import duration, error_text, text
-from aibot.discord.render import MESSAGE_LIMIT, split_message
+from aibot.discord.render import MESSAGE_LIMIT, fences_closed, split_message
 from aibot.discord.retries import DELIVERY_ERRORS, RetryPolicy, Undelivered, describe
 from aibot.jobs import AibotError, Artifact, Job, Progress, Result
 
@@ -235,7 +235,7 @@ class InteractionReply:
         elif images:
             await self._deliver_images(images, result)
         else:
-            answer = result.text or self._streamed
+            answer = fences_closed(result.text or self._streamed)
             if result.meta.get("cut_short"):
                 answer += "\n\n" + text(self._lang, "answer_cut_short")
             forgotten = int(result.meta.get("forgotten") or 0)
@@ -287,7 +287,7 @@ class InteractionReply:
             return [Message(words, clear=True)]
         # Part of an answer is already shown: keep it and say why it stopped.
         kept = [Message(part) for part in shown[:-1]]
-        last = shown[-1].removesuffix(_CURSOR)
+        last = fences_closed(shown[-1].removesuffix(_CURSOR))
         if len(last) + len(words) + 2 <= MESSAGE_LIMIT:
             return [*kept, Message(f"{last}\n\n{words}")]
         return [*kept, Message(last), Message(words)]
