@@ -14,7 +14,7 @@ import pytest
 from aibot.cluster.connection import connect
 from aibot.cluster.memory import SharedMemory
 from aibot.jobs import Job
-from aibot.store import Recall
+from aibot.store.memory import estimate_tokens
 from tests.fixtures.redis_server import RedisServer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +76,21 @@ async def test_forgotten_turns_are_told_once_and_reset_forgets_only_that_convers
     assert len((await shared.recall(chat(OTHER))).messages) == 2
 
 
-async def test_a_turn_larger_than_the_budget_is_not_kept(client) -> None:
-    shared = SharedMemory(client, _PREFIX, budget=10)
-    assert await shared.remember(chat(), "x" * 200, "y" * 200) == 1
-    assert await shared.recall(chat()) == Recall([], 1)
+async def test_a_turn_larger_than_the_budget_is_kept_shortened_the_older_ones_go(
+    client, store_opener
+) -> None:
+    budget = 400
+    store = await store_opener({"AIBOT_CHAT_HISTORY_TOKENS": str(budget)})
+    for memory in (SharedMemory(client, _PREFIX, budget), store.memory):
+        await memory.remember(chat(), "My name is Minji.", "Nice to meet you, Minji.")
+        pasted = "이 글을 요약해 주세요: " + "가나다라마바사" * 100  # 700 Hangul: over alone
+        assert await memory.remember(chat(), pasted, "요약: 짧은 글이에요.") == 1
+        recall = await memory.recall(chat())
+        assert recall.dropped == 1  # the turn with the name: told once
+        prompt, answer = (message["content"] for message in recall.messages)
+        assert answer == "요약: 짧은 글이에요."  # the answer just given is remembered
+        assert prompt.startswith("이 글을 요약해 주세요: 가나다") and prompt.endswith("…")
+        assert estimate_tokens(prompt) + estimate_tokens(answer) <= budget
 
 
 async def test_a_conversation_expires_when_left_alone(client) -> None:

@@ -23,7 +23,7 @@ import json
 import redis.asyncio as redis
 
 from aibot.jobs import Job
-from aibot.store.memory import Recall, Turn, as_messages, estimate_tokens, fit
+from aibot.store.memory import Recall, Turn, as_messages, fit, turn_within
 
 __all__ = ["SharedMemory"]
 
@@ -91,7 +91,7 @@ class SharedMemory:
 
     async def remember(self, job: Job, prompt: str, answer: str) -> int:
         """Add one exchange; returns how many old turns were forgotten to fit."""
-        tokens = estimate_tokens(prompt) + estimate_tokens(answer)
+        prompt, answer, tokens = turn_within(prompt, answer, self.budget)
         dropped = await self._remember(
             keys=list(self.keys(job.channel_id, job.user_id)),
             args=[_encoded((prompt, answer, tokens)), tokens, self.budget, self._ttl],

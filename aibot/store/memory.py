@@ -23,7 +23,7 @@ from aibot.jobs import Job
 from .days import Calendar
 from .db import Database, transaction
 
-__all__ = ["Memory", "Recall", "Turn", "as_messages", "estimate_tokens", "fit"]
+__all__ = ["Memory", "Recall", "Turn", "as_messages", "estimate_tokens", "fit", "turn_within"]
 
 _PER_MESSAGE = 4
 
@@ -64,7 +64,7 @@ class Memory:
 
     async def remember(self, job: Job, prompt: str, answer: str) -> int:
         """Add one exchange; returns how many old turns were forgotten to fit."""
-        tokens = estimate_tokens(prompt) + estimate_tokens(answer)
+        prompt, answer, tokens = turn_within(prompt, answer, self.budget)
         row = (job.channel_id, job.user_id, self._calendar.now(), prompt, answer, tokens)
         return await self._db.run(lambda conn: _remember(conn, row, self.budget))
 
@@ -81,6 +81,36 @@ def _turns(conn: sqlite3.Connection, channel_id: int, user_id: int) -> list[Turn
         "SELECT prompt, answer, tokens FROM turns WHERE channel_id = ? AND user_id = ? ORDER BY id",
         (channel_id, user_id),
     ).fetchall()
+
+
+def turn_within(prompt: str, answer: str, budget: int) -> Turn:
+    """The exchange to keep, with its tokens: shortened when it alone is over
+    `budget` (each text keeps its start, "…" where cut; the shorter one keeps all it
+    can), so that the newest exchange is remembered rather than forgotten with every
+    turn before it."""
+    need = estimate_tokens(prompt), estimate_tokens(answer)
+    if sum(need) > budget:
+        half = budget // 2
+        prompt_room = need[0] if need[0] <= half else max(half, budget - need[1])
+        prompt, answer = (
+            _start_within(prompt, prompt_room),
+            _start_within(answer, budget - prompt_room),
+        )
+    return prompt, answer, estimate_tokens(prompt) + estimate_tokens(answer)
+
+
+def _start_within(text: str, tokens: int) -> str:
+    """The longest start of `text` (with "…" when cut) within `tokens`."""
+    if estimate_tokens(text) <= tokens:
+        return text
+    low, high = 0, len(text)  # the estimate grows with the length: bisect it
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate_tokens(text[:middle] + "…") <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
 
 
 def fit(turns: list[Turn], budget: int) -> list[Turn]:
