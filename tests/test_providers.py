@@ -255,11 +255,20 @@ async def test_a_minimax_error_answered_as_plain_json_is_typed() -> None:
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 7, 100])
-def test_think_filter_removes_blocks_whatever_the_chunking(size: int) -> None:
-    raw = "<think>plan <b> carefully</think>\n\nAnswer <think>more</think>with < and <th"
+def test_think_filter_removes_the_leading_blocks_whatever_the_chunking(size: int) -> None:
+    raw = "\n<think>plan <b> carefully</think>\n<think>again</think>\n\nAnswer with < and <th"
     think = ThinkFilter()
     shown = "".join(think.feed(raw[i : i + size]) for i in range(0, len(raw), size))
     assert shown + think.flush() == "Answer with < and <th"
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_a_think_tag_inside_the_answer_is_text(size: int) -> None:
+    # An answer about reasoning models quotes the tag: everything after it was lost.
+    raw = "<think>the member asks about tags</think>Models wrap it in `<think>`; 끝."
+    think = ThinkFilter()
+    shown = "".join(think.feed(raw[i : i + size]) for i in range(0, len(raw), size))
+    assert shown + think.flush() == "Models wrap it in `<think>`; 끝."
 
 
 def test_an_unclosed_think_block_shows_nothing() -> None:

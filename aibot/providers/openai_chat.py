@@ -285,9 +285,12 @@ def _has_status(body: object) -> bool:
 
 
 class ThinkFilter:
-    """Removes `<think>...</think>` blocks from streamed text, holding back just
-    enough of a chunk's end to recognise a tag split across chunks. Leading
-    whitespace of the answer (left after a removed block) is dropped."""
+    """Removes the `<think>...</think>` block a reasoning model opens its answer
+    with, from streamed text, holding back just enough of a chunk's end to
+    recognise a tag split across chunks. Only blocks before the answer's first
+    words are thinking: once the answer began, a `<think>` in it is text (an answer
+    about reasoning models may quote the tag). Leading whitespace of the answer
+    (left after a removed block) is dropped."""
 
     OPEN = "<think>"
     CLOSE = "</think>"
@@ -299,21 +302,26 @@ class ThinkFilter:
 
     def feed(self, text: str) -> str:
         self._pending += text
-        shown: list[str] = []
+        shown = ""
         while self._pending:
-            tag = self.CLOSE if self._inside else self.OPEN
-            at = self._pending.find(tag)
-            if at < 0:
-                keep = _partial_suffix(self._pending, tag)
-                if not self._inside:
-                    shown.append(self._pending[: len(self._pending) - keep])
-                self._pending = self._pending[len(self._pending) - keep :] if keep else ""
-                break
-            if not self._inside:
-                shown.append(self._pending[:at])
-            self._pending = self._pending[at + len(tag) :]
-            self._inside = not self._inside
-        return self._visible("".join(shown))
+            if self._inside:
+                at = self._pending.find(self.CLOSE)
+                if at < 0:
+                    keep = _partial_suffix(self._pending, self.CLOSE)
+                    self._pending = self._pending[len(self._pending) - keep :] if keep else ""
+                    break
+                self._pending = self._pending[at + len(self.CLOSE) :]
+                self._inside = False
+                continue
+            head = self._pending.lstrip()
+            if not self._started and head.startswith(self.OPEN):
+                self._pending = head[len(self.OPEN) :]
+                self._inside = True
+            elif not self._started and self.OPEN.startswith(head):
+                break  # blanks so far, perhaps the start of the tag: wait for more
+            else:
+                shown, self._pending = shown + self._pending, ""
+        return self._visible(shown)
 
     def flush(self) -> str:
         """What is held back at the end (an unclosed block is dropped)."""
