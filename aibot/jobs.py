@@ -40,6 +40,7 @@ __all__ = [
     "Result",
     "ShuttingDown",
     "TemporarilyUnavailable",
+    "ThoughtTooLong",
     "Unavailable",
 ]
 
@@ -200,6 +201,13 @@ class Incomplete(Unavailable):
     any transient failure until the first words were shown, ended after."""
 
     kind = "incomplete"
+
+
+class ThoughtTooLong(Incomplete):
+    """A reasoning model spent the whole token limit (`AIBOT_CHAT_MAX_TOKENS`)
+    thinking: not one word of the answer. The same request would do the same, so
+    it is not tried again on that provider (another may answer); the key did its
+    job."""
 
 
 class BadAnswer(Unavailable):

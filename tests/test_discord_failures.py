@@ -190,6 +190,8 @@ async def test_a_token_limit_spent_on_thinking_is_explained_and_gives_the_use_ba
     result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
     assert one_public_answer(result).startswith("✂️ The answer was cut off")
     assert world.bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 0
+    # Asked once: the same request would think as long again, each time paid for.
+    assert world.fake.counters.requests("minimax", "chat") == 1
 
 
 @pytest.mark.aibot_env(MINIMAX_API_KEY_3="mm-video-minimax-0000000000000000000000003")

@@ -27,7 +27,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from aibot.jobs import AibotError, BadAnswer, Incomplete, Rejected, Unavailable
+from aibot.jobs import AibotError, BadAnswer, Incomplete, Rejected, ThoughtTooLong, Unavailable
 from aibot.leases import Lease
 from aibot.providers.base import OpenAIClients, openai_error
 from aibot.providers.minimax import base_resp_error
@@ -164,7 +164,7 @@ class ChatStream:
             self._shown = True
             yield tail
         if self.cut_short and not self._shown:
-            raise Incomplete(f"{self.provider}: the token limit ran out before the first words")
+            raise ThoughtTooLong(f"{self.provider}: the token limit ran out before the first words")
         if not self._ended:
             if not self._events:
                 raise BadAnswer(f"{self.provider}: the answer was not an event stream")

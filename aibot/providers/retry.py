@@ -6,7 +6,8 @@
   (`NoKeyAvailable`, which propagates).
 - Unavailable (connection, timeout, 5xx): retried with tenacity, jittered
   exponential waits, a few attempts, never past the deadline.
-- BadRequest and Rejected: raised at once; asking again gives the same answer.
+- BadRequest, Rejected and ThoughtTooLong (a reasoning model's answer with no
+  words): raised at once; asking again gives the same answer.
 - One deadline (`timeout` seconds from the call) bounds waiting for a key,
   every attempt (`asyncio.timeout_at`; a timeout is `Unavailable`) and every
   wait in between.
@@ -23,7 +24,7 @@ import random
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_random_exponential
 
 from aibot.jobs import (
@@ -33,6 +34,7 @@ from aibot.jobs import (
     Misconfigured,
     RateLimited,
     Rejected,
+    ThoughtTooLong,
     Unavailable,
 )
 from aibot.leases import Lease, Ring
@@ -145,7 +147,7 @@ def _transient_retries(deadline: float) -> AsyncRetrying:
         return tries >= ATTEMPTS or _now() + state.upcoming_sleep >= deadline
 
     return AsyncRetrying(
-        retry=retry_if_exception_type(Unavailable),
+        retry=retry_if_exception(_transient),
         wait=wait_random_exponential(multiplier=2 * _FIRST_WAIT, max=8.0),
         stop=out_of_time_or_tries,
         sleep=asyncio.sleep,
@@ -191,7 +193,7 @@ async def _on_some_key(
             _settle(lease, err)
             if isinstance(err, RateLimited | BadKey):
                 continue
-            if not first or not isinstance(err, Unavailable):
+            if not first or not isinstance(err, Unavailable) or not _transient(err):
                 raise
             failure = err
         else:
@@ -211,11 +213,16 @@ def _settle(lease: Lease, error: AibotError) -> None:
         lease.rate_limited(error.retry_after)  # the ring logs it
     elif isinstance(error, BadKey):
         lease.bad_key(error.detail or error.kind)  # the ring logs it
+    elif isinstance(error, BadRequest | Rejected | Misconfigured | ThoughtTooLong):
+        lease.ok()  # the key did its job; the request (or the settings) was at fault
     elif isinstance(error, Unavailable):
         _log.info("%s key %s: %s", lease.provider, lease.key_id, error.detail or error.kind)
         lease.failed()
-    elif isinstance(error, BadRequest | Rejected | Misconfigured):
-        lease.ok()  # the key did its job; the request (or the settings) was at fault
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure worth trying again on the same provider."""
+    return isinstance(error, Unavailable) and not isinstance(error, ThoughtTooLong)
 
 
 def _headers_of(result: object) -> Mapping[str, str] | None:
