@@ -165,9 +165,16 @@ class AibotError(Exception):
 
 
 class BadRequest(AibotError):
-    """The request itself is wrong (bad parameter, prompt too long)."""
+    """The request itself is wrong (bad parameter, prompt too long). `words` names
+    the member's text for it (`aibot.discord.i18n`, filled in with `params`) when
+    it has one in every language: the detail is English."""
 
     kind = "bad_request"
+
+    def __init__(self, detail: str = "", *, words: str = "", **params: object) -> None:
+        super().__init__(detail)
+        self.words = words
+        self.params = params
 
 
 class Rejected(AibotError):

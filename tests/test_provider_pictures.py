@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from aibot.discord.i18n import error_text
 from aibot.jobs import AibotError, BadAnswer, BadRequest, Unavailable
 from aibot.pools.pictures import PictureRef, fetch_picture, picture_ref, strength_of
 from aibot.providers.base import ImageRequest
@@ -296,12 +297,13 @@ async def test_a_picture_is_downloaded_and_told_by_its_bytes(
 @pytest.mark.parametrize(
     ("path", "content", "error", "words"),
     [
-        ("/big.png", PNG.data + bytes(20_000), BadRequest, "larger than"),
-        ("/chunked.png", PNG.data + bytes(20_000), BadRequest, "larger than"),
-        ("/gone.png", 404, BadRequest, "attach it again"),
-        ("/expired.png", 403, BadRequest, "attach it again"),
-        ("/broken.png", 502, Unavailable, "HTTP 502"),
-        ("/notes.png", b"just some text", BadRequest, "not a PNG, JPEG or WebP"),
+        # The member's own to fix: told in their language (here Korean).
+        ("/big.png", PNG.data + bytes(20_000), BadRequest, "사진이 0.00953674MB보다 커요"),
+        ("/chunked.png", PNG.data + bytes(20_000), BadRequest, "MB보다 커요"),
+        ("/gone.png", 404, BadRequest, "사진을 더 이상 받을 수 없어요. 다시 첨부해 주세요"),
+        ("/expired.png", 403, BadRequest, "다시 첨부해 주세요"),
+        ("/notes.png", b"just some text", BadRequest, "사진이 PNG/JPEG/WebP 이미지가 아니에요"),
+        ("/broken.png", 502, Unavailable, "AI 제공자"),  # not theirs: the provider side
     ],
 )
 async def test_a_download_that_cannot_be_a_picture_fails(
@@ -309,15 +311,18 @@ async def test_a_download_that_cannot_be_a_picture_fails(
 ) -> None:
     origin, served = files
     served[path] = content
-    with pytest.raises(error, match=words):
+    with pytest.raises(error) as caught:
         await fetch(f"{origin}{path}")
+    assert words in error_text(caught.value, "ko")
 
 
 async def test_a_frame_must_be_png_or_jpeg(files: tuple[str, dict[str, Any]]) -> None:
     origin, served = files
     served["/a.webp"] = WEBP.data
-    with pytest.raises(BadRequest, match="not a PNG or JPEG"):
+    with pytest.raises(BadRequest) as caught:
         await fetch(f"{origin}/a.webp", types=FRAME_TYPES)
+    said = error_text(caught.value, "en")
+    assert said == "⚠️ That request cannot be done: the picture is not a PNG/JPEG image"
 
 
 async def test_a_picture_said_to_be_too_large_is_not_downloaded() -> None:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import discord
 from discord import app_commands
 
-from aibot.jobs import AibotError, LimitReached
+from aibot.jobs import AibotError, BadRequest, LimitReached
 
 __all__ = [
     "COMMAND_TEXT_KO",
@@ -315,6 +315,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 ),
                 # Errors: one text per AibotError kind.
                 "error_bad_request": "⚠️ That request cannot be done: {detail}",
+                "bad_picture_gone": "the picture is no longer available: please attach it again",
+                "bad_picture_kind": "the picture is not a {kinds} image",
+                "bad_picture_size": "the picture is larger than {limit} MB",
+                "bad_picture_unread": "no image service here can start from a {kind} picture",
+                "bad_picture_unread_by": "{provider} cannot start from a {kind} picture",
                 "error_bad_request_plain": "⚠️ That request cannot be done. Check the options.",
                 "error_rejected": (
                     "🚫 The provider's safety system refused this. Try different words."
@@ -544,6 +549,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                     "잊었어요. `/초기화`로 새로 시작할 수 있어요."
                 ),
                 "error_bad_request": "⚠️ 이 요청은 처리할 수 없어요: {detail}",
+                "bad_picture_gone": "사진을 더 이상 받을 수 없어요. 다시 첨부해 주세요",
+                "bad_picture_kind": "사진이 {kinds} 이미지가 아니에요",
+                "bad_picture_size": "사진이 {limit}MB보다 커요",
+                "bad_picture_unread": "이곳의 이미지 서비스는 {kind} 사진으로 시작할 수 없어요",
+                "bad_picture_unread_by": "{provider} 서비스는 {kind} 사진으로 시작할 수 없어요",
                 "error_bad_request_plain": "⚠️ 이 요청은 처리할 수 없어요. 옵션을 확인해 주세요.",
                 "error_rejected": "🚫 제공자의 안전 시스템이 거절했어요. 다른 표현으로 해 보세요.",
                 "error_rate_limited": "⌛ 모든 키가 바빠요. {wait} 뒤에 다시 해 주세요.",
@@ -650,6 +660,8 @@ def error_text(error: AibotError, lang: str, *, command: str = "") -> str:
     if isinstance(error, LimitReached):
         scope = error.scope if error.scope in {"cooldown", "quota", "budget"} else "cooldown"
         return text(lang, f"error_limit_{scope}", wait=duration(wait or 1, lang), command=name)
+    if isinstance(error, BadRequest) and error.words:
+        return text(lang, "error_bad_request", detail=text(lang, error.words, **error.params))
     if kind == "bad_request":
         detail = " ".join(error.detail.split())[:300]
         if detail and detail != kind:

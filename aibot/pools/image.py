@@ -129,9 +129,18 @@ async def _transform(
         return can_transform(ctx.images[provider], picture.content_type)
 
     if choice and choice in ctx.images and not able(choice):
-        raise BadRequest(f"{choice} cannot start from a {kind} picture")
+        raise BadRequest(
+            f"{choice} cannot start from a {kind} picture",
+            words="bad_picture_unread_by",
+            provider=choice,
+            kind=kind,
+        )
     if not any(able(name) for name in ctx.providers_for("image")):
-        raise BadRequest(f"no image service here can start from a {kind} picture")
+        raise BadRequest(
+            f"no image service here can start from a {kind} picture",
+            words="bad_picture_unread",
+            kind=kind,
+        )
     if "aspect_ratio" not in args and ref.width and ref.height:
         # The new image keeps the picture's shape unless the member asked for another.
         request = dataclasses.replace(request, aspect_ratio=f"{ref.width}:{ref.height}")

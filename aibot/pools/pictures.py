@@ -87,7 +87,7 @@ async def fetch_picture(
             session.get(ref.url) as answer,
         ):
             if answer.status in _GONE:
-                raise BadRequest("the picture is no longer available: please attach it again")
+                raise BadRequest("the picture is no longer available", words="bad_picture_gone")
             if answer.status != 200:
                 raise Unavailable(f"the picture could not be downloaded (HTTP {answer.status})")
             if (answer.content_length or 0) > max_bytes:
@@ -101,11 +101,15 @@ async def fetch_picture(
         raise Unavailable("the picture could not be downloaded") from None
     kind = image_type(bytes(data))
     if kind not in types:
-        *others, last = (name for kind, name in _NAMES.items() if kind in types)
-        names = f"{', '.join(others)} or {last}" if others else last
-        raise BadRequest(f"the picture is not a {names} image")
+        kinds = "/".join(name for kind, name in _NAMES.items() if kind in types)
+        raise BadRequest(
+            f"the picture is not a {kinds} image", words="bad_picture_kind", kinds=kinds
+        )
     return Picture(bytes(data), kind)
 
 
 def _too_large(max_bytes: int) -> BadRequest:
-    return BadRequest(f"the picture is larger than {max_bytes / 1024**2:g} MB")
+    limit = f"{max_bytes / 1024**2:g}"
+    return BadRequest(
+        f"the picture is larger than {limit} MB", words="bad_picture_size", limit=limit
+    )
