@@ -227,6 +227,15 @@ async def test_a_finished_video_whose_file_the_provider_cannot_tell_yet_is_asked
     assert world.fake.counters.requests("minimax", "file") == ATTEMPTS + 1
 
 
+@pytest.mark.aibot_env(AIBOT_VIDEO_TIMEOUT_SECONDS="25")
+async def test_a_video_given_up_on_is_counted_against_its_provider(world: World) -> None:
+    world.fake.video_polls = 50  # far longer than the bot waits
+    await world.member.slash(world.channel("비디오생성-1"), "video", prompt="a wave")
+    await settle_videos(world)
+    [row] = await world.bot.store.ledger.stats(world.guild.id)
+    assert (row.pool, row.provider, row.failed) == ("video", "minimax", 1)
+
+
 async def test_a_fault_of_the_bots_own_gives_the_use_back(world: World) -> None:
     assert world.bot.store is not None
     with sqlite3.connect(world.bot.store.path) as conn:  # the memory's table lost

@@ -183,7 +183,7 @@ class _VideoRun:
         settings, state = self.ctx.settings, ""
         while True:
             if self._elapsed() + settings.video_poll_seconds > settings.video_timeout_seconds:
-                raise Unavailable("minimax: the video took too long")
+                raise self._provider_failed("the video took too long")
             await asyncio.sleep(settings.video_poll_seconds)
             status = await self._poll(task_id, key)
             if status is None:
@@ -193,9 +193,7 @@ class _VideoRun:
                     return file
                 continue
             if status.failed:
-                failed = Unavailable(f"minimax: the video task ended with {status.status}")
-                failed.provider = self.client.name  # the ledger counts it against them
-                raise failed
+                raise self._provider_failed(f"the video task ended with {status.status}")
             if status.status != state and self.ctx.journal:
                 await self.ctx.journal.progress(self.job.id, status.status)
             state = status.status
@@ -226,6 +224,12 @@ class _VideoRun:
         """A call with the task's own key."""
         timeout = self.ctx.settings.request_timeout
         return await with_keys(self.ring, call, timeout=timeout, fingerprint=key)
+
+    def _provider_failed(self, what: str) -> Unavailable:
+        """The task's failure, counted against its provider in the ledger."""
+        failed = Unavailable(f"{self.client.name}: {what}")
+        failed.provider = self.client.name
+        return failed
 
     def _elapsed(self) -> float:
         return self.loop.time() - self.started
