@@ -191,6 +191,10 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
             f"`{ids[other.id]}` · queued · /video · <@{other.id}>"
         )
     }
+    korean = manager(world, "운영자")
+    world.clients.set(korean, locale="ko")
+    listed = fields(private_embed(await korean.slash(general, "admin jobs")))["video"]
+    assert f"`{ids[other.id]}` · 대기 중 · /비디오 ·" in listed  # as its cancel reply says
     words = private(await boss.slash(general, "admin jobs", cancel=ids[stranger.id]))
     assert words == f"No queued or running job `{ids[stranger.id]}` on this server."
 
@@ -207,6 +211,7 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
         await world.env.advance_time(10)
     assert foreign.response.attachments and foreign.followups == []
     assert [action for _, action, _ in await admin_actions(world)] == [
+        "jobs",
         "jobs",
         "cancel",
         "cancel",

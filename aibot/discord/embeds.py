@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import discord
 
 from aibot.catalogue import POOLS
-from aibot.discord.i18n import duration, text
+from aibot.discord.i18n import command_name, duration, text
 from aibot.jobs import Job, Result
 from aibot.secrets import redact
 from aibot.snapshots import KeyRingSnapshot, NodeSnapshot, PoolSnapshot
@@ -255,7 +255,7 @@ def jobs_embed(held: Mapping[str, Sequence[tuple[Job, str]]], lang: str) -> disc
                 "admin_job_line",
                 id=job.id,
                 state=text(lang, f"admin_job_{state}"),
-                command=job.command,
+                command=command_name(job.command, lang),
                 user=job.user_id,
             )
             for job, state in entries[:_LIST_LIMIT]
