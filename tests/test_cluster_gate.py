@@ -171,6 +171,16 @@ async def test_a_refund_gives_the_use_back_once_and_keeps_the_cooldown(
     assert refused.value.scope == "cooldown"
 
 
+async def test_a_use_can_be_given_back_until_the_day_ends(client: redis.Redis) -> None:
+    env = {"AIBOT_TIMEZONE": "Asia/Seoul"}
+    gate = _gate(client, env, _stopped(env, 1_767_193_200.0 + 10 * 3600))  # 10:00 in Seoul
+    job = _chat()
+    await gate.take(job)
+    # Kept for a refund as long as the embedded gate keeps it: 14 hours, not one.
+    kept = await client.ttl(f"{_PREFIX}:gate:taken:{job.id}")
+    assert 14 * 3600 - 60 < kept <= 14 * 3600
+
+
 async def test_a_refunded_use_can_be_taken_again(client: redis.Redis) -> None:
     gate = _gate(client, {"AIBOT_CHAT_DAILY_QUOTA": "1", "AIBOT_CHAT_COOLDOWN": "0"})
     failed = _chat()

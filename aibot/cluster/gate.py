@@ -19,8 +19,9 @@ Redis keys (under `prefix`): `gate:used:<day>:<pool>`, a hash of the day's
 counts (`m:<guild>:<user>`, `g:<guild>`, `all`), gone a day after the day
 ends; `gate:cool:<pool>:<guild>:<user>`, a member's cooldown;
 `gate:limits:<guild>:<pool>`, a guild's overrides; `gate:taken:<job id>`, the
-day a job was counted on, kept for its refund (until the day ends, at most
-`refund_window` seconds).
+day a job was counted on, kept for its refund until the day ends (as the
+embedded gate keeps it: a video that queued and ran for over an hour and then
+failed gives its use back too).
 
 Unlike the embedded gate every method is a coroutine: even `limits` reads
 the overrides another process may just have set. `spent` alone is not: it
@@ -104,13 +105,11 @@ class SharedGate:
         settings: Settings,
         calendar: Calendar,
         *,
-        refund_window: float = 3600.0,
         batched: Batched | None = None,
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._calendar = calendar
-        self._refund_window = refund_window
         self._defaults = {
             name: Limits(pool.cooldown, pool.daily_quota, pool.daily_budget)
             for name, pool in settings.pools.items()
@@ -133,7 +132,7 @@ class SharedGate:
         pool = pool_of(job)
         guild = job.guild_id or 0
         default = self._defaults[pool]
-        refund_for = max(1, math.ceil(min(self._end - now, self._refund_window)))
+        refund_for = max(1, math.ceil(self._end - now))
         keys = [
             self._used(pool),
             f"{self._prefix}:gate:cool:{pool}:{guild}:{job.user_id}",
