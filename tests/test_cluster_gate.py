@@ -181,6 +181,19 @@ async def test_a_use_can_be_given_back_until_the_day_ends(client: redis.Redis) -
     assert 14 * 3600 - 60 < kept <= 14 * 3600
 
 
+async def test_a_cooldown_reset_by_an_admin_ends_at_once(client: redis.Redis) -> None:
+    gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0"})
+    await gate.set_limits(_GUILD, "chat", cooldown=86_400)  # a day, by mistake
+    await gate.take(_chat())
+    refusal = await _take(gate)
+    assert refusal[0] == "cooldown" and refusal[1] > 86_000
+    await gate.set_limits(_GUILD, "chat", cooldown=60)
+    refusal = await _take(gate)
+    assert refusal[0] == "cooldown" and 55 < refusal[1] <= 60  # lowered: the wait too
+    await gate.clear_limits(_GUILD, "chat")  # the settings' 0 s
+    await gate.take(_chat())
+
+
 async def test_a_refunded_use_can_be_taken_again(client: redis.Redis) -> None:
     gate = _gate(client, {"AIBOT_CHAT_DAILY_QUOTA": "1", "AIBOT_CHAT_COOLDOWN": "0"})
     failed = _chat()

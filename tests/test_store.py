@@ -112,6 +112,23 @@ async def test_a_second_command_within_the_cooldown_is_refused_until_it_ends(
     await store.gate.take(job("video"))
 
 
+async def test_a_cooldown_lowered_or_reset_by_an_admin_is_shorter_at_once(
+    store_opener, store_clock
+):
+    store = await store_opener()
+    await store.gate.set_limits(GUILD, "chat", cooldown=86_400)  # a day, by mistake
+    await store.gate.take(job("chat"))
+    store_clock.advance(2)
+    assert (await refused(store.gate, job("chat"))).scope == "cooldown"
+    await store.gate.clear_limits(GUILD, "chat")  # back to the settings' 1 s
+    await store.gate.take(job("chat"))
+    await store.gate.set_limits(GUILD, "chat", cooldown=60)
+    store_clock.advance(10)
+    assert (await refused(store.gate, job("chat"))).retry_after == pytest.approx(50)
+    await store.gate.set_limits(GUILD, "chat", cooldown=5)  # lowered: the wait too
+    await store.gate.take(job("chat"))
+
+
 async def test_cooldowns_are_per_member_and_per_pool(store_opener):
     store = await store_opener()
     await store.gate.take(job("chat", ALICE))

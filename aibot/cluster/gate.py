@@ -9,8 +9,10 @@ Redis runs a script whole, so no other take slips in between the check and
 the count, and 100 simultaneous takes against a quota of 10 pass exactly 10
 whichever processes they come through. One round trip per take.
 
-Time. Cooldowns are Redis keys that expire (`SET ... PX`), so they run on
-Redis's clock and no process's clock can shorten one. Days follow the
+Time. A cooldown is a Redis key holding the member's last take (Redis's `TIME`,
+in ms) and expiring with it (`SET ... PX`), so it runs on Redis's clock and no
+process's clock can shorten one; the wait is counted by the cooldown in force
+when the member asks next, so a cooldown lowered (or reset) is shorter at once. Days follow the
 settings' time zone through the `Calendar` (its clock injectable, so tests
 move the day); machines agree on the day as far as their clocks agree, which
 matters only in the seconds around midnight.
@@ -60,10 +62,14 @@ _FIELDS = ("cooldown", "daily_quota", "daily_budget")
 # {3} budget. An override field left unset follows settings; the pool's own
 # budget is never overridden (it protects the bill).
 _TAKE = """
-local wait = redis.call('PTTL', KEYS[2])
-if wait > 0 then return {1, wait} end
 local override = redis.call('HMGET', KEYS[3], 'cooldown', 'daily_quota', 'daily_budget')
 local cooldown = tonumber(override[1]) or tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local last = tonumber(redis.call('GET', KEYS[2]))
+if last and last + math.ceil(cooldown * 1000) > now then
+  return {1, last + math.ceil(cooldown * 1000) - now}
+end
 local quota = tonumber(override[2]) or tonumber(ARGV[4])
 local budget = tonumber(override[3]) or tonumber(ARGV[5])
 local pool_budget = tonumber(ARGV[6])
@@ -75,7 +81,7 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HINCRBY', KEYS[1], 'all', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[7])
-if cooldown > 0 then redis.call('SET', KEYS[2], '1', 'PX', math.ceil(cooldown * 1000)) end
+if cooldown > 0 then redis.call('SET', KEYS[2], now, 'PX', math.ceil(cooldown * 1000)) end
 redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
 return {0, (tonumber(used[2]) or 0) + 1, budget, (tonumber(used[3]) or 0) + 1}
 """

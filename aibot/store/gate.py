@@ -21,6 +21,7 @@ Guild overrides are stored field by field; a field left unset follows settings.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass, replace
 
@@ -88,7 +89,9 @@ class Gate:
         self._overrides = overrides or {}
         self._day, self._start, self._end = calendar.span(calendar.now())
         self._used = used or {}
-        self._cooldown_until: dict[Key, float] = {}
+        # When each member last took a use of a pool: their cooldown runs from it, by
+        # the limit in force when they ask next (lowered or reset, at once shorter).
+        self._last_take: dict[Key, float] = {}
         self._taken: dict[str, tuple[str, Key]] = {}
 
     async def load(self) -> None:
@@ -139,10 +142,10 @@ class Gate:
         self._roll(now)
         pool = pool_of(job)
         member, guild, everyone = keys = _counted(pool, job.guild_id or 0, job.user_id)
-        wait = self._cooldown_until.get(member, 0.0) - now
+        limits = self.limits(job.guild_id, pool)
+        wait = self._last_take.get(member, -math.inf) + limits.cooldown - now
         if wait > 0:
             raise LimitReached("cooldown", retry_after=wait)
-        limits = self.limits(job.guild_id, pool)
         checks = (
             (member, limits.daily_quota, "quota"),
             (guild, limits.daily_budget, "budget"),
@@ -153,8 +156,7 @@ class Gate:
                 raise LimitReached(scope, retry_after=self._end - now)
         for key in keys:
             self._count(key, 1)
-        if limits.cooldown > 0:
-            self._cooldown_until[member] = now + limits.cooldown
+        self._last_take[member] = now
         self._remember_take(job.id, member)
 
     async def refund(self, job: Job) -> bool:
@@ -221,7 +223,9 @@ class Gate:
         self._day = day
         self._used.clear()
         self._taken.clear()
-        self._cooldown_until = {k: t for k, t in self._cooldown_until.items() if t > now}
+        longest = max(limits.cooldown for limits in self._defaults.values())
+        longest = max([longest, *(o.cooldown or 0.0 for o in self._overrides.values())])
+        self._last_take = {k: t for k, t in self._last_take.items() if t + longest > now}
         self._db.later("DELETE FROM gate_counts WHERE day < ?", (day,))
 
     def _count(self, key: Key, delta: int) -> None:
