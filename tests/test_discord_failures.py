@@ -8,6 +8,7 @@ import json
 import sqlite3
 from typing import Any
 
+import aiohttp
 import pytest
 from simcord.results import InteractionResult
 
@@ -386,8 +387,14 @@ async def test_jobs_cut_short_by_a_shutdown_are_told_and_give_the_use_back(world
         assert world.bot.store.gate.usage(world.guild.id, member.id, "image")[0] == 0
 
 
+@pytest.mark.aibot_env(AIBOT_HTTP="127.0.0.1:0")
 async def test_commands_while_draining_are_told_to_come_back(world: World) -> None:
     world.bot.draining = True  # what close() sets first
     result = await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi")
     assert "restarting" in one_private_answer(result)
+    # ... and a load balancer is told too.
+    assert world.bot.http_server is not None
+    url = f"{world.bot.http_server.url}/health"
+    async with aiohttp.ClientSession() as session, session.get(url) as answer:
+        assert answer.status == 503 and (await answer.json())["problems"] == ["draining"]
     world.bot.draining = False

@@ -83,8 +83,11 @@ class AibotBot(commands.AutoShardedBot):
         )
         self.metrics = Metrics(self._source)
         self.http_server: HttpServer | None = None
-        # More reasons for /health to say 503 (cluster mode: Redis unreachable).
-        self.health_checks: list[Callable[[], str | None]] = []
+        # Reasons for /health to say 503 (cluster mode adds: Redis unreachable). A
+        # draining bot refuses every new command: a load balancer must know.
+        self.health_checks: list[Callable[[], str | None]] = [
+            lambda: "draining" if self.draining else None
+        ]
         self.tree.error(self.on_app_command_error)
         self.sync_only = False  # `run.py --sync`: register the commands, start nothing
         self.draining = False
