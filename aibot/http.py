@@ -17,6 +17,7 @@ counter by the replies for each answer no way to Discord delivered
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,16 @@ from aibot.snapshots import BotInfo, NodeSnapshot, PoolSnapshot, StatusSource
 if TYPE_CHECKING:
     from aibot.jobs import AibotError, Job
 
-__all__ = ["Check", "HttpServer", "Metrics", "Probe", "build_app", "health", "start_http"]
+__all__ = [
+    "AddressInUse",
+    "Check",
+    "HttpServer",
+    "Metrics",
+    "Probe",
+    "build_app",
+    "health",
+    "start_http",
+]
 
 KEY_STATES = ("ready", "busy", "cooling", "disabled")
 POOL_STATES = ("running", "paused", "draining", "stopped")
@@ -49,6 +59,10 @@ Check = Callable[[], "str | None"]
 # Brings a source's readings up to date before an answer (a worker's Redis PING).
 Probe = Callable[[], Awaitable[object]]
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
+
+
+class AddressInUse(OSError):
+    """`AIBOT_HTTP`'s address is taken: most often by another aibot on this machine."""
 
 
 def health(source: StatusSource, checks: Sequence[Check] = ()) -> tuple[int, dict[str, Any]]:
@@ -359,6 +373,16 @@ async def start_http(
     runner = web.AppRunner(build_app(source, metrics, checks, probe), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise AddressInUse(
+            errno.EADDRINUSE,
+            f"AIBOT_HTTP {host}:{port} is in use: is aibot already running here? Stop it, "
+            "or give this one another address (or AIBOT_HTTP=off)",
+        ) from None
     bound = runner.addresses[0][1] if runner.addresses else port
     return HttpServer(runner, host, bound)

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -116,6 +117,28 @@ async def test_sigterm_drains_the_pools_and_exits_zero(aibot_env: dict[str, str]
             assert await asyncio.wait_for(serving, 15) == 0
     assert bot.draining and bot.is_closed()
     assert all(pool.snapshot().state == "stopped" for pool in bot.queue.worker.pools.values())
+
+
+async def test_a_second_bot_whose_http_address_is_taken_stops_before_touching_anything(
+    aibot_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python3 run.py` by mistake beside the running service: it must not take up
+    the service's jobs, nor say Discord cannot be reached."""
+    env = {k: v for k, v in aibot_env.items() if k != "AIBOT_SHARD_COUNT"}
+    fake = FakeDiscord(shard_count=1, guilds=1, token=env["DISCORD_TOKEN"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["AIBOT_HTTP"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        async with fake.running():
+            with pointed_at(fake):
+                bot = create_bot(env)
+                status = await asyncio.wait_for(cli.serve(bot, bot.settings, panel=False), 15)
+    assert status == cli.EXIT_CONFIG  # systemd does not restart it in a loop
+    said = capsys.readouterr().err
+    assert f"{env['AIBOT_HTTP']} is in use: is aibot already running here?" in said
+    assert "Discord cannot be reached" not in said
+    assert not bot.store.path.exists(), "its store was never opened, no job taken up"
 
 
 def test_serving_freezes_the_startup_heap_and_collects_less_often() -> None:

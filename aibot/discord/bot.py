@@ -126,18 +126,19 @@ class AibotBot(commands.AutoShardedBot):
         await self._add_cogs()
         if self.sync_only:
             return
-        settings = self.settings
+        if self.settings.http is not None:
+            # First: an address in use most often means another aibot runs here, on
+            # these files; nothing of theirs (the jobs it runs) is taken up then.
+            host, port = self.settings.http
+            self.http_server = await start_http(
+                self._source, host, port, metrics=self.metrics, checks=self.health_checks
+            )
         await self.replies.open()
         await self.store.start()
         await self.queue.start()  # resumes the jobs an earlier run left unfinished
         self.rooms.start()
         # Wall-clock: uptime is read from other threads (the panel) and other clocks.
         self._started_at = time.time()
-        if settings.http is not None:
-            host, port = settings.http
-            self.http_server = await start_http(
-                self._source, host, port, metrics=self.metrics, checks=self.health_checks
-            )
 
     async def _add_cogs(self) -> None:
         enabled, limit = self.settings.enabled_pools, self.settings.attachment_max_bytes

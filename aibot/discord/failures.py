@@ -9,6 +9,8 @@ from typing import NamedTuple
 import aiohttp
 import discord
 
+from aibot.http import AddressInUse
+
 __all__ = ["Failure", "explain"]
 
 
@@ -23,6 +25,8 @@ class Failure(NamedTuple):
 def explain(error: BaseException, *, dev_guild: int | None = None) -> Failure | None:
     """The sentence for `error` from logging in, syncing or staying connected;
     None for an error that is not Discord's or the network's (a bug: let it show)."""
+    if isinstance(error, AddressInUse):
+        return Failure(error.strerror or str(error), config=True)
     if isinstance(error, discord.LoginFailure):
         return Failure("Discord refused DISCORD_TOKEN; check it.", config=True)
     if isinstance(error, discord.Forbidden):
