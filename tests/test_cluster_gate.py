@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as redis
 
+from aibot.cluster.commands import CALL_TIMEOUT, ClusterGate
 from aibot.cluster.gate import SharedGate
-from aibot.jobs import Job, LimitReached
+from aibot.jobs import Job, LimitReached, TemporarilyUnavailable
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from aibot.store.gate import Limits, pool_of
 from aibot.watch import WatchedGate
-from tests.cluster_processes import child_main, ready_then_start, run_together
+from tests.cluster_processes import child_main, eventually, ready_then_start, run_together
 from tests.fixtures.redis_server import RedisServer
 from tests.test_alerts import Recorded
 
@@ -192,6 +193,26 @@ async def test_a_cooldown_reset_by_an_admin_ends_at_once(client: redis.Redis) ->
     assert refusal[0] == "cooldown" and 55 < refusal[1] <= 60  # lowered: the wait too
     await gate.clear_limits(_GUILD, "chat")  # the settings' 0 s
     await gate.take(_chat())
+
+
+async def test_a_take_whose_answer_came_too_late_is_refused_and_costs_nothing(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    shared = _gate(client, {"AIBOT_CHAT_DAILY_QUOTA": "3", "AIBOT_CHAT_COOLDOWN": "30"})
+    gate = ClusterGate(shared)
+    await gate.take(_chat(user=2))  # the script is loaded, the connections open
+    # Redis stalls with the take on its way (a failover, a pause), past the call's
+    # time: the member is refused; once Redis goes on, the take is counted after all.
+    redis_server.pause()
+    asyncio.get_running_loop().call_later(CALL_TIMEOUT + 0.3, redis_server.resume)
+    with pytest.raises(TemporarilyUnavailable):
+        await gate.take(_chat())
+
+    async def given_back() -> bool:
+        return await shared.usage(_GUILD, _MEMBER, "chat") == (0, 3)
+
+    await eventually(given_back, timeout=30, what="the late take given back")
+    await gate.take(_chat())  # and no cooldown left of it
 
 
 async def test_a_refunded_use_can_be_taken_again(client: redis.Redis) -> None:

@@ -35,6 +35,9 @@ log = logging.getLogger("aibot.cluster.commands")
 
 # Seconds a member's command waits for Redis before it is refused.
 CALL_TIMEOUT = 1.0
+# A take refused for want of an answer is taken back at once, and again this many
+# seconds later: it may reach Redis after the first try.
+UNDO_AGAIN = 2.0
 
 
 @contextlib.asynccontextmanager
@@ -57,12 +60,30 @@ class ClusterGate:
     def __init__(self, gate: SharedGate, reachable: Callable[[], bool] = lambda: True) -> None:
         self.gate = gate
         self.reachable = reachable
+        self._undoing: set[asyncio.Task[None]] = set()
 
     async def take(self, job: Job) -> None:
         if not self.reachable():
             raise TemporarilyUnavailable("redis unreachable")
-        async with redis_call():
-            await self.gate.take(job)
+        try:
+            async with redis_call():
+                await self.gate.take(job)
+        except TemporarilyUnavailable:
+            # Sent, perhaps counted, its answer lost: the member, refused, must not
+            # pay a use and a cooldown for it.
+            task = asyncio.get_running_loop().create_task(self._undo(job))
+            self._undoing.add(task)
+            task.add_done_callback(self._undoing.discard)
+            raise
+
+    async def _undo(self, job: Job) -> None:
+        for pause in (0.0, UNDO_AGAIN):
+            await asyncio.sleep(pause)
+            with contextlib.suppress(RedisError, TimeoutError):
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    if await self.gate.undo(job):
+                        log.info("job %s: its take, answered too late, taken back", job.id)
+                        return
 
     async def refund(self, job: Job) -> bool:
         try:

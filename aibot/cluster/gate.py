@@ -141,7 +141,7 @@ class SharedGate:
         refund_for = max(1, math.ceil(self._end - now))
         keys = [
             self._used(pool),
-            f"{self._prefix}:gate:cool:{pool}:{guild}:{job.user_id}",
+            self._cooldown_key(job),
             self._limits_key(guild, pool),
             f"{self._prefix}:gate:taken:{job.id}",
         ]
@@ -194,6 +194,18 @@ class SharedGate:
             args=[self._day, f"m:{guild}:{job.user_id}", f"g:{guild}"],
         )
         return bool(int(given))
+
+    async def undo(self, job: Job) -> bool:
+        """Take back a take whose answer never reached its caller: the use, and the
+        cooldown it set. False when there is none to take back (not counted, or
+        already given back)."""
+        if not await self.refund(job):
+            return False
+        await self._client.delete(self._cooldown_key(job))
+        return True
+
+    def _cooldown_key(self, job: Job) -> str:
+        return f"{self._prefix}:gate:cool:{pool_of(job)}:{job.guild_id or 0}:{job.user_id}"
 
     async def usage(self, guild_id: int | None, user_id: int, pool: str) -> tuple[int, int]:
         """(used today, daily quota) of a member in a pool; quota 0 is unlimited."""
