@@ -121,9 +121,9 @@ class Journal(Protocol):
 
 
 class Recalled(Protocol):
-    """A conversation so far (OpenAI-style messages) and how many old turns were
-    forgotten since the member was last told. Read-only: the stores give frozen
-    values."""
+    """A conversation so far (OpenAI-style messages), how many old turns were
+    forgotten since the member was last told, and which of its lives this is (how
+    many times /reset forgot it). Read-only: the stores give frozen values."""
 
     @property
     def messages(self) -> list[dict[str, str]]: ...
@@ -131,13 +131,17 @@ class Recalled(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def resets(self) -> int: ...
+
 
 class Memory(Protocol):
-    """A member's conversation, for chat."""
+    """A member's conversation, for chat. `remember(..., resets=)` stores the turn
+    only while the conversation is the one recalled (no /reset since)."""
 
     async def recall(self, job: Job) -> Recalled: ...
 
-    async def remember(self, job: Job, prompt: str, answer: str) -> object: ...
+    async def remember(self, job: Job, prompt: str, answer: str, *, resets: int = 0) -> object: ...
 
 
 class Ledger(Protocol):

@@ -93,6 +93,21 @@ async def test_a_turn_larger_than_the_budget_is_kept_shortened_the_older_ones_go
         assert estimate_tokens(prompt) + estimate_tokens(answer) <= budget
 
 
+async def test_an_answer_recalled_before_a_reset_is_not_remembered_after_it(
+    client, store_opener
+) -> None:
+    store = await store_opener()
+    for memory in (SharedMemory(client, _PREFIX, 4000), store.memory):
+        await memory.remember(chat(), "My name is Minji.", "Nice to meet you, Minji.")
+        recalled = await memory.recall(chat())  # a /chat starts, and streams a while...
+        assert await memory.reset(CHANNEL, MEMBER) == 1  # ... /reset meanwhile
+        await memory.remember(chat(), "What is my name?", "Minji.", resets=recalled.resets)
+        assert (await memory.recall(chat())).messages == [], "forgotten, as /reset said"
+        fresh = await memory.recall(chat())  # the next /chat starts anew
+        await memory.remember(chat(), "hello", "hi", resets=fresh.resets)
+        assert len((await memory.recall(chat())).messages) == 2
+
+
 async def test_a_conversation_expires_when_left_alone(client) -> None:
     shared = SharedMemory(client, _PREFIX, budget=100, ttl=60)
     await shared.remember(chat(), "hello", "hi")

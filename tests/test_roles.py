@@ -103,7 +103,7 @@ class Memory:
         dropped, self.dropped = self.dropped, 0
         return Recall(messages, dropped)
 
-    async def remember(self, job: Job, prompt: str, answer: str) -> None:
+    async def remember(self, job: Job, prompt: str, answer: str, *, resets: int = 0) -> None:
         self.turns.append((prompt, answer))
 
 

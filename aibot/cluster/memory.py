@@ -30,8 +30,10 @@ __all__ = ["SharedMemory"]
 _MONTH = 30 * 86_400
 
 # KEYS: the turns, the meta hash. ARGV: the new turn (JSON), its tokens, the
-# budget, the lifetime in seconds (0: none). Returns the turns forgotten to fit.
+# budget, the lifetime in seconds (0: none), the resets the turn's answer was
+# recalled with. Returns the turns forgotten to fit (0 too when /reset came since).
 _REMEMBER = """
+if (tonumber(redis.call('HGET', KEYS[2], 'resets')) or 0) ~= tonumber(ARGV[5]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 local total = redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[2])
 local budget = tonumber(ARGV[3])
@@ -84,27 +86,34 @@ class SharedMemory:
         turns, meta = self.keys(job.channel_id, job.user_id)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.lrange(turns, 0, -1)
-            pipe.hget(meta, "dropped")
+            pipe.hmget(meta, "dropped", "resets")
             pipe.hdel(meta, "dropped")
-            stored, dropped, _ = await pipe.execute()
-        return Recall(as_messages(fit(_decoded(stored), self.budget)), int(dropped or 0))
+            stored, (dropped, resets), _ = await pipe.execute()
+        messages = as_messages(fit(_decoded(stored), self.budget))
+        return Recall(messages, int(dropped or 0), int(resets or 0))
 
-    async def remember(self, job: Job, prompt: str, answer: str) -> int:
-        """Add one exchange; returns how many old turns were forgotten to fit."""
+    async def remember(self, job: Job, prompt: str, answer: str, *, resets: int = 0) -> int:
+        """Add one exchange, unless /reset forgot the conversation since it was
+        recalled with `resets`; returns how many old turns were forgotten to fit."""
         prompt, answer, tokens = turn_within(prompt, answer, self.budget)
         dropped = await self._remember(
             keys=list(self.keys(job.channel_id, job.user_id)),
-            args=[_encoded((prompt, answer, tokens)), tokens, self.budget, self._ttl],
+            args=[_encoded((prompt, answer, tokens)), tokens, self.budget, self._ttl, resets],
         )
         return int(dropped)
 
     async def reset(self, channel_id: int, user_id: int) -> int:
-        """Forget a member's conversation in a channel (/reset); returns turns removed."""
+        """Forget a member's conversation in a channel (/reset); returns turns removed.
+        The meta hash stays, counting the resets: an answer on its way stays out."""
         turns, meta = self.keys(channel_id, user_id)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.llen(turns)
-            pipe.delete(turns, meta)
-            removed, _ = await pipe.execute()
+            pipe.delete(turns)
+            pipe.hset(meta, mapping={"tokens": 0, "dropped": 0})
+            pipe.hincrby(meta, "resets", 1)
+            if self._ttl:
+                pipe.expire(meta, self._ttl)
+            removed, *_ = await pipe.execute()
         return int(removed)
 
     async def restore(self, channel_id: int, user_id: int, turns: list[Turn], dropped: int) -> None:

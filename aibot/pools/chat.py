@@ -68,7 +68,10 @@ def build_work(ctx: PoolContext) -> Work:
 
         stream = await ctx.first_provider("chat", attempt, committed=lambda: bool(answer.text))
         if ctx.memory:
-            await ctx.memory.remember(job, prompt, answer.text)
+            # Not when the member said /reset meanwhile: this answer came from before.
+            await ctx.memory.remember(
+                job, prompt, answer.text, resets=recall.resets if recall else 0
+            )
         meta = {
             "provider": stream.provider,
             "model": stream.model,

@@ -36,11 +36,13 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Recall:
-    """A conversation so far as OpenAI-style messages, oldest first, and how many
-    turns were forgotten since the member was last told (0: nothing to tell)."""
+    """A conversation so far as OpenAI-style messages, oldest first, how many
+    turns were forgotten since the member was last told (0: nothing to tell), and
+    how many times /reset forgot it."""
 
     messages: list[dict[str, str]]
     dropped: int
+    resets: int = 0  # times /reset forgot this conversation: `remember` checks it
 
 
 class Memory:
@@ -59,14 +61,17 @@ class Memory:
     async def recall(self, job: Job) -> Recall:
         """Like `history`, plus the count of forgotten turns, which it then resets
         (the caller tells the member once)."""
-        turns, dropped = await self._db.run(lambda conn: _recall(conn, job.channel_id, job.user_id))
-        return Recall(as_messages(fit(turns, self.budget)), dropped)
+        turns, dropped, resets = await self._db.run(
+            lambda conn: _recall(conn, job.channel_id, job.user_id)
+        )
+        return Recall(as_messages(fit(turns, self.budget)), dropped, resets)
 
-    async def remember(self, job: Job, prompt: str, answer: str) -> int:
-        """Add one exchange; returns how many old turns were forgotten to fit."""
+    async def remember(self, job: Job, prompt: str, answer: str, *, resets: int = 0) -> int:
+        """Add one exchange, unless /reset forgot the conversation since it was
+        recalled with `resets`; returns how many old turns were forgotten to fit."""
         prompt, answer, tokens = turn_within(prompt, answer, self.budget)
         row = (job.channel_id, job.user_id, self._calendar.now(), prompt, answer, tokens)
-        return await self._db.run(lambda conn: _remember(conn, row, self.budget))
+        return await self._db.run(lambda conn: _remember(conn, row, self.budget, resets))
 
     async def reset(self, channel_id: int, user_id: int) -> int:
         """Forget a member's conversation in a channel (/reset); returns turns removed."""
@@ -131,24 +136,32 @@ def as_messages(turns: list[Turn]) -> list[dict[str, str]]:
     return messages
 
 
-def _recall(conn: sqlite3.Connection, channel_id: int, user_id: int) -> tuple[list[Turn], int]:
+def _recall(conn: sqlite3.Connection, channel_id: int, user_id: int) -> tuple[list[Turn], int, int]:
     with transaction(conn):
         turns = _turns(conn, channel_id, user_id)
-        found = conn.execute(
-            "SELECT dropped FROM conversations WHERE channel_id = ? AND user_id = ?",
-            (channel_id, user_id),
-        ).fetchone()
-        if found and found[0]:
+        dropped, resets = _conversation(conn, channel_id, user_id)
+        if dropped:
             conn.execute(
                 "UPDATE conversations SET dropped = 0 WHERE channel_id = ? AND user_id = ?",
                 (channel_id, user_id),
             )
-    return turns, found[0] if found else 0
+    return turns, dropped, resets
 
 
-def _remember(conn: sqlite3.Connection, row: tuple, budget: int) -> int:
+def _conversation(conn: sqlite3.Connection, channel_id: int, user_id: int) -> tuple[int, int]:
+    """(turns dropped not yet told, times reset) of a conversation."""
+    found = conn.execute(
+        "SELECT dropped, resets FROM conversations WHERE channel_id = ? AND user_id = ?",
+        (channel_id, user_id),
+    ).fetchone()
+    return (found[0], found[1]) if found else (0, 0)
+
+
+def _remember(conn: sqlite3.Connection, row: tuple, budget: int, resets: int) -> int:
     channel_id, user_id = row[0], row[1]
     with transaction(conn):
+        if _conversation(conn, channel_id, user_id)[1] != resets:
+            return 0  # /reset forgot the conversation this answer came from
         conn.execute(
             "INSERT INTO turns (channel_id, user_id, at, prompt, answer, tokens) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -183,7 +196,10 @@ def _reset(conn: sqlite3.Connection, channel_id: int, user_id: int) -> int:
         removed = conn.execute(
             "DELETE FROM turns WHERE channel_id = ? AND user_id = ?", (channel_id, user_id)
         ).rowcount
+        # The row stays, counting the resets: an answer on its way stays out.
         conn.execute(
-            "DELETE FROM conversations WHERE channel_id = ? AND user_id = ?", (channel_id, user_id)
+            "INSERT INTO conversations (channel_id, user_id, dropped, resets) VALUES (?, ?, 0, 1) "
+            "ON CONFLICT (channel_id, user_id) DO UPDATE SET dropped = 0, resets = resets + 1",
+            (channel_id, user_id),
         )
     return removed

@@ -87,4 +87,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DELETE FROM usage WHERE id NOT IN (SELECT MIN(id) FROM usage GROUP BY job_id)",
         "CREATE UNIQUE INDEX usage_job ON usage (job_id)",
     ),
+    (
+        # How many times /reset forgot a conversation: an answer recalled before a
+        # reset is not remembered after it.
+        "ALTER TABLE conversations ADD COLUMN resets INTEGER NOT NULL DEFAULT 0",
+    ),
 )
