@@ -12,10 +12,10 @@ whichever processes they come through. One round trip per take.
 Time. A cooldown is a Redis key holding the member's last take (Redis's `TIME`,
 in ms) and expiring with it (`SET ... PX`), so it runs on Redis's clock and no
 process's clock can shorten one; the wait is counted by the cooldown in force
-when the member asks next, so a cooldown lowered (or reset) is shorter at once. Days follow the
-settings' time zone through the `Calendar` (its clock injectable, so tests
-move the day); machines agree on the day as far as their clocks agree, which
-matters only in the seconds around midnight.
+when the member asks next, so a cooldown lowered (or reset) is shorter at once.
+Days follow the settings' time zone through the `Calendar` (its clock
+injectable, so tests move the day); machines agree on the day as far as their
+clocks agree, which matters only in the seconds around midnight.
 
 Redis keys (under `prefix`): `gate:used:<day>:<pool>`, a hash of the day's
 counts (`m:<guild>:<user>`, `g:<guild>`, `all`), gone a day after the day

@@ -114,7 +114,7 @@ class Stage:
         guild = self.world.create_guild("aibot demo server")
         self.channels = {name: guild.create_text_channel(name) for name in CHANNELS}
         self.out.names = {channel.id: name for name, channel in self.channels.items()}
-        # minji runs the server: /admin is hers (Manage Server).
+        # ADMIN runs the server: /admin is hers (Manage Server).
         admins = [guild.create_role("운영진", permissions=discord.Permissions(manage_guild=True))]
         self.members = {
             name: guild.add_member(
