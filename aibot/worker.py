@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 
 from aibot.jobs import (
     AibotError,
+    Cancelled,
     Job,
     KeysDown,
     Progress,
@@ -249,6 +250,12 @@ class Worker:
             await self.give_back(job)
         if self._journal is not None:
             await self._journal.finished(job.id, "done" if error is None else error.kind)
+
+    def cancelled_unstarted(self, job: Job) -> None:
+        """The ledger row of a job an admin cancelled before any pool took it
+        (cluster mode: still in its stream), as a queued job cancelled here gets."""
+        if self._ledger is not None:
+            self._record(job, None, Cancelled(), 0.0)
 
     async def give_back(self, job: Job) -> None:
         """The member's use of `job` back (when the gate still knows the take)."""

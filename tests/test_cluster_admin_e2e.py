@@ -124,6 +124,13 @@ async def test_a_cancelled_job_no_worker_took_yet_is_told_and_never_runs(
     assert not any("second" in prompt for prompt in asked), "never sent to the provider"
     await _stream_empty(cluster)
 
+    async def both_in_the_ledger() -> bool:  # as one process records a cancelled job
+        assert cluster.bot.store is not None
+        rows = await cluster.bot.store.ledger.stats(None, 1)
+        return sum(row.jobs for row in rows) == 2 and sum(row.failed for row in rows) == 1
+
+    await eventually(both_in_the_ledger, timeout=WAIT, what="the cancelled job in the ledger")
+
 
 @pytest.mark.aibot_env(AIBOT_CHAT_WORKERS="1")
 async def test_a_paused_pool_takes_nothing_new_until_resumed(cluster: Cluster) -> None:

@@ -18,11 +18,11 @@ dead-lettered by the stream and its member told it could not be done. Jobs taken
 over from a worker that stopped answering are alerted (`reclaimed`: the pool, this
 node, how many), as one process alerts the jobs it resumed after a restart.
 
-The admin's controls (`aibot.cluster.controls`), read every `control_every`
-seconds: a paused pool takes no new jobs (the ones running finish); a job an
-admin cancelled is cancelled in its pool if held here, as in one process (its
-member told once, its outcome recorded), and one that no worker took yet is
-taken out of its stream by one worker, which tells its member (nothing runs).
+The admin's controls (`aibot.cluster.controls`), read every `control_every` s: a
+paused pool takes no new jobs (the ones running finish); a job an admin cancelled
+is cancelled in its pool if held here, as in one process (its member told once,
+its outcome recorded), and one no worker took yet is taken out of its stream by
+one worker, which tells its member and records it in the ledger (nothing runs).
 
 Redis away: every loop catches redis-py's errors, backs off and goes on; jobs
 held keep running and their acknowledgements wait for Redis to come back.
@@ -384,8 +384,7 @@ class Runner:
                 )
 
     async def _tell_cancelled(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
-        """An admin cancelled the job before it ran here: tell its member (once: the
-        reply claims the delivery) and finish its entry. Nothing runs."""
+        """Cancelled by an admin before it ran: told once, recorded, its entry finished."""
         job = delivery.job
         log.info("job %s: cancelled by an admin before it ran", job.id)
         self.deliveries.hold(stream, delivery, since=time.monotonic())
@@ -393,6 +392,7 @@ class Runner:
             await self.replies.make(job).fail(Cancelled())
         finally:
             if self.deliveries.committed(job.id):
+                self.worker.cancelled_unstarted(job)
                 await self._finish(job.id, _Held(pool, delivery))
             else:
                 self.deliveries.release(job.id)
