@@ -18,7 +18,9 @@ __all__ = [
     "DEFAULT_QUEUE",
     "DEFAULT_RPM",
     "DEFAULT_WORKERS",
+    "FRAME_TYPES",
     "PICTURE_KINDS",
+    "PICTURE_TYPES",
     "POOLS",
     "POOL_INDEX",
     "POOL_KINDS",
@@ -39,12 +41,16 @@ PROVIDER_KINDS = {
     "stability": frozenset({"image"}),
 }
 
-# The kinds of picture each provider makes an image from (`/image` with a picture).
+# The kinds of picture each provider makes an image from (`/image` with a picture);
+# MiniMax takes the same as a video's first frame.
 PICTURE_KINDS = {
     "openai": frozenset({"image/png", "image/jpeg", "image/webp"}),
     "minimax": frozenset({"image/png", "image/jpeg"}),
     "stability": frozenset({"image/png", "image/jpeg", "image/webp"}),
 }
+# What a member may attach to /image (some image service reads it), and to /video.
+PICTURE_TYPES = frozenset().union(*PICTURE_KINDS.values())
+FRAME_TYPES = PICTURE_KINDS["minimax"]
 
 # The leading `*` lets a name start with an emoji, as Discord writes the reference
 # design's `🔄 이미지변환`: `🔄-이미지변환`. `갤러리` stays exact: `*갤러리` would

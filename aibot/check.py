@@ -31,7 +31,15 @@ from aibot.secrets import redact
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, SettingsFileError, find_settings_file, load_env
 
-__all__ = ["main", "problems", "redis_problems", "report", "running", "unknown_variables"]
+__all__ = [
+    "known_variables",
+    "main",
+    "problems",
+    "redis_problems",
+    "report",
+    "running",
+    "unknown_variables",
+]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # Names aibot reads outside its settings: run.py's mark of a finished set-up, the
@@ -100,7 +108,7 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """A warning for each variable named like aibot's (`AIBOT_*`, `OPENAI_API_KEY*`,
     ...) that it does not read, with the nearest name it does: a misspelt name is not
     an error of its value, and its setting would silently not be there."""
-    known = _known_names()
+    known = [*known_variables(), *_READ_ELSEWHERE]
     unknown = sorted(name for name in env if name.startswith(_OURS) and name not in known)
     warnings = []
     for name in unknown:
@@ -111,12 +119,12 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     return warnings
 
 
-def _known_names() -> list[str]:
+def known_variables() -> list[str]:
     """Every variable the settings read, cluster mode's too."""
     asked = _Asked()
     with contextlib.suppress(SettingsError):
         Settings.from_env(asked)
-    return sorted(asked.names | _READ_ELSEWHERE)
+    return sorted(asked.names)
 
 
 class _Asked(Mapping[str, str]):

@@ -15,13 +15,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from aibot.catalogue import FRAME_TYPES, PICTURE_TYPES
 from aibot.discord.i18n import error_text
 from aibot.jobs import AibotError, BadAnswer, BadRequest, Unavailable
 from aibot.pools.pictures import PictureRef, fetch_picture, picture_ref, strength_of
 from aibot.providers.base import ImageRequest
 from aibot.providers.minimax import MiniMaxImages, MiniMaxVideo
 from aibot.providers.openai_images import OpenAIImages
-from aibot.providers.picture import FRAME_TYPES, PICTURE_TYPES, Picture, can_transform
+from aibot.providers.picture import Picture, can_transform
 from aibot.providers.stability import StabilityImages
 from aibot.sandbox import FakeProviders
 from tests.fixtures.attachments import jpeg_picture, png_picture, webp_picture

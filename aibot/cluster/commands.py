@@ -79,8 +79,8 @@ class ClusterGate:
     async def _undo(self, job: Job) -> None:
         for pause in (0.0, UNDO_AGAIN):
             await asyncio.sleep(pause)
-            with contextlib.suppress(RedisError, TimeoutError):
-                async with asyncio.timeout(CALL_TIMEOUT):
+            with contextlib.suppress(TemporarilyUnavailable):
+                async with redis_call():
                     if await self.gate.undo(job):
                         log.info("job %s: its take, answered too late, taken back", job.id)
                         return

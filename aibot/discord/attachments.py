@@ -19,18 +19,12 @@ from aibot.discord.i18n import text
 from aibot.discord.reply import NO_MENTIONS
 
 __all__ = [
-    "FRAME_TYPES",
-    "IMAGE_TYPES",
     "picture_args",
     "picture_kind",
     "picture_refusal",
     "refuse",
 ]
 
-# What the front accepts, by what the providers behind each command read: every
-# image service reads PNG, JPEG and WebP; MiniMax's first frame only PNG and JPEG.
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
-FRAME_TYPES = frozenset({"image/png", "image/jpeg"})
 _NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
 # Labels some clients give the same kinds.
 _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}

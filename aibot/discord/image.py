@@ -10,8 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from aibot.catalogue import PICTURE_KINDS, PROVIDER_KINDS, PROVIDERS
-from aibot.discord.attachments import IMAGE_TYPES, picture_args, picture_refusal, refuse
+from aibot.catalogue import PICTURE_KINDS, PICTURE_TYPES, PROVIDER_KINDS, PROVIDERS
+from aibot.discord.attachments import picture_args, picture_refusal, refuse
 from aibot.discord.i18n import language, text
 from aibot.discord.intake import Intake
 
@@ -82,4 +82,4 @@ class ImageCog(commands.Cog, name="image"):
             (chosen,) if chosen else router.providers("image", "image")
         ) or router.providers("admin", "image")
         readable = frozenset().union(*(PICTURE_KINDS.get(p, ()) for p in providers))
-        return readable or IMAGE_TYPES  # no image service at all: the intake says so
+        return readable or PICTURE_TYPES  # no image service at all: the intake says so

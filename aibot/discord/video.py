@@ -10,7 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from aibot.discord.attachments import FRAME_TYPES, picture_args, picture_refusal, refuse
+from aibot.catalogue import FRAME_TYPES
+from aibot.discord.attachments import picture_args, picture_refusal, refuse
 from aibot.discord.i18n import language
 from aibot.discord.intake import Intake
 

@@ -19,13 +19,14 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+from aibot.catalogue import PICTURE_TYPES
 from aibot.jobs import Artifact, BadRequest, Job, Reply, Result
 from aibot.leases import Lease
 from aibot.pools import PoolContext
 from aibot.pools.base import Work
 from aibot.pools.pictures import PictureRef, fetch_picture, picture_ref, strength_of
 from aibot.providers.base import Image, ImageRequest
-from aibot.providers.picture import PICTURE_TYPES, ImageTransformer, can_transform
+from aibot.providers.picture import ImageTransformer, can_transform
 from aibot.providers.retry import with_keys
 
 __all__ = ["build_work", "image_request"]

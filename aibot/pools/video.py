@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aibot.catalogue import FRAME_TYPES
 from aibot.jobs import (
     Artifact,
     BadRequest,
@@ -39,7 +40,6 @@ from aibot.pools import PoolContext
 from aibot.pools.base import Work
 from aibot.pools.pictures import PICTURE_ARG, fetch_picture, picture_ref
 from aibot.providers.minimax import VideoFile, VideoStatus
-from aibot.providers.picture import FRAME_TYPES
 from aibot.providers.retry import with_keys
 
 __all__ = ["FRAME_ARG", "RESUME_KEY", "RESUME_TASK", "build_work", "resume"]

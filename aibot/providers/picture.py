@@ -18,17 +18,11 @@ from aibot.providers.base import Image, ImageRequest
 
 __all__ = [
     "DEFAULT_STRENGTH",
-    "FRAME_TYPES",
-    "PICTURE_TYPES",
     "ImageTransformer",
     "Picture",
     "can_transform",
 ]
 
-# What a member may attach: the kinds every image API here reads.
-PICTURE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
-# What MiniMax takes as a first frame or a subject reference.
-FRAME_TYPES = frozenset({"image/png", "image/jpeg"})
 # How far a transformed image may move from the picture (0 keeps it, 1 ignores it),
 # when the member does not say.
 DEFAULT_STRENGTH = 0.6
