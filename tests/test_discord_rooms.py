@@ -17,7 +17,7 @@ from simcord.builders import ChannelHandle
 from aibot.store.backup import integrity
 from tests.fixtures.discord import World
 from tests.test_discord_fair_use import answered, private, public, restart
-from tests.test_discord_manage import manager
+from tests.test_discord_manage import fields, manager, private_embed
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -306,6 +306,20 @@ async def test_the_summary_channel_can_be_turned_off(world: World) -> None:
     assert answered(await world.member.slash(world.channel("채팅방-1"), "chat", prompt="hi"))
     await world.env.advance_time(3600)
     assert stats.history() == []
+
+
+@pytest.mark.aibot_env(AIBOT_LEDGER_DAYS="1", AIBOT_STATUS_CHANNEL="off")
+async def test_a_bot_that_runs_for_weeks_prunes_every_day(world: World) -> None:
+    chat = world.channel("채팅방-1")
+    assert answered(await world.member.slash(chat, "chat", prompt="My name is Minji."))
+    await world.env.advance_time(2 * 24 * 3600)  # two midnights, and no restart
+    week = fields(private_embed(await world.member.slash(chat, "stats")))["Last 7 days"]
+    assert week == "No jobs yet."  # the ledger keeps one day
+
+    await world.env.advance_time(29 * 24 * 3600)  # 31 days since the member last chatted
+    assert answered(await world.member.slash(chat, "chat", prompt="What is my name?"))
+    sent = world.fake.counters.bodies(endpoint="chat")[-1].body["messages"]
+    assert [m["content"] for m in sent[1:]] == ["What is my name?"]
 
 
 # ---------------------------------------------------------------- backups

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from aibot.jobs import Job
-from aibot.store import estimate_tokens
+from aibot.store import Recall, estimate_tokens
 
 CHANNEL, THREAD = 700, 701
 ALICE, BOB = 21, 22
+DAY = 86_400
 
 
 def chat(user: int = ALICE, channel: int = CHANNEL) -> Job:
@@ -89,6 +90,26 @@ async def test_memory_survives_a_restart_and_reset_clears_it(store_opener):
 
 
 # Durable video jobs
+
+
+async def test_a_conversation_nobody_added_to_for_thirty_days_is_forgotten(
+    store_opener, store_clock
+):
+    store = await store_opener()
+    await store.memory.remember(chat(ALICE), "an old question", "an old answer")
+    await store.memory.remember(chat(BOB), "bob's first", "ok")
+    store_clock.advance(20 * DAY)
+    await store.memory.remember(chat(BOB), "bob's second", "ok")
+    await store.memory.reset(CHANNEL, ALICE + BOB)  # a reset on nothing counts too
+    store_clock.advance(11 * DAY)
+
+    await store.prune()
+    assert await store.memory.recall(chat(ALICE)) == Recall([], 0, 0)
+    # Bob added to his 11 days ago: all of it is kept, the older turn too.
+    bob = await store.memory.history(chat(BOB))
+    assert [m["content"] for m in bob if m["role"] == "user"] == ["bob's first", "bob's second"]
+    # The reset is still counted: an answer recalled before it stays out.
+    assert (await store.memory.recall(chat(ALICE + BOB))).resets == 1
 
 
 async def test_a_journaled_job_is_resumed_with_its_task_after_a_restart(store_opener):

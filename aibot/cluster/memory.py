@@ -12,8 +12,8 @@ Redis keys (under `prefix`): `memory:<channel>:<user>`, a list of turns
 oldest first, each the JSON `{"p": prompt, "a": answer, "t": tokens}`;
 `memory:<channel>:<user>:meta`, a hash of `tokens` (the list's total) and
 `dropped` (turns forgotten since the member was last told). Both expire
-`ttl` seconds after the conversation was last added to (30 days by
-default; None keeps them, as the embedded store does).
+`ttl` seconds after the conversation was last added to (`MEMORY_DAYS` by
+default, as the embedded store forgets it; None keeps them).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import json
 import redis.asyncio as redis
 
 from aibot.jobs import Job
-from aibot.store.memory import Recall, Turn, as_messages, fit, turn_within
+from aibot.store.memory import MEMORY_DAYS, Recall, Turn, as_messages, fit, turn_within
 
 __all__ = ["SharedMemory"]
 
-_MONTH = 30 * 86_400
+_MEMORY_SECONDS = MEMORY_DAYS * 86_400
 
 # KEYS: the turns, the meta hash. ARGV: the new turn (JSON), its tokens, the
 # budget, the lifetime in seconds (0: none), the resets the turn's answer was
@@ -62,7 +62,7 @@ class SharedMemory:
     `budget` is the token budget of one conversation."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str, budget: int, *, ttl: int | None = _MONTH
+        self, client: redis.Redis, prefix: str, budget: int, *, ttl: int | None = _MEMORY_SECONDS
     ) -> None:
         self._client = client
         self._prefix = prefix

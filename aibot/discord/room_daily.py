@@ -1,5 +1,6 @@
 """The daily room: once each local day (`AIBOT_TIMEZONE`), at start and after
-every midnight, the store's backup and yesterday's summary.
+every midnight, the store's pruning (`Store.prune`: a bot that runs for months
+keeps what one restarted daily keeps), its backup and yesterday's summary.
 
 Each is claimed in the store before it is done (`store.rooms.claim`), so it
 happens once a day even across restarts; a failed one gives its claim back and
@@ -53,11 +54,16 @@ class DailyRoom:
             await self._until_tomorrow()
 
     async def once_today(self) -> None:
-        """Today's backup and yesterday's summaries, unless done already."""
-        calendar = self._rooms.bot.store.calendar
-        today, start, _end = calendar.span(calendar.now())
+        """The store pruned; today's backup and yesterday's summaries, unless done
+        already."""
+        store = self._rooms.bot.store
+        today, start, _end = store.calendar.span(store.calendar.now())
+        try:
+            await store.prune()
+        except StoreError as failure:  # the backup says more; pruning waits a day
+            log.warning("old rows not pruned: %s", failure)
         await self._backup(today)
-        await self._summaries(calendar.day(start - 1))
+        await self._summaries(store.calendar.day(start - 1))
 
     async def _backup(self, today: str) -> None:
         records = self._rooms.bot.store.rooms

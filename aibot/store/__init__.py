@@ -14,6 +14,12 @@ creates) the file, checks it and migrates it, and loads today's gate counters
 
 The first four implement their ports in `aibot.ports`.
 
+`await store.prune()` drops what is kept no longer: ledger rows, admin actions and
+finished jobs older than `AIBOT_LEDGER_DAYS`, and conversations nobody added to for
+`MEMORY_DAYS` (as Redis expires them in cluster mode). The store does it as it
+opens; the daily room once a day after that, so a bot that runs for months keeps
+no more than a bot restarted daily.
+
 `await store.close()` writes what is queued and closes the file. A file that is
 corrupt, unwritable or from a newer aibot raises `StoreError` naming it.
 """
@@ -42,11 +48,12 @@ from .ledger import (
     Price,
     PriceTable,
 )
-from .memory import Memory, Recall, estimate_tokens
+from .memory import MEMORY_DAYS, Memory, Recall, estimate_tokens, forget_idle_conversations
 from .rooms import DaySummary, RoomRecords
 
 __all__ = [
     "DEFAULT_PRICES",
+    "MEMORY_DAYS",
     "AdminAction",
     "Backup",
     "Calendar",
@@ -114,18 +121,24 @@ class Store:
         return store
 
     async def start(self) -> None:
-        """Open the file, drop rows older than `keep_days`, load today's gate counts.
-        A file that cannot be used raises `StoreError` naming it."""
+        """Open the file, drop what is kept no longer (`prune`), load today's gate
+        counts. A file that cannot be used raises `StoreError` naming it."""
         await self._db.connect()
         try:
-            now = self.calendar.now()
-            before = now - self._keep_days * _DAY
-            first_kept = self.calendar.day(before)
-            await self._db.run(lambda conn: _prune(conn, first_kept, before))
+            await self.prune()
             await self.gate.load()
         except BaseException:
             await self._db.close()
             raise
+
+    async def prune(self) -> None:
+        """Drop ledger rows, admin actions and finished jobs older than `keep_days`,
+        and the conversations nobody added to in the last `MEMORY_DAYS`."""
+        now = self.calendar.now()
+        before = now - self._keep_days * _DAY
+        first_kept = self.calendar.day(before)
+        forget_before = now - MEMORY_DAYS * _DAY
+        await self._db.run(lambda conn: _prune(conn, first_kept, before, forget_before))
 
     async def backup(self, folder: Path, keep: int, *, by_hand: bool = False) -> Backup:
         """An online backup of the open store into `folder`, checked, keeping the
@@ -154,9 +167,10 @@ class Store:
         await self.close()
 
 
-def _prune(conn: sqlite3.Connection, first_day: str, before: float) -> None:
+def _prune(conn: sqlite3.Connection, first_day: str, before: float, forget_before: float) -> None:
     with transaction(conn):
         conn.execute("DELETE FROM usage WHERE day < ?", (first_day,))
         conn.execute("DELETE FROM admin_actions WHERE at < ?", (before,))
         conn.execute("DELETE FROM jobs WHERE COALESCE(finished_at, delivered_at) < ?", (before,))
         conn.execute("DELETE FROM room_posts WHERE at < ?", (before,))
+        forget_idle_conversations(conn, forget_before)

@@ -4,7 +4,9 @@ A conversation is keyed by (channel id, user id); in a thread the bot opened,
 the channel id is the thread's, so each thread is its own conversation. It is
 bounded by a token budget (`AIBOT_CHAT_HISTORY_TOKENS`): after each new turn
 the oldest turns go until the rest fits, and the number forgotten is kept so
-the member can be told on their next message (`recall`).
+the member can be told on their next message (`recall`). A conversation nobody
+added to for `MEMORY_DAYS` is forgotten (`forget_idle_conversations`, which the
+store runs daily), as Redis expires it in cluster mode.
 
 Tokens are estimated, not counted, so no tokenizer is needed: English and
 other ASCII text runs about four characters a token in OpenAI's and MiniMax's
@@ -23,8 +25,20 @@ from aibot.jobs import Job
 from .days import Calendar
 from .db import Database, transaction
 
-__all__ = ["Memory", "Recall", "Turn", "as_messages", "estimate_tokens", "fit", "turn_within"]
+__all__ = [
+    "MEMORY_DAYS",
+    "Memory",
+    "Recall",
+    "Turn",
+    "as_messages",
+    "estimate_tokens",
+    "fit",
+    "forget_idle_conversations",
+    "turn_within",
+]
 
+# Days after which a conversation nobody added to is forgotten.
+MEMORY_DAYS = 30
 _PER_MESSAGE = 4
 
 
@@ -203,3 +217,19 @@ def _reset(conn: sqlite3.Connection, channel_id: int, user_id: int) -> int:
             (channel_id, user_id),
         )
     return removed
+
+
+def forget_idle_conversations(conn: sqlite3.Connection, before: float) -> None:
+    """Forget every conversation last added to before `before` (unix seconds), in
+    the caller's transaction. A conversation's row goes too, unless /reset counted
+    on it: an answer recalled before a reset must stay out after."""
+    conn.execute(
+        "DELETE FROM turns WHERE (channel_id, user_id) IN (SELECT channel_id, user_id "
+        "FROM turns GROUP BY channel_id, user_id HAVING MAX(at) < ?)",
+        (before,),
+    )
+    conn.execute(
+        "DELETE FROM conversations WHERE resets = 0 AND NOT EXISTS (SELECT 1 FROM turns "
+        "WHERE turns.channel_id = conversations.channel_id "
+        "AND turns.user_id = conversations.user_id)"
+    )
