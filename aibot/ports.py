@@ -105,7 +105,8 @@ class Gate(Protocol):
 class Journal(Protocol):
     """Durable jobs: journaled when accepted (`submitted`), the provider task kept
     once it exists (`accepted`), `finished` when answered; `unfinished` lists what a
-    restart resumes; `mark_delivered` is True only for the first delivery."""
+    restart resumes; `mark_delivered` is True only for the first delivery (of this
+    run: a run that died before its job was finished left the delivery unmade)."""
 
     async def submitted(self, job: Job) -> None: ...
 

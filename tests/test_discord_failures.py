@@ -4,11 +4,13 @@ refusing an edit, a token that expired, a restart in the middle of a video."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from typing import Any
 
 import aiohttp
+import discord
 import pytest
 from simcord.results import InteractionResult
 
@@ -321,6 +323,32 @@ async def test_a_video_survives_a_restart_and_is_delivered_once(
         e for e in world.env.http_requests if e.method == "PATCH" and "video.mp4" in str(e.json)
     ]
     assert len(deliveries) == 1
+
+
+async def test_a_video_cut_off_by_a_crash_as_it_uploads_is_delivered_after_the_restart(
+    world: World, aibot_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = await world.member.slash(world.channel("비디오생성-1"), "video", prompt="fox")
+    edit = discord.Webhook.edit_message
+    uploading = asyncio.Event()
+
+    async def stalled(webhook: discord.Webhook, message_id: int, **fields: Any) -> Any:
+        if fields.get("attachments"):  # the clip: the process dies as it goes up
+            uploading.set()
+            await asyncio.sleep(10**6)
+        return await edit(webhook, message_id, **fields)
+
+    monkeypatch.setattr(discord.Webhook, "edit_message", stalled)
+    while not uploading.is_set():
+        await world.env.advance_time(10)
+    old = world.bot
+    await world.env.restart_bot(create_bot(aibot_env))  # a crash: no close()
+    await old.release()
+    monkeypatch.undo()
+    await settle_videos(world)
+    [clip] = result.response.attachments
+    assert clip.filename == "video.mp4"
+    assert world.fake.counters.video_tasks == 1  # the same task, polled again
 
 
 async def test_a_finished_video_is_delivered_even_when_the_store_cannot_record_it(

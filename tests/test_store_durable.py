@@ -150,10 +150,25 @@ async def test_a_job_is_delivered_once_even_across_a_restart(store_opener):
     await store.journal.accepted(job, "task-3", "fp")
     assert await store.journal.mark_delivered(job.id) is True
     assert await store.journal.mark_delivered(job.id) is False
-    assert await store.journal.unfinished() == [], "a delivered job is not resumed"
+    await store.journal.finished(job.id)
     await store.close()
 
     reopened = await store_opener()
+    assert await reopened.journal.unfinished() == [], "a delivered job is not resumed"
+    assert await reopened.journal.mark_delivered(job.id) is False
+
+
+async def test_a_delivery_a_crash_cut_off_is_made_by_the_next_run_once(store_opener):
+    store = await store_opener()
+    job = video()
+    await store.journal.accepted(job, "task-3", "fp")
+    assert await store.journal.mark_delivered(job.id) is True
+    await store.close()  # as after a crash: the clip never went out, the job never finished
+
+    reopened = await store_opener()
+    [(resumed, task, key)] = await reopened.journal.unfinished()
+    assert (resumed.id, task, key) == (job.id, "task-3", "fp")
+    assert await reopened.journal.mark_delivered(job.id) is True
     assert await reopened.journal.mark_delivered(job.id) is False
 
 

@@ -12,7 +12,7 @@ parts read:
   at most one cooldown period is forgiven.
 - every conversation (its turns and the count of forgotten turns not yet
   told) through `SharedMemory.restore`.
-- every unfinished durable job (a video not finished nor delivered) onto its
+- every unfinished durable job (a video not finished, its answer not out) onto its
   pool's job stream, oldest first, where a worker takes it up as it would a
   new one: a video whose provider task exists polls that task (no second
   one is paid for), and the answer reaches the member like any resumed job's.
@@ -45,6 +45,7 @@ from aibot.pools.video import resume
 from aibot.settings import Settings, SettingsError
 from aibot.settings_file import SettingsFile, load_env
 from aibot.store.days import Calendar, Clock
+from aibot.store.journal import UNFINISHED
 
 __all__ = ["Migrated", "main", "migrate_to_redis"]
 
@@ -181,8 +182,7 @@ def _read(path: Path, day: str) -> _Found:
             stored = conversations.get((channel, user), ([], 0))[0]
             conversations[channel, user] = (stored, dropped)
         jobs = conn.execute(
-            "SELECT id, job, task_id, key_fingerprint FROM jobs "
-            "WHERE finished_at IS NULL AND delivered_at IS NULL AND job != 'null' "
+            f"SELECT id, job, task_id, key_fingerprint FROM jobs WHERE {UNFINISHED} "
             "ORDER BY created_at"
         ).fetchall()
     finally:

@@ -32,6 +32,7 @@ from aibot.settings import Settings
 
 from .days import Calendar
 from .db import Database, transaction
+from .journal import UNFINISHED
 
 __all__ = ["Gate", "Limits", "StoreLimits"]
 
@@ -240,12 +241,8 @@ class Gate:
 
 
 def _open_jobs(conn: sqlite3.Connection, since: float) -> list[Job]:
-    """The journaled jobs neither finished nor delivered, accepted since `since`."""
-    rows = conn.execute(
-        "SELECT job FROM jobs WHERE finished_at IS NULL AND delivered_at IS NULL "
-        "AND created_at >= ?",
-        (since,),
-    )
+    """The journaled jobs not finished (what a restart resumes), accepted since `since`."""
+    rows = conn.execute(f"SELECT job FROM jobs WHERE {UNFINISHED} AND created_at >= ?", (since,))
     return [Job.from_dict(json.loads(data)) for (data,) in rows]
 
 

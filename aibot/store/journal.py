@@ -8,7 +8,12 @@ fingerprint of the key that made it, since only that key may poll it) ->
 an earlier run left: a video with a task id resumes polling it (no new task, no
 new charge), any other job runs again or is told the bot restarted. Whoever
 delivers a video calls `mark_delivered` first and delivers only when it says True,
-so a job resumed twice is still delivered once.
+so a job resumed twice is still delivered once. A job is `finished` only once its
+answer is out: a delivery claimed by a run that died before that (a crash while
+the clip was uploading) is made again by the next run, which `unfinished` hands
+the claim to. The member then sees the deferred message edited once more (a second
+channel message only when the crash came after the upload and the token had
+expired): a clip answered twice is better than one paid for and lost.
 
 `submitted` and `finished` are written behind (`Database.later`): every job
 passes through them, and a chat answered in a second must not wait for the
@@ -33,7 +38,7 @@ from aibot.jobs import Job
 from .days import Calendar
 from .db import Database, transaction
 
-__all__ = ["Journal", "JournalEntry"]
+__all__ = ["UNFINISHED", "Journal", "JournalEntry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +87,11 @@ class Journal:
         self._db.later(_FINISHED, (job_id, now, now, now, outcome), urgent=True)
 
     async def unfinished(self) -> list[tuple[Job, str | None, str | None]]:
-        """(job, provider task id or None, key fingerprint or None) of every job
-        neither finished nor delivered, oldest first: what to resume after a restart."""
+        """(job, provider task id or None, key fingerprint or None) of every job not
+        finished, oldest first: what to resume after a restart. Their delivery
+        claims (the earlier run's) pass to this run. Call it once, at start."""
         await self._db.flush()
-        rows = await self._db.run(
-            lambda conn: conn.execute(
-                "SELECT job, task_id, key_fingerprint FROM jobs "
-                "WHERE finished_at IS NULL AND delivered_at IS NULL ORDER BY created_at"
-            ).fetchall()
-        )
+        rows = await self._db.run(_take_up_unfinished)
         return [(Job.from_dict(json.loads(data)), task, key) for data, task, key in rows]
 
     async def mark_delivered(self, job_id: str) -> bool:
@@ -163,6 +164,19 @@ def _upsert(
         "updated_at = excluded.updated_at WHERE finished_at IS NULL",
         (job_id, data, state, task_id, key, now, now),
     )
+
+
+# A job not finished, with the job itself (not a bare delivery record).
+UNFINISHED = "finished_at IS NULL AND job != 'null'"
+
+
+def _take_up_unfinished(conn: sqlite3.Connection) -> list[tuple[str, str | None, str | None]]:
+    with transaction(conn):
+        rows = conn.execute(
+            f"SELECT job, task_id, key_fingerprint FROM jobs WHERE {UNFINISHED} ORDER BY created_at"
+        ).fetchall()
+        conn.execute(f"UPDATE jobs SET delivered_at = NULL WHERE {UNFINISHED}")
+    return rows
 
 
 def _claim(conn: sqlite3.Connection, job_id: str, now: float) -> bool:
