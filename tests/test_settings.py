@@ -1,5 +1,8 @@
 """Settings: typed values from a mapping, every problem reported at once, no key shown."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -66,6 +69,22 @@ def test_every_bad_variable_is_listed_at_once_without_showing_keys() -> None:
         assert name in message
     assert len(caught.value.problems) == 7
     assert "sk-secret" not in message and "mm-dup" not in message
+
+
+def test_time_zones_work_where_the_system_has_no_zone_database(tmp_path: Path) -> None:
+    # As on Windows or in a minimal container: zoneinfo finds no system database
+    # (an empty search path), and falls back to the tzdata package.
+    read_settings = (
+        "from aibot.settings import Settings\n"
+        "print(Settings.from_env({}).timezone)\n"
+        "print(Settings.from_env({'AIBOT_TIMEZONE': 'Asia/Seoul'}).timezone)\n"
+    )
+    env = {**os.environ, "PYTHONTZPATH": str(tmp_path)}
+    ran = subprocess.run(
+        [sys.executable, "-c", read_settings], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["UTC", "Asia/Seoul"]
 
 
 def test_a_key_pasted_on_the_wrong_line_is_not_echoed() -> None:
