@@ -42,7 +42,7 @@ from aibot.jobs import (
 from aibot.keys import KeyRing
 from aibot.pools import Pools, RingFactory, build_pools
 from aibot.pools.base import Pool
-from aibot.pools.video import resume
+from aibot.pools.video import BILLED_BY, resume
 from aibot.ports import Gate, Journal, Ledger, Memory, ReplyFactory
 from aibot.router import PoolLoad, Router
 from aibot.settings import Settings
@@ -269,9 +269,13 @@ class Worker:
         files = len(result.files) if result is not None else 0
         # A failure counts against the provider whose call failed, if one did.
         failed_on = error if error is not None and error.provider else None
+        # A clip is billed once its task exists, waited for to the end or not.
+        billed_by = str(job.args.get(BILLED_BY) or "") if job.command == "video" else ""
         self._ledger.record(  # type: ignore[union-attr]
             job,
-            provider=str(meta.get("provider") or (failed_on and failed_on.provider) or "-"),
+            provider=str(
+                meta.get("provider") or (failed_on and failed_on.provider) or billed_by or "-"
+            ),
             key_id=str(meta.get("key_id") or (failed_on and failed_on.key_id) or ""),
             outcome="ok" if error is None else error.kind,
             latency=seconds,
@@ -279,7 +283,7 @@ class Worker:
             tokens_out=int(meta.get("tokens_out") or 0),
             images=files if job.command == "image" else 0,
             video_seconds=float(job.args.get("duration") or 0)
-            if files and job.command == "video"
+            if job.command == "video" and (files or billed_by)
             else 0.0,
         )
 

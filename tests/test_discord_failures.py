@@ -237,6 +237,16 @@ async def test_a_video_given_up_on_is_counted_against_its_provider(world: World)
     await settle_videos(world)
     [row] = await world.bot.store.ledger.stats(world.guild.id)
     assert (row.pool, row.provider, row.failed) == ("video", "minimax", 1)
+    # The task goes on at the provider: its clip is made, and billed.
+    assert row.video_seconds == 6 and row.cost > 0
+
+
+async def test_a_video_task_the_provider_failed_costs_nothing(world: World) -> None:
+    world.fake.inject("minimax", "video_fail")
+    await world.member.slash(world.channel("비디오생성-1"), "video", prompt="a wave")
+    await settle_videos(world)
+    [row] = await world.bot.store.ledger.stats(world.guild.id)
+    assert (row.provider, row.failed, row.video_seconds, row.cost) == ("minimax", 1, 0, 0)
 
 
 async def test_a_fault_of_the_bots_own_gives_the_use_back(world: World) -> None:

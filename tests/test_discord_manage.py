@@ -220,6 +220,27 @@ async def test_an_admin_lists_and_cancels_only_this_servers_jobs(world: World) -
     ]
 
 
+async def test_a_video_cancelled_once_its_task_exists_still_counts_its_clip(
+    world: World,
+) -> None:
+    boss = manager(world)
+    general, videos = world.channel("general"), world.channel("비디오생성-1")
+    world.pools["video"].workers = 1
+    await world.member.slash(videos, "video", prompt="one")
+    await world.add_member("dahyun").slash(videos, "video", prompt="two")
+    await world.env.advance_time(15)  # the first one's task exists
+    running, queued = (job.id for job, _state in world.pools["video"].jobs())
+    for job_id in (queued, running):  # the queued one first, so that it never starts
+        private(await boss.slash(general, "admin jobs", cancel=job_id))
+
+    rows = {row.provider: row for row in await store_of(world).ledger.stats(world.guild.id)}
+    # The provider makes the first clip all the same, and bills it; the second never
+    # had a task.
+    made, never = rows["minimax"], rows["-"]
+    assert (made.jobs, made.failed, made.video_seconds) == (1, 1, 6) and made.cost > 0
+    assert (never.jobs, never.video_seconds, never.cost) == (1, 0, 0)
+
+
 async def test_a_job_being_answered_is_too_late_to_cancel(world: World) -> None:
     boss = manager(world)
     # Discord fails the answer's first try: the reply waits 20-40 s to try again.

@@ -13,6 +13,11 @@ A clip from a picture (`job.args["picture"]`) starts from it (MiniMax
 a data URL until the task exists, so a restart in between needs the member's
 link no more (Discord's links expire); then the task holds it and the journal
 lets it go.
+
+Once the task exists the provider makes the clip, and bills it, whether or not the
+job still waits for it: `job.args[BILLED_BY]` names that provider from then on, so
+a job cancelled by an admin or given up on still counts its clip's cost in the
+ledger. The provider saying the task failed (nothing made) takes it away.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from aibot.pools.pictures import PICTURE_ARG, fetch_picture, picture_ref
 from aibot.providers.minimax import VideoFile, VideoStatus
 from aibot.providers.retry import with_keys
 
-__all__ = ["FRAME_ARG", "RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
+__all__ = ["BILLED_BY", "FRAME_ARG", "RESUME_KEY", "RESUME_TASK", "build_work", "resume"]
 
 log = logging.getLogger("aibot.pools.video")
 
@@ -51,6 +56,8 @@ RESUME_TASK = "resume_task_id"
 RESUME_KEY = "resume_key_fingerprint"
 # The downloaded first frame (a data URL), kept in the job until the task exists.
 FRAME_ARG = "first_frame_image"
+# The provider whose task makes the job's clip (see the module docstring).
+BILLED_BY = "billed_by"
 # MiniMax's status words -> Progress stages.
 _STAGES = {"preparing": "preparing", "queueing": "queued", "processing": "processing"}
 
@@ -85,7 +92,9 @@ class _VideoRun:
     async def result(self) -> Result:
         task_id = str(self.job.args.get(RESUME_TASK) or "")
         key = str(self.job.args.get(RESUME_KEY) or "")
-        if not task_id:
+        if task_id:
+            self.job.args[BILLED_BY] = self.client.name  # an earlier run made the task
+        else:
             task_id, key = await self._create()
         file = await self._wait(task_id, key)
         # A size of 0 is unknown: download() stops at the limit anyway.
@@ -149,6 +158,7 @@ class _VideoRun:
             # No task exists yet: the admin pool may make it with a key of its own.
             raise KeysDown(f"every video key of the {self.ctx.pool.name} pool is down") from err
         self.job.args.pop(FRAME_ARG, None)  # the task has the picture now
+        self.job.args[BILLED_BY] = self.client.name
         if self.ctx.journal:
             await self.ctx.journal.accepted(self.job, task.task_id, task.key_fingerprint)
         return task.task_id, task.key_fingerprint
@@ -193,6 +203,7 @@ class _VideoRun:
                     return file
                 continue
             if status.failed:
+                del self.job.args[BILLED_BY]  # nothing made, nothing billed
                 raise self._provider_failed(f"the video task ended with {status.status}")
             if status.status != state and self.ctx.journal:
                 await self.ctx.journal.progress(self.job.id, status.status)
