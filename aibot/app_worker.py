@@ -86,7 +86,8 @@ def cluster_runner(
 
     journal = RedisJournal(redis, prefix=cluster.prefix)
     deliveries = StreamDeliveries()
-    # No progress or streaming edit once a stall may have cost the job's lease.
+    # No progress or streaming edit, and no exchange remembered, once a stall may
+    # have cost the job's lease.
     replies = deliveries.fenced(replies)
     worker = Worker(
         settings,
@@ -94,7 +95,7 @@ def cluster_runner(
         gate=ClusterGate(SharedGate(redis, cluster.prefix, settings, store.calendar)),
         ledger=ledger,
         journal=journal,
-        memory=memory,
+        memory=deliveries.fenced_memory(memory),
         observe=outcome,
         ring=shared_rings(SharedBudgets(redis, cluster.prefix)),
     )

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aibot.cluster.connection import connect
+from aibot.cluster.deliveries import StreamDeliveries
 from aibot.cluster.memory import SharedMemory
+from aibot.cluster.streams import JobStream
 from aibot.jobs import Job
 from aibot.store.memory import estimate_tokens
 from tests.fixtures.redis_server import RedisServer
@@ -106,6 +109,26 @@ async def test_an_answer_recalled_before_a_reset_is_not_remembered_after_it(
         fresh = await memory.recall(chat())  # the next /chat starts anew
         await memory.remember(chat(), "hello", "hi", resets=fresh.resets)
         assert len((await memory.recall(chat())).messages) == 2
+
+
+async def test_a_worker_whose_lease_may_be_gone_adds_nothing_to_the_conversation(
+    client,
+) -> None:
+    stream = JobStream(client, "chat", prefix=_PREFIX, block=0.05, reclaim_every=0, lease=60)
+    await stream.add(chat())
+    [delivery] = await stream.take("w1", 1)
+    job = delivery.job
+    deliveries = StreamDeliveries()
+    memory = deliveries.fenced_memory(SharedMemory(client, _PREFIX, 1000))
+
+    deliveries.hold(stream, delivery, since=time.monotonic())
+    await memory.remember(job, "first", "its answer")
+    # As a worker stalled past its lease finds its job when it wakes: another
+    # worker may have taken the job over and remembered its own answer.
+    deliveries.hold(stream, delivery, since=time.monotonic() - 2 * stream.lease)
+    await memory.remember(job, "first", "a stale answer")
+    said = [m["content"] for m in (await memory.recall(job)).messages]
+    assert said == ["first", "its answer"]
 
 
 async def test_a_conversation_expires_when_left_alone(client) -> None:

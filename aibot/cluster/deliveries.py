@@ -16,6 +16,11 @@ had prepared; sent, they would overwrite the answer the worker that reclaimed
 the job gave. The final answer and failure notices go through unfenced: the
 delivery claim guards them. (While Redis is away renewals fail too: the edits
 pause, and the answer comes once the claim can be made.)
+
+`fenced_memory(memory)`: the same conversation memory, which a chat job adds its
+exchange to only while `current`: the worker that reclaimed the job remembers it,
+and a stalled one waking up would make the member's conversation hold the prompt
+twice, once with an answer they never saw.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from redis.exceptions import RedisError
 from aibot.cluster.streams import Delivery, JobStream
 from aibot.cluster.tasks import Backoff
 from aibot.jobs import AibotError, Job, Progress, Reply, Result
-from aibot.ports import ReplyFactory
+from aibot.ports import Memory, Recalled, ReplyFactory
 
 __all__ = ["StreamDeliveries"]
 
@@ -72,6 +77,10 @@ class StreamDeliveries:
         """`factory`'s replies, with progress and streaming edits sent only while
         `current` (see the module docstring)."""
         return _FencedReplies(factory, self)
+
+    def fenced_memory(self, memory: Memory) -> Memory:
+        """`memory`, remembering an exchange only while its job's lease is `current`."""
+        return _FencedMemory(memory, self)
 
     def committed(self, job_id: str) -> bool:
         """Whether this process won the job's delivery claim (it is sending)."""
@@ -138,3 +147,22 @@ class _FencedReply:
 
     async def fail(self, error: AibotError) -> None:
         await self._reply.fail(error)
+
+
+class _FencedMemory:
+    """A conversation memory that a job whose lease may be gone adds nothing to."""
+
+    __slots__ = ("_deliveries", "_memory")
+
+    def __init__(self, memory: Memory, deliveries: StreamDeliveries) -> None:
+        self._memory = memory
+        self._deliveries = deliveries
+
+    async def recall(self, job: Job) -> Recalled:
+        return await self._memory.recall(job)
+
+    async def remember(self, job: Job, prompt: str, answer: str, *, resets: int = 0) -> object:
+        if not self._deliveries.current(job.id):
+            log.info("job %s: its lease may be gone, its exchange is not remembered", job.id)
+            return 0
+        return await self._memory.remember(job, prompt, answer, resets=resets)
