@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from aibot.discord.i18n import error_text
-from aibot.jobs import AibotError, BadAnswer, Incomplete, Unavailable
+from aibot.jobs import AibotError, BadAnswer, Incomplete, Rejected, Unavailable
 from aibot.providers.minimax import MiniMaxImages
 from aibot.providers.openai_chat import OpenAIChat
 from aibot.providers.openai_images import OpenAIImages
@@ -25,7 +25,7 @@ from aibot.sandbox import FakeProviders
 from aibot.sandbox.chat import DIALECTS
 from aibot.sandbox.faults import IMAGE_BODY_FAULTS
 from tests.fixtures.discord import World
-from tests.test_providers import MESSAGES, PICTURE, lease_for, ring
+from tests.test_providers import KEYS, MESSAGES, PICTURE, lease_for, ring
 
 REPLY = "Ünïcode answer, 안녕하세요 😀, in several pieces of eight characters."
 Chats = dict[str, OpenAIChat]
@@ -197,6 +197,27 @@ async def test_what_a_server_answers_is_read_or_typed(
                 _ = [delta async for delta in stream]
     finally:
         await chat.aclose()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("body", ["", "<html>403 Forbidden</html>", '{"name": "forbidden"}'])
+async def test_a_stability_403_refuses_the_prompt_and_keeps_the_key(body: str) -> None:
+    async def moderated(request: web.Request) -> web.Response:
+        return web.Response(status=403, body=body.encode())
+
+    app = web.Application()
+    app.router.add_post("/v2beta/stable-image/generate/core", moderated)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    images = StabilityImages(f"http://127.0.0.1:{runner.addresses[0][1]}", "core", timeout=5)
+    keys = ring("stability", KEYS["stability"][0])  # one key: disabled, it would be all
+    try:
+        with pytest.raises(Rejected):
+            await with_keys(keys, lambda lease: images.generate(lease, PICTURE), timeout=5)
+        assert not keys.all_down
+    finally:
+        await images.aclose()
         await runner.cleanup()
 
 

@@ -244,6 +244,26 @@ async def test_a_video_task_made_as_the_bot_stops_is_paid_for_once(
     assert fake_providers.counters.video_tasks == 1
 
 
+async def test_a_video_task_whose_answer_was_lost_is_not_asked_for_again(
+    wire_env: dict[str, str], fake_discord: FakeDiscord, fake_providers: FakeProviders
+) -> None:
+    # The provider makes the task (and bills it), and its answer is lost on the way
+    # (a 5xx from a proxy in front of it). Asking again would pay for a second clip.
+    fake_providers.inject("minimax", "lost_answer", endpoint="video")
+    bot = create_bot(wire_env)
+    async with connected(bot, fake_discord):
+        sent = await fake_discord.send_interaction(
+            "video", {"prompt": "waves"}, channel="비디오생성-1"
+        )
+
+        def told(record: Record) -> bool:
+            content = str(record.body.get("content"))
+            return record.interaction_id == sent.id and "provider is down" in content
+
+        await fake_discord.wait_until(told, timeout=WAIT)
+    assert fake_providers.counters.video_tasks == 1
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)

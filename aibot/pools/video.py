@@ -151,6 +151,7 @@ class _VideoRun:
                     lease, prompt, model=model, duration=duration, first_frame=frame
                 ),
                 timeout=self.ctx.settings.request_timeout,
+                idempotent=False,  # a lost answer may hide a task made, and billed
             )
         except NoKeyAvailable as err:
             if not self.ring.all_down:

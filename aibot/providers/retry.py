@@ -5,7 +5,9 @@
   moves on. Neither counts as an attempt: the ring decides when no key is left
   (`NoKeyAvailable`, which propagates).
 - Unavailable (connection, timeout, 5xx): retried with tenacity, jittered
-  exponential waits, a few attempts, never past the deadline.
+  exponential waits, a few attempts, never past the deadline; except for a call
+  that is not `idempotent` (a video task: a lost answer may hide a task made,
+  and billed, and asking again would pay for a second one), raised at once.
 - BadRequest, Rejected and ThoughtTooLong (a reasoning model's answer with no
   words): raised at once; asking again gives the same answer.
 - One deadline (`timeout` seconds from the call) bounds waiting for a key,
@@ -63,14 +65,17 @@ def with_keys(
     *,
     timeout: float,
     fingerprint: str | None = None,
+    idempotent: bool = True,
 ) -> Awaitable[T]:
     """`call(lease)` on the ring's keys under the policy above, to be awaited.
     `fingerprint` pins one key (a video task is polled with the key that created
-    it). A result with a `headers` mapping (rate-limit headers) tightens the
-    key's budget through `lease.ok`. A plain function handing back the policy's
-    coroutine: one coroutine fewer on every provider call."""
+    it). `idempotent` False: a transient failure is not tried again (a 429 or a
+    bad key still moves on: the provider said no, nothing was made). A result
+    with a `headers` mapping (rate-limit headers) tightens the key's budget
+    through `lease.ok`. A plain function handing back the policy's coroutine: one
+    coroutine fewer on every provider call."""
     deadline = asyncio.get_running_loop().time() + timeout
-    return _on_some_key(ring, call, deadline, fingerprint, True, True)
+    return _on_some_key(ring, call, deadline, fingerprint, True, True, retry=idempotent)
 
 
 async def stream_with_keys(
@@ -162,12 +167,14 @@ async def _on_some_key(
     fingerprint: str | None,
     bounded: bool,
     first: bool,
+    *,
+    retry: bool = True,
 ) -> T:
     """One attempt: on a 429 or a bad key the call moves to another key.
     `bounded`: the deadline bounds the call too (a stream bounds its own, only
     until its first item). The `first` attempt is the policy's own coroutine,
     so the common case costs no retry machinery: it unwraps a committed failure
-    and, after an Unavailable, hands over to `_retries`."""
+    and, after an Unavailable (unless not to `retry`), hands over to `_retries`."""
     while True:
         lease = ring.try_acquire(fingerprint) or await ring.acquire(
             deadline=deadline, fingerprint=fingerprint
@@ -193,7 +200,7 @@ async def _on_some_key(
             _settle(lease, err)
             if isinstance(err, RateLimited | BadKey):
                 continue
-            if not first or not isinstance(err, Unavailable) or not _transient(err):
+            if not (first and retry) or not isinstance(err, Unavailable) or not _transient(err):
                 raise
             failure = err
         else:

@@ -126,6 +126,10 @@ class StabilityImages:
         )
         if answer.status == 429 and error.retry_after is None:
             error.retry_after = _LOCKOUT_SECONDS
+        if answer.status == 403 and not isinstance(error, Rejected):
+            # Stability's 403 is its content moderation, whatever the body says (a
+            # bad key is a 401): the prompt is refused, the key stays in use.
+            error = Rejected(f"{self.name}: refused by content moderation")
         return error
 
     async def aclose(self) -> None:

@@ -179,9 +179,11 @@ def endpoint(checkpoint: Checkpoint, wire: Wire, name: str, impl: Impl) -> Handl
             if refused is not None:
                 raise refused
             response = await impl(request, body, admission)
+            # Done (a task made, a charge taken) whether the client hears of it or not.
             if admission.fault == "slow_answer":
-                # Done (a task made, a charge taken) whether the client waits or not.
                 await asyncio.sleep(checkpoint.config.timeout_delay)
+            elif admission.fault == "lost_answer":
+                raise Refusal("server_error")
         except Refusal as refusal:
             checkpoint.counters.outcome(wire.provider, refusal.kind)
             return wire.refuse(refusal, admission)

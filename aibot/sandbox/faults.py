@@ -35,6 +35,7 @@ FAULTS = (
     "500",  # a 5xx server error
     "timeout",  # hold the request for `timeout_delay` seconds, then answer
     "slow_answer",  # do the work at once, hold its answer `timeout_delay` seconds
+    "lost_answer",  # do the work (a task made, a charge taken), then answer a 5xx
     "invalid_key",  # answer as if the key were invalid
     "reject",  # the input is refused by the safety system
     "unknown_model",  # a 404: the model asked for does not exist (retired, misspelled)
