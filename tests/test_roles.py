@@ -298,6 +298,8 @@ async def test_a_video_is_made_polled_and_downloaded(
     assert kinds[0] == "accepted" and "progress" in kinds and "finished" not in kinds
     assert journal.events[0][2] == reply.result.meta["task_id"]
     assert fake_providers.counters.video_tasks == 1
+    [asked] = fake_providers.counters.bodies("minimax", "video")
+    assert (asked.body["duration"], asked.body["resolution"]) == (6, "768P")
 
 
 async def test_a_journaled_video_resumes_after_a_restart_without_a_new_task(

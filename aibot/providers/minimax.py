@@ -257,7 +257,13 @@ class MiniMaxVideo:
     ) -> VideoTask:
         """A new task; `first_frame` (a data URL or a URL) is the picture the clip
         starts from."""
-        payload = {"model": model or self.model, "prompt": prompt, "duration": duration}
+        # 768P: what the price table's estimate is for, and every duration allows it.
+        payload = {
+            "model": model or self.model,
+            "prompt": prompt,
+            "duration": duration,
+            "resolution": "768P",
+        }
         if first_frame:
             payload["first_frame_image"] = first_frame
         body, headers = await self._api.call(lease, "POST", "/v1/video_generation", json=payload)
