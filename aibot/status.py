@@ -99,7 +99,7 @@ class _Screen:
         parts += [Text(""), Text("last events", "bold dim"), _event_table(recent)]
         yield Panel(
             Group(*parts),
-            title=f"aibot · {self.info.name}",
+            title=Text(f"aibot · {self.info.name}"),
             title_align="left",
             border_style=_border_style(self.info),
             box=box.ROUNDED,
@@ -210,10 +210,10 @@ def _node_table(nodes: list[NodeSnapshot]) -> Table:
     for node in sorted(nodes, key=lambda node: (not node.here, node.name)):
         pools = " ".join(f"{pool}({node.free_slots.get(pool, 0)})" for pool in node.pools)
         table.add_row(
-            node.name + (" (here)" if node.here else ""),
+            Text(node.name + (" (here)" if node.here else "")),
             pools or "-",
             _shard_ids(node.shards),
-            node.version or "?",
+            Text(node.version or "?"),
             _duration(node.age(now)),
         )
     return table
@@ -265,7 +265,7 @@ def _event_table(events: list[Event]) -> RenderableType:
             time.strftime("%H:%M:%S", time.localtime(event.time)),
             Text(event.level[:4], _LEVEL_STYLE.get(event.level, "")),
             event.pool or "-",
-            event.text,
+            Text(event.text),  # as written: a guild's name is anyone's text
         )
     return table
 

@@ -162,6 +162,19 @@ def test_the_last_events_are_listed() -> None:
     assert "image queue full: job 9f3a overflowed to admin" in text
 
 
+def test_names_from_discord_are_shown_as_written_never_read_as_styles() -> None:
+    # A server owner names their guild, an operator their node, anything at all.
+    said = "chat paused by boss in guild=Gamers [/r/gaming] [bold]"
+    events = [Event(time.time(), "WARNING", "chat", said)]
+    nodes = [NodeSnapshot("node-[/]", ("chat",), {"chat": 1}, (), "[red]0.1", time.time())]
+    base = fixtures.source(events=events)
+    info = replace(base.bot_info(), name="AI [helper]")
+    source = SourceFunctions(lambda: info, base.pools, base.events, lambda: nodes)
+    text = shown(source, width=120)
+    assert said in text and "aibot · AI [helper]" in text
+    assert "node-[/]" in text and "[red]0.1" in text
+
+
 def test_event_log_keeps_only_the_last_n() -> None:
     events = EventLog(maxlen=3)
     for n in range(10):
