@@ -22,6 +22,7 @@ from discord.ext import commands
 
 from aibot import create_bot
 from aibot.discord.bot import AibotBot
+from aibot.http import health
 from aibot.logs import setup_logging
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import FakeDiscord, FakeDiscordProcess, Record, pointed_at
@@ -262,6 +263,22 @@ async def test_a_video_task_whose_answer_was_lost_is_not_asked_for_again(
 
         await fake_discord.wait_until(told, timeout=WAIT)
     assert fake_providers.counters.video_tasks == 1
+
+
+async def test_health_says_the_gateway_is_down_once_discord_cannot_be_reached(
+    wire_env: dict[str, str], fake_discord: FakeDiscord
+) -> None:
+    bot = create_bot(wire_env)
+    assert isinstance(bot, AibotBot)
+    async with connected(bot, fake_discord):
+        await asyncio.wait_for(_until(lambda: health(bot.status_source())[0] == 200), WAIT)
+        await fake_discord.stop()  # every shard's connection cut, none made again
+
+        def down() -> bool:
+            status, body = health(bot.status_source())
+            return status == 503 and body["problems"] == ["gateway down"]
+
+        await asyncio.wait_for(_until(down), WAIT)
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -237,9 +237,16 @@ class AibotBot(commands.AutoShardedBot):
             guilds=len(self.guilds),
             shards=shards,
             uptime_s=uptime,
-            gateway_up=self.is_ready() and not self.is_closed(),
+            gateway_up=self.gateway_up(),
             mode="all pools" if set(here) == set(POOLS) else ", ".join(here),
         )
+
+    def gateway_up(self) -> bool:
+        """Ready, and every shard of this process connected: discord.py stays ready
+        through a lost connection while it tries to make a new one."""
+        shards = self.shards.values()
+        ready = self.is_ready() and not self.is_closed()
+        return ready and bool(shards) and not any(shard.is_closed() for shard in shards)
 
     def pool_snapshots(self) -> list[PoolSnapshot]:
         return self.queue.snapshots()
