@@ -71,7 +71,10 @@ class KeyState:
         return "busy" if busy else "ready"
 
     def snapshot(self, state: str, now: float, *, room: float, burst: float) -> KeySnapshot:
-        """Plain data for the status views; `room` of `burst`: calls it could start now."""
+        """Plain data for the status views; `room` of `burst`: calls it could start now
+        (none while it cools down or once it is disabled)."""
+        if state in ("cooling", "disabled"):
+            room = 0.0
         return KeySnapshot(
             key_id=self.key_id,
             state=state,

@@ -230,3 +230,13 @@ async def test_the_snapshot_shows_the_room_left_in_each_bucket() -> None:
     assert snap.budget_limit == 10 and snap.budget_left == pytest.approx(6)
     await asyncio.sleep(0.2)
     assert keys.snapshot().keys[0].budget_left == pytest.approx(8)
+
+
+@on_virtual_clock
+async def test_a_key_cooling_or_disabled_has_no_call_ready() -> None:
+    keys = ring(KEY_A, KEY_B)
+    (await keys.acquire(timeout=1)).rate_limited(retry_after=30)
+    (await keys.acquire(timeout=1)).bad_key("401 invalid key")
+    shown = {key.state: key for key in keys.snapshot().keys}
+    assert shown["cooling"].budget_left == 0 and shown["disabled"].budget_left == 0
+    assert shown["cooling"].budget_limit == 10  # what it gets back once it cools down
