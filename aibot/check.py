@@ -237,7 +237,7 @@ def report(settings: Settings, console: Console) -> None:
         else "Discord's recommendation"
     )
     console.print(
-        f"token {token}  store {settings.data_dir / 'aibot.db'}  http {http}  "
+        f"token {token}  store {settings.data_dir.absolute() / 'aibot.db'}  http {http}  "
         f"shards {shards}  day boundary {settings.timezone.key}",
         highlight=False,
         markup=False,

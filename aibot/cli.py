@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -168,6 +169,7 @@ def _run(args: argparse.Namespace, prog: str, home: Path | None) -> int:
     except SettingsFileError as error:
         say(f"{error}.")
         return EXIT_CONFIG
+    _work_beside(found)
     if args.check:
         return int(_module("aibot.check").main(args, settings_file=found))
     if args.migrate_to_redis:
@@ -207,6 +209,16 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
     if args.sync:
         return asyncio.run(sync(bot, settings))
     return asyncio.run(serve(bot, settings, panel=not args.no_panel))
+
+
+def _work_beside(found: SettingsFile) -> None:
+    """The settings file found beside run.py, not in the working folder: work in its
+    folder, so that the relative paths of the settings (`AIBOT_DATA_DIR`'s default
+    `./data`, the logs, the backups) are the install's, not wherever the command was
+    typed (a new, empty store there: quotas reset, paid videos not resumed)."""
+    searched = found.looked_in  # empty for a file named with --env-file: left as it is
+    if found.path is not None and searched and found.path.parent != Path.cwd().resolve():
+        os.chdir(found.path.parent)
 
 
 def _log_dir_problem(settings: Settings) -> str | None:

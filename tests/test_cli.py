@@ -61,6 +61,21 @@ def test_the_default_file_is_found_beside_run_py_from_any_folder(tmp_path: Path)
     assert "AIBOT_CHAT_WORKERS" in done.stdout  # read from it
 
 
+def test_found_beside_run_py_its_relative_paths_are_the_install_s(tmp_path: Path) -> None:
+    script = copy_run_py(tmp_path)
+    install = script.parent.resolve()
+    key = "sk-proj-" + "k3y" * 10
+    settings = f"DISCORD_TOKEN={TOKEN}\nOPENAI_API_KEY_1={key}\nAIBOT_HTTP=off\n"
+    (install / ".env.multi").write_text(settings)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_py(tmp_path, "--check", cwd=elsewhere, COLUMNS="400")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The default ./data is the install's, not the folder the command was typed in.
+    assert f"store {install / 'data' / 'aibot.db'}" in done.stdout
+    assert not (elsewhere / "data").exists()
+
+
 def test_without_a_settings_file_the_owner_is_told_where_aibot_looked(tmp_path: Path) -> None:
     done = run_py(tmp_path)
     assert done.returncode == 2
