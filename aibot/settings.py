@@ -353,9 +353,7 @@ class _Reader:
             http=self.get(
                 "AIBOT_HTTP", _DEFAULT_HTTP, values.host_port, "host:port, or off to disable"
             ),
-            log_level=self.get(
-                "LOG_LEVEL", "INFO", values.log_level, "one of DEBUG, INFO, WARNING, ERROR"
-            ),
+            log_level=self.get("LOG_LEVEL", "INFO", values.log_level, values.LEVEL),
             log_format=self.get("AIBOT_LOG_FORMAT", "text", values.log_format, "text or json"),
             log_dir=Path(log_dir) if log_dir else None,
             drain_seconds=self.get(

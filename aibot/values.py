@@ -8,6 +8,8 @@ from aibot.catalogue import POOLS, PROVIDERS
 
 __all__ = [
     "BOOL",
+    "LEVEL",
+    "LOG_LEVELS",
     "NNI",
     "PAT",
     "POS",
@@ -41,6 +43,8 @@ PAT = "comma-separated channel name patterns (* and ? allowed)"
 URL = "an http:// or https:// URL"
 BOOL = "true or false"
 TZ = "an IANA time zone such as UTC or Asia/Seoul"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVEL = "one of " + ", ".join(LOG_LEVELS)
 
 
 def positive_int(value: str) -> int:
@@ -151,7 +155,7 @@ def host_port(value: str) -> tuple[str, int] | None:
 
 def log_level(value: str) -> str:
     level = value.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    if level not in LOG_LEVELS:
         raise ValueError
     return level
 

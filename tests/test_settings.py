@@ -87,6 +87,13 @@ def test_time_zones_work_where_the_system_has_no_zone_database(tmp_path: Path) -
     assert ran.stdout.split() == ["UTC", "Asia/Seoul"]
 
 
+def test_a_wrong_log_level_lists_every_level_accepted() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"LOG_LEVEL": "loud"})
+    assert "one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(caught.value)
+    assert Settings.from_env({"LOG_LEVEL": "critical"}).log_level == "CRITICAL"
+
+
 def test_a_key_pasted_on_the_wrong_line_is_not_echoed() -> None:
     minimax_key = "eyJhbGciOiJSUzI1NiJ9." + "Zm9v" * 8  # not shaped like sk-...
     with pytest.raises(SettingsError) as caught:
