@@ -86,6 +86,7 @@ class KeyState:
             reason=self.reason if state in ("cooling", "disabled") else "",
             budget_left=room,
             budget_limit=burst,
+            fingerprint=self.fingerprint,
         )
 
 

@@ -26,7 +26,8 @@ __all__ = [
 @dataclass(slots=True, frozen=True)
 class KeySnapshot:
     """One key: `key_id` is the redacted form (`sk-...abcd`); `state` is one of
-    ready, busy, cooling, disabled; `reason` says why it is cooling or disabled."""
+    ready, busy, cooling, disabled; `reason` says why it is cooling or disabled;
+    `fingerprint` tells two keys of the same redacted form apart (a hash, never shown)."""
 
     key_id: str
     state: str
@@ -38,6 +39,7 @@ class KeySnapshot:
     reason: str = ""
     budget_left: float = 0.0
     budget_limit: float = 0.0
+    fingerprint: str = ""
 
 
 @dataclass(slots=True, frozen=True)

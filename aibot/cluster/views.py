@@ -5,7 +5,10 @@ each live node itself as a `NodeSnapshot` (`node_snapshot`).
 A worker process puts its pools' snapshots in its heartbeat (`NodeInfo.snapshots`);
 the gateway reads every live heartbeat and shows each pool once, as the sum of
 its workers wherever they run: `/status`, the panel, `/health` and `/metrics`
-then see the whole bot, not only the gateway's own process.
+then see the whole bot, not only the gateway's own process. Every node holds a
+copy of the same keys, paced and disabled as one through Redis: each key is shown
+once, in its worst state on any node (a node that has not used a key since another
+disabled it still holds it as ready).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from aibot.snapshots import KeyRingSnapshot, KeySnapshot, NodeSnapshot, PoolSnap
 __all__ = ["merged_snapshots", "node_snapshot", "snapshot_from_dict", "snapshot_to_dict"]
 
 _STATES = ("running", "paused", "draining", "stopped")  # the first one any node has wins
+# A key's state over its copies, the first one any node has winning: busy last, as a
+# node whose own calls fill the key says nothing of the others.
+_KEY_STATES = ("disabled", "cooling", "ready", "busy")
 
 
 def snapshot_to_dict(snapshot: PoolSnapshot) -> dict[str, Any]:
@@ -49,7 +55,7 @@ def _known(cls: type, data: Mapping[str, Any], *, but: str = "") -> dict[str, An
 
 def merged_snapshots(nodes: Iterable[NodeInfo]) -> list[PoolSnapshot]:
     """One snapshot per pool over every node that runs it: counts summed,
-    percentiles the worst node's, key rings listed per node."""
+    percentiles the worst node's, each key once (`_merged_rings`)."""
     by_pool: dict[str, list[PoolSnapshot]] = {}
     for node in nodes:
         for data in node.snapshots:
@@ -74,7 +80,37 @@ def _merge(name: str, parts: list[PoolSnapshot]) -> PoolSnapshot:
         p50_ms=max(p.p50_ms for p in parts),
         p95_ms=max(p.p95_ms for p in parts),
         p99_ms=max(p.p99_ms for p in parts),
-        rings=tuple(ring for p in parts for ring in p.rings),
+        rings=_merged_rings(ring for p in parts for ring in p.rings),
+    )
+
+
+def _merged_rings(rings: Iterable[KeyRingSnapshot]) -> tuple[KeyRingSnapshot, ...]:
+    """One ring per pool and provider, each key in it once, over every node's copy."""
+    by_ring: dict[tuple[str, str], dict[str, list[KeySnapshot]]] = {}
+    for ring in rings:
+        keys = by_ring.setdefault((ring.pool, ring.provider), {})
+        for key in ring.keys:
+            keys.setdefault(key.fingerprint or key.key_id, []).append(key)
+    return tuple(
+        KeyRingSnapshot(pool, provider, tuple(_merged_key(copies) for copies in keys.values()))
+        for (pool, provider), keys in by_ring.items()
+    )
+
+
+def _merged_key(copies: list[KeySnapshot]) -> KeySnapshot:
+    """A key as the whole bot has it: its worst state (`_KEY_STATES`), the calls of
+    every node summed, a call ready when one could start on some node."""
+    worst = min(copies, key=lambda k: _KEY_STATES.index(k.state) if k.state in _KEY_STATES else 0)
+    off = worst.state in ("disabled", "cooling")
+    return dataclasses.replace(
+        worst,
+        inflight=sum(k.inflight for k in copies),
+        calls=sum(k.calls for k in copies),
+        rate_limited=sum(k.rate_limited for k in copies),
+        failures=sum(k.failures for k in copies),
+        cooling_for=max(k.cooling_for for k in copies),
+        budget_left=0.0 if off else max(k.budget_left for k in copies),
+        budget_limit=max(k.budget_limit for k in copies),
     )
 
 
