@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from aibot.alerts import AlertHub
-from aibot.app_worker import cluster_runner, flush_rings, forgive_rings
+from aibot.app_worker import cluster_runner, flush_rings, forgive_rings, refresh_rings
 from aibot.catalogue import POOLS
 from aibot.cluster.alerts import AlertFollower
 from aibot.cluster.batch import Batched
@@ -119,6 +119,7 @@ def create_gateway(settings: Settings) -> AibotBot:
         worker_replies.delivery = runner.deliveries
         watch_rings(runner.worker.pools.values(), alerts)
         starters.append(lambda: forgive_rings(runner.worker))
+        on_beat.append(lambda: refresh_rings(runner.worker))
         closers += [lambda: flush_rings(runner.worker), worker_replies.close]
     # Its shards (every one without AIBOT_SHARD_IDS) are claimed before it connects.
     shards = _GatewayShards(bot, redis, settings)

@@ -40,7 +40,14 @@ from aibot.store import Store
 from aibot.watch import watch_rings
 from aibot.worker import Observer, Worker
 
-__all__ = ["WorkerProcess", "cluster_runner", "create_worker", "flush_rings", "forgive_rings"]
+__all__ = [
+    "WorkerProcess",
+    "cluster_runner",
+    "create_worker",
+    "flush_rings",
+    "forgive_rings",
+    "refresh_rings",
+]
 
 log = logging.getLogger("aibot.cluster")
 
@@ -55,6 +62,13 @@ async def forgive_rings(worker: Worker) -> None:
     """Give every key of the worker's rings another chance (`SharedKeyRing.forgive`)."""
     for ring in _shared_rings(worker):
         await ring.forgive()
+
+
+async def refresh_rings(worker: Worker) -> None:
+    """Learn what other processes did to the worker's keys (disabled one, cooled one),
+    for this process's status views (`SharedKeyRing.refresh`): a heartbeat hook."""
+    for ring in _shared_rings(worker):
+        await ring.refresh()
 
 
 def _shared_rings(worker: Worker) -> list[SharedKeyRing]:
@@ -110,6 +124,7 @@ def cluster_runner(
         prefix=cluster.prefix,
         lease=cluster.lease_seconds,
         beat=beat,
+        on_beat=[lambda: refresh_rings(worker)],
         observe=observe,
         alerts=alerts,
     )

@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aibot import create_bot
 from aibot.app_worker import create_worker
+from aibot.cluster.budget import SharedBudgets
+from aibot.cluster.ring import SharedKeyRing
 from aibot.discord.embeds import instances_embed, status_embed
 from aibot.discord.i18n import text
 from aibot.sandbox.fake_discord import FakeDiscord, pointed_at
@@ -29,7 +31,7 @@ from aibot.snapshots import NodeSnapshot
 from tests.cluster_processes import eventually
 from tests.fixtures.discord import DISCORD_ENV
 from tests.fixtures.redis_server import RedisServer
-from tests.test_cluster_e2e import WAIT, Cluster, Node, _restarted, _true, cluster
+from tests.test_cluster_e2e import PREFIX, WAIT, Cluster, Node, _restarted, _true, cluster
 
 __all__ = ["cluster"]
 
@@ -155,6 +157,30 @@ async def test_a_worker_answers_health_of_its_own_and_503_while_redis_is_down(
             return (await _health(url))[0] == 200
 
         await eventually(healthy, timeout=WAIT, what="the worker healthy again")
+
+
+@pytest.mark.slow
+async def test_a_worker_shows_a_key_another_process_disabled(cluster: Cluster) -> None:
+    cluster.env = {**cluster.env, "AIBOT_HTTP": "127.0.0.1:0"}
+    url = await _served_at(cluster.worker("w1", pools="chat"))
+    # Another process meets a 401 on the chat pool's OpenAI key and disables it for
+    # every process; w1 has no job to learn it from.
+    elsewhere = SharedKeyRing(
+        "chat",
+        "openai",
+        [cluster.env["OPENAI_API_KEY_1"]],
+        rpm=60,
+        concurrency=1,
+        budgets=SharedBudgets(cluster.redis, PREFIX),
+    )
+    (await elsewhere.acquire(timeout=WAIT)).bad_key("401 invalid key")
+    await elsewhere.flush()
+
+    async def shown_disabled() -> bool:
+        _status, body = await _health(url)
+        return body["pools"]["chat"]["rings"]["openai"] == [0, 1]
+
+    await eventually(shown_disabled, timeout=WAIT, what=f"w1 showing the key off: {cluster.logs()}")
 
 
 # ------------------------------------------------------ the embeds, from plain data

@@ -31,9 +31,11 @@ from redis.exceptions import RedisError
 
 from aibot.cluster.tasks import stop_tasks
 
-__all__ = ["Heartbeat", "NodeInfo", "live_nodes", "pool_served"]
+__all__ = ["VERSION", "Heartbeat", "NodeInfo", "live_nodes", "pool_served"]
 
 log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"  # the aibot version heartbeats show (pyproject's)
 
 # The values of every live name in {prefix}:nodes; forgets the names whose key
 # expired. KEYS: the set of names. ARGV: the node key prefix.

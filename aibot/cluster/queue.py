@@ -40,8 +40,8 @@ from aibot.catalogue import POOLS, SERVICE_ESTIMATE
 from aibot.cluster.batch import Batched
 from aibot.cluster.commands import CALL_TIMEOUT, redis_call
 from aibot.cluster.controls import Controls, ListedJob
-from aibot.cluster.heartbeat import Heartbeat, NodeInfo, live_nodes
-from aibot.cluster.runner import VERSION, Runner
+from aibot.cluster.heartbeat import VERSION, Heartbeat, NodeInfo, live_nodes
+from aibot.cluster.runner import Runner
 from aibot.cluster.streams import JobStream, StreamLoad, entry_fields, stream_loads
 from aibot.cluster.tasks import stop_tasks
 from aibot.cluster.views import merged_snapshots, node_snapshot

@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 from aibot.alerts import Alert, Alerts
 from aibot.cluster.controls import CancelRequest, Controls
 from aibot.cluster.deliveries import StreamDeliveries
-from aibot.cluster.heartbeat import Heartbeat, NodeInfo
+from aibot.cluster.heartbeat import VERSION, Heartbeat, NodeInfo
 from aibot.cluster.journal import RedisJournal
 from aibot.cluster.streams import Delivery, JobStream
 from aibot.cluster.tasks import Backoff, stop_tasks
@@ -55,12 +55,11 @@ from aibot.ports import ReplyFactory
 from aibot.snapshots import PoolSnapshot
 from aibot.worker import Observer, Worker
 
-__all__ = ["VERSION", "Runner"]
+__all__ = ["Runner"]
 
 log = logging.getLogger("aibot.cluster.runner")
 
 T = TypeVar("T")
-VERSION = "0.1.0"  # the aibot version heartbeats show (pyproject's)
 # Seconds between tries while Redis fails: the first pause, the longest.
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 1.0
 
@@ -77,8 +76,8 @@ class Runner:
     """Feeds `worker`'s pools (`pools`) from their streams; see the module docstring.
 
     `observe` must be the worker's observer (`Worker(observe=runner.observe)`):
-    it is how the runner learns a job's outcome. `beat`: keep this process's
-    heartbeat (a worker-only process); a gateway folds `node_info()` into its own."""
+    it is how the runner learns a job's outcome. `beat`: keep this process's heartbeat
+    (a worker-only process; `on_beat` after each); a gateway folds `node_info()` into its own."""
 
     def __init__(
         self,
@@ -93,6 +92,7 @@ class Runner:
         prefix: str = "aibot",
         lease: float = 3.0,
         beat: bool = True,
+        on_beat: Sequence[Callable[[], Awaitable[object]]] = (),
         observe: Observer | None = None,
         control_every: float = 0.25,
         alerts: Alerts | None = None,
@@ -107,7 +107,7 @@ class Runner:
         self.streams = {pool: JobStream(redis, pool, prefix=prefix, lease=lease) for pool in pools}
         self.started_at = time.time()
         self.heartbeat = (
-            Heartbeat(redis, self.node_info, prefix=prefix, interval=1.0, ttl=5.0) if beat else None
+            Heartbeat(redis, self.node_info, prefix=prefix, on_beat=on_beat) if beat else None
         )
         self._observe = observe
         self._alerts = alerts
