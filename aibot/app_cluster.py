@@ -119,12 +119,13 @@ def create_gateway(settings: Settings) -> AibotBot:
         worker_replies.delivery = runner.deliveries
         watch_rings(runner.worker.pools.values(), alerts)
         starters.append(lambda: forgive_rings(runner.worker))
-        on_beat.append(lambda: refresh_rings(runner.worker))
         closers += [lambda: flush_rings(runner.worker), worker_replies.close]
     # Its shards (every one without AIBOT_SHARD_IDS) are claimed before it connects.
     shards = _GatewayShards(bot, redis, settings)
     starters[:0] = [shards.claim, shards.learn_concurrency]
-    on_beat.append(shards.claims.renew)
+    on_beat.append(shards.claims.renew)  # first: a later hook failing cannot skip it
+    if runner is not None:
+        on_beat.append(lambda: refresh_rings(runner.worker))
     closers.append(shards.claims.release)
     queue = RedisQueue(
         redis,
