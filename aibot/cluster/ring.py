@@ -171,7 +171,9 @@ class SharedKeyRing:
 
     async def refresh(self) -> None:
         """Read every key's shared state (one round trip): keys disabled or
-        cooling because of other processes, and keys enabled again."""
+        cooling because of other processes, and keys enabled again. Not their
+        pace: each reservation learns it as it is then, where a wait read up to a
+        beat ago would turn jobs away to the next provider for nothing."""
         states = await self._budgets.states(
             [k.fingerprint for k in self._keys], rpm=self.rpm, burst=self.burst
         )
@@ -188,7 +190,6 @@ class SharedKeyRing:
             if state.state == "cooling":
                 key.cooling_until = max(key.cooling_until, now + state.cooling_for)
                 key.reason = state.reason
-            key.free_at = max(key.free_at, now + state.wait)
 
     async def flush(self) -> None:
         """Wait until the outcome reports made so far reached Redis (or were given up)."""
