@@ -212,10 +212,8 @@ def _start(args: argparse.Namespace, found: SettingsFile, command: str) -> int:
 
 
 def _work_beside(found: SettingsFile) -> None:
-    """The settings file found beside run.py, not in the working folder: work in its
-    folder, so that the relative paths of the settings (`AIBOT_DATA_DIR`'s default
-    `./data`, the logs, the backups) are the install's, not wherever the command was
-    typed (a new, empty store there: quotas reset, paid videos not resumed)."""
+    """Settings found beside run.py, not in the working folder: work in their folder, so
+    that their relative paths (`./data`, the logs, the backups) are the install's."""
     searched = found.looked_in  # empty for a file named with --env-file: left as it is
     if found.path is not None and searched and found.path.parent != Path.cwd().resolve():
         os.chdir(found.path.parent)
