@@ -270,7 +270,7 @@ class Worker:
         # A failure counts against the provider whose call failed, if one did.
         failed_on = error if error is not None and error.provider else None
         # A clip is billed once its task exists, waited for to the end or not.
-        billed_by = str(job.args.get(BILLED_BY) or "") if job.command == "video" else ""
+        billed_by = str(job.args.get(BILLED_BY) or "")
         self._ledger.record(  # type: ignore[union-attr]
             job,
             provider=str(

@@ -1,6 +1,7 @@
 """The daily room: once each local day (`AIBOT_TIMEZONE`), at start and after
-every midnight, the store's pruning (`Store.prune`: a bot that runs for months
-keeps what one restarted daily keeps), its backup and yesterday's summary.
+every midnight, the store's backup and yesterday's summary; after every midnight
+the store's pruning too (`Store.prune`, which the store does itself as it opens: a
+bot that runs for months keeps what one restarted daily keeps).
 
 Each is claimed in the store before it is done (`store.rooms.claim`), so it
 happens once a day even across restarts; a failed one gives its claim back and
@@ -52,18 +53,20 @@ class DailyRoom:
             except Exception:  # what was not claimed is tried again at the next start
                 log.exception("the daily room failed")
             await self._until_tomorrow()
+            await self._prune()
 
     async def once_today(self) -> None:
-        """The store pruned; today's backup and yesterday's summaries, unless done
-        already."""
-        store = self._rooms.bot.store
-        today, start, _end = store.calendar.span(store.calendar.now())
+        """Today's backup and yesterday's summaries, unless done already."""
+        calendar = self._rooms.bot.store.calendar
+        today, start, _end = calendar.span(calendar.now())
+        await self._backup(today)
+        await self._summaries(calendar.day(start - 1))
+
+    async def _prune(self) -> None:
         try:
-            await store.prune()
+            await self._rooms.bot.store.prune()
         except StoreError as failure:  # the backup says more; pruning waits a day
             log.warning("old rows not pruned: %s", failure)
-        await self._backup(today)
-        await self._summaries(store.calendar.day(start - 1))
 
     async def _backup(self, today: str) -> None:
         records = self._rooms.bot.store.rooms
