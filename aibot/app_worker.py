@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from redis.asyncio import Redis
@@ -189,7 +190,7 @@ class WorkerProcess:
                 "no /health or /metrics on %s:%d (%s): give this worker its own AIBOT_HTTP",
                 host,
                 port,
-                error.strerror or error,
+                os.strerror(error.errno) if error.errno else error,
             )
 
     async def drain(self, timeout: float) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from aibot.jobs import AibotError, Job
 
 __all__ = [
-    "AddressInUse",
+    "CannotListen",
     "Check",
     "HttpServer",
     "Metrics",
@@ -61,8 +61,10 @@ Probe = Callable[[], Awaitable[object]]
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
 
 
-class AddressInUse(OSError):
-    """`AIBOT_HTTP`'s address is taken: most often by another aibot on this machine."""
+class CannotListen(OSError):
+    """`AIBOT_HTTP`'s address cannot be listened on: taken (most often by another
+    aibot on this machine), not one of this machine's, or not this user's to use.
+    A setting to change, not a network problem to wait out."""
 
 
 def health(source: StatusSource, checks: Sequence[Check] = ()) -> tuple[int, dict[str, Any]]:
@@ -377,12 +379,14 @@ async def start_http(
         await site.start()
     except OSError as error:
         await runner.cleanup()
-        if error.errno != errno.EADDRINUSE:
-            raise
-        raise AddressInUse(
-            errno.EADDRINUSE,
-            f"AIBOT_HTTP {host}:{port} is in use: is aibot already running here? Stop it, "
-            "or give this one another address (or AIBOT_HTTP=off)",
+        if error.errno == errno.EADDRINUSE:
+            why = "is in use: is aibot already running here? Stop it, or give this one"
+        else:
+            why = f"cannot be listened on ({error.strerror or error}): give it"
+        raise CannotListen(
+            error.errno,
+            f"AIBOT_HTTP {host}:{port} {why} another address of this machine "
+            "(or AIBOT_HTTP=off)",
         ) from None
     bound = runner.addresses[0][1] if runner.addresses else port
     return HttpServer(runner, host, bound)

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aibot.http import Metrics, start_http
+from aibot.discord.failures import explain
+from aibot.http import CannotListen, Metrics, start_http
 from aibot.jobs import Job, Unavailable
 from aibot.snapshots import StatusSource
 from tests.fixtures import status as fixtures
@@ -56,6 +57,19 @@ async def test_health_is_ok_with_every_pools_figures() -> None:
     assert (chat["keys_healthy"], chat["keys_total"]) == (2, 3)
     assert chat["rings"] == {"openai": [2, 2], "minimax": [0, 1]}
     assert body["pools"]["image"]["state"] == "paused"
+
+
+async def test_an_address_not_of_this_machine_is_a_setting_to_change() -> None:
+    """Not "Discord cannot be reached" with exit 1 (systemd would retry it forever).
+    192.0.2.1 is reserved for documentation (RFC 5737), on no machine: binding to it
+    fails here at once and sends nothing anywhere."""
+    with pytest.raises(CannotListen) as raised:
+        await start_http(fixtures.source(), "192.0.2.1", 8001)
+    sentence = str(raised.value.strerror)
+    assert sentence.startswith("AIBOT_HTTP 192.0.2.1:8001 cannot be listened on (")
+    assert sentence.endswith("give it another address of this machine (or AIBOT_HTTP=off)")
+    failure = explain(raised.value)
+    assert failure is not None and failure.config and failure.sentence == sentence
 
 
 async def test_health_is_503_when_the_gateway_is_down() -> None:

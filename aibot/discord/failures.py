@@ -9,7 +9,7 @@ from typing import NamedTuple
 import aiohttp
 import discord
 
-from aibot.http import AddressInUse
+from aibot.http import CannotListen
 
 __all__ = ["Failure", "explain"]
 
@@ -25,7 +25,7 @@ class Failure(NamedTuple):
 def explain(error: BaseException, *, dev_guild: int | None = None) -> Failure | None:
     """The sentence for `error` from logging in, syncing or staying connected;
     None for an error that is not Discord's or the network's (a bug: let it show)."""
-    if isinstance(error, AddressInUse):
+    if isinstance(error, CannotListen):
         return Failure(error.strerror or str(error), config=True)
     if isinstance(error, discord.LoginFailure):
         return Failure("Discord refused DISCORD_TOKEN; check it.", config=True)
