@@ -4,7 +4,7 @@ Prints which settings file it read, what it would run (pools, keys per pool
 and provider, redacted, routes, store path, HTTP address), which pools will run
 and which are off (a pool with no key at all is off), and every problem at once:
 bad variables, a missing token, no pool with a key, a pool with keys none of
-which does its work, a data folder it cannot write, an HTTP address it cannot
+which does its work, a data folder or file it cannot write, an HTTP address it cannot
 bind. Exit status 0 when it would start, 2 otherwise. What it prints comes from
 the settings (channel patterns like `[ab]`, paths, problems quoting a URL's form),
 so none of it is read as rich markup.
@@ -95,6 +95,8 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
     found.extend(_store_problems(settings.data_dir))
     if settings.log_dir is not None and _unwritable(settings.log_dir):
         found.append(f"AIBOT_LOG_DIR: cannot create or write {settings.log_dir}")
+    elif settings.log_dir is not None and _not_ours(log := settings.log_dir / "aibot.log"):
+        found.append(_not_ours_problem("AIBOT_LOG_DIR", log))
     if _unwritable(settings.rooms.backup_dir):  # the daily backup fails; the bot runs
         warnings.append(f"AIBOT_BACKUP_DIR: cannot create or write {settings.rooms.backup_dir}")
     if settings.http is not None:
@@ -183,10 +185,28 @@ def _unwritable(folder: Path) -> bool:
     return existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)
 
 
+def _not_ours(file: Path) -> bool:
+    """Whether `file` is there and this user may not write it: most often made by
+    another user (`python3 run.py` once as root, then the service as its own user),
+    in a folder this user may write."""
+    return file.exists() and not (file.is_file() and os.access(file, os.W_OK))
+
+
+def _not_ours_problem(variable: str, file: Path) -> str:
+    return (
+        f"{variable}: cannot write {file}: another user's? Give it to the user aibot "
+        "runs as (chown)"
+    )
+
+
 def _store_problems(data_dir: Path) -> list[str]:
     database = data_dir / "aibot.db"
     if _unwritable(data_dir):
         return [f"AIBOT_DATA_DIR: cannot create or write {data_dir}"]
+    # SQLite's write-ahead log and its index stay beside the file after a crash.
+    files = (database, data_dir / "aibot.db-wal", data_dir / "aibot.db-shm")
+    if not_ours := [_not_ours_problem("AIBOT_DATA_DIR", f) for f in files if _not_ours(f)]:
+        return not_ours
     if database.exists():
         with database.open("rb") as file:
             if database.stat().st_size and file.read(16) != _SQLITE_HEADER:

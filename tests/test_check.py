@@ -4,7 +4,12 @@ redacted; exit 0 when aibot would start."""
 from __future__ import annotations
 
 import argparse
+import os
 import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ from rich.console import Console
 
 from aibot.check import main
 from tests.fixtures.redis_server import RedisServer
+from tests.fixtures.run_py import child_env
 
 SECRET = "sk-live-0123456789abcdefWXYZ"
 
@@ -170,3 +176,54 @@ def test_log_and_backup_folders_that_cannot_be_written_are_named(
     said = " ".join(out.split())
     assert f"AIBOT_LOG_DIR: cannot create or write {a_file / 'logs'}" in said
     assert f"warning: AIBOT_BACKUP_DIR: cannot create or write {a_file / 'backups'}" in said
+
+
+# `--check` as another user than the files'. Run as root (who may write any file),
+# it becomes `nobody`: first it runs the check once as root to import all it needs,
+# since the interpreter may be in root's own folder, out of nobody's reach.
+CHECK_AS_ANOTHER_USER = """
+import argparse, io, os, sys
+from rich.console import Console
+from aibot.check import main
+
+args = argparse.Namespace(env_file=sys.argv[1])
+if os.geteuid() == 0:
+    main(args, console=Console(file=io.StringIO()))
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(main(args, console=Console(width=200)))
+"""
+
+
+def test_files_another_user_made_are_named() -> None:
+    """`python3 run.py` once as root, then the service as its own user: the folders
+    are the service's to write, the store and the log file are not."""
+    with tempfile.TemporaryDirectory() as where:  # not tmp_path: its folders are root's only
+        root = Path(where)
+        data, logs = root / "data", root / "logs"
+        for folder in (root, data, logs):
+            folder.mkdir(exist_ok=True)
+            folder.chmod(0o777)
+        sqlite3.connect(data / "aibot.db").close()
+        (logs / "aibot.log").write_text("")
+        settings = root / ".env.multi"
+        settings.write_text(
+            f"DISCORD_TOKEN=t\nOPENAI_API_KEY_1=sk-chat-abcdefgh\nAIBOT_HTTP=off\n"
+            f"AIBOT_DATA_DIR={data}\nAIBOT_LOG_DIR={logs}\n"
+        )
+        for file in (data / "aibot.db", logs / "aibot.log", settings):
+            file.chmod(0o444)
+        done = subprocess.run(
+            [sys.executable, "-c", CHECK_AS_ANOTHER_USER, str(settings)],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+        )
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 2, said + done.stderr
+    for variable, file in (
+        ("AIBOT_DATA_DIR", data / "aibot.db"),
+        ("AIBOT_LOG_DIR", logs / "aibot.log"),
+    ):
+        assert f"{variable}: cannot write {file}: another user's?" in said
