@@ -4,7 +4,6 @@ redacted; exit 0 when aibot would start."""
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sqlite3
 import subprocess
