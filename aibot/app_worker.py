@@ -100,7 +100,7 @@ def cluster_runner(
         runner.observe(*args)  # type: ignore[union-attr, arg-type]
 
     journal = RedisJournal(redis, prefix=cluster.prefix)
-    deliveries = StreamDeliveries()
+    deliveries = StreamDeliveries(journal)
     # No progress or streaming edit, and no exchange remembered, once a stall may
     # have cost the job's lease.
     replies = deliveries.fenced(replies)

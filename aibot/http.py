@@ -385,8 +385,7 @@ async def start_http(
             why = f"cannot be listened on ({error.strerror or error}): give it"
         raise CannotListen(
             error.errno,
-            f"AIBOT_HTTP {host}:{port} {why} another address of this machine "
-            "(or AIBOT_HTTP=off)",
+            f"AIBOT_HTTP {host}:{port} {why} another address of this machine (or AIBOT_HTTP=off)",
         ) from None
     bound = runner.addresses[0][1] if runner.addresses else port
     return HttpServer(runner, host, bound)

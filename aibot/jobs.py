@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 __all__ = [
+    "FOLLOWUPS",
     "AibotError",
     "Artifact",
     "BadAnswer",
@@ -43,6 +44,11 @@ __all__ = [
     "ThoughtTooLong",
     "Unavailable",
 ]
+
+# In `Job.args`: the ids of the messages a run of the job posted after the deferred
+# one (a long answer's followups), journaled so that a run after a crash writes
+# over them rather than leaving them half-written.
+FOLLOWUPS = "followups"
 
 
 def _new_id() -> str:

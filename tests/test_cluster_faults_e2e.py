@@ -19,6 +19,7 @@ import pytest
 
 from aibot.demo.stage import ALERT_CHANNEL
 from aibot.discord.i18n import text
+from aibot.jobs import FOLLOWUPS
 from aibot.sandbox import FakeProviders
 from aibot.sandbox.fake_discord import DEFAULT_CHANNELS, Record, SentInteraction
 from tests.cluster_processes import eventually
@@ -172,6 +173,39 @@ async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
     await eventually(
         lambda: _drained(cluster, "image"), timeout=WAIT, what="the entry acknowledged and deleted"
     )
+
+
+async def test_a_worker_killed_after_a_long_answer_s_followup_leaves_no_half_written_one(
+    cluster: Cluster,
+) -> None:
+    """The reclaimer writes over the followup the dead worker posted (journaled in
+    Redis as it was posted) instead of posting its own beside a half-written one."""
+    words = " ".join(f"word{i}" for i in range(500))  # two messages' worth
+    for name in ("w1", "w2"):
+        cluster.worker(name, pools="chat")
+    await cluster.serving("chat")
+    cluster.providers.chat_reply, cluster.providers.chunk_delay = words, 0.01
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+    holder = await cluster.holder("chat")
+    job_id = await _job_id(cluster, "chat")
+
+    async def followup_journaled() -> bool:
+        return bool(await cluster.redis.hexists(f"{PREFIX}:task:{job_id}", FOLLOWUPS))
+
+    await eventually(followup_journaled, timeout=WAIT, what="a followup posted and journaled")
+    cluster.node(holder).kill()
+
+    posted = [r.message_id for r in cluster.fake.records_of("followup", sent.id)]
+    messages = cluster.fake.messages
+
+    async def answered() -> bool:
+        shown = [messages.original(sent), *map(messages.get, posted)]
+        return " ".join(str(m["content"]) for m in shown if m).split() == words.split()
+
+    await eventually(answered, timeout=WAIT, what=f"the whole answer: {cluster.logs()}")
+    await eventually(lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry finished")
+    assert [r.message_id for r in cluster.fake.records_of("followup", sent.id)] == posted
+    assert not await cluster.redis.exists(f"{PREFIX}:task:{job_id}")
 
 
 async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(

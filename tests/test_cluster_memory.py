@@ -14,6 +14,7 @@ import pytest
 
 from aibot.cluster.connection import connect
 from aibot.cluster.deliveries import StreamDeliveries
+from aibot.cluster.journal import RedisJournal
 from aibot.cluster.memory import SharedMemory
 from aibot.cluster.streams import JobStream
 from aibot.jobs import Job
@@ -118,7 +119,7 @@ async def test_a_worker_whose_lease_may_be_gone_adds_nothing_to_the_conversation
     await stream.add(chat())
     [delivery] = await stream.take("w1", 1)
     job = delivery.job
-    deliveries = StreamDeliveries()
+    deliveries = StreamDeliveries(RedisJournal(client, prefix=_PREFIX))
     memory = deliveries.fenced_memory(SharedMemory(client, _PREFIX, 1000))
 
     deliveries.hold(stream, delivery, since=time.monotonic())

@@ -230,6 +230,49 @@ async def test_a_chat_whose_token_expired_during_a_crash_is_asked_again(
     assert bot.store.gate.usage(world.guild.id, world.member.id, "chat")[0] == 1
 
 
+# Two messages' worth of words: a long answer, the deferred message and a followup.
+LONG = " ".join(f"word{i}" for i in range(500))
+
+
+@pytest.mark.parametrize("again", ["short", "long"])
+@pytest.mark.aibot_env(AIBOT_CHAT_PROVIDERS="openai", AIBOT_CHAT_RPM_OPENAI="1")
+async def test_a_long_answer_cut_by_a_crash_is_written_over_when_it_runs_again(
+    world: World, aibot_env: dict[str, str], again: str
+) -> None:
+    """The first run had posted a followup ending in "▌" when the bot died: the run
+    after the restart writes over it, or deletes it when its answer is shorter."""
+    channel = world.channel("채팅방-1")
+    first = await world.member.slash(channel, "chat", prompt="one")
+    second = await world.member.slash(channel, "chat", prompt="two")
+    assert second.deferred  # its job waits for the key's pace
+    # What the job's first run had written when the bot died (SimCord's clock stands
+    # still while a fake provider streams: the stream is its reply's, written here).
+    [(job, _, _)] = await world.bot.store.journal.unfinished()
+    world.tick_reply_clock()
+    cut_short = world.bot.replies.make(job)
+    for end in range(1, len(LONG), 200):
+        await cut_short.stream(LONG[:end])
+    [half_written] = [
+        m for m in channel.history() if m.id not in (first.response.id, second.response.id)
+    ]
+    assert half_written.content.endswith("▌")
+
+    world.fake.chat_reply = LONG if again == "long" else "a short answer"
+    bot = await restart(world, aibot_env)
+    await until_answered(world, second)
+    shown = {m.id: m.content for m in channel.history()}
+    assert not [words for words in shown.values() if "▌" in words]
+    if again == "long":  # the followup is written over, no other posted
+        assert list(shown) == [first.response.id, second.response.id, half_written.id]
+        assert (shown[second.response.id] + " " + shown[half_written.id]).split() == LONG.split()
+    else:  # the followup is deleted
+        assert shown == {
+            first.response.id: shown[first.response.id],
+            second.response.id: "a short answer",
+        }
+    assert await bot.store.journal.unfinished() == []
+
+
 @pytest.mark.aibot_env(AIBOT_IMAGE_PROVIDERS="minimax", AIBOT_IMAGE_RPM_MINIMAX="1")
 async def test_an_image_caught_before_its_provider_call_runs_again_after_a_crash(
     world: World, aibot_env: dict[str, str]

@@ -17,6 +17,9 @@ the job gave. The final answer and failure notices go through unfenced: the
 delivery claim guards them. (While Redis is away renewals fail too: the edits
 pause, and the answer comes once the claim can be made.)
 
+`posted(job_id, ids)`: the followups a long answer posted are kept in the journal
+(`RedisJournal.posted`) while the lease is `current`, for a reclaimer to write over.
+
 `fenced_memory(memory)`: the same conversation memory, which a chat job adds its
 exchange to only while `current`: the worker that reclaimed the job remembers it,
 and a stalled one waking up would make the member's conversation hold the prompt
@@ -28,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
+from aibot.cluster.journal import RedisJournal
 from aibot.cluster.streams import Delivery, JobStream
 from aibot.cluster.tasks import Backoff
 from aibot.jobs import AibotError, Job, Progress, Reply, Result
@@ -44,7 +49,8 @@ log = logging.getLogger(__name__)
 class StreamDeliveries:
     """The deliveries this process holds, and their claims (see the module docstring)."""
 
-    def __init__(self, *, patience: float = 60.0) -> None:
+    def __init__(self, journal: RedisJournal, *, patience: float = 60.0) -> None:
+        self.journal = journal
         self.patience = patience
         self._held: dict[str, tuple[JobStream, Delivery]] = {}
         self._committed: set[str] = set()
@@ -81,6 +87,11 @@ class StreamDeliveries:
     def fenced_memory(self, memory: Memory) -> Memory:
         """`memory`, remembering an exchange only while its job's lease is `current`."""
         return _FencedMemory(memory, self)
+
+    async def posted(self, job_id: str, message_ids: Sequence[int]) -> None:
+        """Keep the followups the job's answer posted, while its lease is ours."""
+        if self.current(job_id):
+            await self.journal.posted(job_id, message_ids)
 
     def committed(self, job_id: str) -> bool:
         """Whether this process won the job's delivery claim (it is sending)."""

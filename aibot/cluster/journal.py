@@ -5,7 +5,9 @@ dead worker's entry is reclaimed by another worker), so `submitted` and
 `unfinished` have nothing to do here. What the stream does not hold is a
 video's provider task: `accepted` keeps its id and the fingerprint of the key
 that made it under `{prefix}:task:{job id}`, so the worker that reclaims the
-job polls the same task (`task_of`) instead of paying for a second one.
+job polls the same task instead of paying for a second one; and `posted` keeps the
+followups a long answer posted there, which the reclaimer writes over rather than
+leave half-written (`left`, at each delivery after the first).
 
 `accepted` is retried while Redis is away (a video without its task recorded
 could be made twice); the other writes are best effort.
@@ -14,12 +16,16 @@ could be made twice); the other writes are best effort.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aibot.jobs import Job
+from aibot.jobs import FOLLOWUPS, Job
+from aibot.pools.video import resume
 from aibot.ports import Unfinished
 
 __all__ = ["RedisJournal"]
@@ -62,12 +68,25 @@ class RedisJournal:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
-    async def task_of(self, job_id: str) -> tuple[str, str] | None:
-        """(task id, key fingerprint) of the provider task made for `job_id`, if any."""
-        record = await self.redis.hgetall(self.key(job_id))
-        if record and record.get("task") and record.get("key"):
-            return str(record["task"]), str(record["key"])
-        return None
+    async def posted(self, job_id: str, message_ids: Sequence[int]) -> None:
+        """The followups the job's answer posted so far (see `aibot.jobs.FOLLOWUPS`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key(job_id), FOLLOWUPS, json.dumps(list(message_ids)))
+            pipe.expire(self.key(job_id), int(self.ttl))
+            await pipe.execute()
+
+    async def left(self, job: Job) -> Job:
+        """`job`, reclaimed, as its earlier delivery left it: polling the provider
+        task it made (a video), writing over the followups its answer posted."""
+        record = await self.redis.hgetall(self.key(job.id))
+        if record.get(FOLLOWUPS):
+            job = dataclasses.replace(
+                job, args={**job.args, FOLLOWUPS: json.loads(record[FOLLOWUPS])}
+            )
+        if job.command != "video" or not (record.get("task") and record.get("key")):
+            return job
+        log.info("job %s: reclaimed, polling its task", job.id)
+        return resume(job, str(record["task"]), str(record["key"]))
 
     async def progress(self, job_id: str, state: str) -> None:
         """Nothing: a reclaimed video polls its task anew."""

@@ -50,7 +50,6 @@ from aibot.cluster.streams import Delivery, JobStream
 from aibot.cluster.tasks import Backoff, stop_tasks
 from aibot.cluster.views import snapshot_to_dict
 from aibot.jobs import AibotError, Cancelled, GaveUp, Job
-from aibot.pools.video import resume
 from aibot.ports import ReplyFactory
 from aibot.snapshots import PoolSnapshot
 from aibot.worker import Observer, Worker
@@ -224,8 +223,8 @@ class Runner:
         self._held[job.id] = _Held(pool, delivery)
         self.deliveries.hold(stream, delivery, since=asked)
         try:
-            if job.command == "video" and delivery.deliveries > 1:
-                job = await self._resumed(job)
+            if delivery.deliveries > 1:
+                job = await self.journal.left(job)
             await self.worker.submit(job)
         except (AibotError, RedisError) as refused:
             # Left pending: another worker (or this one) takes it after the lease.
@@ -234,14 +233,6 @@ class Runner:
             self.deliveries.release(job.id)
             return False
         return True
-
-    async def _resumed(self, job: Job) -> Job:
-        """A reclaimed video: the provider task its first worker made, if any."""
-        task = await self.journal.task_of(job.id)
-        if task is None:
-            return job
-        log.info("job %s: reclaimed, polling its task", job.id)
-        return resume(job, *task)
 
     async def _give_up(self, delivery: Delivery) -> None:
         """Tell the member of a dead-lettered job it could not be done; use given back."""

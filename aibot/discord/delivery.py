@@ -15,14 +15,18 @@ The guarantees, write by write (what counts as which failure, and the retries, a
   413: the same message would be refused any way) is raised to the caller as it came.
 - An intermediate write (`AnswerWriter.update`: a streaming edit, a progress line) is
   tried once: the next one, or the final answer, catches up.
+- The followups a long answer posts are journaled as they are posted (`posted`); a
+  run of the job after a crash writes over them, and deletes those its answer does
+  not need, instead of leaving the first run's half-written text.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -41,7 +45,7 @@ from aibot.discord.retries import (
     refused,
     token_gone,
 )
-from aibot.jobs import Artifact, Job
+from aibot.jobs import FOLLOWUPS, Artifact, Job
 
 __all__ = ["DEFAULT_UPLOAD_LIMIT", "NO_MENTIONS", "AnswerWriter", "Message"]
 
@@ -72,8 +76,9 @@ class Message:
 class AnswerWriter:
     """The messages of one job's answer and the ways they are written to Discord.
 
-    Message 0 is the deferred one (its id comes with the job). `shown` is what each
-    message shows now, so a write that changes nothing is skipped. Once the token is
+    Message 0 is the deferred one (its id comes with the job, and so do the followups
+    an earlier run posted). `shown` is what each message shows now, so a write that
+    changes nothing is skipped; `posted` is told the followups' ids as they come. Once the token is
     gone, the answer is written afresh as bot messages in the channel (or, where the
     bot may not post, in a direct message to the member), the first of which says
     whose answer it is (or, with `failing`, whose command did not work)."""
@@ -86,6 +91,7 @@ class AnswerWriter:
         session: Callable[[], aiohttp.ClientSession],
         edits: EditBudget,
         policy: RetryPolicy,
+        posted: Callable[[Sequence[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.job = job
         self._client = client
@@ -93,8 +99,10 @@ class AnswerWriter:
         self._edits = edits
         self._policy = policy
         self._webhook: discord.Webhook | None = None
+        self._posted = posted
         first = job.args.get("message_id")
-        self._ids: list[int] = [int(first)] if first else []
+        earlier = [int(i) for i in job.args.get(FOLLOWUPS) or ()]
+        self._ids: list[int] = [int(first), *earlier] if first else []
         self.shown: list[str] = []
         self.by_channel = False
         self.failing = False
@@ -150,6 +158,7 @@ class AnswerWriter:
         if not self.by_channel:
             try:
                 await self._put_parts(parts)
+                await self._delete_after(len(parts))
                 return
             except DELIVERY_ERRORS as error:
                 if refused(error):
@@ -203,10 +212,41 @@ class AnswerWriter:
     async def _write(self, index: int, message: Message, policy: RetryPolicy) -> None:
         """Create or replace message `index`, the way the answer goes now."""
         write = self._write_channel if self.by_channel else self._write_webhook
+        count = len(self._ids)
         await policy.run(lambda: write(index, message), job_id=self.job.id)
         while len(self.shown) <= index:
             self.shown.append("")
         self.shown[index] = message.content or ""
+        if not self.by_channel and len(self._ids) > max(count, 1):
+            await self._journal_followups()
+
+    async def _journal_followups(self) -> None:
+        """Tell `posted` the followups so far; a failure to is logged, and the answer
+        goes on (a crash would then leave a followup as it was)."""
+        if self._posted is None:
+            return
+        try:
+            await self._posted(self._ids[1:])
+        except Exception as error:
+            log.warning(
+                "job %s: its followups were not journaled (%s)", self.job.id, type(error).__name__
+            )
+
+    async def _delete_after(self, count: int) -> None:
+        """Delete the webhook's messages past the first `count`: an earlier run's
+        followups this answer does not need. Tried once each: one left over shows
+        the earlier run's text, and the answer is out all the same."""
+        webhook = self._webhook_for_job()
+        for message_id in self._ids[count:]:
+            self._edits.spend(self.job.channel_id)
+            try:
+                await INTERMEDIATE.run(
+                    partial(webhook.delete_message, message_id), job_id=self.job.id
+                )
+            except DELIVERY_ERRORS as error:
+                log.info("job %s: an old followup was left (%s)", self.job.id, describe(error))
+        del self._ids[count:]
+        del self.shown[count:]
 
     def _to_channel(self) -> None:
         """From now on write new bot messages to the channel: the webhook's messages

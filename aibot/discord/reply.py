@@ -22,6 +22,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import aiohttp
@@ -48,9 +49,12 @@ _UNDELIVERED: tuple[type[BaseException], ...] = (Undelivered, *DELIVERY_ERRORS)
 
 
 class Delivery(Protocol):
-    """Deliver-once guard of journaled jobs (the store's journal)."""
+    """Deliver-once guard of journaled jobs (the store's journal), which also keeps
+    the followups an answer posted (`aibot.jobs.FOLLOWUPS`) for a run after a crash."""
 
     async def mark_delivered(self, job_id: str) -> bool: ...
+
+    async def posted(self, job_id: str, message_ids: Sequence[int]) -> None: ...
 
 
 class Replies:
@@ -104,8 +108,14 @@ class Replies:
 
     def writer(self, job: Job) -> AnswerWriter:
         """The messages of `job`'s answer, written the ways this bot has."""
+        delivery = self.delivery
         return AnswerWriter(
-            job, client=self.client, session=self.session, edits=self.edits, policy=self.policy
+            job,
+            client=self.client,
+            session=self.session,
+            edits=self.edits,
+            policy=self.policy,
+            posted=None if delivery is None else partial(delivery.posted, job.id),
         )
 
     def lost(self, job: Job) -> None:

@@ -4,7 +4,8 @@ restart and delivered exactly once.
 The life of a journaled job: `submitted` (accepted from the member, no provider
 task yet) -> `accepted` (a video's provider task exists: its id and the
 fingerprint of the key that made it, since only that key may poll it) ->
-`progress` (stage codes) -> `finished`. After a restart, `unfinished` lists what
+`progress` (stage codes) -> `finished`. A long answer's followups are added to
+its job as they are posted (`posted`). After a restart, `unfinished` lists what
 an earlier run left: a video with a task id resumes polling it (no new task, no
 new charge), any other job runs again or is told the bot restarted. Whoever
 delivers a video calls `mark_delivered` first and delivers only when it says True,
@@ -31,9 +32,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aibot.jobs import Job
+from aibot.jobs import FOLLOWUPS, Job
 
 from .days import Calendar
 from .db import Database, transaction
@@ -80,6 +82,15 @@ class Journal:
         params = (state, self._calendar.now(), job_id)
         await self._db.run(lambda conn: _update(conn, _PROGRESS, params))
 
+    async def posted(self, job_id: str, message_ids: Sequence[int]) -> None:
+        """The followups the job's answer posted so far: a run after a crash writes
+        over them (see `aibot.jobs.FOLLOWUPS`)."""
+        await self._db.flush()  # its `submitted` row first
+        ids, now = json.dumps(list(message_ids)), self._calendar.now()
+        await self._db.run(
+            lambda conn: _update(conn, _POSTED, (f"$.args.{FOLLOWUPS}", ids, now, job_id))
+        )
+
     async def finished(self, job_id: str, outcome: str = "done") -> None:
         """The job ended (done, or an error kind): it will not be resumed, and its
         interaction token is forgotten (written behind like `submitted`)."""
@@ -120,6 +131,10 @@ class Journal:
 
 
 _PROGRESS = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND finished_at IS NULL"
+_POSTED = (
+    "UPDATE jobs SET job = json_set(job, ?, json(?)), updated_at = ? "
+    "WHERE id = ? AND finished_at IS NULL AND job != 'null'"
+)
 # `accepted` or `finished` may reach the file first (writes behind are batched by
 # statement): then they win. A job journaled again before its task exists (a video
 # whose picture was downloaded) replaces the job it stood for.
