@@ -50,9 +50,9 @@ class JobQueue(Protocol):
     def jobs(self) -> list[tuple[str, Job, str]]:
         """(pool, job, running or queued) of every job held."""
 
-    async def list_jobs(self) -> list[tuple[str, Job, str]]:
-        """The same, wherever the jobs run: what `/admin jobs` lists (cluster mode
-        reads it from Redis)."""
+    async def list_jobs(self, guild_id: int) -> list[tuple[str, Job, str]]:
+        """The same for one server's jobs, wherever they run: what `/admin jobs`
+        lists (cluster mode reads it from Redis)."""
 
     def nodes(self) -> list[NodeSnapshot]:
         """Every live process with its pools, free slots and shards, for status
@@ -110,8 +110,8 @@ class LocalQueue:
     def jobs(self) -> list[tuple[str, Job, str]]:
         return self.worker.jobs()
 
-    async def list_jobs(self) -> list[tuple[str, Job, str]]:
-        return self.worker.jobs()
+    async def list_jobs(self, guild_id: int) -> list[tuple[str, Job, str]]:
+        return [held for held in self.worker.jobs() if held[1].guild_id == guild_id]
 
     def nodes(self) -> list[NodeSnapshot]:
         free = {snap.name: free_slots(snap) for snap in self.worker.snapshots()}

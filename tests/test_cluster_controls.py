@@ -17,6 +17,7 @@ from aibot.jobs import Job
 from tests.fixtures.redis_server import RedisServer
 
 PREFIX = "t"
+GUILD, OTHER_GUILD = 1, 2
 
 
 @pytest.fixture
@@ -26,8 +27,10 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def chat_job(n: int = 0) -> Job:
-    return Job("chat", {"prompt": f"q{n}"}, user_id=100 + n, channel_id=7, guild_id=1, pool="chat")
+def chat_job(n: int = 0, guild: int = GUILD) -> Job:
+    return Job(
+        "chat", {"prompt": f"q{n}"}, user_id=100 + n, channel_id=7, guild_id=guild, pool="chat"
+    )
 
 
 def chat_stream(redis: Redis, lease: float = 3.0) -> JobStream:
@@ -48,13 +51,13 @@ async def test_a_pause_is_seen_by_every_reader_until_resumed(redis: Redis) -> No
 
 async def test_jobs_lists_running_then_queued_from_the_stream(redis: Redis) -> None:
     stream, controls = chat_stream(redis), Controls(redis, PREFIX)
-    assert await controls.jobs(["chat", "video"]) == []  # no stream yet
+    assert await controls.jobs(["chat", "video"], GUILD) == []  # no stream yet
     jobs = [chat_job(n) for n in range(3)]
     for job in jobs:
         await stream.add(job)
     await stream.take("w1", 1)
 
-    listed = await controls.jobs(["chat", "video"])
+    listed = await controls.jobs(["chat", "video"], GUILD)
 
     assert [(j.job, j.state, j.consumer) for j in listed] == [
         (jobs[0], "running", "w1"),
@@ -71,7 +74,7 @@ async def test_a_job_whose_lease_ran_out_is_listed_as_queued(redis: Redis) -> No
     await stream.take("dead-worker", 1)
     await asyncio.sleep(0.1)
 
-    [listed] = await controls.jobs(["chat"])
+    [listed] = await controls.jobs(["chat"], GUILD)
 
     assert (listed.job, listed.state) == (job, "queued")  # waits to be reclaimed
 
@@ -82,9 +85,27 @@ async def test_at_most_limit_jobs_of_each_kind_are_read(redis: Redis) -> None:
         await stream.add(chat_job(n))
     await stream.take("w1", 3)
 
-    listed = await controls.jobs(["chat"])
+    listed = await controls.jobs(["chat"], GUILD)
 
     assert [j.state for j in listed] == ["running", "running", "queued", "queued"]
+
+
+async def test_a_server_s_jobs_are_listed_whatever_other_servers_came_first(
+    redis: Redis,
+) -> None:
+    """`limit` applies to the server asked about: another server's many jobs ahead
+    of its own (running and queued) hide none of them."""
+    stream, controls = chat_stream(redis), Controls(redis, PREFIX, limit=2)
+    theirs = [chat_job(n, guild=OTHER_GUILD) for n in range(5)]
+    ours = [chat_job(10), chat_job(11)]
+    for job in [*theirs[:3], ours[0], *theirs[3:], ours[1]]:
+        await stream.add(job)
+    await stream.take("w1", 4)  # three of theirs and our first are running
+
+    listed = await controls.jobs(["chat"], GUILD)
+
+    assert [(j.job, j.state) for j in listed] == [(ours[0], "running"), (ours[1], "queued")]
+    assert [j.job for j in await controls.jobs(["chat"], OTHER_GUILD)] == theirs[:2] + theirs[3:5]
 
 
 async def test_a_cancel_is_recorded_only_for_a_job_in_the_stream(redis: Redis) -> None:
@@ -100,7 +121,7 @@ async def test_a_cancel_is_recorded_only_for_a_job_in_the_stream(redis: Redis) -
 
     state = await controls.poll(["chat"])
     assert state.cancels == {job.id: CancelRequest(job.id, "chat", entry)}
-    assert [j.job for j in await controls.jobs(["chat"])] == [other], "no longer listed"
+    assert [j.job for j in await controls.jobs(["chat"], GUILD)] == [other], "no longer listed"
 
 
 async def test_no_cancel_once_the_answer_is_being_sent(redis: Redis) -> None:

@@ -19,8 +19,9 @@ What lives in Redis:
 Listing reads the streams themselves (`jobs`): an entry delivered to a worker
 (pending in the consumer group) is running, unless its lease ran out (its
 worker died: it waits to be reclaimed); an entry after the group's
-last-delivered id is queued. At most `limit` of each per pool, in one atomic
-script per pool, all pools in one round trip.
+last-delivered id is queued. Only one server's jobs (the entry's `guild` field),
+at most `limit` of each kind per pool, however many other servers' come first, in
+one atomic script per pool, all pools in one round trip.
 """
 
 from __future__ import annotations
@@ -103,14 +104,16 @@ redis.call('HDEL', cancels, id)
 return entry[2]
 """
 
-# A pool's jobs. KEYS: stream, cancels hash. ARGV: group, limit, lease (ms).
-# Returns {state, entry id, consumer, fields} per job: pending entries first (by
-# id), then the ones not yet delivered; jobs with a cancel request are left out.
+# A server's jobs in a pool. KEYS: stream, cancels hash. ARGV: group, limit, lease
+# (ms), server id. Returns {state, entry id, consumer, fields} per job: pending
+# entries first (by id), then the ones not yet delivered, up to `limit` (and less
+# than a page more) of each; jobs with a cancel request are left out. An entry with
+# no server field (an older version's) is listed: the caller reads its job.
 _LIST = (
     _JOB_ID
     + """
 local stream, cancels = KEYS[1], KEYS[2]
-local group, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local group, limit, lease, guild = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 if redis.call('EXISTS', stream) == 0 then return {} end
 local last
 for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
@@ -121,22 +124,39 @@ for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
   end
   if name == group then last = delivered end
 end
+local function server_of(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'guild' then return fields[i + 1] end
+  end
+end
 local out = {}
 local function add(state, entry, consumer)
-  local id = job_id(entry[2])
-  if id and redis.call('HEXISTS', cancels, id) == 0 then
+  local id, server = job_id(entry[2]), server_of(entry[2])
+  if id and (server == nil or server == guild) and redis.call('HEXISTS', cancels, id) == 0 then
     out[#out + 1] = {state, entry[1], consumer, entry[2]}
+    return 1
   end
+  return 0
 end
 if last then
-  for _, row in ipairs(redis.call('XPENDING', stream, group, '-', '+', limit)) do
-    local entry = redis.call('XRANGE', stream, row[1], row[1])[1]
-    if entry then add(row[3] < lease and 'running' or 'queued', entry, row[2]) end
+  local start, found, rows = '-', 0
+  repeat
+    rows = redis.call('XPENDING', stream, group, start, '+', limit)
+    for _, row in ipairs(rows) do
+      local entry = redis.call('XRANGE', stream, row[1], row[1])[1]
+      if entry then found = found + add(row[3] < lease and 'running' or 'queued', entry, row[2]) end
+      start = '(' .. row[1]
+    end
+  until #rows < limit or found >= limit
+end
+local start, found, entries = '(' .. (last or '0-0'), 0
+repeat
+  entries = redis.call('XRANGE', stream, start, '+', 'COUNT', limit)
+  for _, entry in ipairs(entries) do
+    found = found + add('queued', entry, '')
+    start = '(' .. entry[1]
   end
-end
-for _, entry in ipairs(redis.call('XRANGE', stream, '(' .. (last or '0-0'), '+', 'COUNT', limit)) do
-  add('queued', entry, '')
-end
+until #entries < limit or found >= limit
 return out
 """
 )
@@ -251,22 +271,23 @@ class Controls:
 
     # ------------------------------------------------------------------- list
 
-    async def jobs(self, pools: Iterable[str]) -> list[ListedJob]:
-        """Every pool's running then queued jobs (see the module docstring)."""
+    async def jobs(self, pools: Iterable[str], guild_id: int) -> list[ListedJob]:
+        """A server's running then queued jobs in every pool (module docstring)."""
         names = list(pools)
         async with self.redis.pipeline(transaction=False) as pipe:
             for pool in names:
                 await self._list(
                     keys=[self.stream_key(pool), self.cancels_key],
-                    args=[GROUP, self.limit, int(self.lease * 1000)],
+                    args=[GROUP, self.limit, int(self.lease * 1000), guild_id],
                     client=pipe,
                 )
             replies = await pipe.execute()
-        return [
+        listed = [
             ListedJob(pool, _job(fields), _text(state), _text(entry_id), _text(consumer))
             for pool, rows in zip(names, replies, strict=True)
             for state, entry_id, consumer, fields in rows
         ]
+        return [entry for entry in listed if entry.job.guild_id == guild_id]
 
 
 def _text(value: Any) -> str:

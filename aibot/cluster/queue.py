@@ -111,7 +111,8 @@ class RedisQueue:
         self._task: asyncio.Task[None] | None = None
         self.controls = Controls(self._watch, self.prefix, lease=cluster.lease_seconds)
         self._paused: frozenset[str] = frozenset()  # pools an admin paused
-        self._listed: dict[str, ListedJob] = {}  # by job id, as `list_jobs` last read them
+        # Per server, by job id: the jobs `list_jobs` last read there.
+        self._listed: dict[int, dict[str, ListedJob]] = {}
 
     # ------------------------------------------------- answered from memory
 
@@ -182,20 +183,19 @@ class RedisQueue:
         free = view.workers_total - stream.pending
         return 1 if stream.waiting < free else stream.waiting - free + 2
 
-    async def list_jobs(self) -> list[tuple[str, Job, str]]:
-        """(pool, job, running or queued) of every job in the streams, whichever
-        worker holds it: running first, per pool."""
+    async def list_jobs(self, guild_id: int) -> list[tuple[str, Job, str]]:
+        """(pool, job, running or queued) of a server's jobs in the streams,
+        whichever worker holds them: running first, per pool."""
         async with redis_call():
-            listed = await self.controls.jobs(POOLS)
-        self._listed = {entry.job.id: entry for entry in listed}
+            listed = await self.controls.jobs(POOLS, guild_id)
+        self._listed[guild_id] = {entry.job.id: entry for entry in listed}
         return [(entry.pool, entry.job, entry.state) for entry in listed]
 
     async def cancel(self, job_id: str) -> bool:
-        """Ask the cluster to cancel `job_id`: True when it is there to cancel
-        (running or waiting); the worker that holds or takes it tells its member."""
-        if job_id not in self._listed:
-            await self.list_jobs()
-        listed = self._listed.get(job_id)
+        """Ask the cluster to cancel `job_id`, listed a moment ago (`list_jobs`):
+        True when it is there to cancel (running or waiting); the worker that holds
+        or takes it tells its member."""
+        listed = next((jobs[job_id] for jobs in self._listed.values() if job_id in jobs), None)
         if listed is None:
             return False
         async with redis_call():

@@ -329,10 +329,14 @@ async def stream_loads(
 
 
 def entry_fields(job: Job) -> dict[FieldT, EncodableT]:
-    """A job's stream entry: its id apart too (the reclaim script looks up the
-    delivery claim by it) and the job as JSON, not ASCII-escaped (a Korean prompt
-    costs 3 bytes a character, not 6)."""
-    return {"id": job.id, "job": json.dumps(job.to_dict(), ensure_ascii=False)}
+    """A job's stream entry: its id and server apart too (the reclaim script looks
+    up the delivery claim by the id; `/admin jobs` lists one server's jobs) and the
+    job as JSON, not ASCII-escaped (a Korean prompt costs 3 bytes a character, not 6)."""
+    return {
+        "id": job.id,
+        "guild": job.guild_id or 0,
+        "job": json.dumps(job.to_dict(), ensure_ascii=False),
+    }
 
 
 def _job(fields: Any) -> Job:

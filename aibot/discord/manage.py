@@ -371,7 +371,9 @@ async def _jobs_by_pool(
     held: dict[str, list[tuple[Job, str]]] = {
         name: [] for name in queue.pools() if only in (None, name)
     }
-    for name, job, state in await queue.list_jobs():
-        if name in held and job.guild_id == guild_id:
+    if guild_id is None:  # /admin runs in servers only
+        return held
+    for name, job, state in await queue.list_jobs(guild_id):
+        if name in held:
             held[name].append((job, state))
     return held
