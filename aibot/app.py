@@ -81,7 +81,7 @@ def create_bot(env: Mapping[str, str] | None = None) -> AibotBot:
         # Members first: the worker, on this loop, takes each job after the burst.
         hand_over_in_turn=True,
     )
-    rooms = Rooms(bot, alerts)
+    rooms = Rooms(bot, alerts, store.rooms)
     bot.serve(store=store, replies=replies, queue=queue, intake=intake, rooms=rooms)
     return bot
 

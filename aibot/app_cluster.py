@@ -42,6 +42,7 @@ from aibot.cluster.gate import SharedGate
 from aibot.cluster.memory import SharedMemory
 from aibot.cluster.outcomes import OutcomeFollower
 from aibot.cluster.queue import RedisQueue
+from aibot.cluster.rooms import SharedRoomRecords
 from aibot.cluster.shards import IdentifyLock, ShardClaims, shard_words
 from aibot.discord.bot import AibotBot, discord_clock
 from aibot.discord.intake import Intake
@@ -155,7 +156,7 @@ def create_gateway(settings: Settings) -> AibotBot:
         draining=lambda: bot.draining,
         foreground=foreground,
     )
-    rooms = Rooms(bot, alerts)
+    rooms = Rooms(bot, alerts, SharedRoomRecords(redis, cluster.prefix))
     bot.serve(
         store=store,
         replies=replies,

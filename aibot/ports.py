@@ -34,6 +34,7 @@ __all__ = [
     "QuotaLimits",
     "Recalled",
     "ReplyFactory",
+    "RoomRecords",
     "Unfinished",
     "limits_given",
 ]
@@ -193,3 +194,20 @@ class QuotaLimits(Protocol):
     ) -> Limits: ...
 
     async def clear_limits(self, guild_id: int, pool: str) -> Limits: ...
+
+
+class RoomRecords(Protocol):
+    """What the admin rooms (`aibot.discord.rooms`) keep: the message a room keeps
+    edited in each server, and what is done once a day per server (claimed before it
+    is done, given back when it failed). In cluster mode the gateways share them, so
+    one that takes over edits the same message and posts no day's summary again."""
+
+    async def message(self, room: str, guild_id: int) -> tuple[int, int] | None: ...
+
+    async def keep_message(
+        self, room: str, guild_id: int, channel_id: int, message_id: int
+    ) -> None: ...
+
+    async def claim(self, room: str, guild_id: int, day: str) -> bool: ...
+
+    async def unclaim(self, room: str, guild_id: int, day: str) -> None: ...

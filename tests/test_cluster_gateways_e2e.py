@@ -28,7 +28,13 @@ from aibot.cluster.connection import connect
 from aibot.cluster.shards import IdentifyLock
 from aibot.demo.cluster_world import Node
 from aibot.sandbox import FakeProviders
-from aibot.sandbox.fake_discord import FakeDiscord, SentInteraction, pointed_at
+from aibot.sandbox.fake_discord import (
+    DEFAULT_CHANNELS,
+    FakeDiscord,
+    Record,
+    SentInteraction,
+    pointed_at,
+)
 from tests.cluster_processes import eventually
 from tests.fixtures.redis_server import RedisServer
 from tests.test_cluster_e2e import _final
@@ -38,6 +44,7 @@ pytestmark = pytest.mark.slow
 WAIT = 60.0  # generous: the machine is shared
 PREFIX = "aibot"
 CLAIM_TTL = 15.0  # ShardClaims' default: what a standby waits after a kill -9
+STATUS_CHANNEL = "봇-상태"  # each server's status room: one message, kept edited
 
 
 async def _explained(waiting: Awaitable[None], *processes: Gateway) -> None:
@@ -157,7 +164,13 @@ async def gateways(
         }
     )
     # Two shards identify together: Discord's max_concurrency 2 (two buckets).
-    fake = FakeDiscord(shard_count=2, guilds=2, token=env["DISCORD_TOKEN"], max_concurrency=2)
+    fake = FakeDiscord(
+        shard_count=2,
+        guilds=2,
+        channels=(*DEFAULT_CHANNELS, STATUS_CHANNEL),
+        token=env["DISCORD_TOKEN"],
+        max_concurrency=2,
+    )
     redis = connect(redis_server.url)
     async with fake.running():
         world = Gateways(redis, fake, fake_providers, env, tmp_path)
@@ -176,8 +189,11 @@ async def _ping_answered(fake: FakeDiscord, guild: int) -> None:
 async def test_a_standby_takes_over_the_shards_of_a_killed_gateway_when_its_claims_expire(
     gateways: Gateways,
 ) -> None:
+    fake = gateways.fake
     active = gateways.start("gateway-a", "0,1")
     await gateways.connected(identifies=2)
+    await fake.wait_until(lambda _: len(fake.records_of("message")) == 2, timeout=WAIT)
+    status_messages = {r.message_id for r in fake.records_of("message")}  # one per server
     standby = gateways.start("gateway-b", "0,1", role="standby")
     await standby.wait_said("standing by: shards 0, 1 held by gateway-a")
     assert await gateways.holders() == ["gateway-a", "gateway-a"]
@@ -188,6 +204,7 @@ async def test_a_standby_takes_over_the_shards_of_a_killed_gateway_when_its_clai
     assert not await gateways.redis.exists(f"{PREFIX}:node:gateway-b"), "nor heartbeat"
 
     active.kill()
+    since_kill = len(fake.records)
 
     async def taken_over() -> bool:
         return await gateways.holders() == ["gateway-b", "gateway-b"]
@@ -199,6 +216,15 @@ async def test_a_standby_takes_over_the_shards_of_a_killed_gateway_when_its_clai
     await _ping_answered(gateways.fake, gateways.fake.guilds[0].id)
     await _ping_answered(gateways.fake, gateways.fake.guilds[1].id)
     assert standby.popen.poll() is None
+
+    # The standby shows the status in the messages the first gateway posted: it
+    # edits them and posts no second one.
+    def shown_by_standby() -> list[Record]:
+        return [r for r in fake.records[since_kill:] if r.kind in ("message", "message_edit")]
+
+    await fake.wait_until(lambda _: len(shown_by_standby()) >= 2, timeout=WAIT)
+    assert [r.kind for r in shown_by_standby()] == ["message_edit", "message_edit"]
+    assert {r.message_id for r in shown_by_standby()} == status_messages
 
 
 class Systemd:

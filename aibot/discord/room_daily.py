@@ -3,9 +3,11 @@ every midnight, the store's backup and yesterday's summary; after every midnight
 the store's pruning too (`Store.prune`, which the store does itself as it opens: a
 bot that runs for months keeps what one restarted daily keeps).
 
-Each is claimed in the store before it is done (`store.rooms.claim`), so it
-happens once a day even across restarts; a failed one gives its claim back and
-is tried again at the next start or midnight. A server gets the summary of its
+Each is claimed before it is done (the backup in the store, `store.rooms.claim`:
+each gateway backs up its own file; a summary in `Rooms.records`, which in cluster
+mode every gateway shares), so it happens once a day even across restarts and
+takeovers; a failed one gives its claim back and is tried again at the next start
+or midnight. A server gets the summary of its
 own jobs in its statistics channel; a day without jobs posts nothing.
 """
 
@@ -80,13 +82,13 @@ class DailyRoom:
     async def _summaries(self, day: str) -> None:
         if self._choice.off:
             return
-        records = self._rooms.bot.store.rooms
+        records, ledger = self._rooms.records, self._rooms.bot.store.rooms
         for guild in self._rooms.bot.guilds:
             channel = room_channel(guild, self._choice)
             if channel is None or not await records.claim(_SUMMARY, guild.id, day):
                 continue
             try:
-                summary = await records.day_summary(day, guild.id)
+                summary = await ledger.day_summary(day, guild.id)
                 if summary.jobs:
                     embed = summary_embed(summary, language(guild.preferred_locale))
                     await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)

@@ -3,8 +3,9 @@
 
 Every `INTERVAL` seconds the room builds the status embed of each server's
 status channel and edits the kept message, only when the embed changed. The
-message's ids are kept in the store (`store.rooms`), so after a restart the bot
-edits the same message instead of posting another; a deleted message (or a
+message's ids are kept (`Rooms.records`: the store, or in cluster mode Redis), so
+after a restart, or another gateway's takeover, the bot edits the same message
+instead of posting another; a deleted message (or a
 status channel changed in the settings) is posted anew.
 """
 
@@ -84,7 +85,7 @@ class StatusRoom:
     async def _show(
         self, guild_id: int, channel: discord.TextChannel, embed: discord.Embed
     ) -> None:
-        records = self._rooms.bot.store.rooms
+        records = self._rooms.records
         kept = self._kept.get(guild_id) or await records.message(ROOM, guild_id)
         if kept is not None and kept[0] == channel.id:
             try:

@@ -1,9 +1,10 @@
 """The admin role's rooms in each server: alerts, the live status, the daily
 summary, and the backups behind them.
 
-`Rooms` is built by `aibot.app.create_bot` with the bot and the process's
-`AlertHub`; the bot's `setup_hook` calls `start()` once the jobs of an earlier
-run are resumed, and `release()` calls `aclose()`. It runs:
+`Rooms` is built by `aibot.app.create_bot` with the bot, the process's
+`AlertHub` and its `RoomRecords` (the store's; in cluster mode, Redis's, which the
+gateways share); the bot's `setup_hook` calls `start()` once the jobs of an
+earlier run are resumed, and `release()` calls `aclose()`. It runs:
 
 - `AlertRoom` (`room_alerts.py`): posts each alert into the alert channel;
 - `StatusRoom` (`room_status.py`): keeps one status message edited;
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from aibot.alerts import Alert, AlertHub
+from aibot.ports import RoomRecords
 from aibot.room_settings import ChannelChoice
 from aibot.store import Backup, StoreError
 
@@ -67,7 +69,7 @@ def _may_post(channel: discord.TextChannel, *, embeds: bool) -> bool:
 class Rooms:
     """Runs the rooms of this process (module docstring)."""
 
-    def __init__(self, bot: AibotBot, alerts: AlertHub) -> None:
+    def __init__(self, bot: AibotBot, alerts: AlertHub, records: RoomRecords) -> None:
         # The room modules import this one for `room_channel`: import them here.
         from aibot.discord.room_alerts import AlertRoom
         from aibot.discord.room_daily import DailyRoom
@@ -75,6 +77,10 @@ class Rooms:
 
         self.bot = bot
         self.alerts = alerts
+        # The status message and the summaries' claims: the store's, or (cluster
+        # mode) the ones every gateway shares. The backup's claim is always the
+        # store's: each gateway backs up its own file.
+        self.records = records
         rooms = bot.settings.rooms
         self.alert_room = AlertRoom(self, rooms.alert_channel)
         self.status_room = StatusRoom(self, rooms.status_channel)
