@@ -27,6 +27,7 @@ from aibot.providers.base import ImageRequest
 from aibot.providers.openai_images import OpenAIImages
 from aibot.providers.retry import with_keys
 from aibot.sandbox import FakeProviders
+from aibot.sandbox.redis_server import start_redis
 from aibot.secrets import fingerprint
 from aibot.settings import Settings
 from tests.cluster_processes import child_main, ready_then_start, run_together
@@ -149,6 +150,32 @@ async def test_a_key_a_worker_process_disables_is_alerted_there_redacted(
     assert alerts.kinds() == ["key_disabled", "key_disabled", "no_keys"]
     assert {a.detail["key_id"] for a in alerts.alerts[:2]} == {"sk-...xxxx"}
     assert not any(secret in str(alerts.alerts) for secret in secrets)
+
+
+async def test_a_key_disabled_while_redis_was_away_stays_disabled_when_it_is_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Redis never heard of it (the report given up after its retries): the beat's
+    refresh reads the key healthy there, and must not enable a key the provider
+    refused, to be refused and alerted about again at every beat."""
+    client = connect(redis_server.url)
+    ring = SharedKeyRing(
+        "chat", "openai", _keys(1), rpm=600, concurrency=1, budgets=SharedBudgets(client, _PREFIX)
+    )
+    alerts = watched(ring)
+    async with await ring.acquire(timeout=5) as lease:
+        redis_server.stop()
+        lease.bad_key("401 invalid key")
+    await ring.flush()
+    assert ring.reports_dropped >= 1, "the report was given up"
+    again = start_redis(tmp_path, port=redis_server.port)  # empty: no persistence
+    try:
+        await ring.refresh()
+        assert ring.load() == (0, 1) and ring.all_down
+        assert alerts.kinds() == ["key_disabled", "no_keys"], "said once"
+    finally:
+        await client.aclose()
+        again.stop()
 
 
 async def test_redis_down_while_reserving_is_a_transient_failure(

@@ -94,6 +94,9 @@ class SharedKeyRing:
         self._healthy = len(self._keys)
         self.all_down = not self._keys
         self._reports = Sender(f"{pool}/{provider} key reports", limit=reports)
+        # Keys disabled here whose report has not reached Redis (on its way, or
+        # dropped): a refresh reading them healthy there must not enable them.
+        self._unreported: set[str] = set()
         # Who hears of a key this process disabled (the operators' alerts), as in
         # `KeyRing`; may be set after building. A key learned disabled from Redis
         # was told about by the process that disabled it.
@@ -171,7 +174,8 @@ class SharedKeyRing:
 
     async def refresh(self) -> None:
         """Read every key's shared state (one round trip): keys disabled or
-        cooling because of other processes, and keys enabled again. Not their
+        cooling because of other processes, and keys enabled again (but not one
+        disabled here whose report has not reached Redis). Not their
         pace: each reservation learns it as it is then, where a wait read up to a
         beat ago would turn jobs away to the next provider for nothing."""
         states = await self._budgets.states(
@@ -183,7 +187,7 @@ class SharedKeyRing:
             if state.state == "disabled":
                 self._mark_disabled(key, state.reason or _ELSEWHERE)
                 continue
-            if key.disabled:
+            if key.disabled and key.fingerprint not in self._unreported:
                 key.disabled, key.reason = False, ""
                 self._healthy += 1
                 self.all_down = False
@@ -279,9 +283,14 @@ class SharedKeyRing:
         newly = self._mark_disabled(key, text)
         log.warning("%s/%s key %s disabled: %s", self.pool, self.provider, key.key_id, text)
         fp = key.fingerprint
-        self._reports.send(lambda: self._budgets.disable(fp, text))
+        self._unreported.add(fp)
+        self._reports.send(lambda: self._reported_disabled(fp, text))
         if newly and self.on_disable is not None:
             self.on_disable(self, key.key_id, text)
+
+    async def _reported_disabled(self, fingerprint: str, reason: str) -> None:
+        await self._budgets.disable(fingerprint, reason)
+        self._unreported.discard(fingerprint)
 
     def _hold(self, key: KeyState, seconds: float, reason: str) -> None:
         key.hold(asyncio.get_running_loop().time() + seconds, reason)
