@@ -17,13 +17,14 @@ A key's budget (the bucket each key is paced by) is behind `aibot.leases.Ring`
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
 from aibot.jobs import Job, Reply
 
 __all__ = [
+    "AboveBotBudget",
     "Conversations",
     "Gate",
     "Journal",
@@ -71,19 +72,34 @@ class LimitChanges(TypedDict, total=False):
     daily_budget: int
 
 
+class AboveBotBudget(ValueError):
+    """A server's daily budget above its pool's for the whole bot (settings'
+    `AIBOT_<POOL>_DAILY_BUDGET`), which stays in force: it would be saved and shown,
+    and never reached."""
+
+    def __init__(self, pool: str, budget: int) -> None:
+        super().__init__(f"{pool}: a server's daily budget is at most the bot's, {budget}")
+        self.pool = pool
+        self.budget = budget
+
+
 def limits_given(
     pool: str,
-    pools: Collection[str],
+    defaults: Mapping[str, Limits],
     cooldown: float | None,
     daily_quota: int | None,
     daily_budget: int | None,
 ) -> LimitChanges:
     """The overrides a `set_limits` call gives (the fields not None), by field name;
-    ValueError for a pool not in `pools` or a value below 0."""
-    if pool not in pools:
+    ValueError for a pool not in `defaults` or a value below 0, `AboveBotBudget` for a
+    daily budget above the pool's for the whole bot."""
+    if pool not in defaults:
         raise ValueError(f"unknown pool {pool!r}")
     if any(value is not None and value < 0 for value in (cooldown, daily_quota, daily_budget)):
         raise ValueError("limits must be 0 or more")
+    bot_budget = defaults[pool].daily_budget
+    if bot_budget and daily_budget is not None and daily_budget > bot_budget:
+        raise AboveBotBudget(pool, bot_budget)
     given = LimitChanges()
     if cooldown is not None:
         given["cooldown"] = cooldown

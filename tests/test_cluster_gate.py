@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from aibot.cluster.commands import CALL_TIMEOUT, ClusterGate
 from aibot.cluster.gate import SharedGate
 from aibot.jobs import Job, LimitReached, TemporarilyUnavailable
+from aibot.ports import AboveBotBudget
 from aibot.settings import Settings
 from aibot.store.days import Calendar
 from aibot.store.gate import Limits, pool_of
@@ -241,7 +242,9 @@ async def test_the_pools_budget_from_settings_holds_whatever_a_guild_sets(
     client: redis.Redis,
 ) -> None:
     gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0", "AIBOT_CHAT_DAILY_BUDGET": "2"})
-    await gate.set_limits(_GUILD, "chat", daily_budget=100)
+    with pytest.raises(AboveBotBudget):
+        await gate.set_limits(_GUILD, "chat", daily_budget=100)
+    await gate.set_limits(_GUILD, "chat", daily_budget=0)  # none of its own
     await gate.take(_chat(user=1))
     await gate.take(_chat(user=2, guild=None))  # a direct message counts too
     with pytest.raises(LimitReached) as refused:

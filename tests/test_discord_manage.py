@@ -167,6 +167,33 @@ async def test_an_admin_sets_and_resets_this_servers_quota(world: World) -> None
     ]
 
 
+@pytest.mark.aibot_env(AIBOT_IMAGE_DAILY_BUDGET="3")
+async def test_a_server_budget_above_the_bots_is_refused_and_the_bots_is_shown_as_such(
+    world: World,
+) -> None:
+    """The bot's budget (every server's uses together) stays in force: a higher one
+    for a server would be saved, shown, and never reached."""
+    boss = manager(world)
+    general = world.channel("general")
+    shown = fields(private_embed(await boss.slash(general, "admin quota", pool="image")))
+    assert shown["image"].endswith("whole server 3 (the bot's, every server together) a day")
+
+    result = await boss.slash(general, "admin quota", pool="image", daily_budget=50)
+    assert result.response.content == (
+        "⚠️ Not saved: a server's `image` budget can be at most the bot's, 3 a day for "
+        "every server together."
+    )
+    assert fields(private_embed(result)) == shown
+    result = await boss.slash(general, "admin quota", pool="image", daily_budget=2)
+    assert result.response.content == "✅ Saved the new limits for `image`."
+    assert fields(private_embed(result))["image"].endswith("whole server 2 a day")
+    assert await admin_actions(world) == [
+        (boss.id, "quota.show", "image"),
+        (boss.id, "quota.set", "image: daily_budget=50: above the bot's"),
+        (boss.id, "quota.set", "image: daily_budget=2"),
+    ]
+
+
 # ------------------------------------------------------------------- jobs
 
 

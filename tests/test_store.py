@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from aibot.jobs import Job, LimitReached
+from aibot.ports import AboveBotBudget
 from aibot.settings import Settings
 from aibot.store import Limits, Store, StoreError
 from aibot.store.schema import MIGRATIONS
@@ -340,7 +341,9 @@ async def test_a_guild_budget_caps_that_guild_only(store_opener):
 
 async def test_a_guild_cannot_raise_its_budget_above_the_pools(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_IMAGE_DAILY_BUDGET": "1"})
-    await store.gate.set_limits(GUILD, "image", daily_budget=50)
+    with pytest.raises(AboveBotBudget):
+        await store.gate.set_limits(GUILD, "image", daily_budget=50)
+    await store.gate.set_limits(GUILD, "image", daily_budget=0)  # none of its own
     await store.gate.take(job("image", ALICE, GUILD))
     assert (await refused(store.gate, job("image", BOB, GUILD))).scope == "budget"
 

@@ -227,17 +227,23 @@ def _masked(words: str, secrets: tuple[str, ...]) -> str:
     return words
 
 
-def quota_embed(limits: Mapping[str, Limits], lang: str) -> discord.Embed:
-    """`/admin quota`: the limits in force on this server, one field per pool."""
+def quota_embed(
+    limits: Mapping[str, Limits], bot_budgets: Mapping[str, int], lang: str
+) -> discord.Embed:
+    """`/admin quota`: the limits in force on this server, one field per pool. A
+    server budget that is the bot's (`bot_budgets`, every server's together) says so."""
     embed = discord.Embed(title=text(lang, "admin_quota_title"), colour=discord.Colour.gold())
     for pool, limit in limits.items():
         unlimited = text(lang, "admin_quota_unlimited")
+        budget = f"{limit.daily_budget:,}" if limit.daily_budget else unlimited
+        if limit.daily_budget and limit.daily_budget == bot_budgets.get(pool):
+            budget = text(lang, "admin_quota_bot_budget", budget=budget)
         value = text(
             lang,
             "admin_quota_line",
             cooldown=duration(limit.cooldown, lang) if limit.cooldown > 0 else unlimited,
             quota=f"{limit.daily_quota:,}" if limit.daily_quota else unlimited,
-            budget=f"{limit.daily_budget:,}" if limit.daily_budget else unlimited,
+            budget=budget,
         )
         embed.add_field(name=pool, value=value, inline=False)
     return embed

@@ -227,6 +227,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "admin_quota_saved": "✅ Saved the new limits for `{pool}`.",
                 "admin_quota_reset": "↩️ `{pool}` follows the bot's settings again.",
                 "admin_quota_pick_pool": "Choose a `pool` to change its limits.",
+                "admin_quota_above_bot": (
+                    "⚠️ Not saved: a server's `{pool}` budget can be at most the bot's, "
+                    "{budget} a day for every server together."
+                ),
+                "admin_quota_bot_budget": "{budget} (the bot's, every server together)",
                 "admin_paused": (
                     "⏸️ The `{pool}` pool is paused, on every server this bot is in: members are "
                     "told so, running jobs finish. `/admin resume` starts it again."
@@ -464,6 +469,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "admin_quota_saved": "✅ `{pool}` 한도를 저장했어요.",
                 "admin_quota_reset": "↩️ `{pool}` 한도를 봇 설정값으로 되돌렸어요.",
                 "admin_quota_pick_pool": "한도를 바꾸려면 `풀`을 골라 주세요.",
+                "admin_quota_above_bot": (
+                    "⚠️ 저장하지 않았어요: 서버의 `{pool}` 하루 한도는 봇 전체 한도"
+                    "(모든 서버 합계 하루 {budget})보다 클 수 없어요."
+                ),
+                "admin_quota_bot_budget": "{budget} (봇 전체, 모든 서버 합계)",
                 "admin_paused": (
                     "⏸️ `{pool}` 풀을 멈췄어요 (이 봇이 있는 모든 서버에 적용돼요). "
                     "멤버에게는 멈췄다고 알려 주고, 진행 중인 작업은 끝까지 해요. "

@@ -32,7 +32,7 @@ from aibot.discord.i18n import command_name, error_text, language, text
 from aibot.discord.reply import NO_MENTIONS
 from aibot.discord.rooms import Rooms
 from aibot.jobs import AibotError, Job, TemporarilyUnavailable
-from aibot.ports import Conversations, QuotaLimits
+from aibot.ports import AboveBotBudget, Conversations, QuotaLimits
 from aibot.settings import Settings
 from aibot.store import Store, StoreError
 from aibot.store.gate import StoreLimits
@@ -161,21 +161,28 @@ class ManageCog(commands.Cog, name="manage"):
             self._record(interaction, "quota.reset", pool)
             notes.append(text(lang, "admin_quota_reset", pool=pool))
         if pool is not None and given:
-            await gate.set_limits(
-                guild_id,
-                pool,
-                cooldown=cooldown,
-                daily_quota=daily_quota,
-                daily_budget=daily_budget,
-            )
             detail = ", ".join(f"{name}={value:g}" for name, value in given.items())
-            self._record(interaction, "quota.set", f"{pool}: {detail}")
-            notes.append(text(lang, "admin_quota_saved", pool=pool))
+            try:
+                await gate.set_limits(
+                    guild_id,
+                    pool,
+                    cooldown=cooldown,
+                    daily_quota=daily_quota,
+                    daily_budget=daily_budget,
+                )
+            except AboveBotBudget as above:
+                self._record(interaction, "quota.set", f"{pool}: {detail}: above the bot's")
+                notes.append(text(lang, "admin_quota_above_bot", pool=pool, budget=above.budget))
+            else:
+                self._record(interaction, "quota.set", f"{pool}: {detail}")
+                notes.append(text(lang, "admin_quota_saved", pool=pool))
         if not notes:
             self._record(interaction, "quota.show", pool or "all")
         shown = (pool,) if pool else _LIMITED_POOLS
         limits = {name: await gate.limits(guild_id, name) for name in shown}
-        await _private(interaction, "\n".join(notes) or None, embed=quota_embed(limits, lang))
+        bot_budgets = {name: self.host.settings.pools[name].daily_budget for name in shown}
+        embed = quota_embed(limits, bot_budgets, lang)
+        await _private(interaction, "\n".join(notes) or None, embed=embed)
 
     @admin.command(name="pause", description="Stop a pool taking new jobs; running ones finish")
     @app_commands.describe(pool="The pool to pause")
