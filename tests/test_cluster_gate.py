@@ -196,6 +196,22 @@ async def test_a_cooldown_reset_by_an_admin_ends_at_once(client: redis.Redis) ->
     await gate.take(_chat())
 
 
+async def test_a_cooldown_raised_by_an_admin_applies_to_members_already_waiting(
+    client: redis.Redis,
+) -> None:
+    """As in one process: the wait is counted by the cooldown in force when the
+    member asks next, also when it is longer than the one they took under (or
+    they took under none)."""
+    gate = _gate(client, {"AIBOT_CHAT_COOLDOWN": "0"})
+    await gate.take(_chat())  # no cooldown then
+    await gate.set_limits(_GUILD, "chat", cooldown=600)
+    refusal = await _take(gate)
+    assert refusal[0] == "cooldown" and 590 < refusal[1] <= 600
+    await gate.set_limits(_GUILD, "chat", cooldown=3_600)
+    refusal = await _take(gate)
+    assert refusal[0] == "cooldown" and 3_590 < refusal[1] <= 3_600
+
+
 async def test_a_take_whose_answer_came_too_late_is_refused_and_costs_nothing(
     redis_server: RedisServer, client: redis.Redis
 ) -> None:

@@ -10,9 +10,10 @@ the count, and 100 simultaneous takes against a quota of 10 pass exactly 10
 whichever processes they come through. One round trip per take.
 
 Time. A cooldown is a Redis key holding the member's last take (Redis's `TIME`,
-in ms) and expiring with it (`SET ... PX`), so it runs on Redis's clock and no
-process's clock can shorten one; the wait is counted by the cooldown in force
-when the member asks next, so a cooldown lowered (or reset) is shorter at once.
+in ms), so it runs on Redis's clock and no process's clock can shorten one; the
+wait is counted by the cooldown in force when the member asks next, so a cooldown
+changed (or reset) applies at once, shorter or longer. The key is kept a day
+(`_COOLDOWN_KEPT_MS`, the longest `/admin quota` sets) or the cooldown, if longer.
 Days follow the settings' time zone through the `Calendar` (its clock
 injectable, so tests move the day); machines agree on the day as far as their
 clocks agree, which matters only in the seconds around midnight.
@@ -52,15 +53,18 @@ __all__ = ["SharedGate"]
 
 # How long after its day ends a day's counts stay readable.
 _USED_KEPT = 86_400
+# How long a member's last take is kept at least, in ms: a cooldown raised while
+# they wait must still find it.
+_COOLDOWN_KEPT_MS = 86_400_000
 _FIELDS = ("cooldown", "daily_quota", "daily_budget")
 
 # KEYS: the day's counts, the member's cooldown, the guild's overrides, the
 # job's refund record. ARGV: member field, guild field, the pool's defaults
 # (cooldown in seconds, quota, budget), the counts' lifetime (s), the refund
-# record's value and lifetime (s). Returns {0, guild's count, guild's budget,
-# pool's count} taken (the counts with this take), {1, ms} cooldown, {2} quota,
-# {3} budget. An override field left unset follows settings; the pool's own
-# budget is never overridden (it protects the bill).
+# record's value and lifetime (s), the last take's least lifetime (ms). Returns
+# {0, guild's count, guild's budget, pool's count} taken (the counts with this
+# take), {1, ms} cooldown, {2} quota, {3} budget. An override field left unset
+# follows settings; the pool's own budget is never overridden (it protects the bill).
 _TAKE = """
 local override = redis.call('HMGET', KEYS[3], 'cooldown', 'daily_quota', 'daily_budget')
 local cooldown = tonumber(override[1]) or tonumber(ARGV[3])
@@ -81,7 +85,7 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HINCRBY', KEYS[1], 'all', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[7])
-if cooldown > 0 then redis.call('SET', KEYS[2], now, 'PX', math.ceil(cooldown * 1000)) end
+redis.call('SET', KEYS[2], now, 'PX', math.max(math.ceil(cooldown * 1000), tonumber(ARGV[10])))
 redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9])
 return {0, (tonumber(used[2]) or 0) + 1, budget, (tonumber(used[3]) or 0) + 1}
 """
@@ -155,6 +159,7 @@ class SharedGate:
             math.ceil(self._end - now) + _USED_KEPT,
             self._day,
             refund_for,
+            _COOLDOWN_KEPT_MS,
         ]
         try:
             # With the other takes of this turn of the loop, in one pipeline (each
