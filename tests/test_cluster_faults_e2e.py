@@ -147,6 +147,43 @@ async def test_a_worker_stopped_past_its_lease_then_resumed_answers_nothing_twic
     await _answered_once(cluster, again, _final(again, "again"))
 
 
+# One chat slot each: the stalled worker's pool is full when it loses the job.
+@pytest.mark.aibot_env(AIBOT_LEASE_SECONDS=str(LEASE), AIBOT_CHAT_WORKERS="1")
+async def test_a_worker_stopped_while_its_provider_answered_answers_once_on_waking(
+    cluster: Cluster,
+) -> None:
+    """Its answer and its lease's renewal come due together as it wakes: the renewal
+    finds the lease lost while the answer's delivery claim is on its way. The claim
+    decides (a claim that wins takes the entry back); the worker that took the job
+    over meanwhile sends nothing, and nobody runs it a third time."""
+    cluster.worker("w1", pools="chat")
+    await cluster.serving("chat")
+    counters = cluster.providers.counters
+    cluster.providers.chat_reply, cluster.providers.chunk_delay = LONG_ANSWER, 0.04
+    sent = await cluster.fake.send_interaction("chat", {"prompt": "count"}, channel="채팅방-1")
+    await cluster.streaming(sent)
+    stalled = cluster.node("w1")
+    os.kill(stalled.popen.pid, signal.SIGSTOP)
+    try:
+        cluster.worker("w2", pools="chat")
+
+        async def taken_over() -> bool:  # w2 asks the provider in turn, after the lease
+            return counters.requests("openai", "chat") == 2
+
+        await eventually(taken_over, timeout=WAIT, what=f"w2 taking the job: {cluster.logs()}")
+        await asyncio.sleep(0.5)  # w1's answer has all come in while it was stopped
+    finally:
+        os.kill(stalled.popen.pid, signal.SIGCONT)
+
+    await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
+    await eventually(
+        lambda: _drained(cluster, "chat"), timeout=WAIT, what="the entry acknowledged and deleted"
+    )
+    await asyncio.sleep(2 * LEASE)  # past another lease: no third run, no second answer
+    await _answered_once(cluster, sent, _final(sent, LONG_ANSWER))
+    assert counters.requests("openai", "chat") == 2
+
+
 async def test_a_worker_killed_during_an_image_is_replaced_and_uploads_once(
     cluster: Cluster,
 ) -> None:

@@ -54,6 +54,7 @@ class StreamDeliveries:
         self.patience = patience
         self._held: dict[str, tuple[JobStream, Delivery]] = {}
         self._committed: set[str] = set()
+        self._claiming: set[str] = set()  # claims sent, their answer not yet back
         self._leased_until: dict[str, float] = {}  # time.monotonic(), by job id
 
     def hold(self, stream: JobStream, delivery: Delivery, *, since: float) -> None:
@@ -97,6 +98,12 @@ class StreamDeliveries:
         """Whether this process won the job's delivery claim (it is sending)."""
         return job_id in self._committed
 
+    def claiming(self, job_id: str) -> bool:
+        """Whether this process claims the job's delivery now, or won it: then the
+        claim, not a renewal that found the lease lost, decides whether the job
+        stays here (a claim that wins takes the entry back)."""
+        return job_id in self._claiming or job_id in self._committed
+
     async def mark_delivered(self, job_id: str) -> bool:
         """True when this process may send the job's answer (it won the claim)."""
         held = self._held.get(job_id)
@@ -105,17 +112,21 @@ class StreamDeliveries:
         stream, delivery = held
         loop = asyncio.get_running_loop()
         deadline, backoff = loop.time() + self.patience, Backoff(0.05, 1.0)
-        while True:
-            try:
-                won = await stream.claim_delivery(delivery)
-                break
-            except RedisError as error:
-                if loop.time() >= deadline:
-                    log.warning("job %s: delivery not claimed, Redis away (%r)", job_id, error)
-                    return False
-                await backoff.pause()
-                if self._held.get(job_id) is not held:
-                    return False  # dropped meanwhile
+        self._claiming.add(job_id)
+        try:
+            while True:
+                try:
+                    won = await stream.claim_delivery(delivery)
+                    break
+                except RedisError as error:
+                    if loop.time() >= deadline:
+                        log.warning("job %s: delivery not claimed, Redis away (%r)", job_id, error)
+                        return False
+                    await backoff.pause()
+                    if self._held.get(job_id) is not held:
+                        return False  # dropped meanwhile
+        finally:
+            self._claiming.discard(job_id)
         if won:
             self._committed.add(job_id)
         return bool(won)

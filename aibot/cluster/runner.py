@@ -309,7 +309,7 @@ class Runner:
         for entry_id, job_id in held.items():
             if entry_id in owned:
                 self.deliveries.renewed(job_id, since=asked)
-            elif not self.deliveries.committed(job_id):
+            elif not self.deliveries.claiming(job_id):
                 self._drop(job_id)
 
     def _drop(self, job_id: str) -> None:
