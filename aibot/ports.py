@@ -112,11 +112,15 @@ def limits_given(
 
 class Gate(Protocol):
     """Cooldowns, quotas and budgets. `take` raises `LimitReached` or counts one use;
-    `refund` gives a use back when the provider failed the job."""
+    `refund` gives a use back when the provider failed the job (the cooldown stays:
+    the job ran); `undo` takes back a take whose job never ran (its defer failed, or
+    the queue refused it after all), the use and the cooldown it started."""
 
     async def take(self, job: Job) -> None: ...
 
     async def refund(self, job: Job) -> bool: ...
+
+    async def undo(self, job: Job) -> bool: ...
 
 
 class Journal(Protocol):

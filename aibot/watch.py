@@ -146,6 +146,9 @@ class WatchedGate:
     async def refund(self, job: Job) -> bool:
         return await self._gate.refund(job)
 
+    async def undo(self, job: Job) -> bool:
+        return await self._gate.undo(job)
+
     def _check(self, pool: str, guild_id: int | None, same_as: int) -> int:
         """Alert when this budget (unless it is `same_as`) is spent enough; its size."""
         used, budget = self._counts.spent(pool, guild_id)

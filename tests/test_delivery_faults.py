@@ -138,6 +138,18 @@ async def test_a_failed_defer_runs_nothing_and_keeps_the_quota(quick: World, sta
     assert lost_answers(quick, "chat") == 0
 
 
+@pytest.mark.aibot_env(AIBOT_CHAT_COOLDOWN="3600")
+async def test_a_failed_defer_leaves_no_cooldown_either(quick: World) -> None:
+    """The command never ran: under an hour's cooldown the member may ask again at
+    once, and is answered."""
+    Fault(DEFER, 503).inject(quick)
+    assert not (await chat(quick)).acknowledged
+    again = await chat(quick, "and now?")
+    assert again.response is not None and "Slow down" not in (again.response.content or "")
+    assert quick.fake.counters.requests() == 1
+    assert quick.bot.store.gate.usage(quick.guild.id, quick.member.id, "chat")[0] == 1
+
+
 async def test_a_defer_discord_took_though_its_answer_was_lost_goes_on_to_the_answer(
     quick: World,
 ) -> None:

@@ -319,6 +319,19 @@ async def test_an_override_changes_only_the_fields_given(store_opener):
         await store.gate.set_limits(GUILD, "films", daily_quota=1)
 
 
+async def test_an_undo_gives_back_the_use_and_the_cooldown_once(store_opener):
+    store = await store_opener({"AIBOT_VIDEO_COOLDOWN": "3600", "AIBOT_VIDEO_DAILY_QUOTA": "1"})
+    never_ran = job("video", ALICE, GUILD)
+    await store.gate.take(never_ran)
+    assert await store.gate.undo(never_ran)
+    assert not await store.gate.undo(never_ran), "once"
+    assert store.gate.usage(GUILD, ALICE, "video") == (0, 1)
+    ran = job("video", ALICE, GUILD)
+    await store.gate.take(ran)  # at once: no cooldown left of the undone take
+    assert await store.gate.refund(ran)  # a job that ran and failed: the cooldown stays
+    assert (await refused(store.gate, job("video", ALICE, GUILD))).scope == "cooldown"
+
+
 async def test_the_pool_budget_caps_every_member_of_every_guild_together(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_VIDEO_DAILY_BUDGET": "3"})
     await store.gate.take(job("video", ALICE, GUILD))

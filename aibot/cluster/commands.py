@@ -92,6 +92,13 @@ class ClusterGate:
             log.info("job %s: use not given back, Redis away (%r)", job.id, error)
             return False
 
+    async def undo(self, job: Job) -> bool:
+        try:
+            return await self.gate.undo(job)
+        except RedisError as error:
+            log.info("job %s: take not taken back, Redis away (%r)", job.id, error)
+            return False
+
 
 class ClusterLimits:
     """`aibot.ports.QuotaLimits` over the shared gate, each call bounded."""

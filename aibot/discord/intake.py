@@ -142,9 +142,10 @@ class Intake:
             deferred = await interaction.response.defer(thinking=True)
         except BaseException as error:
             if not acknowledged_already(error):
-                # No job will run: the use goes back, whatever stopped the defer.
+                # No job will run: the use and its cooldown go back, whatever stopped
+                # the defer.
                 self._handed(job.pool)
-                await self._refund(job)
+                await self._undo(job)
                 if not isinstance(error, discord.HTTPException):
                     raise  # cut off on its way (a lost connection, a timeout), or closing
                 # Too late (over 3 s) or Discord said no: nobody is waiting for this job.
@@ -202,8 +203,8 @@ class Intake:
     async def _start(self, job: Job) -> None:
         """Hand the deferred job to the worker. When it is refused after all (its pool
         filled up since the check, or began to drain), the deferred message says why,
-        and the gate gives the use back; so it does for a failure nothing expected (a
-        bug, the store), logged."""
+        and the gate takes the use and its cooldown back; so it does for a failure
+        nothing expected (a bug, the store), logged."""
         pool = job.pool  # the worker may move it to the admin pool
         try:
             await self.queue.submit(job)
@@ -211,7 +212,7 @@ class Intake:
             error = failure if isinstance(failure, AibotError) else AibotError()
             if error is not failure:
                 log.error("job %s: could not be queued\n%s", job.id, job.trace(failure))
-            await self._refund(job)
+            await self._undo(job)
             await self.replies.make(job).fail(error)
         finally:
             self._handed(pool)
@@ -269,9 +270,10 @@ class Intake:
         self._handing[job.pool] = self._handing.get(job.pool, 0) + 1
         return None
 
-    async def _refund(self, job: Job) -> None:
+    async def _undo(self, job: Job) -> None:
+        """The job will not run: its use and the cooldown it started go back."""
         if self.gate is not None:
-            await self.gate.refund(job)
+            await self.gate.undo(job)
 
 
 def _with_handing(loads: Mapping[str, PoolLoad], handing: Mapping[str, int]) -> dict[str, PoolLoad]:

@@ -16,6 +16,10 @@ spends the member's chat quota) and per local day:
 - all uses everywhere: the pool's `daily_budget` from settings, which protects
   the bill; a guild may set a lower budget for itself, never a higher one.
 Guild overrides are stored field by field; a field left unset follows settings.
+
+A use comes back two ways: `refund` (the job ran and failed through no fault of
+the member's: the use, not the cooldown) and `undo` (the job never ran: its defer
+failed, or the queue refused it after the defer: the use and the cooldown).
 """
 
 from __future__ import annotations
@@ -93,7 +97,9 @@ class Gate:
         # When each member last took a use of a pool: their cooldown runs from it, by
         # the limit in force when they ask next (lowered or reset, at once shorter).
         self._last_take: dict[Key, float] = {}
-        self._taken: dict[str, tuple[str, Key]] = {}
+        # By job id: the day, member and time of each take today, for its refund or
+        # undo (the time unknown, -inf, for a take an earlier run made).
+        self._taken: dict[str, tuple[str, Key, float]] = {}
 
     async def load(self) -> None:
         """Take up today's counters and every guild override from the file (at start),
@@ -105,7 +111,8 @@ class Gate:
             lambda conn: (Gate.read(conn, day), _open_jobs(conn, start))
         )
         for job in open_jobs:
-            self._remember_take(job.id, (pool_of(job), job.guild_id or 0, job.user_id))
+            member = (pool_of(job), job.guild_id or 0, job.user_id)
+            self._remember_take(job.id, member, -math.inf)
 
     @staticmethod
     def read(conn: sqlite3.Connection, day: str) -> tuple[dict[Key, int], Overrides]:
@@ -158,7 +165,7 @@ class Gate:
         for key in keys:
             self._count(key, 1)
         self._last_take[member] = now
-        self._remember_take(job.id, member)
+        self._remember_take(job.id, member, now)
 
     async def refund(self, job: Job) -> bool:
         """Give back the quota and budget a job took (the provider failed it).
@@ -170,6 +177,18 @@ class Gate:
             return False
         for key in _counted(*taken[1]):
             self._count(key, -1)
+        return True
+
+    async def undo(self, job: Job) -> bool:
+        """Take back a take whose job never ran: the use, and the cooldown it started
+        (unless the member took another since). False when there is nothing to take
+        back (see `refund`)."""
+        taken = self._taken.get(job.id)
+        if taken is None or not await self.refund(job):
+            return False
+        _day, member, at = taken
+        if self._last_take.get(member) == at:
+            del self._last_take[member]
         return True
 
     def usage(self, guild_id: int | None, user_id: int, pool: str) -> tuple[int, int]:
@@ -234,8 +253,8 @@ class Gate:
         self._used[key] = used
         self._db.later(_UPSERT, (self._day, *key, used))
 
-    def _remember_take(self, job_id: str, member: Key) -> None:
-        self._taken[job_id] = (self._day, member)
+    def _remember_take(self, job_id: str, member: Key, at: float) -> None:
+        self._taken[job_id] = (self._day, member, at)
         if len(self._taken) > _REFUNDABLE:
             del self._taken[next(iter(self._taken))]
 
