@@ -4,6 +4,7 @@ quotas used today, guild overrides, conversations and unfinished videos come alo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -83,6 +84,34 @@ async def test_quotas_memory_and_unfinished_videos_move_to_redis(
     again = await migrate_to_redis(settings, client, path=store.path, clock=store_clock)
     assert (again.conversations, again.videos, again.skipped) == (0, 0, 2)
     assert await gate.usage(GUILD, MEMBER, "chat") == (10, 10)  # counts never go down
+    await client.aclose()
+
+
+async def test_a_server_budget_saved_above_the_bots_is_left_out(
+    redis_server: RedisServer, store_opener, store_clock, tmp_path
+) -> None:
+    """An earlier version saved it (and never applied it); the cluster's gate refuses
+    it: the migration leaves it out and moves the rest."""
+    env = {
+        "AIBOT_REDIS_URL": redis_server.url,
+        "AIBOT_REDIS_PREFIX": "bot",
+        "AIBOT_IMAGE_DAILY_BUDGET": "3",
+    }
+    store = await store_opener(env)
+    await store.close()
+    with sqlite3.connect(store.path) as conn:
+        conn.execute(
+            "INSERT INTO guild_limits (guild_id, pool, cooldown, daily_quota, daily_budget, "
+            "updated_at) VALUES (?, 'image', 2.5, NULL, 50, 0)",
+            (GUILD,),
+        )
+    settings = Settings.from_env({"AIBOT_DATA_DIR": str(tmp_path), **env})
+    client = connect(redis_server.url)
+    migrated = await migrate_to_redis(settings, client, path=store.path, clock=store_clock)
+    assert migrated.overrides == 1
+    gate = SharedGate(client, "bot", settings, Calendar(settings.timezone, store_clock))
+    limits = await gate.limits(GUILD, "image")
+    assert (limits.cooldown, limits.daily_budget) == (2.5, 3)
     await client.aclose()
 
 

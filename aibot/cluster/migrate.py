@@ -7,9 +7,9 @@ parts read:
 
 - today's gate counts (members', guilds', the pool's) into `SharedGate`'s
   `gate:used:<day>:<pool>` hashes, and every guild override (`/admin
-  quota`) through `SharedGate.set_limits`. Cooldowns are not copied: the
-  embedded gate keeps them in memory only, so they end with the process;
-  at most one cooldown period is forgiven.
+  quota`) through `SharedGate.set_limits` (a server budget above the bot's,
+  which an earlier version saved and never applied, is left out). Cooldowns
+  are not copied: at most one cooldown period is forgiven.
 - every conversation (its turns and the count of forgotten turns not yet
   told) through `SharedMemory.restore`.
 - every unfinished durable job (a video not finished, its answer not out) onto its
@@ -96,10 +96,14 @@ async def migrate_to_redis(
     memory = SharedMemory(client, prefix, settings.chat_history_tokens)
     counts = await _copy_counts(client, prefix, day, math.ceil(end - clock()), found.counts)
     for guild, pool, cooldown, quota, budget in found.overrides:
-        if pool in settings.pools:
-            await gate.set_limits(
-                guild, pool, cooldown=cooldown, daily_quota=quota, daily_budget=budget
-            )
+        if pool not in settings.pools:
+            continue
+        bot_budget = settings.pools[pool].daily_budget
+        if budget is not None and bot_budget and budget > bot_budget:
+            budget = None  # never in force: the bot's budget counts every server together
+        await gate.set_limits(
+            guild, pool, cooldown=cooldown, daily_quota=quota, daily_budget=budget
+        )
     conversations = turns = skipped = 0
     for (channel, user), (stored, dropped) in found.conversations.items():
         if await client.exists(*memory.keys(channel, user)):
