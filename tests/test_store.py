@@ -332,6 +332,28 @@ async def test_an_undo_gives_back_the_use_and_the_cooldown_once(store_opener):
     assert (await refused(store.gate, job("video", ALICE, GUILD))).scope == "cooldown"
 
 
+async def test_a_cooldown_outlasts_a_restart(store_opener, store_clock):
+    """An hour between two videos stays an hour through a deploy or a crash; a take
+    undone (its job never ran) does not come back with the restart."""
+    hourly = {"AIBOT_VIDEO_COOLDOWN": "3600"}
+    store = await store_opener(hourly)
+    await store.gate.take(job("video", ALICE, GUILD))
+    never_ran = job("video", BOB, GUILD)
+    await store.gate.take(never_ran)
+    await store.gate.undo(never_ran)
+    await store.close()
+    store_clock.advance(60)
+
+    reopened = await store_opener(hourly)
+    refusal = await refused(reopened.gate, job("video", ALICE, GUILD))
+    assert refusal.scope == "cooldown" and refusal.retry_after == pytest.approx(3540)
+    await reopened.gate.take(job("video", BOB, GUILD))
+    await reopened.close()
+    store_clock.advance(3600)
+    again = await store_opener(hourly)
+    await again.gate.take(job("video", ALICE, GUILD))  # the hour is over
+
+
 async def test_the_pool_budget_caps_every_member_of_every_guild_together(store_opener):
     store = await store_opener({**NO_COOLDOWN, "AIBOT_VIDEO_DAILY_BUDGET": "3"})
     await store.gate.take(job("video", ALICE, GUILD))

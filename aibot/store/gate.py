@@ -5,8 +5,9 @@ dictionary lookups. It is a coroutine only to fit the `aibot.ports.Gate` port
 (a networked gate must wait); it awaits nothing, which is also what makes it
 exact under concurrency: on one event loop no other take can run between the
 check and the count, so 100 simultaneous takes against a quota of 10 let exactly
-10 through. The database is the record: today's counters are loaded when the
-store opens and every change is written behind as an absolute value.
+10 through. The database is the record: today's counters and the members' last
+takes (their cooldowns) are loaded when the store opens, and every change is
+written behind as an absolute value.
 
 What is counted, per pool (the command's role, so an overflowed /chat still
 spends the member's chat quota) and per local day:
@@ -51,6 +52,11 @@ _UPSERT = (
     "INSERT INTO gate_counts (day, pool, guild_id, user_id, used) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (day, pool, guild_id, user_id) DO UPDATE SET used = excluded.used"
 )
+_TAKEN_AT = (
+    "INSERT INTO gate_takes (pool, guild_id, user_id, at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (pool, guild_id, user_id) DO UPDATE SET at = excluded.at"
+)
+_FORGET_TAKE = "DELETE FROM gate_takes WHERE pool = ? AND guild_id = ? AND user_id = ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +113,10 @@ class Gate:
         still be given back (a job the restart cut short: its member asks again)."""
         self._day, self._start, self._end = self._calendar.span(self._calendar.now())
         day, start = self._day, self._start
-        (self._used, self._overrides), open_jobs = await self._db.run(
-            lambda conn: (Gate.read(conn, day), _open_jobs(conn, start))
+        (self._used, self._overrides), open_jobs, self._last_take = await self._db.run(
+            lambda conn: (Gate.read(conn, day), _open_jobs(conn, start), _last_takes(conn))
         )
+        self._forget_cooled(self._calendar.now())
         for job in open_jobs:
             member = (pool_of(job), job.guild_id or 0, job.user_id)
             self._remember_take(job.id, member, -math.inf)
@@ -165,6 +172,7 @@ class Gate:
         for key in keys:
             self._count(key, 1)
         self._last_take[member] = now
+        self._db.later(_TAKEN_AT, (*member, now))
         self._remember_take(job.id, member, now)
 
     async def refund(self, job: Job) -> bool:
@@ -189,6 +197,7 @@ class Gate:
         _day, member, at = taken
         if self._last_take.get(member) == at:
             del self._last_take[member]
+            self._db.later(_FORGET_TAKE, member)
         return True
 
     def usage(self, guild_id: int | None, user_id: int, pool: str) -> tuple[int, int]:
@@ -243,10 +252,15 @@ class Gate:
         self._day = day
         self._used.clear()
         self._taken.clear()
+        self._forget_cooled(now)
+        self._db.later("DELETE FROM gate_counts WHERE day < ?", (day,))
+
+    def _forget_cooled(self, now: float) -> None:
+        """Forget the last takes whose longest cooldown has run out."""
         longest = max(limits.cooldown for limits in self._defaults.values())
         longest = max([longest, *(o.cooldown or 0.0 for o in self._overrides.values())])
         self._last_take = {k: t for k, t in self._last_take.items() if t + longest > now}
-        self._db.later("DELETE FROM gate_counts WHERE day < ?", (day,))
+        self._db.later("DELETE FROM gate_takes WHERE at <= ?", (now - longest,))
 
     def _count(self, key: Key, delta: int) -> None:
         used = max(0, self._used.get(key, 0) + delta)
@@ -257,6 +271,11 @@ class Gate:
         self._taken[job_id] = (self._day, member, at)
         if len(self._taken) > _REFUNDABLE:
             del self._taken[next(iter(self._taken))]
+
+
+def _last_takes(conn: sqlite3.Connection) -> dict[Key, float]:
+    rows = conn.execute("SELECT pool, guild_id, user_id, at FROM gate_takes")
+    return {(pool, guild, user): at for pool, guild, user, at in rows}
 
 
 def _open_jobs(conn: sqlite3.Connection, since: float) -> list[Job]:

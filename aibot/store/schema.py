@@ -92,4 +92,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # reset is not remembered after it.
         "ALTER TABLE conversations ADD COLUMN resets INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # When each member last took a use of a pool (wall clock): their cooldown
+        # runs from it across restarts.
+        """CREATE TABLE gate_takes (
+            pool TEXT NOT NULL, guild_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (pool, guild_id, user_id)
+        ) WITHOUT ROWID""",
+    ),
 )
