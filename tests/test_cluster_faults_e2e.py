@@ -245,6 +245,32 @@ async def test_a_worker_killed_after_a_long_answer_s_followup_leaves_no_half_wri
     assert not await cluster.redis.exists(f"{PREFIX}:task:{job_id}")
 
 
+async def test_a_job_that_cannot_be_started_stops_only_itself(cluster: Cluster) -> None:
+    """A reclaimed job whose record the worker cannot read (its followups not JSON:
+    another version's, or damaged) is left to be dead-lettered; the worker's take
+    loop goes on, and the pool's next job is answered."""
+    for name in ("w1", "w2"):
+        cluster.worker(name, pools="chat")
+    await cluster.serving("chat")
+    sent = await cluster.chat_streaming()
+    holder = await cluster.holder("chat")
+    job_id = await _job_id(cluster, "chat")
+    await cluster.redis.hset(f"{PREFIX}:task:{job_id}", FOLLOWUPS, "not json")
+    cluster.node(holder).kill()
+
+    async def reclaimed() -> bool:
+        rows = await cluster.redis.xpending_range(f"{PREFIX}:jobs:chat", "workers", "-", "+", 9)
+        return any(row["times_delivered"] >= 2 for row in rows)
+
+    await eventually(reclaimed, timeout=WAIT, what="the job reclaimed")
+    cluster.providers.chat_reply, cluster.providers.chunk_delay = "the next one", 0.0
+    after = await cluster.fake.send_interaction("chat", {"prompt": "next"}, channel="채팅방-1")
+    await _answered_once(cluster, after, _final(after, "the next one"))
+    other = "w2" if holder == "w1" else "w1"
+    assert f"job {job_id}: could not be started here" in cluster.node(other).log.read_text()
+    assert not [r for r in _shown(cluster, sent) if r.body.get("content") == LONG_ANSWER]
+
+
 async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
     cluster: Cluster,
 ) -> None:

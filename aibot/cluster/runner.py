@@ -226,9 +226,13 @@ class Runner:
             if delivery.deliveries > 1:
                 job = await self.journal.left(job)
             await self.worker.submit(job)
-        except (AibotError, RedisError) as refused:
-            # Left pending: another worker (or this one) takes it after the lease.
-            log.info("job %s: not taken here (%r)", job.id, refused)
+        except Exception as refused:
+            # Left pending: another worker (or this one) takes it after the lease, and
+            # dead-letters it in the end. This loop goes on taking the pool's jobs.
+            if isinstance(refused, AibotError | RedisError):
+                log.info("job %s: not taken here (%r)", job.id, refused)
+            else:
+                log.error("job %s: could not be started here\n%s", job.id, job.trace(refused))
             self._held.pop(job.id, None)
             self.deliveries.release(job.id)
             return False
