@@ -78,10 +78,11 @@ class AnswerWriter:
 
     Message 0 is the deferred one (its id comes with the job, and so do the followups
     an earlier run posted). `shown` is what each message shows now, so a write that
-    changes nothing is skipped; `posted` is told the followups' ids as they come. Once the token is
-    gone, the answer is written afresh as bot messages in the channel (or, where the
-    bot may not post, in a direct message to the member), the first of which says
-    whose answer it is (or, with `failing`, whose command did not work)."""
+    changes nothing is skipped; `posted` is told the followups' ids as they come.
+    Once the token is gone, the answer is written afresh as bot messages in the
+    channel (or, where the bot may not post, in a direct message to the member), the
+    first of which says whose answer it is (or, with `failing`, whose command did
+    not work)."""
 
     def __init__(
         self,
@@ -236,6 +237,8 @@ class AnswerWriter:
         """Delete the webhook's messages past the first `count`: an earlier run's
         followups this answer does not need. Tried once each: one left over shows
         the earlier run's text, and the answer is out all the same."""
+        if len(self._ids) <= count:
+            return
         webhook = self._webhook_for_job()
         for message_id in self._ids[count:]:
             self._edits.spend(self.job.channel_id)
