@@ -84,6 +84,8 @@ RERUN_MARGIN = 60.0
 # Members told at once at shutdown that their job did not finish: each is a request
 # of its own to Discord, and hundreds one by one could outlast systemd's stop timeout.
 NOTICES_AT_ONCE = 16
+# Seconds between looks at whether a dropped run has stopped (`run_over`).
+RUN_OVER_POLL = 0.1
 
 Observer = Callable[[Job, AibotError | None, float], None]
 
@@ -313,6 +315,16 @@ class Worker:
         back, and its journal entry (a video's task) stays for the one running it."""
         if self.cancel(job_id):
             self._dropped.add(job_id)
+
+    def holds(self, job_id: str) -> bool:
+        """Whether a run of the job is here, not over yet: also one dropped (`drop`)
+        that has not stopped yet (a video waiting out its key's pace)."""
+        return job_id in self._open
+
+    async def run_over(self, job_id: str) -> None:
+        """Until no run of the job is here (see `holds`)."""
+        while job_id in self._open:
+            await asyncio.sleep(RUN_OVER_POLL)
 
     def pause(self, pool: str) -> None:
         self.pools[pool].pause()

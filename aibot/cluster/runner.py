@@ -1,28 +1,25 @@
 """A worker process's pools, fed from their job streams (cluster mode).
 
 For each pool it runs, the `Runner` takes as many jobs as the pool has free slots
-from the pool's `JobStream` (reclaiming a dead worker's jobs first: `JobStream.take`
-does), and hands each to the `Worker`, which runs it as in one process. It renews
-the leases of the jobs it holds every lease/3; a job whose lease went to another
-worker is dropped (`Worker.drop`: stopped, its outcome not its own; its reply may
-not claim the delivery, so it says nothing). Its progress and streaming edits stop
-as soon as its lease may have run out, before any renewal says so
-(`StreamDeliveries.current`): a worker woken from a stall must not write over the
-answer of the worker that reclaimed its job. Once a job's outcome is known (the
-worker's `observe`, after the reply is finished), its entry is acknowledged and
-deleted, retried while Redis is away.
+from the pool's `JobStream` (a dead worker's first: `JobStream.take` reclaims), and
+hands each to the `Worker`, which runs it as in one process. It renews the leases
+of the jobs it holds every lease/3; a job whose lease went to another worker is
+dropped (`Worker.drop`: stopped, its outcome not its own, its reply silent; its
+entry reclaimed here before it stopped waits for it). Its progress and streaming
+edits stop once its lease may have run out (`StreamDeliveries.current`): a worker
+woken from a stall must not write over the reclaimer's answer. Once a job's
+outcome is known (`observe`, after the reply is finished), its entry is
+acknowledged and deleted, retried while Redis is away.
 
-A reclaimed video polls the provider task its first worker made (recorded by
-`RedisJournal`); a job delivered too often (every worker that took it died) is
-dead-lettered by the stream and its member told it could not be done. Jobs taken
-over from a worker that stopped answering are alerted (`reclaimed`: the pool, this
-node, how many), as one process alerts the jobs it resumed after a restart.
+A reclaimed job goes on as its first worker left it (`RedisJournal.left`); a job
+delivered too often (every worker that took it died) is dead-lettered and its
+member told. Jobs taken over from a worker that stopped answering are alerted
+(`reclaimed`: pool, node, how many), as one process alerts the jobs it resumed.
 
 The admin's controls (`aibot.cluster.controls`), read every `control_every` s: a
-paused pool takes no new jobs (the ones running finish); a job an admin cancelled
-is cancelled in its pool if held here, as in one process (its member told once,
-its outcome recorded), and one no worker took yet is taken out of its stream by
-one worker, which tells its member and records it in the ledger (nothing runs).
+paused pool takes no new jobs (running ones finish); a cancelled job held here is
+cancelled as in one process, and one no worker took yet is taken out of its
+stream by one worker, which tells its member and records it (nothing runs).
 
 Redis away: every loop catches redis-py's errors, backs off and goes on; jobs
 held keep running and their acknowledgements wait for Redis to come back.
@@ -220,15 +217,17 @@ class Runner:
         if job.id in self._cancels:
             self._spawn(self._tell_cancelled(pool, stream, delivery))
             return False
+        if self.worker.holds(job.id):  # dropped here a moment ago, its run not over yet
+            self._held[job.id] = _Held(pool, delivery)  # renewed, not yet claimable
+            self._spawn(self._start_when_over(pool, stream, delivery))
+            return False
         self._held[job.id] = _Held(pool, delivery)
         self.deliveries.hold(stream, delivery, since=asked)
         try:
             if delivery.deliveries > 1:
                 job = await self.journal.left(job)
             await self.worker.submit(job)
-        except Exception as refused:
-            # Left pending: another worker (or this one) takes it after the lease, and
-            # dead-letters it in the end. This loop goes on taking the pool's jobs.
+        except Exception as refused:  # left pending: reclaimed (dead-lettered in the end)
             if isinstance(refused, AibotError | RedisError):
                 log.info("job %s: not taken here (%r)", job.id, refused)
             else:
@@ -237,6 +236,12 @@ class Runner:
             self.deliveries.release(job.id)
             return False
         return True
+
+    async def _start_when_over(self, pool: str, stream: JobStream, delivery: Delivery) -> None:
+        """Start `delivery` once the dropped run of its job here stopped (its reply is silent)."""
+        await self.worker.run_over(delivery.job.id)
+        if not self._stopping:
+            await self._start(pool, stream, delivery, time.monotonic())
 
     async def _give_up(self, delivery: Delivery) -> None:
         """Tell the member of a dead-lettered job it could not be done; use given back."""
