@@ -86,6 +86,16 @@ async def _job_id(world: Cluster, pool: str) -> str:
     return str(fields["id"])
 
 
+async def _chat_held_by_one_of_two(world: Cluster) -> tuple[SentInteraction, str, str]:
+    """A /chat streaming on one of two chat workers, w1 and w2: the interaction,
+    the worker that holds it, the job id."""
+    for name in ("w1", "w2"):
+        world.worker(name, pools="chat")
+    await world.serving("chat")
+    sent = await world.chat_streaming()
+    return sent, await world.holder("chat"), await _job_id(world, "chat")
+
+
 async def _drained(world: Cluster, pool: str) -> bool:
     """Nothing left in `pool`'s stream: every entry acknowledged and deleted."""
     key = f"{PREFIX}:jobs:{pool}"
@@ -249,12 +259,7 @@ async def test_a_job_that_cannot_be_started_stops_only_itself(cluster: Cluster) 
     """A reclaimed job whose record the worker cannot read (its followups not JSON:
     another version's, or damaged) is left to be dead-lettered; the worker's take
     loop goes on, and the pool's next job is answered."""
-    for name in ("w1", "w2"):
-        cluster.worker(name, pools="chat")
-    await cluster.serving("chat")
-    sent = await cluster.chat_streaming()
-    holder = await cluster.holder("chat")
-    job_id = await _job_id(cluster, "chat")
+    sent, holder, job_id = await _chat_held_by_one_of_two(cluster)
     await cluster.redis.hset(f"{PREFIX}:task:{job_id}", FOLLOWUPS, "not json")
     cluster.node(holder).kill()
 
@@ -274,13 +279,7 @@ async def test_a_job_that_cannot_be_started_stops_only_itself(cluster: Cluster) 
 async def test_a_worker_killed_after_claiming_the_delivery_is_still_answered_once(
     cluster: Cluster,
 ) -> None:
-    for name in ("w1", "w2"):
-        cluster.worker(name, pools="chat")
-    await cluster.serving("chat")
-
-    sent = await cluster.chat_streaming()
-    holder = await cluster.holder("chat")
-    job_id = await _job_id(cluster, "chat")
+    sent, holder, job_id = await _chat_held_by_one_of_two(cluster)
     cluster.node(holder).kill()
     # What a worker leaves when it dies between claiming the delivery and sending
     # the answer (JobStream.claim_delivery's key, naming its first delivery).
